@@ -1,0 +1,28 @@
+"""Shared command-line plumbing: one clear error line, non-zero exit."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable, Sequence
+
+from .errors import CryptoGraphError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run ``main(argv)`` and turn expected failures into one line on stderr.
+
+    ``CryptoGraphError`` -> ``error: <message>`` and exit 2; Ctrl-C -> exit 130;
+    anything else is a bug and keeps its traceback.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(main(argv) or 0)
+    except CryptoGraphError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,36 @@
+"""Exceptions with messages meant for people.
+
+Every error a user can cause (bad input, unreachable host, corrupt file, wrong
+checkpoint) is raised as a :class:`CryptoGraphError` subclass. The command-line
+entry points catch this base class and print one line on stderr with a
+non-zero exit code instead of a traceback (see :func:`gnn_market.cli.run_cli`).
+"""
+from __future__ import annotations
+
+
+class CryptoGraphError(Exception):
+    """Base class of all errors that should reach the user as one clear line."""
+
+
+class StoreError(CryptoGraphError):
+    """The market store is missing, empty, unwritable or holds a corrupt file."""
+
+
+class DataError(CryptoGraphError):
+    """Input data is malformed, too short, or does not match what was asked for."""
+
+
+class BinanceError(CryptoGraphError):
+    """The Binance API (or a compatible server) failed in a way retries cannot fix."""
+
+
+class BannedError(BinanceError):
+    """HTTP 418: the IP is banned; continuing would extend the ban."""
+
+
+class UnknownSymbolError(BinanceError):
+    """Binance error -1121 (invalid symbol)."""
+
+
+class CheckpointError(CryptoGraphError):
+    """A model checkpoint is missing, corrupt, or does not fit the data."""

@@ -1,0 +1,392 @@
+"""On-disk market store: one Parquet file per (kind, market, symbol).
+
+Layout under the store root::
+
+    STORE.json                         format marker and version
+    klines/<market>/<SYMBOL>.parquet   hourly candles, index ``open_time``
+    funding/<SYMBOL>.parquet           perpetual funding, index ``funding_time``
+    book/<market>/<SYMBOL>.parquet     top-20 book snapshots, index ``snapshot_time``
+
+``market`` is ``"spot"`` or ``"perp"`` (USDT-M perpetual futures). All times are
+UTC ``datetime64[ns, UTC]``. Raw columns keep Binance's meaning and units.
+
+Guarantees:
+
+* **Idempotent upserts.** Writers merge new rows into the stored rows by
+  index; a row present in both takes the new values. Re-running any download
+  or import never duplicates or drops a row.
+* **Crash safety.** Every write goes to a temporary file in the same folder,
+  is flushed to disk, then atomically renamed over the old file. A process
+  killed mid-write leaves the previous complete file; leftover temporary files
+  are ignored by readers and removed by the next write.
+* **Never lose data.** A stored file that cannot be read is reported as a
+  :class:`StoreError` and is never overwritten.
+* **Gaps stay gaps.** Nothing is filled; :meth:`Store.gaps` reports them.
+
+One writer per store at a time is assumed (the collectors are single-process).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import DataError, StoreError
+
+MARKETS = ("spot", "perp")
+HOUR = pd.Timedelta(hours=1)
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,30}$")
+STORE_FORMAT = {"format": "cryptograph-store", "version": 1}
+
+#: Hourly candle columns and dtypes. ``trades`` is nullable (``pd.NA`` where the
+#: source does not report it); float columns are NaN where unknown.
+KLINE_COLUMNS: dict[str, str] = {
+    "open": "float64",
+    "high": "float64",
+    "low": "float64",
+    "close": "float64",
+    "volume": "float64",  # base asset
+    "quote_volume": "float64",  # quote asset (USDT)
+    "trades": "Int64",
+    "taker_buy_volume": "float64",  # base asset
+    "taker_buy_quote_volume": "float64",
+}
+KLINE_REQUIRED = ("open", "high", "low", "close", "volume")
+
+#: Funding events of a perpetual. ``funding_rate`` is per funding interval
+#: (e.g. 0.0001 = 0.01% per 8 h); ``mark_price`` is NaN where unknown.
+FUNDING_COLUMNS: dict[str, str] = {"funding_rate": "float64", "mark_price": "float64"}
+FUNDING_REQUIRED = ("funding_rate",)
+
+#: Summary of one top-of-book snapshot (top ``levels`` levels, usually 20).
+#: ``spread`` is the absolute spread ``best_ask - best_bid`` in quote units;
+#: ``bid_qty``/``ask_qty`` are summed base quantities over the levels.
+BOOK_COLUMNS: dict[str, str] = {
+    "best_bid": "float64",
+    "best_ask": "float64",
+    "best_bid_qty": "float64",
+    "best_ask_qty": "float64",
+    "bid_qty": "float64",
+    "ask_qty": "float64",
+    "bid_notional": "float64",
+    "ask_notional": "float64",
+    "spread": "float64",
+    "levels": "int64",
+}
+BOOK_REQUIRED = ("best_bid", "best_ask", "bid_qty", "ask_qty")
+
+
+@dataclass(frozen=True)
+class _Kind:
+    name: str
+    index: str
+    columns: dict[str, str]
+    required: tuple[str, ...]
+    per_market: bool
+
+
+KLINES = _Kind("klines", "open_time", KLINE_COLUMNS, KLINE_REQUIRED, per_market=True)
+FUNDING = _Kind("funding", "funding_time", FUNDING_COLUMNS, FUNDING_REQUIRED, per_market=False)
+BOOK = _Kind("book", "snapshot_time", BOOK_COLUMNS, BOOK_REQUIRED, per_market=True)
+
+
+def is_valid_symbol(symbol: str) -> bool:
+    """True if ``symbol`` is safe to use as a file name (``^[A-Z0-9]{2,30}$``)."""
+    return isinstance(symbol, str) and bool(SYMBOL_PATTERN.match(symbol))
+
+
+def validate_symbol(symbol: str) -> str:
+    """Return ``symbol`` or raise :class:`DataError` if it is not ``^[A-Z0-9]{2,30}$``."""
+    if not is_valid_symbol(symbol):
+        raise DataError(f"invalid symbol {symbol!r}: expected 2-30 characters A-Z or 0-9")
+    return symbol
+
+
+def validate_market(market: str) -> str:
+    if market not in MARKETS:
+        raise DataError(f"unknown market {market!r}: expected one of {', '.join(MARKETS)}")
+    return market
+
+
+def to_utc_index(values: Iterable, name: str) -> pd.DatetimeIndex:
+    """Convert datetimes / ISO strings / pandas timestamps to a UTC ns index."""
+    idx = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
+    return idx.as_unit("ns").rename(name)
+
+
+def ms_to_utc_index(ms: Iterable, name: str) -> pd.DatetimeIndex:
+    """Milliseconds since the epoch -> UTC ns index."""
+    arr = np.asarray(list(ms) if not isinstance(ms, (np.ndarray, pd.Series, pd.Index)) else ms, dtype="int64")
+    return pd.DatetimeIndex(pd.to_datetime(arr, unit="ms", utc=True)).as_unit("ns").rename(name)
+
+
+def _empty_frame(kind: _Kind) -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series(dtype=t) for c, t in kind.columns.items()})
+    frame.index = pd.DatetimeIndex([], tz="UTC", name=kind.index).as_unit("ns")
+    return frame
+
+
+def _normalise(df: pd.DataFrame, kind: _Kind) -> pd.DataFrame:
+    """Coerce ``df`` to the kind's schema: UTC index, known columns, dtypes."""
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"{kind.name}: expected a pandas DataFrame, got {type(df).__name__}")
+    if kind.index in df.columns:
+        df = df.set_index(kind.index)
+    missing = [c for c in kind.required if c not in df.columns]
+    if missing:
+        raise DataError(f"{kind.name}: missing required columns {missing}")
+    try:
+        index = to_utc_index(df.index, kind.index)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{kind.name}: index is not a datetime: {exc}") from exc
+    out = pd.DataFrame(index=index)
+    for col, dtype in kind.columns.items():
+        if col in df.columns:
+            values = df[col].to_numpy()
+            try:
+                if dtype == "Int64":
+                    out[col] = pd.array(pd.to_numeric(values), dtype="Float64").round().astype("Int64")
+                elif dtype == "int64":
+                    out[col] = pd.to_numeric(values).astype("int64")
+                else:
+                    out[col] = pd.to_numeric(values).astype("float64")
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"{kind.name}: column {col!r} is not numeric: {exc}") from exc
+        else:
+            out[col] = pd.Series(pd.NA if dtype == "Int64" else (0 if dtype == "int64" else np.nan),
+                                 index=index, dtype=dtype)
+    if out.index.hasnans:
+        raise DataError(f"{kind.name}: index has missing timestamps")
+    for col in kind.required:
+        vals = out[col].to_numpy(dtype="float64", na_value=np.nan)
+        if np.isinf(vals).any():
+            raise DataError(f"{kind.name}: column {col!r} has infinite values")
+    return out
+
+
+class Store:
+    """A folder of Parquet files holding hourly market data.
+
+    Args:
+        path: root folder. It is created by the first write; readers raise
+            :class:`StoreError` if it does not exist.
+
+    Example::
+
+        store = Store("data/binance")
+        store.symbols("spot")              # ['BTCUSDT', 'ETHUSDT', ...]
+        df = store.klines("BTCUSDT")       # index open_time (UTC)
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.root = Path(path).expanduser()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    # ------------------------------------------------------------------ paths
+    def _path(self, kind: _Kind, symbol: str, market: str | None) -> Path:
+        validate_symbol(symbol)
+        if kind.per_market:
+            validate_market(market or "")
+            return self.root / kind.name / market / f"{symbol}.parquet"
+        return self.root / kind.name / f"{symbol}.parquet"
+
+    def exists(self) -> bool:
+        return self.root.is_dir()
+
+    def _require_root(self) -> None:
+        if not self.root.exists():
+            raise StoreError(f"store not found: {self.root}")
+        if not self.root.is_dir():
+            raise StoreError(f"store path is not a folder: {self.root}")
+
+    # ----------------------------------------------------------------- listing
+    def markets(self) -> list[str]:
+        """Markets that hold at least one kline file."""
+        self._require_root()
+        return [m for m in MARKETS if self.symbols(m)]
+
+    def symbols(self, market: str = "spot") -> list[str]:
+        """Sorted symbols with a kline file in ``market`` (empty list if none)."""
+        validate_market(market)
+        self._require_root()
+        return self._list(self.root / KLINES.name / market)
+
+    def funding_symbols(self) -> list[str]:
+        self._require_root()
+        return self._list(self.root / FUNDING.name)
+
+    def book_symbols(self, market: str = "spot") -> list[str]:
+        validate_market(market)
+        self._require_root()
+        return self._list(self.root / BOOK.name / market)
+
+    @staticmethod
+    def _list(folder: Path) -> list[str]:
+        if not folder.is_dir():
+            return []
+        names = (p.stem for p in folder.glob("*.parquet") if not p.name.startswith("."))
+        return sorted(n for n in names if is_valid_symbol(n))
+
+    # ----------------------------------------------------------------- reading
+    def _read(self, kind: _Kind, symbol: str, market: str | None, missing_ok: bool) -> pd.DataFrame:
+        path = self._path(kind, symbol, market)
+        if not path.exists():
+            self._require_root()
+            if missing_ok:
+                return _empty_frame(kind)
+            where = f" ({market})" if kind.per_market else ""
+            raise StoreError(f"no {kind.name} for {symbol}{where} in store {self.root}")
+        try:
+            table = pq.read_table(path)
+            df = table.to_pandas()
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            raise StoreError(f"corrupt store file {path}: {exc}") from exc
+        try:
+            return _normalise(df, kind)
+        except DataError as exc:
+            raise StoreError(f"corrupt store file {path}: {exc}") from exc
+
+    def klines(self, symbol: str, market: str = "spot",
+               start: str | pd.Timestamp | None = None,
+               end: str | pd.Timestamp | None = None) -> pd.DataFrame:
+        """Hourly candles of ``symbol``, indexed by UTC ``open_time``, sorted.
+
+        Columns: see :data:`KLINE_COLUMNS`. ``start``/``end`` are inclusive
+        bounds on ``open_time``. Raises :class:`StoreError` if absent.
+        """
+        df = self._read(KLINES, symbol, market, missing_ok=False)
+        return _slice(df, start, end)
+
+    def funding(self, symbol: str) -> pd.DataFrame:
+        """Funding events of perpetual ``symbol`` (empty frame if none stored)."""
+        return self._read(FUNDING, symbol, None, missing_ok=True)
+
+    def book(self, symbol: str, market: str = "spot") -> pd.DataFrame:
+        """Book snapshots of ``symbol`` in ``market`` (empty frame if none stored)."""
+        return self._read(BOOK, symbol, market, missing_ok=True)
+
+    # ----------------------------------------------------------------- writing
+    def write_klines(self, symbol: str, df: pd.DataFrame, market: str = "spot") -> int:
+        """Upsert candles; returns the number of rows not stored before."""
+        return self._upsert(KLINES, symbol, market, df)
+
+    def write_funding(self, symbol: str, df: pd.DataFrame) -> int:
+        """Upsert funding events; returns the number of new rows."""
+        return self._upsert(FUNDING, symbol, None, df)
+
+    def write_book(self, symbol: str, df: pd.DataFrame, market: str = "spot") -> int:
+        """Upsert book snapshots; returns the number of new rows."""
+        return self._upsert(BOOK, symbol, market, df)
+
+    def _upsert(self, kind: _Kind, symbol: str, market: str | None, df: pd.DataFrame) -> int:
+        path = self._path(kind, symbol, market)
+        new = _normalise(df, kind)
+        if kind is KLINES and len(new):
+            off_grid = new.index[(new.index.asi8 % HOUR.value) != 0]
+            if len(off_grid):
+                raise DataError(f"klines for {symbol}: open_time {off_grid[0]} is not on the hour")
+        new = new[~new.index.duplicated(keep="last")]
+        old = self._read(kind, symbol, market, missing_ok=True) if path.exists() else _empty_frame(kind)
+        added = int((~new.index.isin(old.index)).sum())
+        if added == 0 and len(old) and _same_rows(old, new):
+            return 0  # nothing to change: skip the rewrite
+        merged = pd.concat([old[~old.index.isin(new.index)], new]).sort_index()
+        self._atomic_write(path, merged, kind)
+        return added
+
+    def _atomic_write(self, path: Path, df: pd.DataFrame, kind: _Kind) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            marker = self.root / "STORE.json"
+            if not marker.exists():
+                marker.write_text(json.dumps(STORE_FORMAT) + "\n")
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):
+                stale.unlink(missing_ok=True)  # left by a process killed mid-write
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as exc:
+            raise StoreError(f"cannot write to store {self.root}: {exc.strerror or exc}") from exc
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                table = pa.Table.from_pandas(df.rename_axis(kind.index), preserve_index=True)
+                pq.write_table(table, fh, compression="zstd")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    # ----------------------------------------------------------------- reports
+    def gaps(self, symbol: str, market: str = "spot") -> pd.DataFrame:
+        """Missing hours inside the stored range of ``symbol``.
+
+        Returns a frame with columns ``start`` (first missing hour), ``end``
+        (last missing hour) and ``hours`` (count), one row per gap.
+        """
+        idx = self.klines(symbol, market).index
+        return find_gaps(idx)
+
+    def summary(self) -> pd.DataFrame:
+        """One row per (market, symbol): range, rows, missing hours, funding and book rows."""
+        self._require_root()
+        rows = []
+        for market in MARKETS:
+            for sym in self.symbols(market):
+                k = self.klines(sym, market)
+                gaps = find_gaps(k.index)
+                rows.append({
+                    "market": market,
+                    "symbol": sym,
+                    "first": k.index.min() if len(k) else pd.NaT,
+                    "last": k.index.max() if len(k) else pd.NaT,
+                    "rows": len(k),
+                    "gaps": len(gaps),
+                    "missing_hours": int(gaps["hours"].sum()) if len(gaps) else 0,
+                    "funding_rows": len(self.funding(sym)) if market == "perp" else 0,
+                    "book_rows": len(self.book(sym, market)),
+                })
+        return pd.DataFrame(rows)
+
+
+def find_gaps(index: pd.DatetimeIndex) -> pd.DataFrame:
+    """Runs of missing hours between the first and last timestamp of ``index``."""
+    if len(index) < 2:
+        return pd.DataFrame({"start": pd.Series(dtype="datetime64[ns, UTC]"),
+                             "end": pd.Series(dtype="datetime64[ns, UTC]"),
+                             "hours": pd.Series(dtype="int64")})
+    idx = index.sort_values()
+    step = np.diff(idx.asi8) // HOUR.value
+    where = np.nonzero(step > 1)[0]
+    return pd.DataFrame({
+        "start": idx[where] + HOUR,
+        "end": idx[where + 1] - HOUR,
+        "hours": (step[where] - 1).astype("int64"),
+    })
+
+
+def _slice(df: pd.DataFrame, start, end) -> pd.DataFrame:
+    if start is not None:
+        df = df[df.index >= to_utc_index([start], df.index.name)[0]]
+    if end is not None:
+        df = df[df.index <= to_utc_index([end], df.index.name)[0]]
+    return df
+
+
+def _same_rows(old: pd.DataFrame, new: pd.DataFrame) -> bool:
+    """True if every row of ``new`` is already stored with identical values."""
+    common = old.loc[new.index]
+    return common.equals(new)
