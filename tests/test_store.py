@@ -1,0 +1,180 @@
+"""Store: schema, idempotent upserts, crash safety, gaps, bad input."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gnn_market.errors import DataError, StoreError
+from gnn_market.store import Store, find_gaps
+
+
+def candles(start: str, hours: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, hours)))
+    idx = pd.date_range(start, periods=hours, freq="h", tz="UTC", name="open_time")
+    return pd.DataFrame({"open": close, "high": close * 1.01, "low": close * 0.99, "close": close,
+                         "volume": rng.uniform(1, 10, hours), "trades": np.arange(hours)}, index=idx)
+
+
+def test_round_trip_schema(tmp_path):
+    store = Store(tmp_path / "s")
+    df = candles("2024-01-01", 48)
+    assert store.write_klines("BTCUSDT", df) == 48
+    got = store.klines("BTCUSDT")
+    assert str(got.index.tz) == "UTC" and got.index.name == "open_time"
+    np.testing.assert_array_equal(got["close"].to_numpy(), df["close"].to_numpy())
+    assert got["trades"].dtype == "Int64" and got["trades"].iloc[5] == 5
+    assert got["quote_volume"].isna().all()  # unknown stays explicit
+    assert store.symbols("spot") == ["BTCUSDT"] and store.markets() == ["spot"]
+
+
+def test_upsert_is_idempotent_and_overlapping_writes_merge(tmp_path):
+    store = Store(tmp_path)
+    df = candles("2024-01-01", 100)
+    store.write_klines("ETHUSDT", df.iloc[:60])
+    assert store.write_klines("ETHUSDT", df.iloc[40:]) == 40
+    assert store.write_klines("ETHUSDT", df) == 0
+    got = store.klines("ETHUSDT")
+    assert len(got) == 100 and got.index.is_unique and got.index.is_monotonic_increasing
+    np.testing.assert_allclose(got["close"].to_numpy(), df["close"].to_numpy())
+
+
+def test_upsert_replaces_values_of_existing_rows(tmp_path):
+    store = Store(tmp_path)
+    df = candles("2024-01-01", 10)
+    store.write_klines("ETHUSDT", df)
+    fixed = df.iloc[[3]].copy()
+    fixed["close"] = 1.0
+    assert store.write_klines("ETHUSDT", fixed) == 0
+    assert store.klines("ETHUSDT")["close"].iloc[3] == 1.0
+    assert len(store.klines("ETHUSDT")) == 10
+
+
+def test_gaps_are_kept_and_reported(tmp_path):
+    store = Store(tmp_path)
+    df = candles("2024-01-01", 50).drop(index=pd.date_range("2024-01-01 10:00", periods=3, freq="h", tz="UTC"))
+    store.write_klines("SOLUSDT", df)
+    gaps = store.gaps("SOLUSDT")
+    assert len(gaps) == 1 and gaps["hours"].iloc[0] == 3
+    assert gaps["start"].iloc[0] == pd.Timestamp("2024-01-01 10:00", tz="UTC")
+    assert gaps["end"].iloc[0] == pd.Timestamp("2024-01-01 12:00", tz="UTC")
+    assert len(store.klines("SOLUSDT")) == 47  # nothing filled
+    assert find_gaps(pd.DatetimeIndex([], tz="UTC")).empty
+
+
+def test_funding_and_book_round_trip(tmp_path):
+    store = Store(tmp_path)
+    ft = pd.date_range("2024-01-01", periods=3, freq="8h", tz="UTC")
+    store.write_funding("BTCUSDT", pd.DataFrame({"funding_rate": [1e-4, -2e-4, 3e-4]}, index=ft))
+    assert store.funding("BTCUSDT")["funding_rate"].tolist() == [1e-4, -2e-4, 3e-4]
+    assert store.funding("ETHUSDT").empty  # none stored: empty frame, not an error
+    book = pd.DataFrame({"best_bid": [99.0], "best_ask": [101.0], "bid_qty": [5.0], "ask_qty": [0.0]},
+                        index=pd.DatetimeIndex(["2024-01-01 01:00"], tz="UTC"))
+    store.write_book("BTCUSDT", book, market="perp")
+    got = store.book("BTCUSDT", market="perp")
+    assert got["best_ask"].iloc[0] == 101.0 and np.isnan(got["spread"].iloc[0])
+
+
+@pytest.mark.parametrize("symbol", ["btcusdt", "币安USDT", "../etc", "A", ""])
+def test_invalid_symbols_are_refused(tmp_path, symbol):
+    with pytest.raises(DataError):
+        Store(tmp_path).write_klines(symbol, candles("2024-01-01", 2))
+
+
+def test_bad_frames_are_refused_without_touching_stored_data(tmp_path):
+    store = Store(tmp_path)
+    store.write_klines("BTCUSDT", candles("2024-01-01", 5))
+    bad = candles("2024-01-02", 2).drop(columns="close")
+    with pytest.raises(DataError, match="close"):
+        store.write_klines("BTCUSDT", bad)
+    off_hour = candles("2024-01-02", 2)
+    off_hour.index = off_hour.index + pd.Timedelta(minutes=30)
+    with pytest.raises(DataError, match="not on the hour"):
+        store.write_klines("BTCUSDT", off_hour)
+    assert len(store.klines("BTCUSDT")) == 5
+
+
+def test_missing_store_and_symbol_are_clear_errors(tmp_path):
+    with pytest.raises(StoreError, match="not found"):
+        Store(tmp_path / "nope").symbols()
+    store = Store(tmp_path)
+    store.write_klines("BTCUSDT", candles("2024-01-01", 2))
+    with pytest.raises(StoreError, match="no klines for XRPUSDT"):
+        store.klines("XRPUSDT")
+
+
+def test_corrupt_file_is_reported_and_never_overwritten(tmp_path):
+    store = Store(tmp_path)
+    store.write_klines("BTCUSDT", candles("2024-01-01", 5))
+    path = tmp_path / "klines" / "spot" / "BTCUSDT.parquet"
+    path.write_bytes(b"not a parquet file")
+    with pytest.raises(StoreError, match="corrupt"):
+        store.klines("BTCUSDT")
+    with pytest.raises(StoreError, match="corrupt"):
+        store.write_klines("BTCUSDT", candles("2024-01-02", 5))
+    assert path.read_bytes() == b"not a parquet file"
+
+
+def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    store.write_klines("BTCUSDT", candles("2024-01-01", 5))
+    import gnn_market.store as store_module
+
+    def explode(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_module.pq, "write_table", explode)
+    with pytest.raises(StoreError, match="No space left"):
+        store.write_klines("BTCUSDT", candles("2024-01-01", 10))
+    monkeypatch.undo()
+    assert len(store.klines("BTCUSDT")) == 5
+    assert not list((tmp_path / "klines" / "spot").glob(".*.tmp"))
+
+
+def test_stale_temp_file_is_ignored_then_cleaned(tmp_path):
+    store = Store(tmp_path)
+    store.write_klines("BTCUSDT", candles("2024-01-01", 5))
+    stale = tmp_path / "klines" / "spot" / ".BTCUSDT.parquet.abc.tmp"
+    stale.write_bytes(b"half a file")
+    assert store.symbols() == ["BTCUSDT"] and len(store.klines("BTCUSDT")) == 5
+    store.write_klines("BTCUSDT", candles("2024-01-01", 6))
+    assert not stale.exists()
+
+
+def test_process_killed_mid_write_leaves_a_readable_store(tmp_path):
+    """SIGKILL a writer in a loop of large rewrites; the store must stay readable and completable."""
+    script = textwrap.dedent(f"""
+        import numpy as np, pandas as pd, sys
+        sys.path.insert(0, {os.getcwd()!r})
+        from gnn_market.store import Store
+        store = Store({str(tmp_path)!r})
+        hours = 200_000
+        idx = pd.date_range("2000-01-01", periods=hours, freq="h", tz="UTC")
+        close = np.linspace(1, 2, hours)
+        df = pd.DataFrame({{"open": close, "high": close, "low": close, "close": close, "volume": close}}, index=idx)
+        store.write_klines("BTCUSDT", df.iloc[:1000])
+        print("ready", flush=True)
+        k = 0
+        while True:
+            k += 1
+            store.write_klines("BTCUSDT", df.assign(volume=df["volume"] + k))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    import time  # noqa: PLC0415
+
+    time.sleep(1.5)  # let it get into the middle of a rewrite
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    store = Store(tmp_path)
+    got = store.klines("BTCUSDT")
+    assert len(got) in (1000, 200_000)
+    store.write_klines("BTCUSDT", got.iloc[:10])  # the next run completes normally
+    assert len(store.klines("BTCUSDT")) == len(got)
