@@ -1,0 +1,173 @@
+"""Checkpoint file format of a trained :class:`~gnn_market.model.GATv2Classifier`.
+
+A checkpoint is one ``torch.save`` file holding only tensors and plain Python
+values, so it loads with ``torch.load(..., weights_only=True)`` (no pickled
+code runs). Keys:
+
+- ``format`` / ``format_version`` / ``package_version``
+- ``state_dict``: the model weights
+- ``model_config``, ``graph_config``, ``feature_config``: plain dicts
+- ``feature_names``: the feature schema, in column order
+- ``normalizer``: :meth:`FeatureNormalizer.state_dict` (NumPy arrays stored as tensors)
+- ``threshold``, ``market``, ``symbols``
+- ``ranges``: ``{"train"|"val"|"test": [first_hour_iso, last_hour_iso] or None}``
+- ``extra``: free-form metadata (e.g. the training command)
+
+Anything missing, of the wrong type, or from a newer format raises
+:class:`~gnn_market.errors.CheckpointError` with a message that says why.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from .errors import CheckpointError
+
+FORMAT = "cryptograph-gatv2"
+FORMAT_VERSION = 1
+_NDARRAY_TAG = "__ndarray__"
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to rebuild a model and feed it data like at training time."""
+
+    state_dict: dict[str, torch.Tensor]
+    model_config: dict[str, Any]
+    graph_config: dict[str, Any]
+    feature_config: dict[str, Any]
+    feature_names: list[str]
+    normalizer: dict[str, Any]
+    threshold: float
+    market: str
+    symbols: list[str]
+    ranges: dict[str, list[str] | None]
+    extra: dict[str, Any] = field(default_factory=dict)
+    package_version: str = __version__
+
+    def range(self, name: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """``(first, last)`` hour of the ``train``/``val``/``test`` range as UTC timestamps."""
+        value = self.ranges.get(name)
+        if value is None:
+            return None
+        return pd.Timestamp(value[0]).tz_convert("UTC"), pd.Timestamp(value[1]).tz_convert("UTC")
+
+
+def iso_range(times: pd.DatetimeIndex) -> list[str] | None:
+    """``[first, last]`` of a non-empty index as ISO strings (None if empty)."""
+    if len(times) == 0:
+        return None
+    return [times[0].isoformat(), times[-1].isoformat()]
+
+
+def _encode(value: Any) -> Any:
+    """NumPy arrays/scalars -> tensors/Python scalars, recursively (weights_only-safe)."""
+    if isinstance(value, np.ndarray):
+        return {_NDARRAY_TAG: torch.from_numpy(np.ascontiguousarray(value)), "dtype": str(value.dtype)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if _NDARRAY_TAG in value:
+            return value[_NDARRAY_TAG].numpy().astype(value["dtype"], copy=False)
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
+    """Write ``ckpt`` atomically (temp file + rename) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": ckpt.package_version,
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()},
+        "model_config": _encode(ckpt.model_config),
+        "graph_config": _encode(ckpt.graph_config),
+        "feature_config": _encode(ckpt.feature_config),
+        "feature_names": list(ckpt.feature_names),
+        "normalizer": _encode(ckpt.normalizer),
+        "threshold": float(ckpt.threshold),
+        "market": ckpt.market,
+        "symbols": list(ckpt.symbols),
+        "ranges": _encode(ckpt.ranges),
+        "extra": _encode(ckpt.extra),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "state_dict": dict, "model_config": dict, "graph_config": dict, "feature_config": dict,
+    "feature_names": list, "normalizer": dict, "threshold": (float, int), "market": str,
+    "symbols": list, "ranges": dict,
+}
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read and validate a checkpoint written by :func:`save_checkpoint`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        raw = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # corrupt zip, truncated file, foreign pickle...
+        raise CheckpointError(f"cannot read checkpoint {path}: not a valid CryptoGraph checkpoint "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a CryptoGraph GATv2 checkpoint (format {FORMAT!r} expected)")
+    version = raw.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version {version!r}; this package reads "
+                              f"<= {FORMAT_VERSION} (package {__version__}); upgrade cryptograph")
+    for key, kind in _REQUIRED.items():
+        if not isinstance(raw.get(key), kind):
+            raise CheckpointError(f"{path}: checkpoint field {key!r} is missing or malformed")
+    return Checkpoint(
+        state_dict=raw["state_dict"],
+        model_config=_decode(raw["model_config"]),
+        graph_config=_decode(raw["graph_config"]),
+        feature_config=_decode(raw["feature_config"]),
+        feature_names=[str(n) for n in raw["feature_names"]],
+        normalizer=_decode(raw["normalizer"]),
+        threshold=float(raw["threshold"]),
+        market=raw["market"],
+        symbols=[str(s) for s in raw["symbols"]],
+        ranges=_decode(raw["ranges"]),
+        extra=_decode(raw.get("extra", {})),
+        package_version=str(raw.get("package_version", "unknown")),
+    )
+
+
+def build_model(ckpt: Checkpoint):
+    """Instantiate the :class:`GATv2Classifier` of ``ckpt`` with its weights, in eval mode."""
+    from .model import GATv2Classifier, ModelConfig
+
+    try:
+        model = GATv2Classifier(ModelConfig.from_dict(ckpt.model_config))
+        model.load_state_dict(ckpt.state_dict)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint weights do not fit its model config: {exc}") from exc
+    if model.config.in_channels != len(ckpt.feature_names):
+        raise CheckpointError(f"checkpoint model expects {model.config.in_channels} features but lists "
+                              f"{len(ckpt.feature_names)} feature names")
+    return model.eval()
