@@ -1,0 +1,170 @@
+"""Portfolio arithmetic of ``CryptoGraph-v0``: pure numpy, no Gymnasium.
+
+Weights are long-only over ``N + 1`` holdings: index 0 is cash (USDT), index
+``1 + i`` is pair ``i``. One environment step is one hour:
+
+1. **Rebalance** at decision time (the close of hour ``t``). The agent's scores
+   become target weights ``w`` (:func:`scores_to_weights`). The portfolio
+   holds ``w_prev``: the previous target after the previous hour's drift.
+   ``turnover = sum_i |w_i - w_prev_i|`` over the *pairs* (cash excluded: a
+   move from cash into a pair is one trade, a move from pair A to pair B is
+   two). The fee ``fee_rate * turnover * V_t`` (``fee_rate = fee_bps / 1e4``)
+   is taken out of the portfolio before the hour starts.
+2. **Hold** for the hour. Pair ``i`` grows by ``g_i = close[t+1] / close[t]``;
+   cash does not move.
+3. **Funding** (perpetual markets). A funding event with rate ``f_i``
+   settling inside the held hour is paid by a long position on its notional at
+   settlement (``f_i > 0``: the long pays; ``f_i < 0``: it receives). It is
+   debited from (credited to) the position itself, so weights stay >= 0.
+
+So, with ``V'_t = V_t (1 - fee_rate * turnover)``::
+
+    V_{t+1} = V'_t * (w_0 + sum_i w_i g_i (1 - f_i))
+    reward  = log(V_{t+1} / V_t)
+            = log(1 - fee_rate * turnover) + log(w_0 + sum_i w_i g_i (1 - f_i))
+
+and the held weights drift to ``w_i g_i (1 - f_i) / (w_0 + sum_j w_j g_j (1 - f_j))``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Default inverse temperature of the score -> weight softmax. With scores in
+#: [-1, 1], 5 lets one holding reach ~99.9% of 31 holdings (e^10 : 30), while a
+#: zero action is the uniform portfolio over cash and the tradable pairs.
+ACTION_SCALE = 5.0
+
+
+@dataclass(frozen=True)
+class PortfolioConfig:
+    """Trading costs and the action mapping.
+
+    Attributes:
+        fee_bps: proportional fee per unit of turnover, in basis points
+            (10 = 0.1%, Binance's base spot taker fee).
+        action_scale: inverse temperature of the softmax mapping scores to
+            weights (higher = more concentrated for the same scores).
+        initial_value: portfolio value at the start of an episode (quote units).
+    """
+
+    fee_bps: float = 10.0
+    action_scale: float = ACTION_SCALE
+    initial_value: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.fee_bps) and 0.0 <= self.fee_bps < 1e4):
+            raise ValueError(f"fee_bps must be in [0, 10000), got {self.fee_bps}")
+        if not (math.isfinite(self.action_scale) and self.action_scale > 0):
+            raise ValueError(f"action_scale must be > 0, got {self.action_scale}")
+        if not (math.isfinite(self.initial_value) and self.initial_value > 0):
+            raise ValueError(f"initial_value must be > 0, got {self.initial_value}")
+
+    @property
+    def fee_rate(self) -> float:
+        return self.fee_bps / 1e4
+
+
+def logit_offsets(mask: np.ndarray) -> np.ndarray:
+    """Additive softmax offsets ``[..., N + 1]``: 0 for cash and tradable pairs, -inf for masked ones.
+
+    Adding these to the scaled scores gives masked pairs exactly zero weight.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    offsets = np.where(mask, 0.0, -np.inf)
+    cash = np.zeros(mask.shape[:-1] + (1,))
+    return np.concatenate([cash, offsets], axis=-1)
+
+
+def scores_to_weights(scores: np.ndarray, mask: np.ndarray | None = None,
+                      scale: float = ACTION_SCALE, offsets: np.ndarray | None = None) -> np.ndarray:
+    """Map ``N + 1`` real scores (cash first) to long-only weights summing to 1.
+
+    ``w = softmax(scale * scores + offsets)`` where ``offsets`` is
+    :func:`logit_offsets` of ``mask`` (masked pairs get weight 0). Cash is
+    never masked, so the result is always defined.
+
+    Args:
+        scores: ``[N + 1]`` finite scores (or ``[B, N + 1]``).
+        mask: ``[N]`` tradable pairs; ``None`` = all tradable.
+        scale: softmax inverse temperature.
+        offsets: precomputed :func:`logit_offsets` (fast path; wins over ``mask``).
+    """
+    z = scale * np.asarray(scores, dtype=np.float64)
+    if offsets is None and mask is not None:
+        offsets = logit_offsets(mask)
+    if offsets is not None:
+        z = z + offsets
+    z = z - z.max(axis=-1, keepdims=True)  # stability: exp never overflows
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def price_growth(close: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-hour growth factors ``[T - 1, N + 1]`` (cash first, always 1).
+
+    ``close[t+1] / close[t]`` for pair ``i`` where both candles exist; 1 where
+    the next price is unknown (the position is carried at its last price). Row
+    ``t`` is the hour held after deciding at ``t``.
+    """
+    close = np.asarray(close, dtype=np.float64)
+    mask = np.asarray(mask, dtype=bool) & np.isfinite(close) & (close > 0)
+    known = mask[:-1] & mask[1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        growth = np.where(known, close[1:] / np.where(known, close[:-1], 1.0), 1.0)
+    cash = np.ones((growth.shape[0], 1))
+    return np.concatenate([cash, growth], axis=1)
+
+
+def turnover(target: np.ndarray, held: np.ndarray) -> float:
+    """Traded fraction of the portfolio: ``sum |target - held|`` over the pairs (index >= 1)."""
+    return float(np.abs(target[1:] - held[1:]).sum())
+
+
+@dataclass
+class StepResult:
+    """Outcome of one hour (see the module docstring for the formulas).
+
+    Attributes:
+        value: portfolio value at the end of the hour, ``V_{t+1}``.
+        weights: weights held at the end of the hour (the target after drift).
+        turnover: ``sum_i |w_i - w_prev_i|`` over the pairs.
+        fee: fee paid, in quote units.
+        funding: funding paid (> 0) or received (< 0), in quote units.
+        reward: ``log(V_{t+1} / V_t)``.
+    """
+
+    value: float
+    weights: np.ndarray
+    turnover: float
+    fee: float
+    funding: float
+    reward: float
+
+
+def step(value: float, held: np.ndarray, target: np.ndarray, growth: np.ndarray,
+         fee_rate: float, funding: np.ndarray | None = None) -> StepResult:
+    """Rebalance from ``held`` to ``target``, pay the fee, hold one hour, settle funding.
+
+    Args:
+        value: portfolio value ``V_t`` before rebalancing.
+        held: ``[N + 1]`` weights held before rebalancing (after last hour's drift).
+        target: ``[N + 1]`` target weights (>= 0, sum 1).
+        growth: ``[N + 1]`` growth factors over the hour (cash 1), see :func:`price_growth`.
+        fee_rate: fee per unit of turnover (``fee_bps / 1e4``).
+        funding: ``[N + 1]`` funding rates settling inside the hour (cash 0), or ``None``.
+    """
+    traded = turnover(target, held)
+    fee = fee_rate * traded * value
+    invested = value - fee
+    end = target * growth  # value of each holding at the end of the hour, per unit invested
+    paid = 0.0
+    if funding is not None:
+        paid = invested * float(end @ funding)
+        end = end * (1.0 - funding)
+    total = float(end.sum())
+    new_value = invested * total
+    return StepResult(value=new_value, weights=end / total, turnover=traded, fee=fee,
+                      funding=paid, reward=math.log(new_value / value))
