@@ -1,0 +1,94 @@
+"""Small stand-ins for Panel and GraphEncoder, so the environment tests need no trained model.
+
+They follow the contracts in docs/CONTRACTS.md (only the attributes the
+environment reads). The fake encoder uses only candles up to each hour, like
+the real one, so look-ahead tests are meaningful.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class FakePanel:
+    times: pd.DatetimeIndex
+    symbols: list[str]
+    market: str
+    close: np.ndarray
+    mask: np.ndarray
+    funding_rate: np.ndarray
+    has_funding: np.ndarray
+
+
+def make_panel(n_hours: int = 400, n_pairs: int = 4, seed: int = 0, market: str = "spot",
+               start: str = "2024-01-01") -> FakePanel:
+    """Random-walk prices; pair 2 lists 30 hours late, pair 1 has a 5-hour hole at hour 200."""
+    rng = np.random.default_rng(seed)
+    times = pd.date_range(start, periods=n_hours, freq="h", tz="UTC")
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, (n_hours, n_pairs)), axis=0))
+    mask = np.ones((n_hours, n_pairs), bool)
+    mask[:30, 2 % n_pairs] = False
+    mask[200:205, 1 % n_pairs] = False
+    close[~mask] = np.nan
+    funding = np.full((n_hours, n_pairs), np.nan)
+    has_funding = np.zeros((n_hours, n_pairs), bool)
+    if market == "perp":
+        settle = (times.hour % 8 == 7)  # row t carries the event settling at t + 1h (00:00, 08:00, 16:00)
+        funding[settle] = rng.normal(1e-4, 2e-4, (settle.sum(), n_pairs))
+        has_funding[settle] = True
+    return FakePanel(times, [f"P{i}USDT" for i in range(n_pairs)], market, close, mask, funding, has_funding)
+
+
+@dataclass
+class FakeEncoded:
+    times: pd.DatetimeIndex
+    symbols: list[str]
+    probs: np.ndarray
+    embeddings: np.ndarray
+    mask: np.ndarray
+
+
+@dataclass
+class FakeEncoder:
+    """GraphEncoder stand-in: probabilities and embeddings from each pair's past returns only."""
+
+    fit_range: tuple[pd.Timestamp, pd.Timestamp] = (pd.Timestamp("2023-12-01", tz="UTC"),
+                                                    pd.Timestamp("2023-12-31 23:00", tz="UTC"))
+    embedding_dim: int = 6
+    market: str = "spot"
+    fingerprint: str | None = "fake-encoder-v1"
+    calls: list = field(default_factory=list)
+
+    def encode_range(self, panel, start=None, end=None, batch_hours=64, **kwargs) -> FakeEncoded:
+        self.calls.append((start, end))
+        keep = np.ones(len(panel.times), bool)
+        if start is not None:
+            keep &= panel.times >= start
+        if end is not None:
+            keep &= panel.times <= end
+        rows = np.flatnonzero(keep)
+        logp = np.log(panel.close)
+        ret = np.vstack([np.full((1, logp.shape[1]), np.nan), np.diff(logp, axis=0)])  # ret[t] uses t-1, t
+        d = self.embedding_dim
+        lags = np.stack([np.roll(ret, k, axis=0) for k in range(d)], axis=-1)  # ret[t-k]
+        lags[:d] = np.nan  # rolled-in rows from the end would be look-ahead
+        emb = np.nan_to_num(lags[rows] * 100.0).astype(np.float32)
+        r = np.nan_to_num(ret[rows]) * 50.0
+        logits = np.stack([-r, np.zeros_like(r), r], axis=-1)
+        probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        mask = panel.mask[rows] & np.isfinite(ret[rows])
+        probs = np.where(mask[..., None], probs, 0.0).astype(np.float32)
+        emb = np.where(mask[..., None], emb, 0.0).astype(np.float32)
+        return FakeEncoded(panel.times[rows], list(panel.symbols), probs, emb, mask)
+
+
+def make_env(panel: FakePanel | None = None, encoder: FakeEncoder | None = None, cache_dir=None, **kwargs):
+    from envs.crypto_graph import CryptoGraphEnv
+
+    panel = panel if panel is not None else make_panel()
+    encoder = encoder if encoder is not None else FakeEncoder()
+    kwargs.setdefault("use_cache", cache_dir is not None)
+    return CryptoGraphEnv(panel=panel, encoder=encoder, cache_dir=cache_dir, **kwargs)
