@@ -552,7 +552,7 @@ def _cache_path(cache_dir: str | os.PathLike | None) -> Path:
 def panel_fingerprint(panel: Any) -> str:
     """Hash of the panel's content (hours, symbols, market and every data array)."""
     h = hashlib.sha256()
-    h.update(np.asarray(panel.times.asi8).tobytes())
+    h.update(pd.DatetimeIndex(panel.times).as_unit("ns").asi8.tobytes())
     h.update("\0".join(panel.symbols).encode())
     h.update(str(getattr(panel, "market", "")).encode())
     for name in _FINGERPRINT_FIELDS:
@@ -606,7 +606,7 @@ def _write_encoded(path: Path, encoded: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with open(tmp, "wb") as f:  # write-then-rename: parallel workers never read half a file
-        np.savez(f, times=np.asarray(pd.DatetimeIndex(encoded.times).asi8),
+        np.savez(f, times=pd.DatetimeIndex(encoded.times).as_unit("ns").asi8,
                  symbols=np.asarray(list(encoded.symbols), dtype=str),
                  probs=np.asarray(encoded.probs, np.float32),
                  embeddings=np.asarray(encoded.embeddings, np.float32),
@@ -616,6 +616,6 @@ def _write_encoded(path: Path, encoded: Any) -> None:
 
 def _read_encoded(path: Path) -> _Encoded:
     with np.load(path, allow_pickle=False) as z:
-        return _Encoded(times=pd.DatetimeIndex(pd.to_datetime(z["times"], utc=True)),
+        return _Encoded(times=pd.DatetimeIndex(pd.to_datetime(z["times"], unit="ns", utc=True)),
                         symbols=[str(s) for s in z["symbols"]], probs=z["probs"],
                         embeddings=z["embeddings"], mask=z["mask"])

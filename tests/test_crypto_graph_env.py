@@ -1,0 +1,321 @@
+"""CryptoGraph-v0 on a small fake panel and encoder (see env_fakes.py); a real-checkpoint smoke test at the end."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import pytest
+from env_fakes import FakeEncoder, make_env, make_panel
+
+import envs  # noqa: F401  (registers CryptoGraph-v0)
+from envs.crypto_graph import CryptoGraphEnv, RangeOverlapError
+
+FEE = 0.001  # 10 bps, the default
+
+
+@pytest.fixture(autouse=True)
+def _quiet_checker_warnings():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Box observation space (minimum|maximum) value.*")
+        warnings.filterwarnings("ignore", message=".*not having a spec.*")
+        warnings.filterwarnings("ignore", message=".*unconventional shape.*")  # (N, 3) by design; SB3 flattens
+        yield
+
+
+@pytest.mark.parametrize("obs_mode", ["flat", "dict"])
+def test_passes_gymnasium_and_sb3_env_checkers(obs_mode):
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    check_env(make_env(obs_mode=obs_mode))
+    sb3_check_env(make_env(obs_mode=obs_mode), warn=True)
+
+
+def test_spaces_and_observation_layout():
+    panel = make_panel(n_pairs=4)
+    env = make_env(panel=panel, obs_mode="dict")
+    obs, _ = env.reset(seed=0, options={"start": 10})
+    assert env.action_space.shape == (5,)
+    assert obs["probs"].shape == (4, 3) and obs["embeddings"].shape == (4, 6)
+    assert obs["mask"].shape == (4,) and obs["weights"].shape == (5,)
+    assert all(v.dtype == np.float32 for v in obs.values())
+    flat = make_env(panel=panel)
+    fobs, _ = flat.reset(seed=0, options={"start": 10})
+    expected = np.concatenate([obs["probs"].ravel(), obs["embeddings"].ravel(), obs["mask"], obs["weights"]])
+    np.testing.assert_array_equal(fobs, expected)
+    assert flat.observation_space.shape == (4 * 3 + 4 * 6 + 4 + 5,)
+    no_emb = make_env(panel=panel, include_embeddings=False)
+    assert no_emb.observation_space.shape == (4 * 3 + 4 + 5,)
+
+
+def test_masked_pairs_are_zeros_with_mask_and_never_bought():
+    env = make_env(obs_mode="dict")  # pair 2 has no data for the first 30 hours
+    obs, _ = env.reset(options={"start": 5})
+    assert obs["mask"][2] == 0.0
+    assert not obs["probs"][2].any() and not obs["embeddings"][2].any()
+    _, _, _, _, info = env.step(np.array([-1, -1, -1, 1, -1], np.float32))  # all-in on the masked pair
+    assert info["weights"][3] == 0.0
+    assert info["weights"].sum() == pytest.approx(1.0)
+
+
+def test_reward_arithmetic_matches_prices_fees_and_drift():
+    panel = make_panel()
+    env = make_env(panel=panel)
+    k = 50
+    env.reset(options={"start": k})
+    c = panel.close
+    # all cash -> 100% pair 0: turnover 1, fee 10 bps, then pair 0 moves close[k+1]/close[k]
+    _, r1, _, _, i1 = env.step_weights(np.array([0, 1, 0, 0, 0.0]))
+    g = c[k + 1, 0] / c[k, 0]
+    assert i1["turnover"] == pytest.approx(1.0) and i1["fees"] == pytest.approx(FEE)
+    assert r1 == pytest.approx(math.log(1 - FEE) + math.log(g))
+    assert i1["portfolio_value"] == pytest.approx((1 - FEE) * g)
+    # 50/50 cash and pair 3: sells all of pair 0 (1.0), buys 0.5 of pair 3 -> turnover 1.5
+    _, r2, _, _, i2 = env.step_weights(np.array([0.5, 0, 0, 0, 0.5]))
+    g3 = c[k + 2, 3] / c[k + 1, 3]
+    assert i2["turnover"] == pytest.approx(1.5)
+    assert i2["fees"] == pytest.approx(1.5 * FEE * i1["portfolio_value"])
+    assert r2 == pytest.approx(math.log(1 - 1.5 * FEE) + math.log(0.5 + 0.5 * g3))
+    # drift: cash share after the hour is 0.5 / (0.5 + 0.5 g3); holding it costs nothing
+    assert i2["weights"][0] == pytest.approx(0.5 / (0.5 + 0.5 * g3))
+    _, r3, _, _, i3 = env.step_weights(i2["weights"])
+    assert i3["fees"] == 0.0
+    assert r3 == pytest.approx(math.log(i2["weights"][0] + i2["weights"][4] * c[k + 3, 3] / c[k + 2, 3]))
+
+
+def test_zero_action_is_uniform_over_cash_and_tradable_pairs():
+    env = make_env()
+    env.reset(options={"start": 5})  # pair 2 masked
+    np.testing.assert_allclose(env.action_to_weights(np.zeros(5)), [0.25, 0.25, 0.25, 0.0, 0.25])
+
+
+def test_funding_on_perp_positions_settles_inside_the_held_hour():
+    panel = make_panel(market="perp")
+    env = make_env(panel=panel, market="perp")
+    # decision at row k (07:00 row = settlement at 08:00 is *in* row k, i.e. before the held hour);
+    # the held hour after deciding at row k-1 is closed by the settlement carried on row k.
+    k = int(np.flatnonzero(panel.has_funding[:, 0])[3])
+    env.reset(options={"start": k - 1})
+    _, r, _, _, info = env.step_weights(np.array([0, 1, 0, 0, 0.0]))
+    f, g = panel.funding_rate[k, 0], panel.close[k, 0] / panel.close[k - 1, 0]
+    assert info["funding"] == pytest.approx((1 - FEE) * g * f)
+    assert r == pytest.approx(math.log(1 - FEE) + math.log(g * (1 - f)))
+    _, _, _, _, quiet = env.step_weights(info["weights"])  # next hour: no settlement
+    assert quiet["funding"] == 0.0
+
+
+def test_spot_pays_no_funding():
+    env = make_env()
+    env.reset(seed=0)
+    for _ in range(20):
+        assert env.step(env.action_space.sample())[4]["funding"] == 0.0
+
+
+def test_deterministic_under_seed():
+    def rollout(seed):
+        env = make_env()
+        env.action_space.seed(seed)
+        obs, info = env.reset(seed=seed)
+        out = [obs]
+        for _ in range(30):
+            obs, r, *_ = env.step(env.action_space.sample())
+            out += [obs, np.array([r])]
+        return info["time"], np.concatenate(out)
+
+    t1, a = rollout(7)
+    t2, b = rollout(7)
+    t3, _ = rollout(8)
+    assert t1 == t2 and t1 != t3
+    np.testing.assert_array_equal(a, b)
+
+
+def test_random_starts_leave_full_episodes_and_truncate():
+    env = make_env(episode_hours=24)
+    for seed in range(20):
+        env.reset(seed=seed)
+        steps, done = 0, False
+        while not done:
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            steps += 1
+            done = terminated or truncated
+        assert steps == 24
+
+
+def test_terminates_at_end_of_data():
+    env = make_env(episode_hours=None)
+    env.reset(options={"start": len(env.times) - 4})
+    flags = [env.step(np.zeros(5))[2:4] for _ in range(3)]
+    assert flags == [(False, False), (False, False), (True, False)]
+    with pytest.raises(Exception, match="reset"):
+        env.step(np.zeros(5))
+
+
+def test_no_look_ahead_perturbing_the_future_changes_nothing_before():
+    panel = make_panel()
+    cut = 120
+    future = dataclasses.replace(panel, close=panel.close.copy())
+    future.close[cut + 1:] *= np.exp(np.random.default_rng(1).normal(0, 0.05, future.close[cut + 1:].shape))
+
+    def rollout(p):
+        env = make_env(panel=p, episode_hours=None)
+        obs, _ = env.reset(options={"start": 0})
+        obs_seq, rewards = [obs], []
+        rng = np.random.default_rng(0)
+        for _ in range(cut + 20):
+            obs, r, *_ = env.step(rng.uniform(-1, 1, 5))
+            obs_seq.append(obs)
+            rewards.append(r)
+        return np.array(obs_seq), np.array(rewards)
+
+    obs_a, rew_a = rollout(panel)
+    obs_b, rew_b = rollout(future)
+    np.testing.assert_array_equal(obs_a[: cut + 1], obs_b[: cut + 1])  # observations at hours <= cut
+    np.testing.assert_array_equal(rew_a[:cut], rew_b[:cut])  # rewards of hours ending at <= cut
+    assert not np.array_equal(rew_a[cut], rew_b[cut])  # the candle after cut is the reward, not the obs
+    assert not np.array_equal(obs_a[cut + 2:], obs_b[cut + 2:])  # and the perturbation is seen later
+
+
+def test_refuses_range_overlapping_the_checkpoint_fit_range():
+    panel = make_panel(start="2024-01-01")
+    inside = FakeEncoder(fit_range=(pd.Timestamp("2023-06-01", tz="UTC"), pd.Timestamp("2024-01-05", tz="UTC")))
+    env = make_env(panel=panel, encoder=inside)  # default start: the first midnight after the fit range
+    assert env.times[0] == pd.Timestamp("2024-01-06", tz="UTC")
+    with pytest.raises(RangeOverlapError, match="allow_overlap"):
+        make_env(panel=panel, encoder=inside, start="2024-01-03")
+    with pytest.raises(ValueError):  # also a ValueError, for callers that catch the standard type
+        make_env(panel=panel, encoder=inside, start="2024-01-01")
+    with pytest.warns(UserWarning, match="overlaps"):
+        env = make_env(panel=panel, encoder=inside, start="2024-01-03", allow_overlap=True)
+    assert env.times[0] == pd.Timestamp("2024-01-03", tz="UTC")
+
+
+@pytest.mark.parametrize("action, match", [
+    (np.array([0, np.nan, 0, 0, 0]), "NaN/inf"),
+    (np.array([0, 0, np.inf, 0, 0]), "NaN/inf"),
+    (np.zeros(4), "shape"),
+    (np.zeros((1, 5)), "shape"),
+])
+def test_bad_actions_are_clear_errors(action, match):
+    env = make_env()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=match):
+        env.step(action)
+
+
+def test_out_of_range_scores_are_clipped_to_the_box():
+    env = make_env()
+    env.reset(options={"start": 50})
+    np.testing.assert_allclose(env.action_to_weights(np.array([0, 7, -9, 0, 0])),
+                               env.action_to_weights(np.array([0, 1, -1, 0, 0])))
+
+
+def test_encoder_outputs_are_cached_on_disk_keyed_by_data_and_model(tmp_path):
+    panel, enc = make_panel(), FakeEncoder()
+    a = make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
+    b = make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
+    assert len(enc.calls) == 1 and len(list(tmp_path.glob("encoded-*.npz"))) == 1
+    a.reset(seed=1)
+    b.reset(seed=1)
+    np.testing.assert_array_equal(a.step(np.zeros(5))[0], b.step(np.zeros(5))[0])
+    other = dataclasses.replace(panel, close=panel.close * 1.01)
+    make_env(panel=other, encoder=enc, cache_dir=tmp_path)  # different data
+    make_env(panel=panel, encoder=dataclasses.replace(enc, fingerprint="another-model"), cache_dir=tmp_path)
+    make_env(panel=panel, encoder=enc, cache_dir=tmp_path, start="2024-01-02")  # different range
+    assert len(enc.calls) == 4
+    for f in tmp_path.glob("encoded-*.npz"):
+        f.write_bytes(b"corrupt")
+    with pytest.warns(UserWarning, match="unreadable cache"):
+        make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
+    assert len(enc.calls) == 5
+
+
+def test_unknown_model_identity_is_never_cached(tmp_path):
+    enc = FakeEncoder(fingerprint=None)
+    make_env(encoder=enc, cache_dir=tmp_path)
+    make_env(encoder=enc, cache_dir=tmp_path)
+    assert len(enc.calls) == 2 and not list(tmp_path.iterdir())
+
+
+def test_subrange_shares_arrays_and_splits_hours():
+    env = make_env(episode_hours=None)
+    mid = env.times[200]
+    train, test = env.subrange(end=mid - pd.Timedelta(hours=1), episode_hours=24), env.subrange(start=mid)
+    assert train.times[-1] < test.times[0] == mid and test.times[-1] == env.times[-1]
+    assert np.shares_memory(train._data.probs, env._data.probs)
+    env.reset(options={"start": mid})
+    test.reset(options={"start": 0})
+    np.testing.assert_array_equal(env.step(np.zeros(5))[0], test.step(np.zeros(5))[0])
+
+
+def test_gym_make_both_registration_styles():
+    kwargs = {"panel": make_panel(), "encoder": FakeEncoder(), "use_cache": False}
+    for env_id in ("CryptoGraph-v0", "envs:CryptoGraph-v0"):
+        env = gym.make(env_id, **kwargs)
+        assert isinstance(env.unwrapped, CryptoGraphEnv)
+        env.reset(seed=0)
+        env.step(env.action_space.sample())
+        env.close()
+
+
+@pytest.mark.parametrize("mode", ["ansi", "rgb_array"])
+def test_render(mode):
+    env = make_env(render_mode=mode)
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    out = env.render()
+    if mode == "ansi":
+        assert "value" in out and "cash" in out
+    else:
+        assert out.ndim == 3 and out.shape[2] == 3 and out.dtype == np.uint8
+
+
+def test_subproc_vec_env_with_two_workers():
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    vec = SubprocVecEnv([lambda: make_env(), lambda: make_env()], start_method="fork")
+    try:
+        vec.seed(0)
+        obs = vec.reset()
+        for _ in range(5):
+            obs, rewards, dones, infos = vec.step(np.zeros((2, 5), np.float32))
+        assert obs.shape == (2, make_env().observation_space.shape[0]) and np.isfinite(rewards).all()
+        assert "portfolio_value" in infos[0]
+    finally:
+        vec.close()
+
+
+@pytest.mark.parametrize("obs_mode, policy", [("flat", "MlpPolicy"), ("dict", "MultiInputPolicy")])
+def test_ppo_runs_end_to_end(obs_mode, policy):
+    from stable_baselines3 import PPO
+
+    env = make_env(obs_mode=obs_mode, episode_hours=48)
+    model = PPO(policy, env, n_steps=128, batch_size=64, n_epochs=2, seed=0, device="cpu",
+                policy_kwargs={"net_arch": [32]})
+    model.learn(total_timesteps=256)
+    obs, _ = env.reset(seed=1)
+    action, _ = model.predict(obs, deterministic=True)
+    assert env.action_space.contains(action.astype(np.float32))
+    env.step(action)
+
+
+def test_real_checkpoint_on_bundled_sample():
+    """gym.make("CryptoGraph-v0") with no arguments, once the packaged checkpoint exists."""
+    pytest.importorskip("gnn_market.encoder")
+    pytest.importorskip("gnn_market.panel")
+    from pathlib import Path
+
+    import gnn_market
+
+    if not (Path(gnn_market.__file__).parent / "checkpoints" / "sample_gatv2.pt").is_file():
+        pytest.skip("packaged checkpoint not built yet")
+    env = gym.make("CryptoGraph-v0")
+    obs, info = env.reset(seed=0)
+    assert info["time"] >= pd.Timestamp("2023-09-01", tz="UTC")
+    assert env.observation_space.contains(obs)
+    for _ in range(5):
+        obs, r, *_ = env.step(env.action_space.sample())
+        assert math.isfinite(r)
