@@ -1,0 +1,212 @@
+"""Archive importer: header styles, timestamp units, checksums, bad files, folder walks."""
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gnn_market.errors import DataError
+from gnn_market.store import Store
+from gnn_market.vision import import_paths, parse_funding, parse_klines
+
+HOUR_MS = 3_600_000
+JAN_2024_MS = 1_704_067_200_000  # 2024-01-01 00:00 UTC
+JAN_2025_MS = 1_735_689_600_000  # 2025-01-01 00:00 UTC
+KLINE_HEADER = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,"
+                "taker_buy_volume,taker_buy_quote_volume,ignore")
+
+
+def kline_csv(start_ms: int, hours: int, *, header: bool = False, micro: bool = False,
+              interval_ms: int = HOUR_MS, price: float = 100.0) -> bytes:
+    """Archive-style kline CSV: ``hours`` rows from ``start_ms`` (ms or µs timestamps)."""
+    unit = 1000 if micro else 1
+    lines = [KLINE_HEADER] if header else []
+    for k in range(hours):
+        open_t = (start_ms + k * interval_ms) * unit
+        close_t = open_t + interval_ms * unit - 1
+        p = price + k
+        lines.append(f"{open_t},{p:.8f},{p + 2:.8f},{p - 1:.8f},{p + 1:.8f},{10 + k:.8f},{close_t},"
+                     f"{(10 + k) * p:.8f},{100 + k},{5 + k / 2:.8f},{(5 + k / 2) * p:.8f},0")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def funding_csv(start_ms: int, n: int, jitter_ms: int = 7) -> bytes:
+    lines = ["calc_time,funding_interval_hours,last_funding_rate"]
+    for k in range(n):
+        lines.append(f"{start_ms + k * 8 * HOUR_MS + jitter_ms},8,{0.0001 * (k + 1):.8f}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def write_zip(path: Path, csv_bytes: bytes, checksum: str | None = "good") -> Path:
+    """Zip ``csv_bytes`` as ``<stem>.csv`` into ``path``; add a ``.CHECKSUM`` (good/bad/None)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(path.stem + ".csv", csv_bytes)
+    if checksum is not None:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if checksum == "bad":
+            digest = hashlib.sha256(b"something else").hexdigest()
+        path.with_name(path.name + ".CHECKSUM").write_text(f"{digest}  {path.name}\n")
+    return path
+
+
+def archive_tree(root: Path) -> Path:
+    """A small copy of the archive's own layout under ``root/data``."""
+    data = root / "data"
+    write_zip(data / "spot/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-01.zip", kline_csv(JAN_2024_MS, 24))
+    # spot from 2025: µs timestamps, daily file
+    write_zip(data / "spot/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2025-01-01.zip", kline_csv(JAN_2025_MS, 24, micro=True))
+    write_zip(data / "spot/monthly/klines/ETHUSDT/1h/ETHUSDT-1h-2024-01.zip", kline_csv(JAN_2024_MS, 10))
+    # futures with a header row, no checksum file
+    write_zip(data / "futures/um/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-01.zip",
+              kline_csv(JAN_2024_MS, 24, header=True, price=101.0), checksum=None)
+    write_zip(data / "futures/um/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2024-01.zip",
+              funding_csv(JAN_2024_MS, 3))
+    # things that are not imported
+    write_zip(data / "spot/monthly/klines/BTCUSDT/4h/BTCUSDT-4h-2024-01.zip",
+              kline_csv(JAN_2024_MS, 6, interval_ms=4 * HOUR_MS))
+    write_zip(data / "futures/um/daily/bookDepth/BTCUSDT/BTCUSDT-bookDepth-2024-01-15.zip", b"timestamp,x\n1,2\n")
+    write_zip(data / "futures/cm/monthly/klines/BTCUSD_PERP/1h/BTCUSD_PERP-1h-2024-01.zip", kline_csv(JAN_2024_MS, 2))
+    (data / "README.txt").write_text("notes")
+    return data
+
+
+# ------------------------------------------------------------------ parsing
+@pytest.mark.parametrize("header", [False, True])
+@pytest.mark.parametrize("micro", [False, True])
+def test_parse_klines_header_styles_and_timestamp_units(header, micro):
+    df = parse_klines(kline_csv(JAN_2025_MS, 5, header=header, micro=micro), "x.csv")
+    assert df.index[0] == pd.Timestamp("2025-01-01", tz="UTC") and len(df) == 5
+    assert (np.diff(df.index.asi8) == pd.Timedelta(hours=1).value).all()
+    assert df["open"].iloc[0] == 100.0 and df["close"].iloc[1] == 102.0
+    assert df["trades"].tolist() == [100, 101, 102, 103, 104]
+    assert df["quote_volume"].iloc[0] == pytest.approx(1000.0)
+    assert df["taker_buy_quote_volume"].iloc[0] == pytest.approx(500.0)
+
+
+def test_parse_funding_rounds_jitter_and_reads_by_header_name():
+    df = parse_funding(funding_csv(JAN_2024_MS, 3, jitter_ms=11), "f.csv")
+    assert list(df.index) == list(pd.date_range("2024-01-01", periods=3, freq="8h", tz="UTC"))
+    assert df["funding_rate"].tolist() == pytest.approx([1e-4, 2e-4, 3e-4])
+    assert df["mark_price"].isna().all()
+    # REST-style export with columns in another order, and a headerless archive-order file
+    rest = b"markPrice,fundingRate,fundingTime\n42000.5,-0.0002,1704067200000\n"
+    got = parse_funding(rest, "rest.csv")
+    assert got["funding_rate"].iloc[0] == -0.0002 and got["mark_price"].iloc[0] == 42000.5
+    bare = parse_funding(b"1704067200003,8,0.0001\n1704096000002,8,0.0002\n", "bare.csv")
+    assert bare["funding_rate"].tolist() == [0.0001, 0.0002]
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (kline_csv(JAN_2024_MS, 3)[:-40], "truncated"),               # cut inside the last row
+    (kline_csv(JAN_2024_MS, 3).replace(b"101.00000000", b"abc", 1), "not a number"),
+    (kline_csv(JAN_2024_MS, 3, interval_ms=15 * 60_000), "not a 1h candle"),
+    (b"1,2,3\n", "expected 12 kline columns"),
+])
+def test_malformed_kline_csv_is_a_data_error_naming_the_file(data, message):
+    with pytest.raises(DataError, match=message) as info:
+        parse_klines(data, "BTCUSDT-1h-2024-01.csv")
+    assert "BTCUSDT-1h-2024-01.csv" in str(info.value)
+
+
+# ------------------------------------------------------------------ import
+def test_import_archive_tree(tmp_path):
+    data = archive_tree(tmp_path)
+    store = Store(tmp_path / "store")
+    report = import_paths([data], store)
+    assert report.files == 5 and report.checksums_verified == 4
+    assert report.per_symbol == {("spot", "BTCUSDT"): 48, ("spot", "ETHUSDT"): 10,
+                                 ("perp", "BTCUSDT"): 24, ("funding", "BTCUSDT"): 3}
+    assert report.rows == report.new_rows == 85
+    reasons = {p.name: r for p, r in ((s.path, s.reason) for s in report.skipped)}
+    assert "interval 4h" in reasons["BTCUSDT-4h-2024-01.zip"]
+    assert "bookDepth" in reasons["BTCUSDT-bookDepth-2024-01-15.zip"]
+    assert "COIN-M" in reasons["BTCUSD_PERP-1h-2024-01.zip"]
+    assert "README.txt" in reasons
+    spot = store.klines("BTCUSDT", "spot")
+    assert len(spot) == 48 and spot.index[24] == pd.Timestamp("2025-01-01", tz="UTC")  # µs understood
+    assert store.klines("BTCUSDT", "perp")["open"].iloc[0] == 101.0  # header row skipped, perp kept apart
+    assert store.funding("BTCUSDT").index[1] == pd.Timestamp("2024-01-01 08:00", tz="UTC")
+    assert len(store.gaps("BTCUSDT", "spot")) == 1  # Jan 2024 .. Jan 2025: the gap stays a gap
+    text = report.summary()
+    assert "imported 5 file(s)" in text and "ETHUSDT" in text and "skipped" in text
+
+
+def test_import_is_idempotent(tmp_path):
+    data = archive_tree(tmp_path)
+    store = Store(tmp_path / "store")
+    import_paths([data], store)
+    before = store.klines("BTCUSDT", "spot")
+    again = import_paths([data], store)
+    assert again.new_rows == 0 and again.rows == 85
+    pd.testing.assert_frame_equal(store.klines("BTCUSDT", "spot"), before)
+
+
+def test_loose_files_need_market_and_symbol_when_the_path_does_not_say(tmp_path):
+    loose = tmp_path / "BTCUSDT-1h-2024-01.csv"
+    loose.write_bytes(kline_csv(JAN_2024_MS, 4, header=True))
+    store = Store(tmp_path / "store")
+    with pytest.raises(DataError, match="spot or perp"):
+        import_paths([loose], store)
+    assert import_paths([loose], store, market="perp").per_symbol == {("perp", "BTCUSDT"): 4}
+    odd = tmp_path / "download.csv"
+    odd.write_bytes(kline_csv(JAN_2024_MS, 2))
+    with pytest.raises(DataError, match="symbol"):
+        import_paths([odd], store, market="spot")
+    assert import_paths([odd], store, market="spot", symbol="SOLUSDT").rows == 2
+    funding = tmp_path / "rates.csv"
+    funding.write_bytes(funding_csv(JAN_2024_MS, 2))
+    assert import_paths([funding], store, symbol="SOLUSDT").per_symbol == {("funding", "SOLUSDT"): 2}
+    with pytest.raises(DataError, match="says symbol BTCUSDT"):
+        import_paths([loose], store, market="perp", symbol="ETHUSDT")
+
+
+def test_checksum_mismatch_is_refused_before_anything_is_written(tmp_path):
+    zip_path = write_zip(tmp_path / "data/spot/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-01.zip",
+                         kline_csv(JAN_2024_MS, 5), checksum="bad")
+    store = Store(tmp_path / "store")
+    with pytest.raises(DataError, match="checksum mismatch") as info:
+        import_paths([zip_path], store)
+    assert "BTCUSDT-1h-2024-01.zip" in str(info.value)
+    assert not store.exists()  # nothing written
+
+
+def test_bad_file_stops_its_group_and_leaves_the_store_valid(tmp_path):
+    data = tmp_path / "data/spot/monthly/klines"
+    write_zip(data / "AAAUSDT/1h/AAAUSDT-1h-2024-01.zip", kline_csv(JAN_2024_MS, 5))
+    good = write_zip(data / "BBBUSDT/1h/BBBUSDT-1h-2024-01.zip", kline_csv(JAN_2024_MS, 5))
+    corrupt = data / "BBBUSDT/1h/BBBUSDT-1h-2024-02.zip"
+    corrupt.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])  # truncated download
+    store = Store(tmp_path / "store")
+    with pytest.raises(DataError, match="corrupt zip") as info:
+        import_paths([tmp_path / "data"], store)
+    assert "BBBUSDT-1h-2024-02.zip" in str(info.value)
+    assert store.symbols("spot") == ["AAAUSDT"]  # the earlier group is complete; BBB untouched
+    assert len(store.klines("AAAUSDT")) == 5
+
+
+def test_zip_with_crc_error_or_truncated_csv_inside_is_refused(tmp_path):
+    path = write_zip(tmp_path / "spot/BTCUSDT-1h-2024-01.zip", kline_csv(JAN_2024_MS, 50), checksum=None)
+    raw = bytearray(path.read_bytes())
+    raw[60] ^= 0xFF  # flip a byte of the compressed CSV
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="corrupt zip"):
+        import_paths([path], Store(tmp_path / "store"))
+    cut = write_zip(tmp_path / "spot/ETHUSDT-1h-2024-01.zip", kline_csv(JAN_2024_MS, 3)[:-30], checksum=None)
+    with pytest.raises(DataError, match="ETHUSDT-1h-2024-01.zip.*truncated"):
+        import_paths([cut], Store(tmp_path / "store"))
+
+
+def test_missing_path_and_bad_arguments(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        import_paths([tmp_path / "nope"], Store(tmp_path / "store"))
+    with pytest.raises(DataError):
+        import_paths([tmp_path], Store(tmp_path / "store"), market="coin")
+    with pytest.raises(DataError, match="path says market spot"):
+        p = write_zip(tmp_path / "data/spot/monthly/klines/XUSDT/1h/XUSDT-1h-2024-01.zip", kline_csv(JAN_2024_MS, 2))
+        import_paths([p], Store(tmp_path / "store"), market="perp")
