@@ -137,12 +137,14 @@ class CryptoGraphEnv(gym.Env):
         encoder = _resolve_encoder(encoder, checkpoint)
         market = market or getattr(encoder, "market", None) or "spot"
         start_ts, end_ts = _to_utc(start), _to_utc(end)
-        panel = _resolve_panel(panel, store, market, symbols, top, start_ts, end_ts, encoder)
+        panel, store_obj = _resolve_panel(panel, store, market, symbols, top, start_ts, end_ts, encoder)
         start_ts, end_ts = _resolve_range(panel, encoder, start_ts, end_ts)
         _check_overlap(encoder, start_ts, end_ts, allow_overlap)
         encoded = _encode_cached(encoder, panel, start_ts, end_ts, checkpoint, batch_hours,
                                  _cache_path(cache_dir) if use_cache else None)
-        self._setup(MarketArrays.build(panel, encoded), options)
+        events = (funding_events_from_store(store_obj, list(panel.symbols), panel.times)
+                  if store_obj is not None and panel.market == "perp" else None)
+        self._setup(MarketArrays.build(panel, encoded, events), options)
 
     # ------------------------------------------------------------------ setup
     def _setup(self, data: "MarketArrays", options: "EnvOptions") -> None:
@@ -411,7 +413,7 @@ class MarketArrays:
     funding: np.ndarray | None     # [T - 1, N + 1] float64 or None (spot)
 
     @classmethod
-    def build(cls, panel: Any, encoded: Any) -> "MarketArrays":
+    def build(cls, panel: Any, encoded: Any, funding_events: np.ndarray | None = None) -> "MarketArrays":
         rows = panel.times.get_indexer(encoded.times)
         if (rows < 0).any() or list(encoded.symbols) != list(panel.symbols):
             raise CryptoGraphError("encoder output does not line up with the panel (hours or symbols differ)")
@@ -425,7 +427,7 @@ class MarketArrays:
         return cls(times=pd.DatetimeIndex(encoded.times), symbols=list(encoded.symbols), probs=probs,
                    embeddings=emb, mask=mask, offsets=portfolio.logit_offsets(mask),
                    growth=portfolio.price_growth(close, has_price),
-                   funding=_funding_per_hour(panel, rows))
+                   funding=_funding_per_hour(panel, rows, funding_events))
 
     def slice(self, i0: int, i1: int) -> "MarketArrays":
         """Hours ``i0 .. i1`` inclusive."""
@@ -468,11 +470,12 @@ def _resolve_encoder(encoder: Any, checkpoint: str | os.PathLike | None) -> Any:
 
 
 def _resolve_panel(panel: Any, store: Any, market: str, symbols: list[str] | None, top: int | None,
-                   start: pd.Timestamp | None, end: pd.Timestamp | None, encoder: Any) -> Any:
+                   start: pd.Timestamp | None, end: pd.Timestamp | None, encoder: Any) -> tuple[Any, Any]:
+    """The panel (all history up to ``end``) and the store it came from (``None`` if injected)."""
     if panel is not None:
         if store is not None or symbols is not None or top is not None:
             raise ValueError("pass either panel= or store=/symbols=/top=, not both")
-        return panel
+        return panel, None
     from gnn_market.panel import load_panel
     from gnn_market.sources import open_store
 
@@ -484,7 +487,7 @@ def _resolve_panel(panel: Any, store: Any, market: str, symbols: list[str] | Non
         if ranked is not None and len(ranked.times):
             symbols, top = list(ranked.symbols), None
     # Everything up to `end`: the encoder needs the history before `start` to warm up.
-    return load_panel(st, market=market, symbols=symbols, end=end, top=top)
+    return load_panel(st, market=market, symbols=symbols, end=end, top=top), st
 
 
 def _default_start(encoder: Any) -> pd.Timestamp | None:
@@ -526,20 +529,64 @@ def _check_overlap(encoder: Any, start: pd.Timestamp, end: pd.Timestamp, allow: 
                   UserWarning, stacklevel=3)
 
 
-def _funding_per_hour(panel: Any, rows: np.ndarray) -> np.ndarray | None:
+def funding_events_from_store(store: Any, symbols: list[str], times: pd.DatetimeIndex) -> np.ndarray:
+    """Funding rates settling inside each row's hour, ``[T, N]``: events with ``funding_time`` in
+    ``(times[t], times[t] + 1h]`` (summed; 0 where none). Exact, read from the store's funding files."""
+    grid = pd.DatetimeIndex(times).as_unit("ns").asi8
+    out = np.zeros((len(grid), len(symbols)))
+    stored = set(store.funding_symbols())
+    for n, sym in enumerate(symbols):
+        if sym not in stored:
+            continue
+        f = store.funding(sym)
+        rate = f["funding_rate"].to_numpy(dtype=np.float64)
+        when = pd.DatetimeIndex(f.index).as_unit("ns").asi8
+        ok = np.isfinite(rate)
+        # event at time e belongs to the row t with times[t] < e <= times[t] + 1h
+        row = np.searchsorted(grid, when[ok], side="left") - 1
+        keep = (row >= 0) & (row < len(grid)) & (when[ok] <= grid[np.clip(row, 0, None)] + HOUR.value)
+        np.add.at(out[:, n], row[keep], rate[ok][keep])
+    return out
+
+
+def _funding_events_from_panel(panel: Any) -> np.ndarray:
+    """Best effort without a store: a settlement where the panel's latest-funding rate changes.
+
+    The panel forward-fills the latest rate, so two consecutive equal rates look
+    like one event; environments built from a store never use this.
+    """
+    rate = np.asarray(panel.funding_rate, dtype=np.float64)
+    has = np.asarray(panel.has_funding, dtype=bool) & np.isfinite(rate)
+    prev_rate = np.vstack([np.full((1, rate.shape[1]), np.nan), rate[:-1]])
+    prev_has = np.vstack([np.zeros((1, has.shape[1]), bool), has[:-1]])
+    new = has & (~prev_has | (rate != prev_rate))
+    new[0] = False  # the first row's "latest" event may be long before the grid starts
+    return np.where(new, rate, 0.0)
+
+
+def _funding_per_hour(panel: Any, rows: np.ndarray, events: np.ndarray | None) -> np.ndarray | None:
     """Funding rate settling inside the hour held after each decision, ``[T - 1, N + 1]`` (cash 0).
 
-    Deciding at the close of hour ``t`` (wall clock ``t + 1h``) holds the
-    position over ``(t + 1h, t + 2h]``; the panel's row ``t + 1`` carries the
-    funding that settled in that window (``has_funding`` marks a settlement).
+    Deciding at the close of row ``t`` (wall clock ``times[t] + 1h``) holds the
+    position over ``(times[t] + 1h, times[t] + 2h]``: the settlement window of
+    row ``t + 1`` in ``events`` (see :func:`funding_events_from_store`).
     """
-    if getattr(panel, "market", "spot") != "perp" or getattr(panel, "funding_rate", None) is None:
+    if getattr(panel, "market", "spot") != "perp":
         return None
-    rate = np.asarray(panel.funding_rate, dtype=np.float64)
-    event = np.asarray(panel.has_funding, dtype=bool) & np.isfinite(rate)
-    nxt = np.minimum(rows[:-1] + 1, len(panel.times) - 1)
-    held = np.where(event[nxt], rate[nxt], 0.0)
-    return np.concatenate([np.zeros((held.shape[0], 1)), held], axis=1)
+    if events is None:
+        events = getattr(panel, "funding_events", None)
+    if events is None:
+        if getattr(panel, "funding_rate", None) is None:
+            return None
+        warnings.warn("funding events inferred from the panel's latest-rate column (equal consecutive rates "
+                      "are missed); build the environment from a store for exact funding", stacklevel=4)
+        events = _funding_events_from_panel(panel)
+    events = np.asarray(events, dtype=np.float64)
+    nxt = rows[:-1] + 1
+    held = np.zeros((len(nxt), events.shape[1]))
+    inside = nxt < len(events)
+    held[inside] = events[nxt[inside]]
+    return np.concatenate([np.zeros((len(nxt), 1)), held], axis=1)
 
 
 # ---------------------------------------------------------------------- caching

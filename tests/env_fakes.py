@@ -19,8 +19,9 @@ class FakePanel:
     market: str
     close: np.ndarray
     mask: np.ndarray
-    funding_rate: np.ndarray
+    funding_rate: np.ndarray       # latest event settled <= t + 1h, forward-filled (like Panel)
     has_funding: np.ndarray
+    funding_events: np.ndarray     # rate of the event settling in (t, t + 1h], else 0 (env hook)
 
 
 def make_panel(n_hours: int = 400, n_pairs: int = 4, seed: int = 0, market: str = "spot",
@@ -33,13 +34,15 @@ def make_panel(n_hours: int = 400, n_pairs: int = 4, seed: int = 0, market: str 
     mask[:30, 2 % n_pairs] = False
     mask[200:205, 1 % n_pairs] = False
     close[~mask] = np.nan
+    events = np.zeros((n_hours, n_pairs))
     funding = np.full((n_hours, n_pairs), np.nan)
-    has_funding = np.zeros((n_hours, n_pairs), bool)
     if market == "perp":
-        settle = (times.hour % 8 == 7)  # row t carries the event settling at t + 1h (00:00, 08:00, 16:00)
-        funding[settle] = rng.normal(1e-4, 2e-4, (settle.sum(), n_pairs))
-        has_funding[settle] = True
-    return FakePanel(times, [f"P{i}USDT" for i in range(n_pairs)], market, close, mask, funding, has_funding)
+        settle = np.asarray(times.hour % 8 == 7)  # settlements at 00:00, 08:00, 16:00 fall in rows 23h, 7h, 15h
+        events[settle] = rng.normal(1e-4, 2e-4, (settle.sum(), n_pairs))
+        last = np.maximum.accumulate(np.where(settle, np.arange(n_hours), -1))
+        funding = np.where((last >= 0)[:, None], events[np.maximum(last, 0)], np.nan)
+    return FakePanel(times, [f"P{i}USDT" for i in range(n_pairs)], market, close, mask, funding,
+                     np.isfinite(funding), events)
 
 
 @dataclass

@@ -96,16 +96,41 @@ def test_zero_action_is_uniform_over_cash_and_tradable_pairs():
 def test_funding_on_perp_positions_settles_inside_the_held_hour():
     panel = make_panel(market="perp")
     env = make_env(panel=panel, market="perp")
-    # decision at row k (07:00 row = settlement at 08:00 is *in* row k, i.e. before the held hour);
-    # the held hour after deciding at row k-1 is closed by the settlement carried on row k.
-    k = int(np.flatnonzero(panel.has_funding[:, 0])[3])
+    # Deciding at the close of row k-1 holds over (times[k], times[k] + 1h]: row k's settlement window.
+    k = int(np.flatnonzero(panel.funding_events[:, 0])[3])
     env.reset(options={"start": k - 1})
     _, r, _, _, info = env.step_weights(np.array([0, 1, 0, 0, 0.0]))
-    f, g = panel.funding_rate[k, 0], panel.close[k, 0] / panel.close[k - 1, 0]
+    f, g = panel.funding_events[k, 0], panel.close[k, 0] / panel.close[k - 1, 0]
+    assert f != 0.0
     assert info["funding"] == pytest.approx((1 - FEE) * g * f)
     assert r == pytest.approx(math.log(1 - FEE) + math.log(g * (1 - f)))
     _, _, _, _, quiet = env.step_weights(info["weights"])  # next hour: no settlement
     assert quiet["funding"] == 0.0
+
+
+def test_funding_events_from_store_fall_in_the_settlement_row(tmp_path):
+    from gnn_market.store import Store
+
+    from envs.crypto_graph import funding_events_from_store
+
+    times = pd.date_range("2024-01-01", periods=30, freq="h", tz="UTC")
+    store = Store(tmp_path / "store")
+    settle = pd.DatetimeIndex(["2024-01-01 00:00", "2024-01-01 08:00:00.005", "2024-01-01 16:00"], tz="UTC")
+    store.write_funding("P0USDT", pd.DataFrame({"funding_rate": [1e-4, 1e-4, -3e-4], "mark_price": np.nan},
+                                               index=settle.rename("funding_time")))
+    events = funding_events_from_store(store, ["P0USDT", "P1USDT"], times)
+    # 00:00 is before the first row's window (t, t+1h]; 08:00:00.005 falls in row 08:00; 16:00 in row 15:00
+    assert np.flatnonzero(events[:, 0]).tolist() == [8, 15]
+    assert events[8, 0] == 1e-4 and events[15, 0] == -3e-4 and not events[:, 1].any()
+
+
+def test_funding_inferred_from_panel_without_store_warns():
+    panel = make_panel(market="perp")
+    bare = dataclasses.replace(panel)
+    object.__setattr__(bare, "funding_events", None)
+    with pytest.warns(UserWarning, match="funding events inferred"):
+        env = make_env(panel=bare, market="perp")
+    assert env._data.funding is not None and env._data.funding.any()
 
 
 def test_spot_pays_no_funding():
