@@ -1,0 +1,415 @@
+"""Rolling return correlations -> edges -> hourly ``torch_geometric`` snapshots.
+
+The correlation at hour ``t`` is Pearson's r between two pairs' hourly log
+returns ``r_s = ln(close_s / close_{s-1})`` for ``s`` in ``t-window+1 .. t``,
+over the hours where both returns exist (pairwise complete). Fewer than
+``min_periods`` common returns, or a (near-)zero variance over them, give 0;
+the diagonal is 1. Only rows ``<= t`` are read: no look-ahead.
+
+Two ways to compute it, both without a per-pair loop:
+
+* :func:`correlation_matrix` for one hour (the dataset calls it lazily):
+  masked sums as matrix products (counts ``M^T M``, sums ``X^T M``, ...).
+* :func:`iter_correlations` for many hours (benchmarks, precomputation): in
+  float32 chunks ``[K, N, N]``; pairs whose windows are complete take the fast
+  path (standardise each window, one batched matrix product), rows of pairs
+  with holes are patched with the masked-sum formula. A year is never held as
+  a ``T x N x N`` array.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+from torch_geometric.data import Data
+
+from .errors import DataError
+from .store import to_utc_index
+from .feature_generator import FLAG_FEATURES, IGNORE_INDEX, Features, Labels, log_returns
+
+__all__ = ["GraphConfig", "log_returns", "correlation_matrix", "iter_correlations", "edges_from_correlation",
+           "iter_edge_sets", "FeatureNormalizer", "build_snapshot", "HourlyGraphDataset", "hours_between",
+           "PASSTHROUGH_FEATURES"]
+
+#: Features the normalisers leave unchanged: 0/1 flags and the bounded hour-of-day clock.
+PASSTHROUGH_FEATURES: tuple[str, ...] = (*FLAG_FEATURES, "hour_sin", "hour_cos")
+_EDGE_MODES = ("correlation", "none")
+_NORM_MODES = ("global", "cross_sectional")
+#: Per-observation variance below this (std < 1e-10 in log return) counts as zero variance.
+_MIN_VARIANCE = 1e-20
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """How hourly graphs are built."""
+
+    window: int = 100  # log returns in the correlation window
+    min_periods: int = 50  # fewer common returns -> correlation 0
+    top_k: int | None = None  # keep each node's k strongest |corr| neighbours (made symmetric)
+    edges: str = "correlation"  # or "none": self-loops only (the no-graph ablation)
+    normalisation: str = "global"  # or "cross_sectional"
+
+    def __post_init__(self) -> None:
+        if self.window < 2 or self.min_periods < 2:
+            raise DataError(f"window and min_periods must be >= 2, got {self.window}, {self.min_periods}")
+        if self.top_k is not None and self.top_k < 1:
+            raise DataError(f"top_k must be >= 1 or None, got {self.top_k}")
+        if self.edges not in _EDGE_MODES:
+            raise DataError(f"edges must be one of {_EDGE_MODES}, got {self.edges!r}")
+        if self.normalisation not in _NORM_MODES:
+            raise DataError(f"normalisation must be one of {_NORM_MODES}, got {self.normalisation!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GraphConfig":
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------- correlations
+def _window(log_ret: np.ndarray, t: int, window: int) -> np.ndarray:
+    """Rows ``t-window+1 .. t`` of ``log_ret`` (fewer at the start), float64."""
+    if not 0 <= t < len(log_ret):
+        raise DataError(f"hour index {t} outside 0..{len(log_ret) - 1}")
+    return np.asarray(log_ret[max(0, t - window + 1): t + 1], dtype=np.float64)
+
+
+def _pairwise_rows(x: np.ndarray, rows: np.ndarray, min_periods: int) -> np.ndarray:
+    """Pairwise-complete Pearson r of columns ``rows`` against all columns.
+
+    Args:
+        x: ``[W, N]`` window, NaN where a return is missing.
+        rows: ``[P]`` column indices.
+    Returns ``[P, N]`` float64, 0 where undefined (diagonal not set).
+    """
+    m = np.isfinite(x)
+    mf = m.astype(np.float64)
+    count = mf.sum(0)
+    # shift each column by its mean over the window: r is shift-invariant and the sums lose less precision
+    mean = np.where(count > 0, np.where(m, x, 0.0).sum(0) / np.maximum(count, 1), 0.0)
+    x0 = np.where(m, x - mean, 0.0)
+    xp, mp = x0[:, rows], mf[:, rows]
+    n = mp.T @ mf  # [P, N] common observations
+    sx = xp.T @ mf  # sum of x_p where the other column exists
+    sy = mp.T @ x0  # sum of x_j where x_p exists
+    sxx = (xp * xp).T @ mf
+    syy = mp.T @ (x0 * x0)
+    sxy = xp.T @ x0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sxy - sx * sy / n
+        vx = sxx - sx * sx / n
+        vy = syy - sy * sy / n
+        r = cov / np.sqrt(vx * vy)
+    ok = (n >= min_periods) & (vx > _MIN_VARIANCE * n) & (vy > _MIN_VARIANCE * n) & np.isfinite(r)
+    return np.where(ok, np.clip(r, -1.0, 1.0), 0.0)
+
+
+def correlation_matrix(log_ret: np.ndarray, t: int, window: int = 100, min_periods: int = 50) -> np.ndarray:
+    """Correlation ``[N, N]`` float32 of the ``window`` log returns ending at hour ``t``.
+
+    Pairwise over common non-missing returns; 0 with fewer than
+    ``min_periods`` of them or zero variance; diagonal 1.
+    """
+    x = _window(log_ret, t, window)
+    n = x.shape[1]
+    corr = _pairwise_rows(x, np.arange(n), min_periods)
+    np.fill_diagonal(corr, 1.0)
+    return corr.astype(np.float32)
+
+
+def iter_correlations(log_ret: np.ndarray, start: int = 0, stop: int | None = None, window: int = 100,
+                      min_periods: int = 50, chunk_hours: int = 64) -> Iterator[tuple[int, np.ndarray]]:
+    """Correlations for hours ``start .. stop-1`` in chunks.
+
+    Yields ``(t0, corr)`` with ``corr`` ``[K, N, N]`` float32 for hours
+    ``t0 .. t0+K-1``; each slice equals :func:`correlation_matrix` (up to
+    float32 rounding). Peak extra memory ~ ``K * N * (N + window) * 8`` bytes.
+    """
+    T, N = log_ret.shape
+    stop = T if stop is None else min(stop, T)
+    finite = np.isfinite(log_ret)
+    cum = np.concatenate([np.zeros((1, N)), np.cumsum(finite, axis=0, dtype=np.float64)])
+    views = sliding_window_view(log_ret, window, axis=0) if T >= window else None  # [T-W+1, N, W]
+    for t0 in range(start, stop, chunk_hours):
+        hours = np.arange(t0, min(t0 + chunk_hours, stop))
+        count = cum[hours + 1] - cum[np.maximum(hours + 1 - window, 0)]  # [K, N] returns in window
+        full = (count == window) & (hours[:, None] >= window - 1)
+        corr = np.zeros((len(hours), N, N), dtype=np.float32)
+        if window >= min_periods and views is not None and full.any():
+            corr[:] = _complete_block(views, hours, full)
+        for k in np.nonzero(((count > 0) & ~full).any(axis=1))[0]:  # hours with gappy columns
+            rows = np.nonzero((count[k] > 0) & ~full[k])[0]
+            patch = _pairwise_rows(_window(log_ret, int(hours[k]), window), rows, min_periods)
+            corr[k, rows, :] = patch
+            corr[k, :, rows] = patch
+        idx = np.arange(N)
+        corr[:, idx, idx] = 1.0
+        yield int(t0), corr
+
+
+def _complete_block(views: np.ndarray, hours: np.ndarray, full: np.ndarray) -> np.ndarray:
+    """Pearson r among complete columns for each hour: ``Z_k Z_k^T`` with standardised windows.
+
+    Args:
+        views: ``[T-W+1, N, W]`` sliding windows; ``hours``: ``[K]``; ``full``: ``[K, N]``.
+    Returns ``[K, N, N]`` float32, 0 in rows/columns of incomplete or constant columns.
+    """
+    window = views.shape[-1]
+    z = np.where(full[:, :, None], views[np.maximum(hours - window + 1, 0)], 0.0)  # [K, N, W] float64
+    z -= z.mean(axis=2, keepdims=True)
+    ss = np.einsum("knw,knw->kn", z, z)
+    scale = np.where(ss > _MIN_VARIANCE * window, 1.0 / np.sqrt(np.where(ss > 0, ss, 1.0)), 0.0)
+    z *= scale[:, :, None]
+    z32 = z.astype(np.float32)
+    return np.matmul(z32, z32.transpose(0, 2, 1)).clip(-1.0, 1.0)
+
+
+# --------------------------------------------------------------------------- edges
+def _edge_arrays(corr: np.ndarray | None, node_mask: np.ndarray, top_k: int | None,
+                 edges: str) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy core of :func:`edges_from_correlation`: ``([2, E] int64, [E] float32)``."""
+    nodes = np.flatnonzero(node_mask)
+    if edges == "none":
+        return np.stack([nodes, nodes]).astype(np.int64), np.ones(len(nodes), np.float32)
+    if edges != "correlation":
+        raise DataError(f"edges must be one of {_EDGE_MODES}, got {edges!r}")
+    n = len(nodes)
+    sub = np.asarray(corr, dtype=np.float32)[np.ix_(nodes, nodes)]
+    keep = ~np.eye(n, dtype=bool)
+    if top_k is not None and top_k < n - 1:
+        strength = np.abs(sub)
+        np.fill_diagonal(strength, -1.0)
+        best = np.argsort(-strength, axis=1, kind="stable")[:, :top_k]  # ties -> lower index
+        keep = np.zeros((n, n), dtype=bool)
+        keep[np.repeat(np.arange(n), top_k), best.ravel()] = True
+        keep |= keep.T  # symmetric: an edge both ways if either end picked it
+    src, dst = np.nonzero(keep)
+    return np.stack([nodes[src], nodes[dst]]).astype(np.int64), sub[src, dst]
+
+
+def edges_from_correlation(corr: np.ndarray | None, node_mask: np.ndarray, top_k: int | None = None,
+                           edges: str = "correlation") -> tuple[torch.Tensor, torch.Tensor]:
+    """Edges among the nodes where ``node_mask`` is True.
+
+    Args:
+        corr: ``[N, N]`` correlation (ignored when ``edges="none"``).
+        node_mask: ``[N]`` bool; other nodes get no edges at all.
+        top_k: keep each node's ``k`` largest ``|corr|`` neighbours, then symmetrise.
+        edges: ``"correlation"`` (all ordered pairs i != j, both directions) or
+            ``"none"`` (one self-loop per node, weight 1).
+    Returns ``edge_index`` ``[2, E]`` long (row 0 source, row 1 target) and
+    ``edge_attr`` ``[E, 1]`` float32 (correlation, sign kept).
+    """
+    index, attr = _edge_arrays(corr, np.asarray(node_mask, dtype=bool), top_k, edges)
+    return torch.from_numpy(index), torch.from_numpy(np.ascontiguousarray(attr)).reshape(-1, 1)
+
+
+def iter_edge_sets(log_ret: np.ndarray, node_mask: np.ndarray, start: int = 0, stop: int | None = None,
+                   config: "GraphConfig" = GraphConfig(), chunk_hours: int = 64
+                   ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Edge sets for hours ``start .. stop-1``: yields ``(t, edge_index [2, E] int64, edge_attr [E] float32)``.
+
+    Dense edges of consecutive hours with the same node set share one index
+    array and gather their weights in one batched take (arrays are reused:
+    copy them if you keep them).
+    """
+    T, N = log_ret.shape
+    stop = T if stop is None else min(stop, T)
+    if config.edges == "none":
+        for t in range(start, stop):
+            yield (t, *_edge_arrays(None, node_mask[t], None, "none"))
+        return
+    cache_key, cache = None, None
+    for t0, corr in iter_correlations(log_ret, start, stop, config.window, config.min_periods, chunk_hours):
+        if config.top_k is not None:
+            for k in range(len(corr)):
+                yield (t0 + k, *_edge_arrays(corr[k], node_mask[t0 + k], config.top_k, "correlation"))
+            continue
+        flat_corr = corr.reshape(len(corr), N * N)
+        k = 0
+        while k < len(corr):  # runs of hours with an identical node set
+            row = node_mask[t0 + k]
+            end = k + 1
+            while end < len(corr) and np.array_equal(node_mask[t0 + end], row):
+                end += 1
+            key = row.tobytes()
+            if key != cache_key:
+                nodes = np.flatnonzero(row)
+                src, dst = np.nonzero(~np.eye(len(nodes), dtype=bool))
+                index = np.stack([nodes[src], nodes[dst]]).astype(np.int64)
+                cache_key, cache = key, (index, index[0] * N + index[1])
+            attrs = np.take(flat_corr[k:end], cache[1], axis=1)
+            for j in range(end - k):
+                yield t0 + k + j, cache[0], attrs[j]
+            k = end
+
+
+# --------------------------------------------------------------------------- normalisation
+class FeatureNormalizer:
+    """Feature scaling fitted on training hours only.
+
+    ``mode="global"``: ``(x - mean) / std`` per feature, with mean and std
+    (ddof=0, std clipped to >= 1e-8) over the valid (hour, node) entries of the
+    training hours. ``mode="cross_sectional"``: per-hour z-score across that
+    hour's valid nodes (uses nothing from other hours; no fit needed).
+    Both leave :data:`PASSTHROUGH_FEATURES` unchanged and clip the result to
+    ``[-clip, clip]``. The state is a plain dict of lists, floats and strings.
+    """
+
+    def __init__(self, mode: str = "global", clip: float = 10.0) -> None:
+        if mode not in _NORM_MODES:
+            raise DataError(f"normalisation must be one of {_NORM_MODES}, got {mode!r}")
+        self.mode = mode
+        self.clip = float(clip)
+        self.names: list[str] = []
+        self.mean: np.ndarray | None = None  # [F]
+        self.std: np.ndarray | None = None  # [F]
+
+    @property
+    def fitted(self) -> bool:
+        return self.mode == "cross_sectional" or self.mean is not None
+
+    def _passthrough(self) -> np.ndarray:
+        return np.array([n in PASSTHROUGH_FEATURES for n in self.names], dtype=bool)
+
+    def fit(self, features: Features, hours: np.ndarray) -> "FeatureNormalizer":
+        """Fit on ``features`` at ``hours`` (indices into T; training hours only)."""
+        self.names = list(features.names)
+        if self.mode == "cross_sectional":
+            return self
+        hours = np.asarray(hours, dtype=np.int64)
+        sel = features.values[hours][features.valid[hours]].astype(np.float64)  # [M, F]
+        if not len(sel):
+            raise DataError("cannot fit the normaliser: no valid node in the training hours")
+        mean, std = sel.mean(axis=0), np.maximum(sel.std(axis=0), 1e-8)
+        keep = self._passthrough()
+        self.mean, self.std = np.where(keep, 0.0, mean), np.where(keep, 1.0, std)
+        return self
+
+    def transform(self, values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Scale ``values`` ``[..., N, F]`` (e.g. ``[T, N, F]`` or ``[N, F]``) -> float32.
+
+        ``valid`` ``[..., N]`` selects the nodes the cross-sectional statistics
+        use (default: all); ignored by the global mode.
+        """
+        if not self.fitted:
+            raise DataError("FeatureNormalizer is not fitted")
+        v = np.asarray(values, dtype=np.float64)
+        if self.names and v.shape[-1] != len(self.names):
+            raise DataError(f"normaliser expects {len(self.names)} features, got {v.shape[-1]}")
+        if self.mode == "global":
+            out = (v - self.mean) / self.std
+        else:
+            w = np.ones(v.shape[:-1], bool) if valid is None else np.asarray(valid, bool)
+            wf = w[..., None].astype(np.float64)
+            n = np.maximum(wf.sum(axis=-2, keepdims=True), 1.0)
+            mean = (v * wf).sum(axis=-2, keepdims=True) / n
+            var = (((v - mean) ** 2) * wf).sum(axis=-2, keepdims=True) / n
+            out = (v - mean) / np.maximum(np.sqrt(var), 1e-8)
+            keep = self._passthrough() if self.names else np.zeros(v.shape[-1], bool)
+            out = np.where(keep, v, out)
+        keep = self._passthrough() if self.names else np.zeros(v.shape[-1], bool)
+        out = np.where(keep, v, np.clip(out, -self.clip, self.clip))
+        return out.astype(np.float32)
+
+    def state_dict(self) -> dict:
+        """Plain dict (lists, floats, strings): safe for ``torch.load(weights_only=True)``."""
+        return {"mode": self.mode, "clip": self.clip, "names": list(self.names),
+                "mean": None if self.mean is None else [float(a) for a in self.mean],
+                "std": None if self.std is None else [float(a) for a in self.std]}
+
+    @classmethod
+    def from_state_dict(cls, d: dict) -> "FeatureNormalizer":
+        norm = cls(mode=str(d["mode"]), clip=float(d.get("clip", 10.0)))
+        norm.names = [str(n) for n in d.get("names", [])]
+        if d.get("mean") is not None:
+            norm.mean = np.asarray(d["mean"], dtype=np.float64).reshape(-1)
+            norm.std = np.asarray(d["std"], dtype=np.float64).reshape(-1)
+        return norm
+
+
+# --------------------------------------------------------------------------- snapshots
+def build_snapshot(x: np.ndarray, corr: np.ndarray | None, y: np.ndarray, node_mask: np.ndarray,
+                   time, symbols: list[str], config: GraphConfig = GraphConfig(), hour: int = -1) -> Data:
+    """One hour's graph with all ``N`` nodes.
+
+    Args:
+        x: ``[N, F]`` (normalised) features; y: ``[N]`` class indices;
+        node_mask: ``[N]`` bool; corr: ``[N, N]`` or None when ``config.edges == "none"``;
+        time: the hour (Timestamp or ns since epoch); hour: its index into T.
+    Returns ``Data(x [N, F] f32, edge_index [2, E] long, edge_attr [E, 1] f32, y [N] long,
+    node_mask [N] bool, time [1] long ns, hour [1] long, symbols list[str])``; invalid
+    nodes have x = 0, y = IGNORE_INDEX and no edges.
+    """
+    mask = np.asarray(node_mask, dtype=bool)
+    xs = np.where(mask[:, None], np.asarray(x, dtype=np.float32), np.float32(0.0))
+    ys = np.where(mask, np.asarray(y, dtype=np.int64), IGNORE_INDEX)
+    edge_index, edge_attr = edges_from_correlation(corr, mask, config.top_k, config.edges)
+    ns = time.value if isinstance(time, pd.Timestamp) else int(time)
+    return Data(x=torch.from_numpy(np.ascontiguousarray(xs, dtype=np.float32)), edge_index=edge_index,
+                edge_attr=edge_attr, y=torch.from_numpy(ys), node_mask=torch.from_numpy(mask.copy()),
+                time=torch.tensor([ns], dtype=torch.long), hour=torch.tensor([int(hour)], dtype=torch.long),
+                symbols=list(symbols))
+
+
+def hours_between(times: pd.DatetimeIndex, start=None, end=None) -> np.ndarray:
+    """Indices into ``times`` with ``start <= time <= end`` (inclusive; None = open)."""
+    lo = 0 if start is None else int(times.searchsorted(to_utc_index([start], "t")[0], "left"))
+    hi = len(times) if end is None else int(times.searchsorted(to_utc_index([end], "t")[0], "right"))
+    return np.arange(lo, hi, dtype=np.int64)
+
+
+class HourlyGraphDataset(torch.utils.data.Dataset):
+    """Lazily built hourly snapshots; batch with ``torch_geometric.loader.DataLoader``.
+
+    Normalised features and masked labels are precomputed once (``[T, N, F]``
+    float32); ``__getitem__`` only computes hour ``t``'s correlation from its
+    log-return window and builds the edges.
+
+    Args:
+        features, labels: from :func:`compute_features` / :func:`make_labels` on one panel.
+        log_ret: ``[T, N]`` from :func:`log_returns` on the same panel.
+        hours: indices into T of the snapshots (item i is hour ``hours[i]``).
+        config: graph options.
+        normalizer: fitted :class:`FeatureNormalizer` (global mode: fit on the
+            training hours only); None is allowed for ``normalisation="cross_sectional"``.
+    """
+
+    def __init__(self, features: Features, labels: Labels, log_ret: np.ndarray, hours,
+                 config: GraphConfig = GraphConfig(), normalizer: FeatureNormalizer | None = None) -> None:
+        T, N = features.valid.shape
+        if labels.classes.shape != (T, N) or log_ret.shape != (T, N):
+            raise DataError(f"features {features.valid.shape}, labels {labels.classes.shape} and log returns "
+                            f"{log_ret.shape} must come from the same panel")
+        if normalizer is None:
+            if config.normalisation != "cross_sectional":
+                raise DataError("global normalisation needs a FeatureNormalizer fitted on the training hours")
+            normalizer = FeatureNormalizer("cross_sectional").fit(features, np.arange(0))
+        if normalizer.mode != config.normalisation:
+            raise DataError(f"normaliser mode {normalizer.mode!r} != config.normalisation {config.normalisation!r}")
+        self.hours = np.asarray(hours, dtype=np.int64).reshape(-1)
+        if len(self.hours) and (self.hours.min() < 0 or self.hours.max() >= T):
+            raise DataError(f"hours must be indices in 0..{T - 1}")
+        self.config, self.normalizer = config, normalizer
+        self.times, self.symbols = features.times, list(features.symbols)
+        self.valid = features.valid
+        self.x = normalizer.transform(features.values, features.valid)
+        self.x[~self.valid] = 0.0
+        self.y = np.where(self.valid, labels.classes, IGNORE_INDEX)
+        self.log_ret = log_ret
+
+    def __len__(self) -> int:
+        return len(self.hours)
+
+    def __getitem__(self, i: int) -> Data:
+        t = int(self.hours[i])
+        corr = None
+        if self.config.edges != "none":
+            corr = correlation_matrix(self.log_ret, t, self.config.window, self.config.min_periods)
+        return build_snapshot(self.x[t], corr, self.y[t], self.valid[t], self.times[t], self.symbols,
+                              self.config, hour=t)

@@ -1,0 +1,255 @@
+"""Store -> one aligned hourly (time x symbol) panel with explicit masks.
+
+Every array of a :class:`Panel` is ``[T, N]``: row ``t`` is the hour whose
+candle opened at ``times[t]`` (UTC), column ``n`` is ``symbols[n]``. Conventions
+(see ``../shared/DESIGN.md`` and ``docs/features.md``):
+
+* **Grid.** One hourly grid from the first to the last candle over all loaded
+  symbols, without holes. Hours before a symbol's listing or after its
+  delisting are masked (``mask`` False, prices NaN), never invented.
+* **Short gaps, causal fill.** A missing candle is forward-filled when the last
+  real candle is at most ``max_fill_hours`` hours earlier: close carried,
+  ``open = high = low = close``, volume 0, flagged in ``filled``. The fill
+  only looks back, so the first ``max_fill_hours`` hours of a *long* gap are
+  filled too (at that time nobody can know how long the gap will last); the
+  rest of a long gap stays masked. Deciding by the gap's total length would
+  leak the future into the mask.
+* **Bad candles.** A candle with a non-finite or non-positive open/high/low/
+  close counts as missing; a NaN volume counts as 0.
+* **Book.** Row ``t`` gets the first snapshot with ``snapshot_time`` in
+  ``[t + 1h, t + 1h + book_tolerance)`` (the state of the book at the decision
+  time ``t + 1h``; collectors take it a few seconds after the hour).
+* **Funding.** Row ``t`` gets the latest funding event with
+  ``funding_time <= t + 1h`` (settled by the decision time). Funding is keyed
+  by the perp symbol; a spot panel uses the perp of the same name if stored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .store import HOUR, Store, to_utc_index, validate_market
+
+#: Default half-open window after ``t + 1h`` in which a book snapshot counts for row ``t``.
+BOOK_TOLERANCE = pd.Timedelta(minutes=5)
+
+_T_N_FIELDS = ("open", "high", "low", "close", "volume", "quote_volume", "trades", "mask", "filled",
+               "funding_rate", "has_funding", "best_bid", "best_ask", "bid_qty", "ask_qty", "has_book")
+
+
+@dataclass
+class Panel:
+    """Aligned hourly arrays ``[T, N]`` for ``N`` symbols of one market.
+
+    Float arrays are NaN where unknown; ``mask`` says where a real or
+    short-gap-filled candle exists (``filled`` marks the latter).
+    ``quote_volume``/``trades`` are NaN where the source does not report them.
+    """
+
+    times: pd.DatetimeIndex  # [T] hourly UTC grid, no holes
+    symbols: list[str]  # [N]
+    market: str
+    open: np.ndarray  # [T, N] float64
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    quote_volume: np.ndarray
+    trades: np.ndarray
+    mask: np.ndarray  # [T, N] bool
+    filled: np.ndarray  # [T, N] bool
+    funding_rate: np.ndarray  # [T, N] float64, NaN if none
+    has_funding: np.ndarray  # [T, N] bool
+    best_bid: np.ndarray  # [T, N] float64 from the snapshot for t + 1h, NaN if none
+    best_ask: np.ndarray
+    bid_qty: np.ndarray
+    ask_qty: np.ndarray
+    has_book: np.ndarray  # [T, N] bool
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(T, N)``."""
+        return len(self.times), len(self.symbols)
+
+    def slice(self, start=None, end=None) -> "Panel":
+        """Rows with ``start <= time <= end`` (inclusive; None = open end).
+
+        Features computed on a slice lose the history before ``start``.
+        """
+        lo = 0 if start is None else int(self.times.searchsorted(to_utc_index([start], "t")[0], "left"))
+        hi = len(self.times) if end is None else int(self.times.searchsorted(to_utc_index([end], "t")[0], "right"))
+        arrays = {name: getattr(self, name)[lo:hi].copy() for name in _T_N_FIELDS}
+        return replace(self, times=self.times[lo:hi], symbols=list(self.symbols), **arrays)
+
+    def select(self, symbols: list[str]) -> "Panel":
+        """Columns for ``symbols`` (in that order); unknown symbol -> DataError."""
+        missing = [s for s in symbols if s not in self.symbols]
+        if missing:
+            raise DataError(f"symbols not in panel: {missing}")
+        cols = [self.symbols.index(s) for s in symbols]
+        arrays = {name: getattr(self, name)[:, cols].copy() for name in _T_N_FIELDS}
+        return replace(self, symbols=list(symbols), **arrays)
+
+    def __repr__(self) -> str:
+        span = f"{self.times[0]} .. {self.times[-1]}" if len(self.times) else "empty"
+        return f"Panel({self.market}, T={len(self.times)}, N={len(self.symbols)}, {span})"
+
+
+def load_panel(store: Store, market: str = "spot", symbols: list[str] | None = None,
+               start=None, end=None, top: int | None = None, max_fill_hours: int = 3,
+               book_tolerance: pd.Timedelta = BOOK_TOLERANCE) -> Panel:
+    """Load klines (plus funding and book snapshots where stored) into a :class:`Panel`.
+
+    Args:
+        store: the market store.
+        market: ``"spot"`` or ``"perp"``.
+        symbols: symbols to load (default: all of ``market``); unknown -> DataError.
+        start, end: inclusive bounds on candle ``open_time``.
+        top: keep the ``top`` symbols with the largest quote volume over the
+            loaded range (``volume x close`` where quote volume is unknown).
+            Note: ranking over the whole range is a selection made with
+            hindsight; use it for the universe, not inside a backtest window.
+        max_fill_hours: forward-fill a missing candle at most this many hours
+            after the last real one (0 disables filling).
+        book_tolerance: see module docstring.
+    """
+    validate_market(market)
+    if max_fill_hours < 0:
+        raise DataError(f"max_fill_hours must be >= 0, got {max_fill_hours}")
+    available = store.symbols(market)
+    given = symbols is not None
+    if not given:
+        symbols = available
+    else:
+        unknown = [s for s in symbols if s not in available]
+        if unknown:
+            raise DataError(f"unknown {market} symbols {unknown} in store {store.root}")
+    frames = {s: store.klines(s, market, start=start, end=end) for s in symbols}
+    if not given or top is not None:
+        frames = {s: f for s, f in frames.items() if len(f)}  # drop symbols without candles in range
+    if top is not None:
+        frames = _top_by_quote_volume(frames, top)
+    if not frames or not any(len(f) for f in frames.values()):
+        raise DataError(f"no {market} candles in store {store.root} for the requested range")
+    names = sorted(frames) if not given or top is not None else list(symbols)
+    first = min(f.index.min() for f in frames.values() if len(f))
+    last = max(f.index.max() for f in frames.values() if len(f))
+    times = pd.date_range(first, last, freq="h", name="time")
+    raw = _align_klines(frames, names, times)
+    real = raw.pop("real")
+    kl = _forward_fill(raw, real, max_fill_hours)
+    funding_syms = set(store.funding_symbols())
+    funding = _align_funding(store, names, times, funding_syms)
+    book = _align_book(store, market, names, times, book_tolerance)
+    return Panel(times=times, symbols=names, market=market, **kl, **funding, **book)
+
+
+def _top_by_quote_volume(frames: dict[str, pd.DataFrame], top: int) -> dict[str, pd.DataFrame]:
+    if top <= 0:
+        raise DataError(f"top must be positive, got {top}")
+    liquidity = {}
+    for sym, f in frames.items():
+        quote = f["quote_volume"].to_numpy(dtype="float64")
+        estimate = f["volume"].to_numpy(dtype="float64") * f["close"].to_numpy(dtype="float64")
+        liquidity[sym] = float(np.nansum(np.where(np.isfinite(quote), quote, estimate)))
+    keep = sorted(liquidity, key=lambda s: (-liquidity[s], s))[:top]
+    return {s: frames[s] for s in keep}
+
+
+def _align_klines(frames: dict[str, pd.DataFrame], names: list[str],
+                  times: pd.DatetimeIndex) -> dict[str, np.ndarray]:
+    """Scatter each symbol's candles into ``[T, N]`` arrays (NaN elsewhere) plus ``real``."""
+    T, N = len(times), len(names)
+    cols = ("open", "high", "low", "close", "volume", "quote_volume", "trades")
+    out = {c: np.full((T, N), np.nan) for c in cols}
+    t0 = times[0].value
+    for n, sym in enumerate(names):
+        f = frames.get(sym)
+        if f is None or not len(f):
+            continue
+        rows = (f.index.asi8 - t0) // HOUR.value
+        for c in cols:
+            out[c][rows, n] = f[c].to_numpy(dtype="float64", na_value=np.nan)
+    prices = np.stack([out[c] for c in ("open", "high", "low", "close")])
+    real = np.all(np.isfinite(prices) & (prices > 0), axis=0)
+    for c in cols:
+        out[c][~real] = np.nan
+    out["volume"][real & ~np.isfinite(out["volume"])] = 0.0
+    out["real"] = real
+    return out
+
+
+def _forward_fill(kl: dict[str, np.ndarray], real: np.ndarray, max_fill_hours: int) -> dict[str, np.ndarray]:
+    """Causal forward fill of at most ``max_fill_hours`` hours after the last real candle."""
+    T, N = real.shape
+    rows = np.arange(T)[:, None]
+    last = np.maximum.accumulate(np.where(real, rows, -1), axis=0)  # [T, N] last real row <= t
+    filled = ~real & (last >= 0) & (rows - last <= max_fill_hours)
+    src = np.where(last >= 0, last, 0)
+    col = np.broadcast_to(np.arange(N), (T, N))
+    carried = kl["close"][src, col]
+    out = dict(kl)
+    for c in ("open", "high", "low", "close"):
+        out[c] = np.where(filled, carried, kl[c])
+    for c in ("volume", "quote_volume", "trades"):
+        known_zero = np.where(np.isnan(kl[c][src, col]), np.nan, 0.0)  # stay unknown if never reported
+        out[c] = np.where(filled, known_zero if c != "volume" else 0.0, kl[c])
+    out["mask"] = real | filled
+    out["filled"] = filled
+    return out
+
+
+def _align_funding(store: Store, names: list[str], times: pd.DatetimeIndex,
+                   funding_syms: set[str]) -> dict[str, np.ndarray]:
+    """Latest funding with ``funding_time <= t + 1h`` per row (searchsorted, no loop over hours)."""
+    T, N = len(times), len(names)
+    rate = np.full((T, N), np.nan)
+    keys = times.asi8 + HOUR.value
+    for n, sym in enumerate(names):
+        if sym not in funding_syms:
+            continue
+        f = store.funding(sym)
+        f = f[np.isfinite(f["funding_rate"].to_numpy(dtype="float64"))]
+        if not len(f):
+            continue
+        idx = np.searchsorted(f.index.asi8, keys, side="right") - 1
+        ok = idx >= 0
+        rate[ok, n] = f["funding_rate"].to_numpy(dtype="float64")[idx[ok]]
+    return {"funding_rate": rate, "has_funding": np.isfinite(rate)}
+
+
+def _align_book(store: Store, market: str, names: list[str], times: pd.DatetimeIndex,
+                tolerance: pd.Timedelta) -> dict[str, np.ndarray]:
+    """First snapshot in ``[t + 1h, t + 1h + tolerance)`` per row."""
+    T, N = len(times), len(names)
+    cols = ("best_bid", "best_ask", "bid_qty", "ask_qty")
+    out = {c: np.full((T, N), np.nan) for c in cols}
+    keys = times.asi8 + HOUR.value
+    book_syms = set(store.book_symbols(market))
+    for n, sym in enumerate(names):
+        if sym not in book_syms:
+            continue
+        b = store.book(sym, market)
+        if not len(b):
+            continue
+        snap = b.index.asi8
+        idx = np.searchsorted(snap, keys, side="left")
+        inside = idx < len(snap)
+        ok = np.zeros(T, dtype=bool)
+        ok[inside] = snap[idx[inside]] < keys[inside] + tolerance.value
+        for c in cols:
+            out[c][ok, n] = b[c].to_numpy(dtype="float64")[idx[ok]]
+    has = np.isfinite(out["best_bid"]) & np.isfinite(out["best_ask"])
+    has &= np.isfinite(out["bid_qty"]) & np.isfinite(out["ask_qty"])
+    for c in cols:
+        out[c][~has] = np.nan
+    out["has_book"] = has
+    return out
+
+
+def panel_fields() -> list[str]:
+    """Names of the ``[T, N]`` arrays of a :class:`Panel`."""
+    return [f.name for f in fields(Panel) if f.name in _T_N_FIELDS]
