@@ -212,7 +212,7 @@ def test_regimes_fat_tails_funding_and_book_follow_the_model(market):
 
 # ---------------------------------------------------------------- store
 def test_write_synthetic_store_round_trip_and_idempotence(tmp_path):
-    cfg = SyntheticConfig(hours=72, n_symbols=12, n_sectors=3, leaders_per_sector=1, seed=5)
+    cfg = SyntheticConfig(hours=48, n_symbols=6, n_sectors=3, leaders_per_sector=1, seed=5)
     store = write_synthetic_store(tmp_path / "syn", cfg)
     assert isinstance(store, Store) and (tmp_path / "syn" / "STORE.json").exists()
     assert not [p for p in tmp_path.iterdir() if p.name != "syn"]  # temporary folder renamed away
