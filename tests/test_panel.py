@@ -1,0 +1,133 @@
+"""Panel alignment: grid, masks, causal short-gap fill, book and funding timing."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gnn_market.errors import DataError
+from gnn_market.panel import load_panel
+from gnn_market.sample import sample_store
+from gnn_market.store import Store
+
+from graph_fixtures import START, build_store, random_klines
+
+H = pd.Timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    return build_store(tmp_path_factory.mktemp("panel_store"))
+
+
+@pytest.fixture(scope="module")
+def panel(store):
+    return load_panel(store)
+
+
+def test_grid_spans_all_candles_without_holes(panel):
+    assert panel.symbols == ["AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT"]
+    assert panel.times[0] == START and len(panel.times) == 400
+    assert (np.diff(panel.times.asi8) == H.value).all()
+    assert str(panel.times.tz) == "UTC"
+    for name in ("open", "close", "volume", "mask", "best_bid", "funding_rate", "has_book"):
+        assert getattr(panel, name).shape == (400, 4)
+
+
+def test_listing_and_delisting_are_masked_not_invented(panel):
+    c, d = panel.symbols.index("CCCUSDT"), panel.symbols.index("DDDUSDT")
+    assert not panel.mask[:120, c].any() and np.isnan(panel.close[:120, c]).all()
+    assert panel.mask[120:, c].all()
+    # delisted after row 339: causal fill covers 3 hours, then masked
+    assert panel.mask[:340, d].all() and panel.filled[340:343, d].all()
+    assert not panel.mask[343:, d].any() and np.isnan(panel.close[343:, d]).all()
+
+
+def test_short_gap_filled_and_flagged(panel, store):
+    b = panel.symbols.index("BBBUSDT")
+    raw = store.klines("BBBUSDT")
+    assert panel.filled[50:52, b].all() and panel.mask[50:52, b].all()
+    last_close = raw["close"].iloc[49]
+    for col in ("open", "high", "low", "close"):
+        assert np.allclose(getattr(panel, col)[50:52, b], last_close)
+    assert (panel.volume[50:52, b] == 0).all()
+    assert not panel.filled[49, b] and not panel.filled[52, b]
+    assert panel.filled.sum() == 2 + 3 + 3  # short gap, start of the long gap, DDD after delisting
+
+
+def test_long_gap_fills_only_first_hours_causally(panel):
+    b = panel.symbols.index("BBBUSDT")
+    assert panel.filled[200:203, b].all()  # nobody knows at 200..202 that the gap is long
+    assert not panel.mask[203:206, b].any() and np.isnan(panel.close[203:206, b]).all()
+    assert panel.mask[206, b] and not panel.filled[206, b]
+
+
+def test_no_fill_when_disabled(store):
+    p = load_panel(store, max_fill_hours=0)
+    assert not p.filled.any()
+    assert not p.mask[50:52, p.symbols.index("BBBUSDT")].any()
+
+
+def test_book_snapshot_for_row_t_is_taken_at_t_plus_1h(panel, store):
+    a = panel.symbols.index("AAAUSDT")
+    book = store.book("AAAUSDT")
+    # fixture snapshots are taken 3 s after open_time + 1h
+    t = 10
+    snap = book.loc[panel.times[t] + H + pd.Timedelta(seconds=3)]
+    assert panel.best_bid[t, a] == snap["best_bid"] and panel.ask_qty[t, a] == snap["ask_qty"]
+    assert panel.has_book[:, a].all()
+    assert not panel.has_book[:, panel.symbols.index("DDDUSDT")].any()
+
+
+def test_book_tolerance_window(tmp_path):
+    times = pd.date_range(START, periods=6, freq="h", tz="UTC")
+    s = Store(tmp_path)
+    s.write_klines("XXUSDT", random_klines(np.random.default_rng(1), times))
+    snaps = pd.DatetimeIndex([times[0] + H - pd.Timedelta(seconds=1),  # before decision time of row 0
+                              times[1] + H + pd.Timedelta(minutes=10),  # too late for row 1
+                              times[2] + H,  # exactly at decision time of row 2
+                              times[3] + H + pd.Timedelta(minutes=4, seconds=59)], name="snapshot_time")
+    s.write_book("XXUSDT", pd.DataFrame({"best_bid": [1.0, 2.0, 3.0, 4.0], "best_ask": 5.0,
+                                         "bid_qty": 1.0, "ask_qty": 1.0}, index=snaps))
+    p = load_panel(s)
+    assert p.has_book[:, 0].tolist() == [False, False, True, True, False, False]
+    assert p.best_bid[2, 0] == 3.0 and p.best_bid[3, 0] == 4.0
+
+
+def test_funding_is_latest_settled_by_t_plus_1h(tmp_path):
+    times = pd.date_range(START, periods=12, freq="h", tz="UTC")
+    s = Store(tmp_path)
+    s.write_klines("XXUSDT", random_klines(np.random.default_rng(2), times))
+    s.write_klines("YYUSDT", random_klines(np.random.default_rng(3), times))
+    events = pd.DatetimeIndex([times[3], times[8] + pd.Timedelta(seconds=1)], name="funding_time")
+    s.write_funding("XXUSDT", pd.DataFrame({"funding_rate": [0.001, 0.002]}, index=events))
+    p = load_panel(s)
+    x = p.funding_rate[:, 0]
+    assert np.isnan(x[:2]).all() and not p.has_funding[:2, 0].any()
+    assert (x[2:8] == 0.001).all()  # row 2 is decided at hour 3, when the first event settled
+    assert (x[8:] == 0.002).all()  # settled 1 s after hour 8: known at row 8's decision time (hour 9)
+    assert not p.has_funding[:, 1].any() and np.isnan(p.funding_rate[:, 1]).all()
+
+
+def test_symbols_top_range_and_slice(store):
+    p = load_panel(store, symbols=["CCCUSDT", "AAAUSDT"], start=START + 100 * H, end=START + 199 * H)
+    assert p.symbols == ["CCCUSDT", "AAAUSDT"] and len(p.times) == 100
+    assert p.times[0] == START + 100 * H
+    with pytest.raises(DataError):
+        load_panel(store, symbols=["NOPEUSDT"])
+    top = load_panel(store, top=2)
+    assert len(top.symbols) == 2 and "AAAUSDT" in top.symbols  # AAA has the largest quote volume
+    part = load_panel(store).slice(START + 10 * H, START + 19 * H)
+    assert len(part.times) == 10 and part.close.shape == (10, 4)
+    sel = load_panel(store).select(["DDDUSDT"])
+    assert sel.symbols == ["DDDUSDT"] and sel.mask.shape == (400, 1)
+
+
+def test_sample_panel_loads_with_ohlcv_only():
+    p = load_panel(sample_store(), symbols=["BTCUSDT", "ETHUSDT"])
+    assert p.times[0] == pd.Timestamp("2023-01-01", tz="UTC")
+    assert not p.has_book.any() and not p.has_funding.any()
+    # 2023-03-24 13:00 is missing in every file: a 1-hour gap, filled
+    row = p.times.get_loc(pd.Timestamp("2023-03-24 13:00", tz="UTC"))
+    assert p.filled[row].all() and p.mask[row].all()
+    assert np.isnan(p.quote_volume).all()
