@@ -133,8 +133,10 @@ def select(uni: Universe, markets: list[str], symbols: list[str] | None) -> dict
 
 
 # --------------------------------------------------------------------------- one pass
-def _stored_range(store: Store, symbol: str, market: str) -> tuple[int, int] | None:
-    if not store.exists() or symbol not in store.symbols(market):
+def _stored_range(store: Store, symbol: str, market: str, listed: set[str] | None = None) -> tuple[int, int] | None:
+    if listed is None:
+        listed = set(store.symbols(market)) if store.exists() else set()
+    if symbol not in listed:
         return None
     idx = store.klines(symbol, market).index
     if len(idx) == 0:
@@ -143,30 +145,39 @@ def _stored_range(store: Store, symbol: str, market: str) -> tuple[int, int] | N
 
 
 def sync_symbol(client: BinanceClient, store: Store, market: str, symbol: str, start_ms: int,
-                now_ms: int, current_funding: dict[str, pd.DataFrame] | None) -> SymbolResult:
-    """Bring one symbol up to date: missing klines, one book snapshot, funding."""
+                now_ms: int, current_funding: dict[str, pd.DataFrame] | None,
+                listed: set[str] | None = None) -> SymbolResult:
+    """Bring one symbol up to date: missing klines, one book snapshot, funding.
+
+    ``listed``: the symbols the store holds for ``market`` (saves a folder scan).
+    """
     res = SymbolResult()
-    stored = _stored_range(store, symbol, market)
+    stored = _stored_range(store, symbol, market, listed)
     ranges = [(start_ms, None)] if stored is None else []
     if stored is not None:
         first, last = stored
         if start_ms < first:
             ranges.append((start_ms, first - HOUR_MS))
         ranges.append((last + HOUR_MS, None))
-    for lo, hi in ranges:
-        df = client.klines(symbol, market, lo, hi, now_ms=now_ms)
-        if len(df):
-            res.klines += store.write_klines(symbol, df, market)
+    frames = [client.klines(symbol, market, lo, hi, now_ms=now_ms) for lo, hi in ranges]
+    frames = [f for f in frames if len(f)]
+    if frames:
+        res.klines = store.write_klines(symbol, pd.concat(frames).sort_index(), market)
     res.book = store.write_book(symbol, client.book(symbol, market), market)
     if market == PERP:
         funding = store.funding(symbol)
+        new = []
         # Settled history since the last stored row; skipped while the latest
         # stored row is the live estimate for a settlement still ahead.
         if len(funding) == 0 or funding.index[-1].value // 1_000_000 <= now_ms:
             since = start_ms if len(funding) == 0 else int(funding.index[-1].value // 1_000_000)
-            res.funding += store.write_funding(symbol, client.funding_history(symbol, since, now_ms))
+            new.append(client.funding_history(symbol, since, now_ms))
         if current_funding and symbol in current_funding:
-            res.funding += store.write_funding(symbol, current_funding[symbol])
+            new.append(current_funding[symbol])
+        new = [f for f in new if len(f)]
+        if new:  # one upsert (one rewrite) for history + live row
+            merged = pd.concat(new)
+            res.funding = store.write_funding(symbol, merged[~merged.index.duplicated(keep="last")])
     return res
 
 
@@ -186,9 +197,13 @@ def refresh(client: BinanceClient, store: Store, plan: dict[str, list[str]], hou
     bar = tqdm(total=len(tasks), unit="symbol", disable=not progress, file=sys.stderr)
     try:
         key = {f"{m}:{s}": (m, s) for m, s in tasks}
-        batch = client.map_symbols(
-            lambda k: sync_symbol(client, store, *key[k], start_ms, now_ms, current),  # type: ignore[arg-type]
-            key, progress=lambda _: bar.update(1))
+        listed = {m: set(store.symbols(m)) if store.exists() else set() for m in plan}
+
+        def task(k: str) -> SymbolResult:
+            market, symbol = key[k]
+            return sync_symbol(client, store, market, symbol, start_ms, now_ms, current, listed[market])
+
+        batch = client.map_symbols(task, key, progress=lambda _: bar.update(1))
     finally:
         bar.close()
     report.results = {key[k]: v for k, v in batch.values.items()}

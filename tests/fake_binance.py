@@ -140,7 +140,8 @@ class FakeBinance:
         self.fault_cycle = ["500", "malformed", "drop", "429", "502", "slow"]
         self.lock = threading.Lock()
         self.requests: list[tuple[float, str, str, int]] = []  # (time, family, path, status)
-        self.weight: dict[str, dict[int, int]] = {"spot": defaultdict(int), "perp": defaultdict(int)}
+        self.weight: dict[str, dict[int, int]] = {"spot": defaultdict(int), "perp": defaultdict(int),
+                                                  "stats": defaultdict(int)}
         self.faults_served: list[str] = []
         self._counter = 0
         self._by_market = {m: {s.symbol: s for s in self.symbols if s.market == m} for m in ("spot", "perp")}
@@ -189,6 +190,12 @@ class FakeBinance:
     def peak_weight(self, family: str) -> int:
         with self.lock:
             return max(self.weight[family].values(), default=0)
+
+    def stats(self) -> dict:
+        """Counters for a server running in another process (``GET /_stats``)."""
+        return {"requests": self.count("/api/") + self.count("/fapi/"), "http_429": self.count(status=429),
+                "peak_weight_spot": self.peak_weight("spot"), "peak_weight_perp": self.peak_weight("perp"),
+                "limit_spot": self.limits["spot"], "limit_perp": self.limits["perp"]}
 
     def _take_fault(self, path: str, symbol: str | None) -> str | None:
         with self.lock:
@@ -360,6 +367,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         url = urlparse(self.path)
         q = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        if url.path == "/_stats":  # test hook (server in another process): counters, no weight
+            return self._send(200, fake.stats(), family="stats", path=url.path)
         if url.path.startswith("/api/v3/"):
             family, endpoint = "spot", url.path[len("/api/v3/"):]
         elif url.path.startswith("/fapi/v1/"):
@@ -479,3 +488,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+
+def serve_forever_in_process(port_queue, symbols: int, now_ms: int, latency_s: float) -> None:
+    """Target of a ``multiprocessing.Process``: serve :func:`many_symbols` until killed.
+
+    Benchmarks use it so the server does not share the client's GIL.
+    """
+    server = FakeBinance(many_symbols(symbols, listed_hours=48), now_ms=now_ms, latency_s=latency_s).start()
+    port_queue.put(server.url)
+    threading.Event().wait()

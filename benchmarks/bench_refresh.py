@@ -1,0 +1,117 @@
+"""Benchmark: one hourly refresh (``collect --once``) of 200 symbols against a local server.
+
+Starts the fake Binance server from ``tests/fake_binance.py`` with 50 ms added
+latency per request, 200 coins listed on spot and perp, and runs the refresh
+(klines + top-20 book + funding) on a store that already holds the previous
+hours, for 200 perps (all three kinds per symbol) and for the same 200 coins
+on spot and perp (400 symbol-markets), each run twice:
+
+* ``concurrent``: the real client (bounded thread pool, weight pacing);
+* ``sequential``: the naive reference, one request at a time.
+
+Prints a table (wall time, requests, peak used weight per minute as counted by
+the server vs the limit) and writes ``benchmarks/results/refresh.json``.
+
+    python benchmarks/bench_refresh.py [--symbols 200] [--latency 0.05] [--workers 16]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import multiprocessing as mp  # noqa: E402
+
+import requests  # noqa: E402
+
+from fake_binance import FakeBinance, many_symbols, serve_forever_in_process  # noqa: E402
+from gnn_market.binance_client import SPOT, PERP, BinanceClient, ClientConfig  # noqa: E402
+from gnn_market.data import refresh  # noqa: E402
+from gnn_market.store import Store  # noqa: E402
+
+HOUR_MS = 3_600_000
+NOW = 1_709_294_430_000  # fixed server clock: 2024-03-01 12:00:30 UTC
+
+
+def seed_store(path: Path, n: int) -> None:
+    """A store as the previous cycle left it: everything up to 10:00, book and funding."""
+    with FakeBinance(many_symbols(n, listed_hours=48), now_ms=NOW - HOUR_MS) as srv:
+        client = BinanceClient(ClientConfig(spot_url=srv.url, futures_url=srv.url, max_workers=16))
+        plan = {SPOT: [f"C{_name(i)}USDT" for i in range(n)], PERP: [f"C{_name(i)}USDT" for i in range(n)]}
+        refresh(client, Store(path), plan, hours=48)
+
+
+def _name(i: int) -> str:
+    from fake_binance import _letters
+    return _letters(i)
+
+
+def run(n: int, latency: float, workers: int, store: Path, markets: tuple[str, ...]) -> dict:
+    """One refresh against a server in its own process (so it does not share our GIL)."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=serve_forever_in_process, args=(queue, n, NOW, latency), daemon=True)
+    proc.start()
+    try:
+        url = queue.get(timeout=60)
+        client = BinanceClient(ClientConfig(spot_url=url, futures_url=url, max_workers=workers))
+        plan = {m: Store(store).symbols(m) for m in markets}
+        t0 = time.perf_counter()
+        report = refresh(client, Store(store), plan, hours=48)
+        wall = time.perf_counter() - t0
+        assert not report.errors, report.errors
+        stats = requests.get(f"{url}/_stats", timeout=10).json()
+    finally:
+        proc.kill()
+        proc.join()
+    return {"workers": workers, "wall_s": round(wall, 3), **{k: stats[k] for k in ("requests", "http_429")},
+            "new_candles": report.total("klines"), "book_rows": report.total("book"),
+            "funding_rows": report.total("funding"),
+            **{k: v for k, v in stats.items() if k not in ("requests", "http_429")}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--symbols", type=int, default=200)
+    ap.add_argument("--latency", type=float, default=0.05)
+    ap.add_argument("--workers", type=int, default=16)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "refresh.json"))
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-refresh-"))
+    try:
+        seed_store(tmp / "seed", args.symbols)
+        rows = {}
+        scenarios = [("perp", (PERP,)), ("spot+perp", (SPOT, PERP))]
+        for name, markets in scenarios:
+            for label, workers in (("concurrent", args.workers), ("sequential", 1)):
+                key = f"{name} {label}"
+                shutil.copytree(tmp / "seed", tmp / key)
+                rows[key] = run(args.symbols, args.latency, workers, tmp / key, markets)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    cols = ["wall_s", "requests", "http_429", "new_candles", "book_rows", "funding_rows",
+            "peak_weight_spot", "limit_spot", "peak_weight_perp", "limit_perp"]
+    print(f"refresh of {args.symbols} symbols (perp only, then spot + perp), {args.latency * 1000:.0f} ms latency")
+    print(f"{'run (workers)':28}" + "".join(f"{c:>17}" for c in cols))
+    for label, row in rows.items():
+        print(f"{label + ' (' + str(row['workers']) + ')':28}" + "".join(f"{row[c]:>17}" for c in cols))
+    for name in ("perp", "spot+perp"):
+        speed = rows[f"{name} sequential"]["wall_s"] / rows[f"{name} concurrent"]["wall_s"]
+        print(f"{name}: concurrent is {speed:.1f}x faster than the sequential reference")
+    out = {"symbols": args.symbols, "latency_s": args.latency, "python": platform.python_version(),
+           "machine": platform.machine(), "cpus": __import__("os").cpu_count(), "results": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
