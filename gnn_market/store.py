@@ -148,22 +148,25 @@ def _normalise(df: pd.DataFrame, kind: _Kind) -> pd.DataFrame:
         index = to_utc_index(df.index, kind.index)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{kind.name}: index is not a datetime: {exc}") from exc
-    out = pd.DataFrame(index=index)
+    columns: dict[str, object] = {}
     for col, dtype in kind.columns.items():
         if col in df.columns:
             values = df[col].to_numpy()
             try:
                 if dtype == "Int64":
-                    out[col] = pd.array(pd.to_numeric(values), dtype="Float64").round().astype("Int64")
+                    columns[col] = pd.array(pd.to_numeric(values), dtype="Float64").round().astype("Int64")
                 elif dtype == "int64":
-                    out[col] = pd.to_numeric(values).astype("int64")
+                    columns[col] = pd.to_numeric(values).astype("int64")
                 else:
-                    out[col] = pd.to_numeric(values).astype("float64")
+                    columns[col] = pd.to_numeric(values).astype("float64")
             except (TypeError, ValueError) as exc:
                 raise DataError(f"{kind.name}: column {col!r} is not numeric: {exc}") from exc
+        elif dtype == "Int64":
+            columns[col] = pd.array([pd.NA] * len(index), dtype="Int64")
         else:
-            out[col] = pd.Series(pd.NA if dtype == "Int64" else (0 if dtype == "int64" else np.nan),
-                                 index=index, dtype=dtype)
+            columns[col] = np.full(len(index), 0 if dtype == "int64" else np.nan, dtype=dtype)
+    # One constructor call: building column by column costs ~10x more on small frames.
+    out = pd.DataFrame(columns, index=index)
     if out.index.hasnans:
         raise DataError(f"{kind.name}: index has missing timestamps")
     for col in kind.required:
@@ -252,6 +255,8 @@ class Store:
             df = table.to_pandas()
         except (OSError, pa.ArrowException, ValueError) as exc:
             raise StoreError(f"corrupt store file {path}: {exc}") from exc
+        if _has_schema(df, kind):
+            return df  # files written by this module: skip the coercion
         try:
             return _normalise(df, kind)
         except DataError as exc:
@@ -376,6 +381,15 @@ def find_gaps(index: pd.DatetimeIndex) -> pd.DataFrame:
         "end": idx[where + 1] - HOUR,
         "hours": (step[where] - 1).astype("int64"),
     })
+
+
+def _has_schema(df: pd.DataFrame, kind: _Kind) -> bool:
+    """True if ``df`` already is exactly in the kind's schema (as this module writes it)."""
+    index = df.index
+    return (isinstance(index, pd.DatetimeIndex) and str(index.tz) == "UTC" and index.unit == "ns"
+            and index.name == kind.index and list(df.columns) == list(kind.columns)
+            and all(str(df[c].dtype) == t for c, t in kind.columns.items())
+            and index.is_monotonic_increasing and index.is_unique)
 
 
 def _slice(df: pd.DataFrame, start, end) -> pd.DataFrame:

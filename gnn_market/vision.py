@@ -21,7 +21,7 @@ What the archive does that this module absorbs (reference §5):
 * header row or not (detected: the first field is not a number);
 * spot timestamps in microseconds from 2025 on (detected per value, >= 1e15);
 * ``<file>.zip.CHECKSUM`` (sha256) next to a zip: verified when present;
-* funding ``calc_time`` with millisecond jitter: rounded to the second;
+* funding ``calc_time`` with millisecond jitter: rounded to the minute;
   funding columns are read by header name, klines by position.
 
 Failure policy: files of other kinds (trades, bookDepth, other intervals,
@@ -216,7 +216,8 @@ def parse_funding(data: bytes, source: str | Path) -> pd.DataFrame:
     without a header must have three columns: the archive's
     ``calc_time, funding_interval_hours, last_funding_rate`` (recognised by the
     small whole numbers in the middle column) or ``fundingTime, fundingRate, markPrice``.
-    Times are rounded to the second (the archive has millisecond jitter).
+    Times are rounded to the minute (the archive has millisecond jitter), like
+    :func:`gnn_market.binance_client.round_funding_time`, so archive and REST rows coincide.
     """
     table = _read_csv(data, source)
     if table.attrs["header"]:
@@ -235,7 +236,7 @@ def parse_funding(data: bytes, source: str | Path) -> pd.DataFrame:
     cols = [time_col, rate_col] + ([mark_col] if mark_col is not None else [])
     numbers = _numeric(table[cols], source)
     ms = _to_ms(numbers[time_col].to_numpy(), source, "funding time")
-    seconds = (ms + 500) // 1000  # round half up to the second, removing the settlement jitter
+    seconds = (ms + 30_000) // 60_000 * 60  # to the minute, as the REST client does (no duplicates)
     out = pd.DataFrame({"funding_rate": numbers[rate_col].to_numpy(dtype="float64"),
                         "mark_price": numbers[mark_col].to_numpy(dtype="float64") if mark_col is not None
                         else np.full(len(numbers), np.nan)})

@@ -210,3 +210,36 @@ def test_missing_path_and_bad_arguments(tmp_path):
     with pytest.raises(DataError, match="path says market spot"):
         p = write_zip(tmp_path / "data/spot/monthly/klines/XUSDT/1h/XUSDT-1h-2024-01.zip", kline_csv(JAN_2024_MS, 2))
         import_paths([p], Store(tmp_path / "store"), market="perp")
+
+
+def test_archive_and_rest_funding_rows_coincide(tmp_path):
+    """Archive calc_time jitter and the REST client round to the same minute: no duplicate rows."""
+    from gnn_market.binance_client import round_funding_time
+
+    archive = write_zip(tmp_path / "BTCUSDT-fundingRate-2024-01.zip", funding_csv(JAN_2024_MS, 3, jitter_ms=11))
+    store = Store(tmp_path / "store")
+    import_paths([archive], store, market="perp", symbol="BTCUSDT")
+    rest_ms = JAN_2024_MS + 8 * HOUR_MS + 23  # the same settlement as the archive's second row
+    rest = pd.DataFrame({"funding_rate": [0.0002]},
+                        index=pd.to_datetime([round_funding_time(rest_ms)], unit="ms", utc=True))
+    assert store.write_funding("BTCUSDT", rest) == 0
+    assert len(store.funding("BTCUSDT")) == 3
+
+
+def test_import_vision_cli_imports_a_tree_and_reports_bad_files(tmp_path, capsys):
+    from gnn_market.cli import run_cli
+    from gnn_market.data import main
+
+    root = archive_tree(tmp_path)
+    store_dir = tmp_path / "store"
+    assert run_cli(main, ["import-vision", str(root), "--store", str(store_dir)]) == 0
+    assert "BTCUSDT" in Store(store_dir).symbols("spot")
+    before = {p: p.read_bytes() for p in store_dir.rglob("*.parquet")}
+    bad = tmp_path / "bad" / "ETHUSDT-1h-2024-01.zip"
+    bad.parent.mkdir()
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    capsys.readouterr()
+    assert run_cli(main, ["import-vision", str(bad), "--store", str(store_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "ETHUSDT-1h-2024-01.zip" in err[0]
+    assert {p: p.read_bytes() for p in store_dir.rglob("*.parquet")} == before
