@@ -231,11 +231,37 @@ def test_bad_actions_are_clear_errors(action, match):
         env.step(action)
 
 
-def test_out_of_range_scores_are_clipped_to_the_box():
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_scores_outside_the_box_are_used_as_given_without_overflow():
     env = make_env()
     env.reset(options={"start": 50})
-    np.testing.assert_allclose(env.action_to_weights(np.array([0, 7, -9, 0, 0])),
-                               env.action_to_weights(np.array([0, 1, -1, 0, 0])))
+    w = np.array([0.1, 0.2, 0.3, 0.15, 0.25])
+    np.testing.assert_allclose(env.action_to_weights(np.log(w) / 5.0), w)  # exact weights via log-scores
+    huge = env.action_to_weights(np.array([0, 1e6, -1e300, 0, 0]))
+    np.testing.assert_allclose(huge, [0, 1, 0, 0, 0])
+
+
+def test_fast_step_matches_the_reference_portfolio_arithmetic():
+    from envs import portfolio
+
+    panel = make_panel(market="perp")
+    env = make_env(panel=panel, market="perp", episode_hours=None)
+    env.reset(options={"start": 20})  # crosses pair 2's listing, pair 1's hole and settlements
+    rng = np.random.default_rng(5)
+    value, held = 1.0, np.eye(5)[0]
+    for _ in range(250):
+        t = env.hour_index(env.current_time)
+        action = rng.uniform(-1.5, 1.5, 5)
+        target = portfolio.scores_to_weights(action, mask=env.current_mask)
+        ref = portfolio.step(value, held, target, env._data.growth[t], FEE, env._data.funding[t])
+        _, reward, terminated, _, info = env.step(action)
+        assert reward == pytest.approx(ref.reward, abs=1e-12)
+        assert info["portfolio_value"] == pytest.approx(ref.value, rel=1e-12)
+        assert info["funding"] == pytest.approx(ref.funding, rel=1e-9, abs=1e-15)
+        np.testing.assert_allclose(info["weights"], ref.weights, atol=1e-12)
+        value, held = ref.value, ref.weights
+        if terminated:
+            break
 
 
 def test_encoder_outputs_are_cached_on_disk_keyed_by_data_and_model(tmp_path):
