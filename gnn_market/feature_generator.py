@@ -116,9 +116,11 @@ def window_sum(a: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
     row 0. Cumulative-sum differences: O(T N), reads only rows <= t.
     """
     finite = np.isfinite(a)
-    zero = np.zeros((1,) + a.shape[1:])
-    cs = np.concatenate([zero, np.cumsum(np.where(finite, a, 0.0), axis=0)])
-    cn = np.concatenate([zero, np.cumsum(finite, axis=0, dtype=np.float64)])
+    cs = np.empty((len(a) + 1,) + a.shape[1:])
+    cn = np.empty_like(cs)
+    cs[0] = cn[0] = 0.0
+    np.cumsum(np.where(finite, a, 0.0), axis=0, out=cs[1:])
+    np.cumsum(finite, axis=0, dtype=np.float64, out=cn[1:])
     lo = np.maximum(np.arange(1, len(a) + 1) - w, 0)
     return cs[1:] - cs[lo], cn[1:] - cn[lo]
 
@@ -265,9 +267,12 @@ def compute_features(panel: Panel, config: FeatureConfig = FeatureConfig()) -> F
         np.cos(2 * np.pi * hour / 24.0),
         panel.filled.astype(np.float64),
     ]
-    values = np.stack(columns, axis=-1).astype(np.float32)
-    values[~mask] = _neutral(config)  # no candle: neutral everywhere (time features kept below)
-    values[~mask, -3:-1] = np.stack(columns[-3:-1], axis=-1)[~mask]
+    values = np.empty(mask.shape + (len(columns),), dtype=np.float32)  # filled column by column: less peak memory
+    for j, column in enumerate(columns):
+        values[:, :, j] = column
+    time_cols = values[:, :, -3:-1].copy()
+    values[~mask] = _neutral(config)  # no candle: neutral everywhere except the clock
+    values[:, :, -3:-1] = time_cols
     if not np.isfinite(values).all():  # defensive: the rules above should make this unreachable
         values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
     valid = mask & _history_ok(mask, config.min_history)

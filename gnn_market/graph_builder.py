@@ -12,9 +12,9 @@ Two ways to compute it, both without a per-pair loop:
   masked sums as matrix products (counts ``M^T M``, sums ``X^T M``, ...).
 * :func:`iter_correlations` for many hours (benchmarks, precomputation): in
   float32 chunks ``[K, N, N]``; pairs whose windows are complete take the fast
-  path (standardise each window, one batched matrix product), rows of pairs
-  with holes are patched with the masked-sum formula. A year is never held as
-  a ``T x N x N`` array.
+  path (running sums of ``r r^T`` updated by a rank-2 step per hour), rows of
+  pairs with holes are patched with the masked-sum formula. A year is never
+  held as a ``T x N x N`` array.
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 import torch
-from numpy.lib.stride_tricks import sliding_window_view
+from scipy.linalg.blas import dger
+from threadpoolctl import threadpool_limits
 from torch_geometric.data import Data
 
 from .errors import DataError
@@ -93,13 +94,19 @@ def _pairwise_rows(x: np.ndarray, rows: np.ndarray, min_periods: int) -> np.ndar
     # shift each column by its mean over the window: r is shift-invariant and the sums lose less precision
     mean = np.where(count > 0, np.where(m, x, 0.0).sum(0) / np.maximum(count, 1), 0.0)
     x0 = np.where(m, x - mean, 0.0)
+    return _pairwise_from(x0, mf, x0 * x0, rows, min_periods)
+
+
+def _pairwise_from(x0: np.ndarray, mf: np.ndarray, x0sq: np.ndarray, rows: np.ndarray,
+                   min_periods: int) -> np.ndarray:
+    """Masked-sum core of :func:`_pairwise_rows`: ``x0`` ``[W, N]`` with 0 where missing,
+    ``mf`` its 0/1 presence, ``x0sq = x0**2``. Only small ``[P, W] @ [W, N]`` products."""
+    p = len(rows)
     xp, mp = x0[:, rows], mf[:, rows]
-    n = mp.T @ mf  # [P, N] common observations
-    sx = xp.T @ mf  # sum of x_p where the other column exists
-    sy = mp.T @ x0  # sum of x_j where x_p exists
-    sxx = (xp * xp).T @ mf
-    syy = mp.T @ (x0 * x0)
-    sxy = xp.T @ x0
+    left = np.concatenate([mp, xp, x0sq[:, rows]], axis=1).T  # [3P, W]: three products share one call
+    n, sx, sxx = np.split(left @ mf, 3)  # common observations; sums of x_p, x_p^2 where j exists
+    sy, sxy = np.split(left[: 2 * p] @ x0, 2)  # sum of x_j where p exists; sum of x_p x_j
+    syy = mp.T @ x0sq
     with np.errstate(invalid="ignore", divide="ignore"):
         cov = sxy - sx * sy / n
         vx = sxx - sx * sx / n
@@ -123,50 +130,89 @@ def correlation_matrix(log_ret: np.ndarray, t: int, window: int = 100, min_perio
 
 
 def iter_correlations(log_ret: np.ndarray, start: int = 0, stop: int | None = None, window: int = 100,
-                      min_periods: int = 50, chunk_hours: int = 64) -> Iterator[tuple[int, np.ndarray]]:
+                      min_periods: int = 50, chunk_hours: int = 128,
+                      reuse_buffer: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """Correlations for hours ``start .. stop-1`` in chunks.
 
     Yields ``(t0, corr)`` with ``corr`` ``[K, N, N]`` float32 for hours
     ``t0 .. t0+K-1``; each slice equals :func:`correlation_matrix` (up to
-    float32 rounding). Peak extra memory ~ ``K * N * (N + window) * 8`` bytes.
+    rounding, < 1e-6). Columns present at every hour of the window where any
+    column is present ("complete") use running sums ``S = sum r r^T``,
+    ``s = sum r`` updated by one rank-2 step per hour (recomputed exactly at
+    each chunk start, so rounding cannot drift); rows of columns with holes
+    are patched with the pairwise formula. Memory: the chunk plus O(N^2).
+    With ``reuse_buffer`` every chunk is written into the same array (copy
+    what you keep): saves allocating and page-faulting a fresh chunk each time.
     """
     T, N = log_ret.shape
     stop = T if stop is None else min(stop, T)
     finite = np.isfinite(log_ret)
-    cum = np.concatenate([np.zeros((1, N)), np.cumsum(finite, axis=0, dtype=np.float64)])
-    views = sliding_window_view(log_ret, window, axis=0) if T >= window else None  # [T-W+1, N, W]
+    r0 = np.where(finite, log_ret, 0.0)
+    r0sq, mf = r0 * r0, finite.astype(np.float64)
+    zero = np.zeros((1, N))
+    cum = np.concatenate([zero, np.cumsum(finite, axis=0, dtype=np.float64)])
+    cum_any = np.concatenate([[0.0], np.cumsum(finite.any(axis=1), dtype=np.float64)])
+    diag, buffer = np.arange(N), None
     for t0 in range(start, stop, chunk_hours):
         hours = np.arange(t0, min(t0 + chunk_hours, stop))
-        count = cum[hours + 1] - cum[np.maximum(hours + 1 - window, 0)]  # [K, N] returns in window
-        full = (count == window) & (hours[:, None] >= window - 1)
-        corr = np.zeros((len(hours), N, N), dtype=np.float32)
-        if window >= min_periods and views is not None and full.any():
-            corr[:] = _complete_block(views, hours, full)
-        for k in np.nonzero(((count > 0) & ~full).any(axis=1))[0]:  # hours with gappy columns
-            rows = np.nonzero((count[k] > 0) & ~full[k])[0]
-            patch = _pairwise_rows(_window(log_ret, int(hours[k]), window), rows, min_periods)
-            corr[k, rows, :] = patch
-            corr[k, :, rows] = patch
-        idx = np.arange(N)
-        corr[:, idx, idx] = 1.0
+        lo = np.maximum(hours + 1 - window, 0)
+        count = cum[hours + 1] - cum[lo]  # [K, N] returns of each column in the window
+        n_any = cum_any[hours + 1] - cum_any[lo]  # [K] rows with any return
+        # a column with as many returns as there are non-empty rows is present on exactly those rows
+        full = (count == n_any[:, None]) & (count > 0) & (n_any[:, None] >= min_periods)
+        if reuse_buffer and buffer is not None and len(buffer) >= len(hours):
+            corr = buffer[: len(hours)]
+        else:
+            corr = buffer = np.empty((len(hours), N, N), dtype=np.float32)
+        corr[~full.any(axis=1)] = 0.0  # hours with a complete column are fully written below
+        # one BLAS thread: for these O(N^2) kernels OpenBLAS threading costs far more than it saves
+        with threadpool_limits(1, user_api="blas"):
+            if full.any():
+                _complete_block(r0, hours, window, n_any, full, corr)
+            for k in np.nonzero(((count > 0) & ~full).any(axis=1))[0]:  # hours with gappy columns
+                rows = np.nonzero((count[k] > 0) & ~full[k])[0]
+                w = slice(max(0, int(hours[k]) - window + 1), int(hours[k]) + 1)
+                patch = _pairwise_from(r0[w], mf[w], r0sq[w], rows, min_periods)
+                corr[k, rows, :] = patch
+                corr[k, :, rows] = patch
+        corr[:, diag, diag] = 1.0
         yield int(t0), corr
 
 
-def _complete_block(views: np.ndarray, hours: np.ndarray, full: np.ndarray) -> np.ndarray:
-    """Pearson r among complete columns for each hour: ``Z_k Z_k^T`` with standardised windows.
+def _complete_block(r0: np.ndarray, hours: np.ndarray, window: int, n_any: np.ndarray, full: np.ndarray,
+                    out: np.ndarray) -> None:
+    """Pearson r among complete columns from running sums, written into ``out`` ``[K, N, N]``.
 
     Args:
-        views: ``[T-W+1, N, W]`` sliding windows; ``hours``: ``[K]``; ``full``: ``[K, N]``.
-    Returns ``[K, N, N]`` float32, 0 in rows/columns of incomplete or constant columns.
+        r0: ``[T, N]`` log returns with 0 for missing; hours: ``[K]`` consecutive;
+        n_any: ``[K]`` observations per complete column; full: ``[K, N]``.
+    Rows/columns of incomplete or constant columns stay 0.
     """
-    window = views.shape[-1]
-    z = np.where(full[:, :, None], views[np.maximum(hours - window + 1, 0)], 0.0)  # [K, N, W] float64
-    z -= z.mean(axis=2, keepdims=True)
-    ss = np.einsum("knw,knw->kn", z, z)
-    scale = np.where(ss > _MIN_VARIANCE * window, 1.0 / np.sqrt(np.where(ss > 0, ss, 1.0)), 0.0)
-    z *= scale[:, :, None]
-    z32 = z.astype(np.float32)
-    return np.matmul(z32, z32.transpose(0, 2, 1)).clip(-1.0, 1.0)
+    first = int(hours[0])
+    rows = r0[max(0, first - window + 1): first + 1]
+    S = np.asfortranarray(rows.T @ rows)  # [N, N] sum of r r^T over the window
+    s = rows.sum(axis=0)  # [N]
+    buf = np.empty_like(S, order="F")
+    for k, t in enumerate(hours):
+        if k:
+            new = r0[t]
+            S = dger(1.0, new, new, a=S, overwrite_a=1)
+            s = s + new
+            if t - window >= 0:
+                old = r0[t - window]
+                S = dger(-1.0, old, old, a=S, overwrite_a=1)
+                s = s - old
+        if not full[k].any():
+            continue
+        n = n_any[k]
+        var = np.diagonal(S) - s * s / n  # n x variance
+        d = np.where(full[k] & (var > _MIN_VARIANCE * n), 1.0 / np.sqrt(np.where(var > 0, var, 1.0)), 0.0)
+        np.multiply(S, d[:, None], out=buf)
+        buf = dger(-1.0 / n, s * d, s, a=buf, overwrite_a=1)  # d_i (S_ij - s_i s_j / n)
+        # column scaling fused with the float32 cast; the matrix is symmetric, so write through
+        # the transposed (Fortran-ordered) view of the C-ordered output slice
+        np.multiply(buf, d[None, :], out=out[k].T, casting="same_kind")
+    # no clip: |r| exceeds 1 by rounding only (< 1e-6), not worth another pass over the chunk
 
 
 # --------------------------------------------------------------------------- edges
@@ -210,7 +256,7 @@ def edges_from_correlation(corr: np.ndarray | None, node_mask: np.ndarray, top_k
 
 
 def iter_edge_sets(log_ret: np.ndarray, node_mask: np.ndarray, start: int = 0, stop: int | None = None,
-                   config: "GraphConfig" = GraphConfig(), chunk_hours: int = 64
+                   config: "GraphConfig" = GraphConfig(), chunk_hours: int = 128
                    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Edge sets for hours ``start .. stop-1``: yields ``(t, edge_index [2, E] int64, edge_attr [E] float32)``.
 
@@ -225,7 +271,8 @@ def iter_edge_sets(log_ret: np.ndarray, node_mask: np.ndarray, start: int = 0, s
             yield (t, *_edge_arrays(None, node_mask[t], None, "none"))
         return
     cache_key, cache = None, None
-    for t0, corr in iter_correlations(log_ret, start, stop, config.window, config.min_periods, chunk_hours):
+    for t0, corr in iter_correlations(log_ret, start, stop, config.window, config.min_periods, chunk_hours,
+                                      reuse_buffer=True):
         if config.top_k is not None:
             for k in range(len(corr)):
                 yield (t0 + k, *_edge_arrays(corr[k], node_mask[t0 + k], config.top_k, "correlation"))
