@@ -339,8 +339,19 @@ def test_subproc_vec_env_with_two_workers():
         vec.close()
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny MLPs: intra-op threads only add synchronisation (and crawl on a busy machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("obs_mode, policy", [("flat", "MlpPolicy"), ("dict", "MultiInputPolicy")])
-def test_ppo_runs_end_to_end(obs_mode, policy):
+def test_ppo_runs_end_to_end(obs_mode, policy, one_torch_thread):
     from stable_baselines3 import PPO
 
     env = make_env(obs_mode=obs_mode, episode_hours=48)
