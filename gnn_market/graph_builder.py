@@ -18,6 +18,8 @@ Two ways to compute it, both without a per-pair loop:
 """
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
@@ -131,7 +133,7 @@ def correlation_matrix(log_ret: np.ndarray, t: int, window: int = 100, min_perio
 
 def iter_correlations(log_ret: np.ndarray, start: int = 0, stop: int | None = None, window: int = 100,
                       min_periods: int = 50, chunk_hours: int = 128,
-                      reuse_buffer: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+                      workers: int = 2) -> Iterator[tuple[int, np.ndarray]]:
     """Correlations for hours ``start .. stop-1`` in chunks.
 
     Yields ``(t0, corr)`` with ``corr`` ``[K, N, N]`` float32 for hours
@@ -140,43 +142,77 @@ def iter_correlations(log_ret: np.ndarray, start: int = 0, stop: int | None = No
     column is present ("complete") use running sums ``S = sum r r^T``,
     ``s = sum r`` updated by one rank-2 step per hour (recomputed exactly at
     each chunk start, so rounding cannot drift); rows of columns with holes
-    are patched with the pairwise formula. Memory: the chunk plus O(N^2).
-    With ``reuse_buffer`` every chunk is written into the same array (copy
-    what you keep): saves allocating and page-faulting a fresh chunk each time.
+    are patched with the pairwise formula. Memory: about ``workers + 1``
+    chunks plus O(N^2).
+
+    Chunks are independent, so ``workers`` threads compute them ahead of the
+    consumer (NumPy and BLAS release the GIL). While the generator is alive,
+    BLAS runs single-threaded: for these O(N^2) kernels OpenBLAS threading
+    costs far more than it saves.
     """
     T, N = log_ret.shape
     stop = T if stop is None else min(stop, T)
     finite = np.isfinite(log_ret)
     r0 = np.where(finite, log_ret, 0.0)
-    r0sq, mf = r0 * r0, finite.astype(np.float64)
-    zero = np.zeros((1, N))
-    cum = np.concatenate([zero, np.cumsum(finite, axis=0, dtype=np.float64)])
-    cum_any = np.concatenate([[0.0], np.cumsum(finite.any(axis=1), dtype=np.float64)])
-    diag, buffer = np.arange(N), None
-    for t0 in range(start, stop, chunk_hours):
-        hours = np.arange(t0, min(t0 + chunk_hours, stop))
-        lo = np.maximum(hours + 1 - window, 0)
-        count = cum[hours + 1] - cum[lo]  # [K, N] returns of each column in the window
-        n_any = cum_any[hours + 1] - cum_any[lo]  # [K] rows with any return
-        # a column with as many returns as there are non-empty rows is present on exactly those rows
-        full = (count == n_any[:, None]) & (count > 0) & (n_any[:, None] >= min_periods)
-        if reuse_buffer and buffer is not None and len(buffer) >= len(hours):
-            corr = buffer[: len(hours)]
-        else:
-            corr = buffer = np.empty((len(hours), N, N), dtype=np.float32)
-        corr[~full.any(axis=1)] = 0.0  # hours with a complete column are fully written below
-        # one BLAS thread: for these O(N^2) kernels OpenBLAS threading costs far more than it saves
-        with threadpool_limits(1, user_api="blas"):
-            if full.any():
-                _complete_block(r0, hours, window, n_any, full, corr)
-            for k in np.nonzero(((count > 0) & ~full).any(axis=1))[0]:  # hours with gappy columns
-                rows = np.nonzero((count[k] > 0) & ~full[k])[0]
-                w = slice(max(0, int(hours[k]) - window + 1), int(hours[k]) + 1)
-                patch = _pairwise_from(r0[w], mf[w], r0sq[w], rows, min_periods)
-                corr[k, rows, :] = patch
-                corr[k, :, rows] = patch
-        corr[:, diag, diag] = 1.0
-        yield int(t0), corr
+    prep = _Prepared(r0=r0, r0sq=r0 * r0, mf=finite.astype(np.float64),
+                     cum=np.concatenate([np.zeros((1, N)), np.cumsum(finite, axis=0, dtype=np.float64)]),
+                     cum_any=np.concatenate([[0.0], np.cumsum(finite.any(axis=1), dtype=np.float64)]),
+                     window=window, min_periods=min_periods)
+    starts = list(range(start, stop, chunk_hours))
+    bounds = [(t0, min(t0 + chunk_hours, stop)) for t0 in starts]
+    with threadpool_limits(1, user_api="blas"):
+        if workers <= 1:
+            for t0, t1 in bounds:
+                yield t0, _correlation_chunk(prep, t0, t1)
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending = deque()
+            for t0, t1 in bounds:
+                pending.append((t0, pool.submit(_correlation_chunk, prep, t0, t1)))
+                if len(pending) > workers:
+                    t, fut = pending.popleft()
+                    yield t, fut.result()
+            while pending:
+                t, fut = pending.popleft()
+                yield t, fut.result()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Whole-panel arrays shared by the chunk workers (read-only)."""
+
+    r0: np.ndarray  # [T, N] log returns, 0 where missing
+    r0sq: np.ndarray  # [T, N] r0 ** 2
+    mf: np.ndarray  # [T, N] 1.0 where the return exists
+    cum: np.ndarray  # [T + 1, N] cumulative count of returns
+    cum_any: np.ndarray  # [T + 1] cumulative count of rows with any return
+    window: int
+    min_periods: int
+
+
+def _correlation_chunk(prep: _Prepared, t0: int, t1: int) -> np.ndarray:
+    """Correlations ``[t1 - t0, N, N]`` float32 for hours ``t0 .. t1-1``."""
+    window, min_periods = prep.window, prep.min_periods
+    N = prep.r0.shape[1]
+    hours = np.arange(t0, t1)
+    lo = np.maximum(hours + 1 - window, 0)
+    count = prep.cum[hours + 1] - prep.cum[lo]  # [K, N] returns of each column in the window
+    n_any = prep.cum_any[hours + 1] - prep.cum_any[lo]  # [K] rows with any return
+    # a column with as many returns as there are non-empty rows is present on exactly those rows
+    full = (count == n_any[:, None]) & (count > 0) & (n_any[:, None] >= min_periods)
+    corr = np.empty((len(hours), N, N), dtype=np.float32)
+    corr[~full.any(axis=1)] = 0.0  # hours with a complete column are fully written below
+    if full.any():
+        _complete_block(prep.r0, hours, window, n_any, full, corr)
+    for k in np.nonzero(((count > 0) & ~full).any(axis=1))[0]:  # hours with gappy columns
+        rows = np.nonzero((count[k] > 0) & ~full[k])[0]
+        w = slice(max(0, int(hours[k]) - window + 1), int(hours[k]) + 1)
+        patch = _pairwise_from(prep.r0[w], prep.mf[w], prep.r0sq[w], rows, min_periods)
+        corr[k, rows, :] = patch
+        corr[k, :, rows] = patch
+    diag = np.arange(N)
+    corr[:, diag, diag] = 1.0
+    return corr
 
 
 def _complete_block(r0: np.ndarray, hours: np.ndarray, window: int, n_any: np.ndarray, full: np.ndarray,
@@ -271,8 +307,7 @@ def iter_edge_sets(log_ret: np.ndarray, node_mask: np.ndarray, start: int = 0, s
             yield (t, *_edge_arrays(None, node_mask[t], None, "none"))
         return
     cache_key, cache = None, None
-    for t0, corr in iter_correlations(log_ret, start, stop, config.window, config.min_periods, chunk_hours,
-                                      reuse_buffer=True):
+    for t0, corr in iter_correlations(log_ret, start, stop, config.window, config.min_periods, chunk_hours):
         if config.top_k is not None:
             for k in range(len(corr)):
                 yield (t0 + k, *_edge_arrays(corr[k], node_mask[t0 + k], config.top_k, "correlation"))
@@ -425,10 +460,13 @@ class HourlyGraphDataset(torch.utils.data.Dataset):
         config: graph options.
         normalizer: fitted :class:`FeatureNormalizer` (global mode: fit on the
             training hours only); None is allowed for ``normalisation="cross_sectional"``.
+        cache_mb: precompute the correlations of all ``hours`` (float32, via
+            :func:`iter_correlations`) when they fit in this many MB; 0 = always lazy.
     """
 
     def __init__(self, features: Features, labels: Labels, log_ret: np.ndarray, hours,
-                 config: GraphConfig = GraphConfig(), normalizer: FeatureNormalizer | None = None) -> None:
+                 config: GraphConfig = GraphConfig(), normalizer: FeatureNormalizer | None = None,
+                 cache_mb: float = 256.0) -> None:
         T, N = features.valid.shape
         if labels.classes.shape != (T, N) or log_ret.shape != (T, N):
             raise DataError(f"features {features.valid.shape}, labels {labels.classes.shape} and log returns "
@@ -449,6 +487,19 @@ class HourlyGraphDataset(torch.utils.data.Dataset):
         self.x[~self.valid] = 0.0
         self.y = np.where(self.valid, labels.classes, IGNORE_INDEX)
         self.log_ret = log_ret
+        self._corr: dict[int, np.ndarray] | None = None
+        if config.edges != "none" and len(self.hours) and len(self.hours) * N * N * 4 <= cache_mb * 2**20:
+            self._corr = self._precompute()
+
+    def _precompute(self) -> dict[int, np.ndarray]:
+        wanted = set(self.hours.tolist())
+        out = {}
+        lo, hi = int(self.hours.min()), int(self.hours.max()) + 1
+        for t0, chunk in iter_correlations(self.log_ret, lo, hi, self.config.window, self.config.min_periods):
+            for k in range(len(chunk)):
+                if t0 + k in wanted:
+                    out[t0 + k] = chunk[k]  # views into fresh chunks: no copy needed
+        return out
 
     def __len__(self) -> int:
         return len(self.hours)
@@ -456,7 +507,9 @@ class HourlyGraphDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> Data:
         t = int(self.hours[i])
         corr = None
-        if self.config.edges != "none":
+        if self._corr is not None:
+            corr = self._corr[t]
+        elif self.config.edges != "none":
             corr = correlation_matrix(self.log_ret, t, self.config.window, self.config.min_periods)
         return build_snapshot(self.x[t], corr, self.y[t], self.valid[t], self.times[t], self.symbols,
                               self.config, hour=t)

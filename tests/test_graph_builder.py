@@ -225,3 +225,16 @@ def test_config_validation():
     with pytest.raises(DataError):
         GraphConfig(normalisation="minmax")
     assert GraphConfig.from_dict(GraphConfig(top_k=5).to_dict()) == GraphConfig(top_k=5)
+
+
+def test_dataset_cached_and_lazy_correlations_agree(sample):
+    p, feats, labels, r = sample
+    hours = np.arange(150, 190)
+    norm = FeatureNormalizer().fit(feats, hours)
+    cached = HourlyGraphDataset(feats, labels, r, hours, GraphConfig(), norm)
+    lazy = HourlyGraphDataset(feats, labels, r, hours, GraphConfig(), norm, cache_mb=0)
+    assert cached._corr is not None and lazy._corr is None
+    for i in (0, 17, 39):
+        a, b = cached[i], lazy[i]
+        assert torch.equal(a.edge_index, b.edge_index)
+        assert torch.allclose(a.edge_attr, b.edge_attr, atol=2e-6)
