@@ -40,7 +40,7 @@ from envs.evaluation import (EpisodeResult, all_cash, equal_weight_buy_and_hold,
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--timesteps", type=int, default=100_000, help="PPO environment steps (default 100k)")
+    p.add_argument("--timesteps", type=int, default=200_000, help="PPO environment steps (default 200k)")
     p.add_argument("--store", help="market store folder (default: the bundled sample)")
     p.add_argument("--checkpoint", help="encoder checkpoint (default: the packaged one)")
     p.add_argument("--fee-bps", type=float, default=10.0, help="fee per unit of turnover, basis points")
