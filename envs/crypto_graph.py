@@ -529,8 +529,8 @@ def _resolve_panel(panel: Any, store: Any, market: str, symbols: list[str] | Non
     st = open_store(store)
     if top is not None and symbols is None:
         # Rank the universe on history before the range only: no survivorship look-ahead.
-        rank_end = start - HOUR if start is not None else _default_start(encoder)
-        ranked = load_panel(st, market=market, end=rank_end, top=top) if rank_end is not None else None
+        first = start if start is not None else _default_start(encoder)
+        ranked = load_panel(st, market=market, end=first - HOUR, top=top) if first is not None else None
         if ranked is not None and len(ranked.times):
             symbols, top = list(ranked.symbols), None
     # Everything up to `end`: the encoder needs the history before `start` to warm up.

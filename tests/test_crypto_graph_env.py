@@ -364,20 +364,40 @@ def test_ppo_runs_end_to_end(obs_mode, policy, one_torch_thread):
     env.step(action)
 
 
-def test_real_checkpoint_on_bundled_sample():
-    """gym.make("CryptoGraph-v0") with no arguments, once the packaged checkpoint exists."""
-    pytest.importorskip("gnn_market.encoder")
+def test_real_checkpoint_on_bundled_sample(tmp_path):
+    """gym.make("CryptoGraph-v0") on the bundled sample and packaged checkpoint (one week, to stay fast)."""
     pytest.importorskip("gnn_market.panel")
-    from pathlib import Path
-
-    import gnn_market
-
-    if not (Path(gnn_market.__file__).parent / "checkpoints" / "sample_gatv2.pt").is_file():
+    encoder_module = pytest.importorskip("gnn_market.encoder")
+    if not encoder_module.PACKAGED_CHECKPOINT.is_file():
         pytest.skip("packaged checkpoint not built yet")
-    env = gym.make("CryptoGraph-v0")
+    from envs.crypto_graph import _default_start
+
+    encoder = encoder_module.GraphEncoder.load()
+    assert encoder.fit_range[1] < pd.Timestamp("2023-09-01", tz="UTC")
+    assert _default_start(encoder) <= pd.Timestamp("2023-09-01", tz="UTC")  # the default range is unseen
+    env = gym.make("CryptoGraph-v0", start="2023-09-01", end="2023-09-07 23:00", cache_dir=tmp_path)
     obs, info = env.reset(seed=0)
-    assert info["time"] >= pd.Timestamp("2023-09-01", tz="UTC")
     assert env.observation_space.contains(obs)
-    for _ in range(5):
-        obs, r, *_ = env.step(env.action_space.sample())
-        assert math.isfinite(r)
+    assert len(env.unwrapped.symbols) == 30 and env.unwrapped.embedding_dim == encoder.embedding_dim
+    for _ in range(24):
+        obs, r, terminated, truncated, info = env.step(env.action_space.sample())
+        assert math.isfinite(r) and env.observation_space.contains(obs)
+    with pytest.raises(RangeOverlapError):
+        CryptoGraphEnv(encoder=encoder, start="2023-06-01", end="2023-06-07")
+
+
+def test_top_pairs_are_ranked_on_history_before_start(tmp_path):
+    pytest.importorskip("gnn_market.panel")
+    from gnn_market.store import Store
+
+    times = pd.date_range("2024-01-01", periods=300, freq="h", tz="UTC", name="open_time")
+    store = Store(tmp_path / "store")
+    rng = np.random.default_rng(0)
+    for sym, early, late in [("AAAUSDT", 100.0, 100.0), ("BBBUSDT", 50.0, 50.0), ("CCCUSDT", 1.0, 1e6)]:
+        close = 10 * np.exp(np.cumsum(rng.normal(0, 0.01, len(times))))
+        volume = np.where(times < pd.Timestamp("2024-01-08", tz="UTC"), early, late)
+        store.write_klines(sym, pd.DataFrame({"open": close, "high": close, "low": close, "close": close,
+                                              "volume": volume}, index=times))
+    env = CryptoGraphEnv(store=tmp_path / "store", encoder=FakeEncoder(), top=2, start="2024-01-08",
+                         use_cache=False)
+    assert env.symbols == ["AAAUSDT", "BBBUSDT"]  # CCC only becomes liquid inside the range
