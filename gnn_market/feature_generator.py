@@ -116,13 +116,18 @@ def window_sum(a: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
     row 0. Cumulative-sum differences: O(T N), reads only rows <= t.
     """
     finite = np.isfinite(a)
-    cs = np.empty((len(a) + 1,) + a.shape[1:])
-    cn = np.empty_like(cs)
-    cs[0] = cn[0] = 0.0
-    np.cumsum(np.where(finite, a, 0.0), axis=0, out=cs[1:])
-    np.cumsum(finite, axis=0, dtype=np.float64, out=cn[1:])
-    lo = np.maximum(np.arange(1, len(a) + 1) - w, 0)
-    return cs[1:] - cs[lo], cn[1:] - cn[lo]
+    return _windowed(np.where(finite, a, 0.0), w), _windowed(finite.astype(np.float64), w)
+
+
+def _windowed(a0: np.ndarray, w: int) -> np.ndarray:
+    """Sum of ``a0`` (finite) over rows ``t-w+1 .. t`` by a cumulative sum and two slices."""
+    cs = np.cumsum(a0, axis=0)
+    if w >= len(a0):
+        return cs
+    out = np.empty_like(cs)
+    out[:w] = cs[:w]
+    np.subtract(cs[w:], cs[: len(a0) - w], out=out[w:])
+    return out
 
 
 def log_returns(panel: Panel) -> np.ndarray:
@@ -136,8 +141,7 @@ def log_returns(panel: Panel) -> np.ndarray:
 
 def _history_ok(mask: np.ndarray, hours: int) -> np.ndarray:
     """True where candles exist at every row ``t-hours .. t``."""
-    _, count = window_sum(np.where(mask, 1.0, np.nan), hours + 1)
-    return count >= hours + 1
+    return _windowed(mask.astype(np.float64), hours + 1) >= hours + 1
 
 
 # --------------------------------------------------------------------------- features
@@ -183,7 +187,7 @@ def _wilder_rsi(close: np.ndarray, mask: np.ndarray, period: int) -> np.ndarray:
     start = _segment_start(mask)
     pos = np.where(mask, np.arange(T)[:, None] - start, -1)  # changes available in the run
     pos2 = np.concatenate([pos, pos], axis=1)
-    seed, _ = window_sum(gl, period)
+    seed = _windowed(np.nan_to_num(gl), period)  # used only where the window is complete
     x = np.where(pos2 > period, alpha * np.nan_to_num(gl), 0.0)
     x = np.where(pos2 == period, seed / period, x)
     # y_t = (1 - alpha) y_{t-1} + x_t; x is 0 before a column's first seed, so y_{s-1} = 0 there.
@@ -212,6 +216,9 @@ def _volume_ratio(volume: np.ndarray, w: int) -> np.ndarray:
 
 def _book(panel: Panel, cap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(spread, book_imbalance, has_book) with neutral 0 / 1 / False where no usable snapshot."""
+    if not panel.has_book.any():  # e.g. candles-only data: skip the arithmetic on all-NaN arrays
+        shape = panel.mask.shape
+        return np.zeros(shape), np.ones(shape), np.zeros(shape, dtype=bool)
     bid, ask = panel.best_bid, panel.best_ask
     mid = 0.5 * (bid + ask)
     has = panel.has_book & panel.mask & np.isfinite(mid) & (mid > 0)
@@ -270,9 +277,8 @@ def compute_features(panel: Panel, config: FeatureConfig = FeatureConfig()) -> F
     values = np.empty(mask.shape + (len(columns),), dtype=np.float32)  # filled column by column: less peak memory
     for j, column in enumerate(columns):
         values[:, :, j] = column
-    time_cols = values[:, :, -3:-1].copy()
-    values[~mask] = _neutral(config)  # no candle: neutral everywhere except the clock
-    values[:, :, -3:-1] = time_cols
+    # no candle at t: every column above is already at its neutral value there (NaN inputs fall
+    # through to the neutral branch, flags are ANDed with mask); tests check it against the reference
     if not np.isfinite(values).all():  # defensive: the rules above should make this unreachable
         values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
     valid = mask & _history_ok(mask, config.min_history)
