@@ -95,6 +95,11 @@ def plot_equity(results: dict[str, EpisodeResult], path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.tensorboard:
+        try:
+            import tensorboard  # noqa: F401  (SB3 writes its logs through it)
+        except ImportError:
+            raise SystemExit("--tensorboard needs the tensorboard package: pip install tensorboard")
     torch.manual_seed(args.seed)
     # A 2-layer MLP is too small for intra-op threads: their synchronisation costs more than it
     # saves, and on a busy machine it slows PPO down by 20x. One thread per process.
