@@ -1,0 +1,227 @@
+"""A trained checkpoint as an encoder: market data -> per-hour probabilities and embeddings.
+
+    from gnn_market.encoder import GraphEncoder
+    enc = GraphEncoder.load()                         # packaged checkpoint (bundled sample)
+    out = enc.encode_range(store, start="2023-09-01")  # EncodedRange: probs [T,N,3], embeddings [T,N,d]
+
+The data go through exactly the training pipeline (panel -> features ->
+normaliser fitted at training time -> correlation graph), and the output at
+hour t depends only on candles with ``open_time <= t``: features and edges are
+causal and ``GraphNorm`` only mixes the nodes of the same hour.
+
+The packaged checkpoint ``gnn_market/checkpoints/sample_gatv2.pt`` was trained
+on the bundled sample with a fit range (train + validation) ending before
+2023-09-01; see ``gnn_market/checkpoints/sample_gatv2.json`` and
+``docs/model.md`` for the command that rebuilds it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch_geometric.loader import DataLoader
+
+from .checkpoint import Checkpoint, build_model, load_checkpoint
+from .errors import CheckpointError, CryptoGraphError, DataError
+
+PACKAGED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "sample_gatv2.pt"
+
+
+@dataclass
+class EncodedRange:
+    """Encoder output for T consecutive hours of N pairs."""
+
+    times: pd.DatetimeIndex   # [T]
+    symbols: list[str]        # [N]
+    probs: np.ndarray         # [T, N, 3] float32 (0 where mask is False)
+    embeddings: np.ndarray    # [T, N, d] float32 (0 where mask is False)
+    mask: np.ndarray          # [T, N] bool
+
+
+def _utc(value: Any) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"cannot parse {value!r} as a time (use ISO, e.g. 2023-09-01T00:00)") from exc
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _config(cls: type, d: dict[str, Any]):
+    """Rebuild a config dataclass from its checkpoint dict (unknown fields -> CheckpointError)."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise CheckpointError(f"checkpoint {cls.__name__} has fields this package does not know: "
+                              f"{sorted(unknown)} (saved by a newer version?)")
+    try:
+        return cls.from_dict(d)
+    except (TypeError, ValueError, CryptoGraphError) as exc:
+        raise CheckpointError(f"checkpoint {cls.__name__} is invalid: {exc}") from exc
+
+
+class GraphEncoder:
+    """Runs a trained :class:`~gnn_market.model.GATv2Classifier` over market data.
+
+    Attributes:
+        embedding_dim: width ``d`` of the embeddings.
+        feature_names: the feature schema the checkpoint was trained on.
+        threshold: the UP/DOWN label threshold of the checkpoint.
+        market: ``"spot"`` or ``"perp"``.
+        symbols: the pairs of the training data (the encoder accepts any universe).
+        fit_range: first training hour .. last validation hour (UTC).
+        path: the checkpoint file.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "cpu",
+                 path: str | os.PathLike | None = None) -> None:
+        from .feature_generator import FeatureConfig
+        from .graph_builder import FeatureNormalizer, GraphConfig
+
+        self.checkpoint = checkpoint
+        self.path = Path(path) if path is not None else None
+        self.device = torch.device(device)
+        self.model = build_model(checkpoint).to(self.device)
+        self.feature_config = _config(FeatureConfig, checkpoint.feature_config)
+        self.graph_config = _config(GraphConfig, checkpoint.graph_config)
+        try:
+            self.normalizer = FeatureNormalizer.from_state_dict(checkpoint.normalizer)
+        except Exception as exc:
+            raise CheckpointError(f"checkpoint normaliser state is unreadable: {exc}") from exc
+        train, val = checkpoint.range("train"), checkpoint.range("val")
+        if train is None:
+            raise CheckpointError("checkpoint has no training range")
+        self.fit_range: tuple[pd.Timestamp, pd.Timestamp] = (train[0], (val or train)[1])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> "GraphEncoder":
+        """Load a checkpoint written by ``python -m gnn_market.train`` (None = the packaged one)."""
+        path = PACKAGED_CHECKPOINT if path is None else Path(path)
+        if path == PACKAGED_CHECKPOINT and not path.is_file():
+            raise CheckpointError(f"the packaged checkpoint {path} is missing; rebuild it (see docs/model.md)")
+        return cls(load_checkpoint(path, map_location=device), device=device, path=path)
+
+    # ------------------------------------------------------------ properties
+    @property
+    def embedding_dim(self) -> int:
+        return self.model.embedding_dim
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.checkpoint.feature_names)
+
+    @property
+    def threshold(self) -> float:
+        return self.checkpoint.threshold
+
+    @property
+    def market(self) -> str:
+        return self.checkpoint.market
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.checkpoint.symbols)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the checkpoint file (identifies the model for caches)."""
+        if self.path is not None and self.path.is_file():
+            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        h = hashlib.sha256()
+        for k, v in sorted(self.checkpoint.state_dict.items()):
+            h.update(k.encode() + v.cpu().numpy().tobytes())
+        return h.hexdigest()
+
+    # ------------------------------------------------------------ encoding
+    def _panel(self, store_or_panel: Any, end: pd.Timestamp | None, panel_kwargs: dict[str, Any]):
+        """A Panel up to ``end`` with all history before it (features and edges need warm-up)."""
+        from .panel import Panel, load_panel
+        from .sources import open_store
+
+        if isinstance(store_or_panel, Panel) or hasattr(store_or_panel, "close") and hasattr(store_or_panel, "mask"):
+            panel_kwargs = dict(panel_kwargs)
+            symbols = panel_kwargs.pop("symbols", None)
+            if panel_kwargs:
+                raise DataError(f"panel options {sorted(panel_kwargs)} only apply when a store is given")
+            if symbols is not None:
+                store_or_panel = store_or_panel.select(list(symbols))
+            if getattr(store_or_panel, "market", self.market) != self.market:
+                raise CheckpointError(f"checkpoint was trained on the {self.market!r} market, the panel is "
+                                      f"{store_or_panel.market!r}")
+            return store_or_panel.slice(end=end) if end is not None else store_or_panel
+        store = open_store(store_or_panel)
+        return load_panel(store, market=self.market, end=end, **panel_kwargs)
+
+    def _prepare(self, panel):
+        from .train import prepare_market
+
+        market = prepare_market(panel, self.threshold, self.feature_config)
+        names = list(market.features.names)
+        if names != self.feature_names:
+            missing = [n for n in self.feature_names if n not in names]
+            extra = [n for n in names if n not in self.feature_names]
+            raise CheckpointError(
+                f"feature schema mismatch: the checkpoint was trained on {len(self.feature_names)} features, "
+                f"the data give {len(names)} (missing {missing}, unexpected {extra}, or another order); "
+                f"retrain the model for this data or package version")
+        return market
+
+    @torch.no_grad()
+    def _run(self, market, hours: np.ndarray, batch_hours: int) -> EncodedRange:
+        from .graph_builder import HourlyGraphDataset
+
+        n, d = len(market.panel.symbols), self.embedding_dim
+        probs = np.zeros((len(hours), n, 3), np.float32)
+        emb = np.zeros((len(hours), n, d), np.float32)
+        mask = np.zeros((len(hours), n), bool)
+        dataset = HourlyGraphDataset(market.features, market.labels, market.log_ret, hours,
+                                     self.graph_config, self.normalizer)
+        graphs = [dataset[i] for i in range(len(dataset))]
+        row = 0
+        for batch in DataLoader(graphs, batch_size=max(1, int(batch_hours)), shuffle=False):
+            batch = batch.to(self.device)
+            log_probs, z = self.model(batch.x, batch.edge_index, batch.edge_attr, batch.batch)
+            b = batch.num_graphs
+            node_mask = batch.node_mask.view(b, n).cpu().numpy()
+            p = log_probs.exp().view(b, n, 3).cpu().numpy()
+            z = z.view(b, n, d).cpu().numpy()
+            probs[row:row + b] = np.where(node_mask[..., None], p, 0.0)
+            emb[row:row + b] = np.where(node_mask[..., None], z, 0.0)
+            mask[row:row + b] = node_mask
+            row += b
+        return EncodedRange(market.times[hours], list(market.panel.symbols), probs, emb, mask)
+
+    def encode(self, store_or_panel: Any, time: Any = None, **panel_kwargs: Any) -> EncodedRange:
+        """Encode one hour (the latest of the data when ``time`` is None); ``T = 1``."""
+        t = _utc(time)
+        market = self._prepare(self._panel(store_or_panel, t, panel_kwargs))
+        times = market.times
+        if t is None:
+            hour = len(times) - 1
+        else:
+            hour = int(times.searchsorted(t))
+            if hour >= len(times) or times[hour] != t:
+                raise DataError(f"no hour {t} in the data ({times[0]} .. {times[-1]})")
+        return self._run(market, np.array([hour]), 1)
+
+    def encode_range(self, store_or_panel: Any, start: Any = None, end: Any = None, batch_hours: int = 64,
+                     **panel_kwargs: Any) -> EncodedRange:
+        """Encode every hour in ``[start, end]`` (inclusive; default: all hours), ``batch_hours`` at a time."""
+        t0, t1 = _utc(start), _utc(end)
+        market = self._prepare(self._panel(store_or_panel, t1, panel_kwargs))
+        times = market.times
+        keep = np.ones(len(times), bool)
+        if t0 is not None:
+            keep &= times >= t0
+        if t1 is not None:
+            keep &= times <= t1
+        hours = np.flatnonzero(keep)
+        if len(hours) == 0:
+            raise DataError(f"no hours between {t0} and {t1} in the data ({times[0]} .. {times[-1]})")
+        return self._run(market, hours, batch_hours)
