@@ -9,7 +9,8 @@ from gnn_market.synthetic import SyntheticConfig, write_synthetic_store
 from gnn_market.train import TrainConfig, run_training
 
 #: 8 pairs x 480 hours: the smallest market that fits the 100-hour window and two purge gaps.
-TINY_MARKET = SyntheticConfig(n_symbols=8, hours=480, seed=3, with_funding=False, with_book=False)
+TINY_MARKET = SyntheticConfig(n_symbols=8, hours=480, seed=3, n_sectors=2, leaders_per_sector=1,
+                              with_funding=False, with_book=False)
 #: Tiny, fast training: one epoch, small model.
 TINY_TRAIN = dict(epochs=1, hidden=8, heads=2, batch_hours=32, progress=False, hist_gb_max_rows=2_000)
 

@@ -1,0 +1,111 @@
+"""GraphEncoder: batched == per-hour, schema check, no look-ahead, packaged checkpoint."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gnn_market.checkpoint import load_checkpoint, save_checkpoint
+from gnn_market.encoder import PACKAGED_CHECKPOINT, EncodedRange, GraphEncoder
+from gnn_market.errors import CheckpointError
+from gnn_market.panel import load_panel
+from train_fixtures import TINY_MARKET, tiny_checkpoint, tiny_store
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("encoder")
+    store = tiny_store(root)
+    return store, tiny_checkpoint(root, store.root)
+
+
+@pytest.fixture(scope="module")
+def encoder(trained) -> GraphEncoder:
+    return GraphEncoder.load(trained[1])
+
+
+def test_attributes_come_from_the_checkpoint(trained, encoder) -> None:
+    ckpt = load_checkpoint(trained[1])
+    assert encoder.embedding_dim == 8 and encoder.market == "spot" and encoder.threshold == 0.01
+    assert encoder.feature_names == ckpt.feature_names
+    assert encoder.fit_range == (ckpt.range("train")[0], ckpt.range("val")[1])
+    assert encoder.fit_range[1] < ckpt.range("test")[0]
+    assert len(encoder.fingerprint()) == 64
+
+
+def test_encode_range_equals_per_hour_encode(trained, encoder) -> None:
+    store = trained[0]
+    times = load_panel(store).times
+    start, end = times[200], times[-1]
+    full = encoder.encode_range(store.root, start=start, end=end, batch_hours=16)
+    assert isinstance(full, EncodedRange)
+    assert full.probs.shape == (len(times) - 200, TINY_MARKET.n_symbols, 3)
+    assert full.embeddings.shape == (len(times) - 200, TINY_MARKET.n_symbols, 8)
+    assert full.times[0] == start and full.times[-1] == end and full.symbols == TINY_MARKET.symbols
+    np.testing.assert_allclose(full.probs[full.mask].sum(-1), 1.0, atol=1e-5)
+    assert (full.probs[~full.mask] == 0).all() and (full.embeddings[~full.mask] == 0).all()
+    for k in (0, 57, len(full.times) - 1):
+        one = encoder.encode(store.root, time=full.times[k])
+        assert one.probs.shape == (1, TINY_MARKET.n_symbols, 3) and one.times[0] == full.times[k]
+        np.testing.assert_allclose(one.probs[0], full.probs[k], atol=1e-5)
+        np.testing.assert_allclose(one.embeddings[0], full.embeddings[k], atol=1e-4)
+        np.testing.assert_array_equal(one.mask[0], full.mask[k])
+    latest = encoder.encode(store.root)
+    assert latest.times[0] == times[-1]
+
+
+def test_no_look_ahead(trained, encoder) -> None:
+    """Changing every candle after hour t leaves the encoding of hours <= t unchanged."""
+    panel = load_panel(trained[0])
+    t = 300
+    rng = np.random.default_rng(0)
+    noisy = {name: getattr(panel, name).copy() for name in ("open", "high", "low", "close", "volume", "quote_volume")}
+    factor = np.exp(rng.normal(scale=0.05, size=noisy["close"][t + 1:].shape))
+    for name, values in noisy.items():
+        values[t + 1:] *= factor
+    perturbed = dataclasses.replace(panel, **noisy)
+    a = encoder.encode_range(panel, start=panel.times[250], end=panel.times[-1])
+    b = encoder.encode_range(perturbed, start=panel.times[250], end=panel.times[-1])
+    upto = t - 250 + 1
+    np.testing.assert_array_equal(a.probs[:upto], b.probs[:upto])
+    np.testing.assert_array_equal(a.embeddings[:upto], b.embeddings[:upto])
+    assert not np.allclose(a.probs[upto:], b.probs[upto:])  # the perturbation does reach later hours
+
+
+def test_feature_schema_mismatch_is_refused(trained, tmp_path) -> None:
+    ckpt = load_checkpoint(trained[1])
+    ckpt.feature_names = list(reversed(ckpt.feature_names))
+    path = save_checkpoint(ckpt, tmp_path / "swapped.pt")
+    enc = GraphEncoder.load(path)
+    with pytest.raises(CheckpointError, match="feature schema mismatch"):
+        enc.encode(trained[0].root)
+
+
+def test_bad_checkpoints_are_refused(trained, tmp_path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        GraphEncoder.load(tmp_path / "missing.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(trained[1].read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="cannot read"):
+        GraphEncoder.load(corrupt)
+    ckpt = load_checkpoint(trained[1])
+    ckpt.state_dict = {k: v for k, v in ckpt.state_dict.items() if not k.startswith("head")}
+    with pytest.raises(CheckpointError, match="weights"):
+        GraphEncoder.load(save_checkpoint(ckpt, tmp_path / "partial.pt"))
+
+
+@pytest.mark.skipif(not PACKAGED_CHECKPOINT.is_file(), reason="packaged checkpoint not built")
+def test_packaged_checkpoint_is_unseen_after_august_2023() -> None:
+    enc = GraphEncoder.load()
+    assert enc.fit_range[1] < pd.Timestamp("2023-09-01", tz="UTC")
+    assert PACKAGED_CHECKPOINT.stat().st_size < 2_000_000
+    sidecar = json.loads(PACKAGED_CHECKPOINT.with_suffix(".json").read_text())
+    assert sidecar["sha256"] == hashlib.sha256(PACKAGED_CHECKPOINT.read_bytes()).hexdigest()
+    assert pd.Timestamp(sidecar["fit_range"][1]) < pd.Timestamp("2023-09-01", tz="UTC")
+    out = enc.encode_range(None, start="2023-09-01", end="2023-09-01T23:00")
+    assert out.probs.shape == (24, 30, 3) and out.mask.all()
+    np.testing.assert_allclose(out.probs.sum(-1), 1.0, atol=1e-5)

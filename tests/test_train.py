@@ -1,0 +1,131 @@
+"""python -m gnn_market.train: artefacts, splits, bad input, determinism, and the synthetic proof."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gnn_market.cli import run_cli
+from gnn_market.synthetic import SyntheticConfig, write_synthetic_store
+from gnn_market.train import MODEL_ORDER, TrainConfig, main, make_splits, run_training
+from train_fixtures import TINY_MARKET, tiny_store
+
+REQUIRED = ("accuracy", "macro_f1", "mcc", "log_loss", "f1", "confusion", "class_balance")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return tiny_store(tmp_path_factory.mktemp("train"))
+
+
+def cli(argv, capsys) -> tuple[int, str, str]:
+    code = run_cli(main, argv)
+    torch.use_deterministic_algorithms(False)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def tiny_args(store, out) -> list[str]:
+    return ["--store", str(store.root), "--out", str(out), "--epochs", "2", "--hidden", "8", "--heads", "2",
+            "--batch-hours", "32", "--no-progress"]
+
+
+def test_cli_end_to_end_writes_all_artefacts(store, tmp_path, capsys) -> None:
+    code, out, err = cli(tiny_args(store, tmp_path / "run"), capsys)
+    assert code == 0, err
+    run = tmp_path / "run"
+    for name in ("model.pt", "metrics.json", "report.md", "learning_curves.png", "confusion.png"):
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["test"]) == set(MODEL_ORDER) and set(metrics["val"]) == set(MODEL_ORDER)
+    for name in MODEL_ORDER:
+        for key in REQUIRED:
+            assert key in metrics["test"][name], (name, key)
+        assert 0 <= metrics["test"][name]["accuracy"] <= 1
+    # every model is scored on the same labelled test nodes
+    assert len({metrics["test"][name]["n"] for name in MODEL_ORDER}) == 1
+    assert metrics["config"]["seed"] == 0 and metrics["split"]["purge_hours"] == 101
+    for name in MODEL_ORDER:  # the printed table lists every model
+        assert name in out
+    report = (run / "report.md").read_text()
+    assert "learning_curves.png" in report and "confusion.png" in report and "hist_gb" in report
+
+
+def test_split_is_chronological_with_purge_gaps() -> None:
+    hours = np.arange(2000)
+    (one,) = make_splits(hours, TrainConfig(purge_hours=101))
+    assert one.train[-1] + 101 < one.val[0] and one.val[-1] + 101 < one.test[0]
+    assert one.test[-1] == 1999
+    folds = make_splits(hours, TrainConfig(folds=3))
+    assert [len(f.test) for f in folds] == [100, 100, 100]
+    for a, b in zip(folds, folds[1:]):
+        assert a.test[-1] + 1 == b.test[0]          # consecutive test blocks
+        assert len(a.train) < len(b.train)          # expanding training window
+    for f in folds:
+        assert f.train[-1] + 101 < f.val[0] and f.val[-1] + 101 < f.test[0]
+    np.testing.assert_array_equal(folds[-1].test, make_splits(hours, TrainConfig(folds=1))[0].test[-100:])
+
+
+def test_same_seed_same_results(store, tmp_path) -> None:
+    def run(out):
+        cfg = TrainConfig(store=str(store.root), out=str(out), epochs=2, hidden=8, heads=2, batch_hours=32,
+                          progress=False, baselines=False, seed=5)
+        m = run_training(cfg)
+        torch.use_deterministic_algorithms(False)
+        return m
+    a, b = run(tmp_path / "a"), run(tmp_path / "b")
+    assert a["test"] == b["test"]
+    assert a["history"]["gnn"]["train_loss"] == b["history"]["gnn"]["train_loss"]
+
+
+def test_folds_pool_test_metrics(store, tmp_path) -> None:
+    cfg = TrainConfig(store=str(store.root), out=str(tmp_path), epochs=1, hidden=8, heads=2, progress=False,
+                      ablation=False, baselines=False, folds=2, purge_hours=30)
+    m = run_training(cfg)
+    torch.use_deterministic_algorithms(False)
+    assert len(m["split"]["folds"]) == 2
+    assert m["test"]["gnn"]["n"] == sum(f["test"]["hours"] for f in m["split"]["folds"]) * TINY_MARKET.n_symbols
+
+
+def one_line_error(code: int, err: str) -> str:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_bad_input_empty_store(tmp_path, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli(["--store", str(tmp_path / "empty"), "--out", str(tmp_path / "o")], capsys)
+    assert "store" in one_line_error(code, err)
+
+
+def test_bad_input_too_few_hours(tmp_path, capsys) -> None:
+    short = write_synthetic_store(tmp_path / "short", SyntheticConfig(n_symbols=8, hours=150, n_sectors=2, with_funding=False,
+                                                                      with_book=False))
+    code, _, err = cli(["--store", str(short.root), "--out", str(tmp_path / "o")], capsys)
+    assert "too few hours" in one_line_error(code, err)
+
+
+def test_bad_input_unknown_symbol(store, tmp_path, capsys) -> None:
+    code, _, err = cli(["--store", str(store.root), "--symbols", "NOPEUSDT", "--out", str(tmp_path / "o")], capsys)
+    assert "NOPEUSDT" in one_line_error(code, err)
+
+
+def test_bad_input_bad_options(store, tmp_path, capsys) -> None:
+    code, _, err = cli(["--store", str(store.root), "--hidden", "10", "--heads", "4"], capsys)
+    assert "multiple" in one_line_error(code, err)
+    code, _, err = cli(["--store", str(store.root), "--start", "not-a-time"], capsys)
+    assert "not-a-time" in one_line_error(code, err)
+
+
+def test_bad_input_corrupt_checkpoint(store, tmp_path, capsys) -> None:
+    from gnn_market.predict import main as predict_main
+
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"PK\x03\x04 definitely not a checkpoint")
+    code = run_cli(predict_main, ["--store", str(store.root), "--checkpoint", str(bad)])
+    err = capsys.readouterr().err
+    assert "checkpoint" in one_line_error(code, err)
