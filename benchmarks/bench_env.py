@@ -4,8 +4,8 @@ Side by side in one process, same loop for both (actions drawn beforehand, so
 action sampling is not timed; ``reset`` when an episode ends is timed):
 
 * ``stocks-v0`` (gym-anytrading, one asset, Discrete(2) actions): the reference;
-* ``CryptoGraph-v0`` with N = 50 pairs and d = 64 embeddings, flat and dict
-  observations (``Box(51)`` softmax actions, fees, drift, 3,451-float observations).
+* ``CryptoGraph-v0`` with N = 50 pairs and the checkpoint's embeddings, flat and dict
+  observations (``Box(51)`` softmax actions, fees, drift, ~50 x (d + 4)-float observations).
 
 Both through ``gymnasium.make`` (the wrappers users get) and unwrapped. Also
 times the one-off encoding of a year of hours (8,760 x 50 pairs) with the real

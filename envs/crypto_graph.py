@@ -63,7 +63,7 @@ class CryptoGraphEnv(gym.Env):
 
     ## Observation Space
 
-    With ``d`` the embedding width (64 for the packaged checkpoint):
+    With ``d`` the encoder's embedding width (``GraphEncoder.embedding_dim``):
 
     - ``obs_mode="dict"`` (``MultiInputPolicy``): ``Dict`` with
       ``"probs"`` ``(N, 3)`` in [0, 1], ``"embeddings"`` ``(N, d)`` (omitted when
