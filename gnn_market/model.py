@@ -14,6 +14,14 @@ from torch import Tensor
 from torch_geometric.nn import GATv2Conv, GraphNorm
 
 NUM_CLASSES = 3  # DOWN 0, SIDEWAYS 1, UP 2
+#: Gain on the Glorot init of each layer's edge projection ``W_e``. With gain 1
+#: a correlation in [-1, 1] barely moves the attention logits, attention starts
+#: uniform over the dense graph, the aggregated message is the same for every
+#: node of the hour and GraphNorm removes it: training sits on a plateau. A
+#: larger gain makes attention depend on correlation from the first step (on
+#: the synthetic lead-lag market: test macro-F1 0.36 -> 0.45 after 15 epochs,
+#: gains 5 and 10 alike; see docs/model.md).
+EDGE_INIT_GAIN = 5.0
 
 
 @dataclass
@@ -76,7 +84,9 @@ class GATv2Classifier(torch.nn.Module):
         \mathbf{\Theta}^{(k)}_t \mathbf{h}_j + \mathbf{R}\mathbf{h}_i,
 
     (:math:`\mathbf{R}\mathbf{h}_i` a residual projection, so a node keeps its
-    own signal however attention is spread) followed by ``GraphNorm`` computed
+    own signal however attention is spread; :math:`\mathbf{W}_e` starts at
+    :data:`EDGE_INIT_GAIN` times its Glorot init so attention depends on the
+    correlation from the first step) followed by ``GraphNorm`` computed
     per graph (``batch`` keeps hours that share a mini-batch apart), ReLU and
     dropout. The last hidden state is the node embedding
     :math:`\mathbf{z}_i \in \mathbb{R}^d`; the class scores are
@@ -112,6 +122,12 @@ class GATv2Classifier(torch.nn.Module):
             ))
             self.norms.append(GraphNorm(config.hidden))
         self.head = torch.nn.Linear(config.hidden, NUM_CLASSES)
+        self._scale_edge_init()
+
+    @torch.no_grad()
+    def _scale_edge_init(self) -> None:
+        for conv in self.convs:
+            conv.lin_edge.weight.mul_(EDGE_INIT_GAIN)
 
     @property
     def embedding_dim(self) -> int:
@@ -123,6 +139,7 @@ class GATv2Classifier(torch.nn.Module):
             conv.reset_parameters()
             norm.reset_parameters()
         self.head.reset_parameters()
+        self._scale_edge_init()
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None,
                 batch: Tensor | None = None) -> tuple[Tensor, Tensor]:
