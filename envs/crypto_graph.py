@@ -106,7 +106,8 @@ class CryptoGraphEnv(gym.Env):
     - ``symbols`` / ``top``: the pairs, or the ``top`` pairs by quote volume
       before ``start`` (default: every pair in the store).
     - ``start`` / ``end``: first and last hour, inclusive (UTC). Default: from the
-      first UTC midnight after the checkpoint's fit range to the end of the data.
+      first UTC midnight after the hours the checkpoint's training run used
+      (its train/validation/test splits) to the end of the data.
     - ``episode_hours`` (168), ``fee_bps`` (10), ``action_scale`` (5), ``initial_value`` (1.0).
     - ``obs_mode`` (``"flat"`` or ``"dict"``), ``include_embeddings`` (True).
     - ``render_mode``: ``"ansi"`` (text) or ``"rgb_array"`` (equity curve and weights).
@@ -538,11 +539,22 @@ def _resolve_panel(panel: Any, store: Any, market: str, symbols: list[str] | Non
 
 
 def _default_start(encoder: Any) -> pd.Timestamp | None:
-    """First UTC midnight after the checkpoint's fit range (so the default range is unseen)."""
+    """First UTC midnight after every hour the checkpoint's training run used.
+
+    That is the fit range (train + validation) and, where the checkpoint
+    records it, its test split too: the encoder's own held-out hours were seen
+    by whoever chose the model, so the environment's default range starts after
+    them (2023-09-01 for the packaged checkpoint on the bundled sample).
+    """
+    ends = []
     fit = getattr(encoder, "fit_range", None)
-    if not fit or fit[1] is None:
-        return None
-    return (_to_utc(fit[1]) + HOUR).ceil("D")
+    if fit and fit[1] is not None:
+        ends.append(_to_utc(fit[1]))
+    ranges = getattr(getattr(encoder, "checkpoint", None), "ranges", None) or {}
+    for span in ranges.values():
+        if span and span[1] is not None:
+            ends.append(_to_utc(span[1]))
+    return (max(ends) + HOUR).ceil("D") if ends else None
 
 
 def _resolve_range(panel: Any, encoder: Any, start: pd.Timestamp | None,

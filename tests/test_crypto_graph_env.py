@@ -218,6 +218,18 @@ def test_refuses_range_overlapping_the_checkpoint_fit_range():
     assert env.times[0] == pd.Timestamp("2024-01-03", tz="UTC")
 
 
+def test_default_start_is_after_the_checkpoint_test_split_too():
+    from types import SimpleNamespace
+
+    enc = FakeEncoder(fit_range=(pd.Timestamp("2023-06-01", tz="UTC"), pd.Timestamp("2024-01-02 05:00", tz="UTC")))
+    enc.checkpoint = SimpleNamespace(ranges={"train": ["2023-06-01T00:00:00+00:00", "2023-12-01T00:00:00+00:00"],
+                                             "val": ["2023-12-02T00:00:00+00:00", "2024-01-02T05:00:00+00:00"],
+                                             "test": ["2024-01-03T00:00:00+00:00", "2024-01-04T22:00:00+00:00"]})
+    env = make_env(encoder=enc)
+    assert env.times[0] == pd.Timestamp("2024-01-05", tz="UTC")
+    make_env(encoder=enc, start="2024-01-03")  # the test split is not fitted on: allowed when asked for
+
+
 @pytest.mark.parametrize("action, match", [
     (np.array([0, np.nan, 0, 0, 0]), "NaN/inf"),
     (np.array([0, 0, np.inf, 0, 0]), "NaN/inf"),
@@ -374,7 +386,7 @@ def test_real_checkpoint_on_bundled_sample(tmp_path):
 
     encoder = encoder_module.GraphEncoder.load()
     assert encoder.fit_range[1] < pd.Timestamp("2023-09-01", tz="UTC")
-    assert _default_start(encoder) <= pd.Timestamp("2023-09-01", tz="UTC")  # the default range is unseen
+    assert _default_start(encoder) == pd.Timestamp("2023-09-01", tz="UTC")  # after train, val and test
     env = gym.make("CryptoGraph-v0", start="2023-09-01", end="2023-09-07 23:00", cache_dir=tmp_path)
     obs, info = env.reset(seed=0)
     assert env.observation_space.contains(obs)
