@@ -85,7 +85,7 @@ class TrainConfig:
     window: int = 100
     top_k: int | None = None
     # optimisation
-    epochs: int = 10
+    epochs: int = 8
     batch_hours: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -561,12 +561,25 @@ def default_out() -> Path:
 
 
 def run_training(cfg: TrainConfig) -> dict[str, Any]:
-    """Run the full protocol and write the artefacts; returns ``metrics.json``'s content."""
+    """Run the full protocol and write the artefacts; returns ``metrics.json``'s content.
+
+    Torch's thread count and deterministic-algorithms flag are set for the run
+    and restored afterwards.
+    """
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(max(1, cfg.threads))
+    try:
+        return _run_training(cfg)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _run_training(cfg: TrainConfig) -> dict[str, Any]:
     from .sources import open_store
 
     started = time.perf_counter()
     device = resolve_device(cfg.device)
-    torch.set_num_threads(max(1, cfg.threads))
     out = Path(cfg.out) if cfg.out else default_out()
     store = open_store(cfg.store, cfg.data)
     t0 = time.perf_counter()

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from gnn_market.cli import run_cli
 from gnn_market.synthetic import SyntheticConfig, write_synthetic_store
@@ -22,7 +21,6 @@ def store(tmp_path_factory):
 
 def cli(argv, capsys) -> tuple[int, str, str]:
     code = run_cli(main, argv)
-    torch.use_deterministic_algorithms(False)
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -73,18 +71,25 @@ def test_same_seed_same_results(store, tmp_path) -> None:
         cfg = TrainConfig(store=str(store.root), out=str(out), epochs=2, hidden=8, heads=2, batch_hours=32,
                           progress=False, baselines=False, seed=5)
         m = run_training(cfg)
-        torch.use_deterministic_algorithms(False)
         return m
     a, b = run(tmp_path / "a"), run(tmp_path / "b")
     assert a["test"] == b["test"]
     assert a["history"]["gnn"]["train_loss"] == b["history"]["gnn"]["train_loss"]
 
 
+def test_training_restores_torch_global_state(store, tmp_path) -> None:
+    import torch
+
+    before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    run_training(TrainConfig(store=str(store.root), out=str(tmp_path), epochs=1, hidden=8, heads=2,
+                             progress=False, ablation=False, baselines=False, threads=1))
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
+
+
 def test_folds_pool_test_metrics(store, tmp_path) -> None:
     cfg = TrainConfig(store=str(store.root), out=str(tmp_path), epochs=1, hidden=8, heads=2, progress=False,
                       ablation=False, baselines=False, folds=2, purge_hours=30)
     m = run_training(cfg)
-    torch.use_deterministic_algorithms(False)
     assert len(m["split"]["folds"]) == 2
     assert m["test"]["gnn"]["n"] == sum(f["test"]["hours"] for f in m["split"]["folds"]) * TINY_MARKET.n_symbols
 
@@ -143,7 +148,6 @@ def test_gnn_beats_ablation_and_tabular_baselines_on_lead_lag_market(tmp_path) -
     cfg = TrainConfig(store=str(store.root), out=str(tmp_path / "run"), epochs=15, patience=5, batch_hours=16,
                       seed=0, progress=False)
     metrics = run_training(cfg)
-    torch.use_deterministic_algorithms(False)
     f1 = {name: m["macro_f1"] for name, m in metrics["test"].items()}
     for other in ("gnn_no_edges", "majority", "persistence", "logistic", "hist_gb"):
         assert f1["gnn"] >= f1[other] + PROOF_MARGIN, f1

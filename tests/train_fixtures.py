@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 
 from gnn_market.synthetic import SyntheticConfig, write_synthetic_store
 from gnn_market.train import TrainConfig, run_training
@@ -25,5 +24,4 @@ def tiny_checkpoint(root: Path, store_path: Path, **overrides) -> Path:
     cfg = TrainConfig(store=str(store_path), out=str(out), ablation=False, baselines=False,
                       **{**TINY_TRAIN, **overrides})
     run_training(cfg)
-    torch.use_deterministic_algorithms(False)  # do not leak the training setting into other tests
     return out / "model.pt"
