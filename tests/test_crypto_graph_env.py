@@ -394,6 +394,11 @@ def test_real_checkpoint_on_bundled_sample(tmp_path):
     for _ in range(24):
         obs, r, terminated, truncated, info = env.step(env.action_space.sample())
         assert math.isfinite(r) and env.observation_space.contains(obs)
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    check_env(env.unwrapped)
+    sb3_check_env(env.unwrapped.subrange(obs_mode="dict"))
     with pytest.raises(RangeOverlapError):
         CryptoGraphEnv(encoder=encoder, start="2023-06-01", end="2023-06-07")
 
