@@ -47,6 +47,7 @@ from gnn_market.train import prepare_market  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "training.json"
 HISTORY_HOURS = 24 * 14
+PANEL_HOURS = 1000  # random_panel needs ~600+ hours for its listing/delisting pattern
 
 
 def timed_steps(model, optimiser, batches) -> tuple[float, float]:
@@ -68,9 +69,9 @@ def timed_steps(model, optimiser, batches) -> tuple[float, float]:
 
 
 def bench_case(n: int, top_k: int | None, steps: int, batch_hours: int) -> dict:
-    panel = random_panel(HISTORY_HOURS + batch_hours * (steps + 1), n, seed=n)
+    panel = random_panel(PANEL_HOURS, n, seed=n)
     market = prepare_market(panel)
-    hours = np.arange(HISTORY_HOURS, HISTORY_HOURS + batch_hours * (steps + 1))
+    hours = np.arange(PANEL_HOURS - batch_hours * (steps + 1), PANEL_HOURS)
     gconf = GraphConfig(top_k=top_k)
     norm = FeatureNormalizer().fit(market.features, hours)
     dataset = HourlyGraphDataset(market.features, market.labels, market.log_ret, hours, gconf, norm)
@@ -98,7 +99,7 @@ def bench_case(n: int, top_k: int | None, steps: int, batch_hours: int) -> dict:
                       market="spot", symbols=list(panel.symbols),
                       ranges={"train": [str(panel.times[0]), str(panel.times[1])], "val": None, "test": None})
     encoder = GraphEncoder(ckpt)
-    history = panel.slice(end=panel.times[HISTORY_HOURS - 1])
+    history = panel.slice(start=panel.times[-HISTORY_HOURS])
     encoder.encode(history)  # warm-up
     lat = []
     for _ in range(3):

@@ -9,7 +9,7 @@ fixed up front (0, 1, 2 by default); every seed run is reported.
 
     python benchmarks/synthetic_proof.py [--seeds 0 1 2] [--hours 1440]
 
-Writes ``benchmarks/results/synthetic_proof.json``.
+Writes ``benchmarks/results/synthetic_proof_<hours>h.json``.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from gnn_market.synthetic import SyntheticConfig, write_synthetic_store  # noqa: E402
 from gnn_market.train import TrainConfig, results_table, run_training  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "synthetic_proof.json"
+RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 
 def run_seed(seed: int, hours: int, root: Path) -> dict:
@@ -56,8 +56,9 @@ def main() -> None:
         print(f"{r['seed']:>4} {f['gnn']:>7.4f} {f['gnn_no_edges']:>8.4f} {f['logistic']:>9.4f} "
               f"{f['hist_gb']:>8.4f} {f['persistence']:>8.4f} {r['margin_vs_no_edges']:>+11.4f} "
               f"{r['margin_vs_best_tabular']:>+16.4f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"hours": args.hours, "rows": rows}, indent=2) + "\n")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / f"synthetic_proof_{args.hours}h.json"
+    out.write_text(json.dumps({"hours": args.hours, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
