@@ -131,8 +131,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         raw = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt zip, truncated file, foreign pickle...
-        raise CheckpointError(f"cannot read checkpoint {path}: not a valid CryptoGraph checkpoint "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        # torch's own message suggests weights_only=False: never do that with an unknown file
+        raise CheckpointError(f"cannot read checkpoint {path}: corrupt, truncated or not written by "
+                              f"gnn_market.train ({type(exc).__name__})") from exc
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a CryptoGraph GATv2 checkpoint (format {FORMAT!r} expected)")
     version = raw.get("format_version")

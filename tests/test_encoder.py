@@ -109,3 +109,21 @@ def test_packaged_checkpoint_is_unseen_after_august_2023() -> None:
     out = enc.encode_range(None, start="2023-09-01", end="2023-09-01T23:00")
     assert out.probs.shape == (24, 30, 3) and out.mask.all()
     np.testing.assert_allclose(out.probs.sum(-1), 1.0, atol=1e-5)
+
+
+def test_checkpoint_round_trip_and_foreign_files(trained, tmp_path) -> None:
+    import torch
+
+    ckpt = load_checkpoint(trained[1])
+    again = load_checkpoint(save_checkpoint(ckpt, tmp_path / "copy.pt"))
+    assert again.feature_names == ckpt.feature_names and again.normalizer == ckpt.normalizer
+    assert again.ranges == ckpt.ranges and again.model_config == ckpt.model_config
+    assert all(torch.equal(again.state_dict[k], v) for k, v in ckpt.state_dict.items())
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a CryptoGraph"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    raw = torch.load(trained[1], weights_only=True)
+    raw["format_version"] = 99
+    torch.save(raw, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_checkpoint(tmp_path / "future.pt")
