@@ -17,8 +17,11 @@ top-k graphs (k = 10, symmetrised), on a random-walk panel
   two weeks of history (features + normaliser + correlation graph + forward).
 
     python benchmarks/bench_training.py [--steps 6] [--batch-hours 16] [--threads 1]
+                                        [--device cpu|cuda] [--results PATH]
 
-Prints a table and writes ``benchmarks/results/training.json``.
+Prints a table and writes ``benchmarks/results/training.json`` (CPU) or
+``training_cuda.json`` (``--device cuda``). On a GPU the host-to-device copy
+of each batch counts as data time (outside the model).
 """
 from __future__ import annotations
 
@@ -50,17 +53,26 @@ HISTORY_HOURS = 24 * 14
 PANEL_HOURS = 1000  # random_panel needs ~600+ hours for its listing/delisting pattern
 
 
-def timed_steps(model, optimiser, batches) -> tuple[float, float]:
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so wall-clock timers measure it (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_steps(model, optimiser, batches, device: torch.device) -> tuple[float, float]:
     """(total seconds, model seconds) over ``batches`` (an iterable that may build data lazily)."""
     loss_fn = torch.nn.NLLLoss(ignore_index=-100)
     total = model_s = 0.0
     t_data = time.perf_counter()
     for batch in batches:
+        batch = batch.to(device)
+        _sync(device)
         t_model = time.perf_counter()
         optimiser.zero_grad()
         log_probs, _ = model(batch.x, batch.edge_index, batch.edge_attr, batch.batch)
         loss_fn(log_probs, batch.y).backward()
         optimiser.step()
+        _sync(device)
         t_end = time.perf_counter()
         model_s += t_end - t_model
         total += t_end - t_data
@@ -68,7 +80,7 @@ def timed_steps(model, optimiser, batches) -> tuple[float, float]:
     return total, model_s
 
 
-def bench_case(n: int, top_k: int | None, steps: int, batch_hours: int) -> dict:
+def bench_case(n: int, top_k: int | None, steps: int, batch_hours: int, device: torch.device) -> dict:
     panel = random_panel(PANEL_HOURS, n, seed=n)
     market = prepare_market(panel)
     hours = np.arange(PANEL_HOURS - batch_hours * (steps + 1), PANEL_HOURS)
@@ -76,7 +88,7 @@ def bench_case(n: int, top_k: int | None, steps: int, batch_hours: int) -> dict:
     norm = FeatureNormalizer().fit(market.features, hours)
     dataset = HourlyGraphDataset(market.features, market.labels, market.log_ret, hours, gconf, norm)
     torch.manual_seed(0)
-    model = GATv2Classifier(ModelConfig(in_channels=len(market.features.names), hidden=32, heads=2))
+    model = GATv2Classifier(ModelConfig(in_channels=len(market.features.names), hidden=32, heads=2)).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     t0 = time.perf_counter()
@@ -84,12 +96,12 @@ def bench_case(n: int, top_k: int | None, steps: int, batch_hours: int) -> dict:
     build_per_hour = (time.perf_counter() - t0) / len(graphs)
     edges = float(np.mean([g.edge_index.size(1) for g in graphs]))
     warm = DataLoader(graphs[:batch_hours], batch_size=batch_hours)
-    timed_steps(model, optimiser, warm)  # warm-up: allocator, first-call overheads
+    timed_steps(model, optimiser, warm, device)  # warm-up: allocator, first-call overheads
     collate_total, collate_model = timed_steps(model, optimiser, DataLoader(graphs[batch_hours:],
-                                                                            batch_size=batch_hours))
+                                                                            batch_size=batch_hours), device)
     lazy_total, lazy_model = timed_steps(
         model, optimiser, DataLoader(torch.utils.data.Subset(dataset, range(batch_hours, len(dataset))),
-                                     batch_size=batch_hours))
+                                     batch_size=batch_hours), device)
     trained_hours = batch_hours * steps
 
     # predict latency: a checkpoint around the (untrained) model, latest hour of two weeks
@@ -98,16 +110,17 @@ def bench_case(n: int, top_k: int | None, steps: int, batch_hours: int) -> dict:
                       feature_names=list(market.features.names), normalizer=norm.state_dict(), threshold=0.01,
                       market="spot", symbols=list(panel.symbols),
                       ranges={"train": [str(panel.times[0]), str(panel.times[1])], "val": None, "test": None})
-    encoder = GraphEncoder(ckpt)
+    encoder = GraphEncoder(ckpt, device=device)
     history = panel.slice(start=panel.times[-HISTORY_HOURS])
     encoder.encode(history)  # warm-up
     lat = []
     for _ in range(3):
         t0 = time.perf_counter()
-        encoder.encode(history)
+        encoder.encode(history)  # returns numpy arrays, so the GPU work is finished when it returns
         lat.append(time.perf_counter() - t0)
     return {
-        "symbols": n, "graph": "dense" if top_k is None else f"top-{top_k}", "edges_per_hour": edges,
+        "device": device.type, "symbols": n, "graph": "dense" if top_k is None else f"top-{top_k}",
+        "edges_per_hour": edges,
         "batch_hours": batch_hours, "steps": steps,
         "train_hours_per_s": trained_hours / collate_model,
         "step_s": collate_total / steps,
@@ -125,14 +138,20 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--symbols", type=int, nargs="+", default=[100, 300])
     p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--results", type=Path, default=None, help="JSON output (default benchmarks/results/training*.json)")
     args = p.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench_training: --device cuda but torch sees no CUDA device")
+    device = torch.device(args.device)
+    results = args.results or (RESULTS if device.type == "cpu" else RESULTS.with_name("training_cuda.json"))
     torch.set_num_threads(args.threads)
     rows = []
     for n in args.symbols:
         for top_k in (None, args.top_k):
             # dense N=300 batches hold ~90k edges per hour: fewer hours per step keep memory modest
             bh = args.batch_hours if not (top_k is None and n >= 300) else max(2, args.batch_hours // 4)
-            rows.append(bench_case(n, top_k, args.steps, bh))
+            rows.append(bench_case(n, top_k, args.steps, bh, device))
             r = rows[-1]
             print(f"done N={n} {r['graph']}", file=sys.stderr)
     head = (f"{'N':>5} {'graph':>7} {'edges/h':>9} {'hours/step':>10} {'train h/s':>10} {'step s':>8} "
@@ -143,10 +162,11 @@ def main() -> None:
         print(f"{r['symbols']:>5} {r['graph']:>7} {r['edges_per_hour']:>9.0f} {r['batch_hours']:>10} "
               f"{r['train_hours_per_s']:>10.1f} {r['step_s']:>8.3f} {r['outside_share_collate']:>18.1%} "
               f"{r['outside_share_lazy']:>15.1%} {r['graph_build_ms_per_hour']:>11.1f} {r['predict_latency_ms']:>11.1f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    results.parent.mkdir(parents=True, exist_ok=True)
     meta = {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
-            "machine": platform.machine(), "note": "CPU only; shared 2-core machine, timings are noisy"}
-    RESULTS.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+            "machine": platform.machine(), "device": args.device,
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+    results.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
