@@ -29,6 +29,7 @@ from torch_geometric.loader import DataLoader
 
 from .checkpoint import Checkpoint, build_model, load_checkpoint
 from .errors import CheckpointError, CryptoGraphError, DataError
+from .metrics import CLASS_NAMES
 
 PACKAGED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "sample_gatv2.pt"
 
@@ -42,6 +43,31 @@ class EncodedRange:
     probs: np.ndarray         # [T, N, 3] float32 (0 where mask is False)
     embeddings: np.ndarray    # [T, N, d] float32 (0 where mask is False)
     mask: np.ndarray          # [T, N] bool
+
+    def to_frame(self, embeddings: bool = True) -> pd.DataFrame:
+        """Long table, one row per (hour, pair), hours in order and pairs in ``symbols`` order.
+
+        Columns: ``time`` (UTC hour t whose candle is the latest input), ``symbol``,
+        ``p_down``, ``p_sideways``, ``p_up``, ``prediction`` (class name; missing (NA) where
+        ``valid`` is False), ``valid`` and, with ``embeddings``, ``emb_0 .. emb_{d-1}``.
+        """
+        n_times, n_pairs = self.mask.shape
+        probs = self.probs.reshape(n_times * n_pairs, 3)
+        valid = self.mask.reshape(-1)
+        prediction = np.asarray(CLASS_NAMES, dtype=object)[probs.argmax(1)]
+        prediction[~valid] = None
+        frame = pd.DataFrame({
+            "time": self.times.repeat(n_pairs),
+            "symbol": np.tile(np.asarray(self.symbols, dtype=object), n_times),
+            "p_down": probs[:, 0], "p_sideways": probs[:, 1], "p_up": probs[:, 2],
+            "prediction": prediction, "valid": valid,
+        })
+        if embeddings:
+            d = self.embeddings.shape[-1]
+            emb = pd.DataFrame(self.embeddings.reshape(n_times * n_pairs, d),
+                               columns=[f"emb_{i}" for i in range(d)])
+            frame = pd.concat([frame, emb], axis=1)
+        return frame
 
 
 def _utc(value: Any) -> pd.Timestamp | None:

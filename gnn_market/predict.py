@@ -3,11 +3,17 @@
     python -m gnn_market.predict                                  # bundled sample, packaged checkpoint
     python -m gnn_market.predict --store DIR --checkpoint runs/X/model.pt --time 2023-12-01T12:00
     python -m gnn_market.predict --format json
+    python -m gnn_market.predict --start 2023-09-01 --end 2023-12-30T19:00 --out preds.parquet   # every hour, with embeddings
 
 ``--time`` names the hour t whose candle is the latest one used (its
 ``open_time``); the prediction is for the candle opening at t + 1h, i.e. for
 the decision taken when candle t closes. Pairs without a valid candle at t
 are listed with ``valid = false`` and no class.
+
+``--out FILE`` writes the hour (or, with ``--start``/``--end``, every hour of the
+range) to a file instead of printing it: ``.parquet`` or ``.csv`` (one row per
+hour and pair, with the embedding columns ``emb_0 ..`` unless ``--no-embeddings``)
+or ``.npz`` (the arrays); see :mod:`gnn_market.export`.
 """
 from __future__ import annotations
 
@@ -22,7 +28,8 @@ import pandas as pd
 
 from .cli import run_cli
 from .encoder import EncodedRange, GraphEncoder
-from .metrics import CLASS_NAMES
+from .errors import DataError
+from .export import SUFFIXES, save_encoded
 from .sources import open_store
 
 FORMATS = ("table", "json", "csv")
@@ -30,14 +37,9 @@ FORMATS = ("table", "json", "csv")
 
 def prediction_frame(encoded: EncodedRange) -> pd.DataFrame:
     """One row per pair: probabilities, predicted class, validity (hour T-1 of ``encoded``)."""
-    probs, mask = encoded.probs[-1], encoded.mask[-1]
-    frame = pd.DataFrame({
-        "symbol": encoded.symbols,
-        "p_down": probs[:, 0], "p_sideways": probs[:, 1], "p_up": probs[:, 2],
-        "prediction": [CLASS_NAMES[int(k)] if ok else None for k, ok in zip(probs.argmax(1), mask)],
-        "valid": mask,
-    })
-    return frame
+    last = EncodedRange(encoded.times[-1:], encoded.symbols, encoded.probs[-1:], encoded.embeddings[-1:],
+                        encoded.mask[-1:])
+    return last.to_frame(embeddings=False).drop(columns="time")
 
 
 def render(frame: pd.DataFrame, time: pd.Timestamp, fmt: str) -> str:
@@ -72,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--data", choices=("sample", "synthetic"), default="sample")
     p.add_argument("--checkpoint", help="model.pt from python -m gnn_market.train (default: packaged)")
     p.add_argument("--time", help="latest hour to use (ISO, UTC; default: the last hour in the data)")
+    p.add_argument("--start", help="with --out: first hour of a range to export (ISO, UTC)")
+    p.add_argument("--end", help="with --out: last hour of a range to export (ISO, UTC; default: the last)")
+    p.add_argument("--out", help=f"write to this file instead of printing ({', '.join(SUFFIXES)})")
+    p.add_argument("--no-embeddings", action="store_true", help="leave embedding columns out of --out tables")
     p.add_argument("--symbols", help="comma-separated symbols (default: all in the store)")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -80,12 +86,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    ranged = args.start is not None or args.end is not None
+    if ranged and args.time is not None:
+        raise DataError("--time names one hour; use either it or --start/--end")
+    if ranged and args.out is None:
+        raise DataError("--start/--end export a range of hours: give --out FILE (.parquet, .csv or .npz)")
     encoder = GraphEncoder.load(args.checkpoint, device=args.device)
     store = open_store(args.store, args.data)
     kwargs = {}
     if args.symbols:
         kwargs["symbols"] = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
-    encoded = encoder.encode(store, time=args.time, **kwargs)
+    if ranged:
+        encoded = encoder.encode_range(store, start=args.start, end=args.end, **kwargs)
+    else:
+        encoded = encoder.encode(store, time=args.time, **kwargs)
+    if args.out is not None:
+        path = save_encoded(encoded, args.out, embeddings=not args.no_embeddings)
+        n_times, n_pairs = encoded.mask.shape
+        print(f"wrote {n_times} hour(s) x {n_pairs} pairs ({encoded.times[0].isoformat()} .. "
+              f"{encoded.times[-1].isoformat()}) to {path}")
+        return 0
     print(render(prediction_frame(encoded), encoded.times[-1], args.format))
     return 0
 

@@ -1,0 +1,119 @@
+"""Encoder outputs to files: the long table, .parquet/.csv/.npz, atomic writes, the predict --out CLI."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gnn_market.cli import run_cli
+from gnn_market.encoder import EncodedRange, GraphEncoder
+from gnn_market.errors import DataError
+from gnn_market.export import load_encoded, save_encoded
+from gnn_market.predict import main
+from train_fixtures import TINY_MARKET, tiny_checkpoint, tiny_store
+
+
+def hand_made(n_times: int = 3, n_pairs: int = 4, d: int = 5, seed: int = 0) -> EncodedRange:
+    """Random outputs with one masked (pair, hour): zeros there, as the encoder gives."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(3), size=(n_times, n_pairs)).astype(np.float32)
+    emb = rng.normal(size=(n_times, n_pairs, d)).astype(np.float32)
+    mask = np.ones((n_times, n_pairs), bool)
+    mask[1, 2] = False
+    probs[~mask] = 0
+    emb[~mask] = 0
+    times = pd.date_range("2023-05-01", periods=n_times, freq="h", tz="UTC")
+    return EncodedRange(times, [f"S{i}USDT" for i in range(n_pairs)], probs, emb, mask)
+
+
+def test_to_frame_rows_follow_hours_then_pairs() -> None:
+    enc = hand_made()
+    frame = enc.to_frame()
+    assert len(frame) == 3 * 4
+    assert list(frame.columns[:7]) == ["time", "symbol", "p_down", "p_sideways", "p_up", "prediction", "valid"]
+    for t in range(3):
+        for i in range(4):
+            row = frame.iloc[t * 4 + i]
+            assert row["time"] == enc.times[t] and row["symbol"] == enc.symbols[i]
+            assert row[["p_down", "p_sideways", "p_up"]].to_numpy(float) == pytest.approx(enc.probs[t, i])
+            assert row[[f"emb_{k}" for k in range(5)]].to_numpy(float) == pytest.approx(enc.embeddings[t, i])
+            if enc.mask[t, i]:
+                assert row["prediction"] == ("DOWN", "SIDEWAYS", "UP")[int(enc.probs[t, i].argmax())]
+            else:
+                assert pd.isna(row["prediction"]) and not row["valid"]
+    assert "emb_0" not in enc.to_frame(embeddings=False).columns
+
+
+def test_npz_round_trip_is_exact(tmp_path) -> None:
+    enc = hand_made()
+    back = load_encoded(save_encoded(enc, tmp_path / "out.npz"))
+    assert back.times.equals(enc.times) and back.symbols == enc.symbols
+    for name in ("probs", "embeddings", "mask"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(enc, name))
+
+
+def test_parquet_and_csv_hold_the_long_table(tmp_path) -> None:
+    enc = hand_made()
+    expected = enc.to_frame()
+    parquet = pd.read_parquet(save_encoded(enc, tmp_path / "out.parquet"))
+    pd.testing.assert_frame_equal(parquet, expected)
+    csv = pd.read_csv(save_encoded(enc, tmp_path / "out.csv", embeddings=False))
+    assert list(csv.columns) == list(enc.to_frame(embeddings=False).columns)
+    assert csv["time"][0] == enc.times[0].isoformat()
+    np.testing.assert_allclose(csv["p_up"], expected["p_up"], rtol=1e-5)
+
+
+def test_bad_target_is_refused_and_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch) -> None:
+    enc = hand_made()
+    with pytest.raises(DataError, match="must end in"):
+        save_encoded(enc, tmp_path / "out.xlsx")
+    with pytest.raises(DataError, match="does not exist"):
+        save_encoded(enc, tmp_path / "nope" / "out.npz")
+    target = save_encoded(enc, tmp_path / "out.npz")
+    before = target.read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", disk_full)
+    with pytest.raises(DataError, match="No space left"):
+        save_encoded(hand_made(seed=1), target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]  # no temporary file left behind
+
+
+def test_corrupt_npz_is_a_clear_error(tmp_path) -> None:
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="cannot read encoder outputs"):
+        load_encoded(bad)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    store = tiny_store(root)
+    return store, tiny_checkpoint(root, store.root)
+
+
+def test_predict_exports_a_range_equal_to_encode_range(trained, tmp_path, capsys) -> None:
+    store, ckpt = trained
+    expected = GraphEncoder.load(ckpt).encode_range(store, start="2024-01-10", end="2024-01-11T23:00")
+    out = tmp_path / "preds.parquet"
+    code = run_cli(main, ["--store", str(store.root), "--checkpoint", str(ckpt),
+                          "--start", "2024-01-10", "--end", "2024-01-11T23:00", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert "48 hour(s)" in capsys.readouterr().out
+    frame = pd.read_parquet(out)
+    assert len(frame) == 48 * TINY_MARKET.n_symbols
+    pd.testing.assert_frame_equal(frame, expected.to_frame())
+
+
+def test_predict_range_needs_out_and_excludes_time(trained, capsys) -> None:
+    store, ckpt = trained
+    base = ["--store", str(store.root), "--checkpoint", str(ckpt)]
+    assert run_cli(main, [*base, "--start", "2024-01-10"]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert run_cli(main, [*base, "--start", "2024-01-10", "--time", "2024-01-11", "--out", "x.npz"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
