@@ -664,8 +664,8 @@ def book_frame(data: dict, symbol: str, snapshot_ms: int) -> pd.DataFrame:
         "spread": asks[0, 0] - bids[0, 0],
         "levels": int(min(len(bids), len(asks))),
     }
-    df = pd.DataFrame([row], index=ms_to_utc_index([snapshot_ms], "snapshot_time"))
-    return df.astype(BOOK_COLUMNS)
+    columns = {c: np.array([row[c]], dtype=t) for c, t in BOOK_COLUMNS.items()}
+    return pd.DataFrame(columns, index=ms_to_utc_index([snapshot_ms], "snapshot_time"))
 
 
 def stamp_ms(received_ms: int, tolerance_s: float = 300.0) -> int:

@@ -139,6 +139,9 @@ def _normalise(df: pd.DataFrame, kind: _Kind) -> pd.DataFrame:
     """Coerce ``df`` to the kind's schema: UTC index, known columns, dtypes."""
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{kind.name}: expected a pandas DataFrame, got {type(df).__name__}")
+    if _has_schema(df, kind):  # already coerced (our own client and reader): validate only
+        _check_values(df, kind)
+        return df
     if kind.index in df.columns:
         df = df.set_index(kind.index)
     missing = [c for c in kind.required if c not in df.columns]
@@ -167,13 +170,17 @@ def _normalise(df: pd.DataFrame, kind: _Kind) -> pd.DataFrame:
             columns[col] = np.full(len(index), 0 if dtype == "int64" else np.nan, dtype=dtype)
     # One constructor call: building column by column costs ~10x more on small frames.
     out = pd.DataFrame(columns, index=index)
-    if out.index.hasnans:
+    _check_values(out, kind)
+    return out
+
+
+def _check_values(df: pd.DataFrame, kind: _Kind) -> None:
+    if df.index.hasnans:
         raise DataError(f"{kind.name}: index has missing timestamps")
     for col in kind.required:
-        vals = out[col].to_numpy(dtype="float64", na_value=np.nan)
+        vals = df[col].to_numpy(dtype="float64", na_value=np.nan)
         if np.isinf(vals).any():
             raise DataError(f"{kind.name}: column {col!r} has infinite values")
-    return out
 
 
 class Store:
@@ -251,12 +258,16 @@ class Store:
             where = f" ({market})" if kind.per_market else ""
             raise StoreError(f"no {kind.name} for {symbol}{where} in store {self.root}")
         try:
-            table = pq.read_table(path)
+            with pq.ParquetFile(path) as fh:
+                table = fh.read()
+            fast = _frame_from_own_table(table, kind)
+            if fast is not None:
+                return fast  # a file as this module writes it: no pandas metadata round trip, no coercion
             df = table.to_pandas()
         except (OSError, pa.ArrowException, ValueError) as exc:
             raise StoreError(f"corrupt store file {path}: {exc}") from exc
         if _has_schema(df, kind):
-            return df  # files written by this module: skip the coercion
+            return df
         try:
             return _normalise(df, kind)
         except DataError as exc:
@@ -323,8 +334,7 @@ class Store:
             raise StoreError(f"cannot write to store {self.root}: {exc.strerror or exc}") from exc
         try:
             with os.fdopen(fd, "wb") as fh:
-                table = pa.Table.from_pandas(df.rename_axis(kind.index), preserve_index=True)
-                pq.write_table(table, fh, compression="zstd")
+                pq.write_table(_table_from_frame(df, kind), fh, compression="zstd")
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
@@ -381,6 +391,64 @@ def find_gaps(index: pd.DatetimeIndex) -> pd.DataFrame:
         "end": idx[where + 1] - HOUR,
         "hours": (step[where] - 1).astype("int64"),
     })
+
+
+_ARROW_TYPES = {"float64": pa.float64(), "int64": pa.int64(), "Int64": pa.int64()}
+_ARROW_SCHEMAS: dict[str, pa.Schema] = {}
+
+
+def _arrow_schema(kind: _Kind) -> pa.Schema:
+    """The schema ``Table.from_pandas`` gives a frame of this kind (pandas metadata included)."""
+    if kind.name not in _ARROW_SCHEMAS:
+        empty = _empty_frame(kind)
+        _ARROW_SCHEMAS[kind.name] = pa.Table.from_pandas(empty, preserve_index=True).schema
+    return _ARROW_SCHEMAS[kind.name]
+
+
+def _table_from_frame(df: pd.DataFrame, kind: _Kind) -> pa.Table:
+    """Frame in the kind's schema -> the table ``Table.from_pandas`` would make, built directly.
+
+    Same columns (index last), types, NaN-as-null convention and pandas
+    metadata, so ``pd.read_parquet`` restores the frame; ~3x cheaper on the
+    small frames an hourly refresh writes.
+    """
+    schema = _arrow_schema(kind)
+    arrays = [pa.array(df[c].array if t == "Int64" else df[c].to_numpy(), type=_ARROW_TYPES[t], from_pandas=True)
+              for c, t in kind.columns.items()]
+    index = df.index.as_unit("ns").tz_convert("UTC")
+    arrays.append(pa.array(index.asi8, type=pa.int64()).cast(schema.field(kind.index).type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _frame_from_own_table(table: pa.Table, kind: _Kind) -> pd.DataFrame | None:
+    """Arrow table -> frame for files in exactly this module's schema, else None.
+
+    Builds the frame from the column buffers directly: about 3x cheaper than
+    ``Table.to_pandas`` on the small files an hourly refresh rewrites, which
+    matters when it touches hundreds of symbols per cycle.
+    """
+    schema = table.schema
+    if [n for n in schema.names if n != kind.index] != list(kind.columns) or kind.index not in schema.names:
+        return None
+    index_type = schema.field(kind.index).type
+    if not (pa.types.is_timestamp(index_type) and index_type.unit == "ns" and index_type.tz in ("UTC", "+00:00")):
+        return None
+    if any(schema.field(c).type != _ARROW_TYPES[t] for c, t in kind.columns.items()):
+        return None
+    index_col = table.column(kind.index)
+    if index_col.null_count:
+        return None
+    index = pd.DatetimeIndex(index_col.cast(pa.int64()).to_numpy().view("M8[ns]"), name=kind.index).tz_localize("UTC")
+    if not (index.is_monotonic_increasing and index.is_unique):
+        return None
+    columns: dict[str, object] = {}
+    for c, t in kind.columns.items():
+        col = table.column(c)
+        if t == "Int64":
+            columns[c] = pd.arrays.IntegerArray(col.fill_null(0).to_numpy(), col.is_null().to_numpy(zero_copy_only=False))
+        else:
+            columns[c] = col.to_numpy(zero_copy_only=False)  # nulls (how pyarrow writes NaN) -> NaN
+    return pd.DataFrame(columns, index=index)
 
 
 def _has_schema(df: pd.DataFrame, kind: _Kind) -> bool:

@@ -178,3 +178,64 @@ def test_process_killed_mid_write_leaves_a_readable_store(tmp_path):
     assert len(got) in (1000, 200_000)
     store.write_klines("BTCUSDT", got.iloc[:10])  # the next run completes normally
     assert len(store.klines("BTCUSDT")) == len(got)
+
+
+def test_fast_reader_equals_pyarrow_to_pandas_for_every_kind(tmp_path):
+    """The store's own-schema fast path gives exactly what pyarrow's pandas conversion gives."""
+    import pyarrow.parquet as pq
+
+    from gnn_market.store import BOOK, FUNDING, KLINES, _frame_from_own_table
+    from gnn_market.synthetic import SyntheticConfig, write_synthetic_store
+
+    config = SyntheticConfig(n_symbols=4, hours=72, seed=1, n_sectors=1, leaders_per_sector=1)
+    store = write_synthetic_store(tmp_path / "syn", config)
+    klines = store.klines(store.symbols("spot")[0]).copy()
+    klines.loc[klines.index[5], "trades"] = pd.NA  # a nullable integer gap
+    klines.loc[klines.index[6], "quote_volume"] = np.nan
+    store.write_klines("GAPUSDT", klines)
+    readers = {"klines": lambda sym, market: store.klines(sym, market),
+               "book": lambda sym, market: store.book(sym, market),
+               "funding": lambda sym, market: store.funding(sym)}
+    seen = set()
+    for path in sorted(store.root.rglob("*.parquet")):
+        kind = path.relative_to(store.root).parts[0]
+        market = path.parent.name if kind != "funding" else None
+        seen.add(kind)
+        kind_spec = {"klines": KLINES, "book": BOOK, "funding": FUNDING}[kind]
+        assert _frame_from_own_table(pq.read_table(path), kind_spec) is not None  # the fast path is taken
+        pd.testing.assert_frame_equal(readers[kind](path.stem, market), pq.read_table(path).to_pandas())
+    assert seen == {"klines", "funding", "book"}
+    gap = store.klines("GAPUSDT")
+    assert gap["trades"].isna().sum() == 1 and np.isnan(gap["quote_volume"].iloc[6])
+
+
+def test_foreign_column_order_is_read_through_the_general_path(tmp_path):
+    store = Store(tmp_path)
+    store.write_klines("BTCUSDT", candles("2024-01-01", 5))
+    path = next(tmp_path.rglob("BTCUSDT.parquet"))
+    shuffled = pd.read_parquet(path)[["close", "open", "high", "low", "volume"]]
+    shuffled.to_parquet(path)
+    got = store.klines("BTCUSDT")
+    assert list(got.columns)[:5] == ["open", "high", "low", "close", "volume"]
+    pd.testing.assert_series_equal(got["close"], shuffled["close"], check_names=False)
+
+
+def test_direct_arrow_writer_equals_pyarrow_from_pandas(tmp_path):
+    """Files stay exactly what ``Table.from_pandas`` would write, metadata included."""
+    import pyarrow as pa
+
+    from gnn_market.store import BOOK, FUNDING, KLINES, _table_from_frame
+    from gnn_market.synthetic import SyntheticConfig, write_synthetic_store
+
+    config = SyntheticConfig(n_symbols=4, hours=72, seed=2, n_sectors=1, leaders_per_sector=1)
+    store = write_synthetic_store(tmp_path / "syn", config)
+    klines = store.klines(store.symbols("perp")[0], "perp").copy()
+    klines.loc[klines.index[2], "trades"] = pd.NA
+    klines.loc[klines.index[3], "taker_buy_volume"] = np.nan
+    frames = [(KLINES, klines), (BOOK, store.book(store.book_symbols("perp")[0], "perp")),
+              (FUNDING, store.funding(store.funding_symbols()[0]))]
+    for kind, frame in frames:
+        expected = pa.Table.from_pandas(frame.rename_axis(kind.index), preserve_index=True)
+        got = _table_from_frame(frame, kind)
+        assert got.schema.equals(expected.schema, check_metadata=True), kind.name
+        assert got.equals(expected), kind.name
