@@ -138,10 +138,10 @@ def _stored_range(store: Store, symbol: str, market: str, listed: set[str] | Non
         listed = set(store.symbols(market)) if store.exists() else set()
     if symbol not in listed:
         return None
-    idx = store.klines(symbol, market).index
-    if len(idx) == 0:
+    bounds = store.stored_range(symbol, market)
+    if bounds is None:
         return None
-    return int(idx[0].value // 1_000_000), int(idx[-1].value // 1_000_000)
+    return int(bounds[0].value // 1_000_000), int(bounds[1].value // 1_000_000)
 
 
 def sync_symbol(client: BinanceClient, store: Store, market: str, symbol: str, start_ms: int,
@@ -165,12 +165,13 @@ def sync_symbol(client: BinanceClient, store: Store, market: str, symbol: str, s
         res.klines = store.write_klines(symbol, pd.concat(frames).sort_index(), market)
     res.book = store.write_book(symbol, client.book(symbol, market), market)
     if market == PERP:
-        funding = store.funding(symbol)
+        stored_funding = store.stored_range(symbol, kind="funding")
+        last_ms = None if stored_funding is None else int(stored_funding[1].value // 1_000_000)
         new = []
         # Settled history since the last stored row; skipped while the latest
         # stored row is the live estimate for a settlement still ahead.
-        if len(funding) == 0 or funding.index[-1].value // 1_000_000 <= now_ms:
-            since = start_ms if len(funding) == 0 else int(funding.index[-1].value // 1_000_000)
+        if last_ms is None or last_ms <= now_ms:
+            since = start_ms if last_ms is None else last_ms
             new.append(client.funding_history(symbol, since, now_ms))
         if current_funding and symbol in current_funding:
             new.append(current_funding[symbol])

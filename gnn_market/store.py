@@ -284,6 +284,32 @@ class Store:
         df = self._read(KLINES, symbol, market, missing_ok=False)
         return _slice(df, start, end)
 
+    def stored_range(self, symbol: str, market: str | None = "spot",
+                     kind: str = "klines") -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """(first, last) stored time of ``symbol``'s ``kind`` ("klines", "funding" or "book"), or None.
+
+        Reads only the time column, so it is cheap enough to call for every
+        symbol of every hourly cycle. ``market`` is ignored for funding.
+        """
+        spec = {k.name: k for k in (KLINES, FUNDING, BOOK)}.get(kind)
+        if spec is None:
+            raise DataError(f"unknown kind {kind!r}: expected klines, funding or book")
+        path = self._path(spec, symbol, market)
+        if not path.exists():
+            self._require_root()
+            return None
+        try:
+            column = pq.read_table(path, columns=[spec.index]).column(0)
+            if column.type != pa.timestamp("ns", "UTC"):
+                index = self._read(spec, symbol, market, missing_ok=False).index  # foreign file: general path
+            else:
+                index = pd.DatetimeIndex(column.cast(pa.int64()).to_numpy().view("M8[ns]")).tz_localize("UTC")
+        except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
+            raise StoreError(f"corrupt store file {path}: {exc}") from exc
+        if len(index) == 0:
+            return None
+        return index.min(), index.max()
+
     def funding(self, symbol: str) -> pd.DataFrame:
         """Funding events of perpetual ``symbol`` (empty frame if none stored)."""
         return self._read(FUNDING, symbol, None, missing_ok=True)
@@ -456,7 +482,7 @@ def _has_schema(df: pd.DataFrame, kind: _Kind) -> bool:
     index = df.index
     return (isinstance(index, pd.DatetimeIndex) and str(index.tz) == "UTC" and index.unit == "ns"
             and index.name == kind.index and list(df.columns) == list(kind.columns)
-            and all(str(df[c].dtype) == t for c, t in kind.columns.items())
+            and [str(t) for t in df.dtypes] == list(kind.columns.values())
             and index.is_monotonic_increasing and index.is_unique)
 
 

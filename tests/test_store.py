@@ -239,3 +239,21 @@ def test_direct_arrow_writer_equals_pyarrow_from_pandas(tmp_path):
         got = _table_from_frame(frame, kind)
         assert got.schema.equals(expected.schema, check_metadata=True), kind.name
         assert got.equals(expected), kind.name
+
+
+def test_stored_range_reads_bounds_of_each_kind(tmp_path):
+    store = Store(tmp_path)
+    k = candles("2024-01-01", 30)
+    store.write_klines("BTCUSDT", k.iloc[::-1])  # written out of order: bounds are min/max, not first/last row
+    assert store.stored_range("BTCUSDT") == (k.index[0], k.index[-1])
+    assert store.stored_range("ETHUSDT") is None
+    funding = pd.DataFrame({"funding_rate": [1e-4, -2e-4]},
+                           index=pd.DatetimeIndex(["2024-01-01 08:00", "2024-01-01 16:00"], tz="UTC",
+                                                  name="funding_time"))
+    store.write_funding("BTCUSDT", funding)
+    assert store.stored_range("BTCUSDT", kind="funding") == (funding.index[0], funding.index[-1])
+    with pytest.raises(DataError, match="unknown kind"):
+        store.stored_range("BTCUSDT", kind="trades")
+    next(tmp_path.rglob("klines/spot/BTCUSDT.parquet")).write_bytes(b"garbage")
+    with pytest.raises(StoreError, match="corrupt"):
+        store.stored_range("BTCUSDT")
