@@ -472,6 +472,8 @@ def _frame_from_own_table(table: pa.Table, kind: _Kind) -> pd.DataFrame | None:
         col = table.column(c)
         if t == "Int64":
             columns[c] = pd.arrays.IntegerArray(col.fill_null(0).to_numpy(), col.is_null().to_numpy(zero_copy_only=False))
+        elif t == "int64" and col.null_count:
+            return None  # a non-nullable integer column with holes: let the general path reject or coerce it
         else:
             columns[c] = col.to_numpy(zero_copy_only=False)  # nulls (how pyarrow writes NaN) -> NaN
     return pd.DataFrame(columns, index=index)
