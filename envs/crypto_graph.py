@@ -15,6 +15,7 @@ import pandas as pd
 from gymnasium import spaces
 
 from gnn_market.errors import CryptoGraphError
+from gnn_market.store import parse_utc
 
 from . import portfolio
 from .portfolio import PortfolioConfig
@@ -140,7 +141,7 @@ class CryptoGraphEnv(gym.Env):
         options.validate(self.metadata["render_modes"])
         encoder = _resolve_encoder(encoder, checkpoint)
         market = market or getattr(encoder, "market", None) or "spot"
-        start_ts, end_ts = _to_utc(start), _to_utc(end)
+        start_ts, end_ts = parse_utc(start), parse_utc(end)
         panel, store_obj = _resolve_panel(panel, store, market, symbols, top, start_ts, end_ts, encoder)
         start_ts, end_ts = _resolve_range(panel, encoder, start_ts, end_ts)
         _check_overlap(encoder, start_ts, end_ts, allow_overlap)
@@ -246,7 +247,7 @@ class CryptoGraphEnv(gym.Env):
             if not 0 <= idx < self._n_hours:
                 raise CryptoGraphError(f"hour index {hour} outside 0..{self._n_hours - 1}")
             return idx
-        ts = _to_utc(hour)
+        ts = parse_utc(hour)
         idx = self.times.get_indexer([ts])[0]
         if idx < 0:
             raise CryptoGraphError(f"{ts} is not an hour of this environment ({self.times[0]} .. {self.times[-1]})")
@@ -500,13 +501,6 @@ def _observation_space(n: int, d: int, options: EnvOptions) -> spaces.Space:
 
 
 # ------------------------------------------------------------------- resolving
-def _to_utc(value: Any) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 def _resolve_encoder(encoder: Any, checkpoint: str | os.PathLike | None) -> Any:
     if encoder is not None:
         if checkpoint is not None:
@@ -549,11 +543,11 @@ def _default_start(encoder: Any) -> pd.Timestamp | None:
     ends = []
     fit = getattr(encoder, "fit_range", None)
     if fit and fit[1] is not None:
-        ends.append(_to_utc(fit[1]))
+        ends.append(parse_utc(fit[1]))
     ranges = getattr(getattr(encoder, "checkpoint", None), "ranges", None) or {}
     for span in ranges.values():
         if span and span[1] is not None:
-            ends.append(_to_utc(span[1]))
+            ends.append(parse_utc(span[1]))
     return (max(ends) + HOUR).ceil("D") if ends else None
 
 
@@ -576,7 +570,7 @@ def _check_overlap(encoder: Any, start: pd.Timestamp, end: pd.Timestamp, allow: 
         warnings.warn("the encoder reports no fit range: cannot check that the environment's hours are "
                       "unseen by it", stacklevel=3)
         return
-    fit_start, fit_end = _to_utc(fit[0]), _to_utc(fit[1])
+    fit_start, fit_end = parse_utc(fit[0]), parse_utc(fit[1])
     if start > fit_end or end < fit_start:
         return
     message = (f"environment range {start} .. {end} overlaps the checkpoint's fit range {fit_start} .. "

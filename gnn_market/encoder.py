@@ -30,6 +30,7 @@ from torch_geometric.loader import DataLoader
 from .checkpoint import Checkpoint, build_model, load_checkpoint
 from .errors import CheckpointError, CryptoGraphError, DataError
 from .metrics import CLASS_NAMES
+from .store import parse_utc
 
 PACKAGED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "sample_gatv2.pt"
 
@@ -68,16 +69,6 @@ class EncodedRange:
                                columns=[f"emb_{i}" for i in range(d)])
             frame = pd.concat([frame, emb], axis=1)
         return frame
-
-
-def _utc(value: Any) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"cannot parse {value!r} as a time (use ISO, e.g. 2023-09-01T00:00)") from exc
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _config(cls: type, d: dict[str, Any]):
@@ -225,7 +216,7 @@ class GraphEncoder:
 
     def encode(self, store_or_panel: Any, time: Any = None, **panel_kwargs: Any) -> EncodedRange:
         """Encode one hour (the latest of the data when ``time`` is None); ``T = 1``."""
-        t = _utc(time)
+        t = parse_utc(time, "time")
         market = self._prepare(self._panel(store_or_panel, t, panel_kwargs))
         times = market.times
         if t is None:
@@ -239,7 +230,7 @@ class GraphEncoder:
     def encode_range(self, store_or_panel: Any, start: Any = None, end: Any = None, batch_hours: int = 64,
                      **panel_kwargs: Any) -> EncodedRange:
         """Encode every hour in ``[start, end]`` (inclusive; default: all hours), ``batch_hours`` at a time."""
-        t0, t1 = _utc(start), _utc(end)
+        t0, t1 = parse_utc(start, "start"), parse_utc(end, "end")
         market = self._prepare(self._panel(store_or_panel, t1, panel_kwargs))
         times = market.times
         keep = np.ones(len(times), bool)

@@ -123,6 +123,23 @@ def to_utc_index(values: Iterable, name: str) -> pd.DatetimeIndex:
     return idx.as_unit("ns").rename(name)
 
 
+def parse_utc(value: object, what: str = "time") -> pd.Timestamp | None:
+    """A time given by a user (ISO string, datetime, Timestamp) -> UTC Timestamp; None stays None.
+
+    Naive times are taken as UTC. Unparseable input raises :class:`DataError`
+    naming ``what`` (e.g. the command-line flag).
+    """
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{what}: cannot parse {value!r} as a time (use ISO, e.g. 2023-09-01T00:00)") from exc
+    if ts is pd.NaT:
+        raise DataError(f"{what}: {value!r} is not a time")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
 def ms_to_utc_index(ms: Iterable, name: str) -> pd.DatetimeIndex:
     """Milliseconds since the epoch -> UTC ns index."""
     arr = np.asarray(list(ms) if not isinstance(ms, (np.ndarray, pd.Series, pd.Index)) else ms, dtype="int64")

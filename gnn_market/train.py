@@ -52,6 +52,7 @@ from .cli import run_cli
 from .errors import DataError
 from .metrics import CLASS_NAMES, IGNORE_INDEX, classification_metrics
 from .model import GATv2Classifier, ModelConfig
+from .store import parse_utc
 
 log = logging.getLogger(__name__)
 
@@ -144,16 +145,6 @@ class MarketData:
         return self.features.times
 
 
-def _timestamp(value: str | None, flag: str) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"{flag}: cannot parse {value!r} as a time (use ISO, e.g. 2023-08-31T23:00)") from exc
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 def simple_returns(close: np.ndarray) -> np.ndarray:
     """[T, N] ``close[t] / close[t-1] - 1``; NaN for the first hour or a missing close."""
     out = np.full(close.shape, np.nan)
@@ -169,7 +160,7 @@ def load_market(store, market: str = "spot", symbols: Sequence[str] | None = Non
     from .panel import load_panel
 
     panel = load_panel(store, market=market, symbols=list(symbols) if symbols else None,
-                       start=_timestamp(start, "--start"), end=_timestamp(end, "--end"), top=top)
+                       start=parse_utc(start, "--start"), end=parse_utc(end, "--end"), top=top)
     return prepare_market(panel, threshold)
 
 

@@ -257,3 +257,15 @@ def test_stored_range_reads_bounds_of_each_kind(tmp_path):
     next(tmp_path.rglob("klines/spot/BTCUSDT.parquet")).write_bytes(b"garbage")
     with pytest.raises(StoreError, match="corrupt"):
         store.stored_range("BTCUSDT")
+
+
+def test_parse_utc_reads_user_times():
+    from gnn_market.store import parse_utc
+
+    assert parse_utc(None) is None
+    assert parse_utc("2023-09-01T05:00") == pd.Timestamp("2023-09-01 05:00", tz="UTC")  # naive = UTC
+    assert parse_utc("2023-09-01T07:00+02:00") == pd.Timestamp("2023-09-01 05:00", tz="UTC")
+    with pytest.raises(DataError, match="--start: cannot parse 'yesterday-ish'"):
+        parse_utc("yesterday-ish", "--start")
+    with pytest.raises(DataError, match="not a time"):
+        parse_utc("NaT", "--end")
