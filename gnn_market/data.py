@@ -5,7 +5,9 @@
 * ``collect``: the live hourly job; just after each hour closes it appends the
   closed candle, a top-20 book snapshot and the current funding rate for
   every symbol (``--once``: one cycle). Binance serves no order-book history,
-  so this is how book history comes to exist.
+  so this is how book history comes to exist. Without ``--once`` a failed
+  cycle (outage, errors left after retries) is logged and tried again after
+  the next hour; an IP ban (418) or an unwritable store stops the job.
 * ``import-vision``: Binance public-archive zips/CSVs (``gnn_market.vision``).
 * ``info``: per market: symbols, time range, rows, gaps, funding and book coverage.
 
@@ -29,7 +31,7 @@ from tqdm import tqdm
 
 from .binance_client import HOUR_MS, PERP, SPOT, BinanceClient, ClientConfig, Universe
 from .cli import run_cli
-from .errors import BinanceError, DataError, StoreError, UnknownSymbolError
+from .errors import BannedError, BinanceError, CryptoGraphError, DataError, StoreError, UnknownSymbolError
 from .store import Store, find_gaps, validate_symbol
 
 log = logging.getLogger(__name__)
@@ -245,23 +247,46 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return _finish(report, store)
 
 
+def collect_cycle(client: BinanceClient, store: Store, args: argparse.Namespace) -> int:
+    """One hourly cycle: every stored symbol (or the universe, for an empty store) brought up to date."""
+    plan = {m: store.symbols(m) for m in _markets(args.market) if store.symbols(m)}
+    if not plan:  # empty store: start from the universe
+        uni = client.universe(args.market, top=args.top, min_quote_volume=args.min_quote_volume)
+        plan = select(uni, _markets(args.market), parse_symbols(args.symbols))
+    return _finish(refresh(client, store, plan, args.hours), store)
+
+
+def seconds_to_next_cycle(client: BinanceClient, delay_s: float) -> float:
+    """Until ``delay_s`` after the next hour, on the server's clock (the local one if it is unreachable)."""
+    try:
+        now = client.server_time_ms()
+    except BinanceError:
+        now = int(time.time() * 1000)
+    return ((now // HOUR_MS + 1) * HOUR_MS - now) / 1000 + delay_s
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     store = Store(args.store)
     check_writable(store)
     client = make_client(args)
+    if args.once:
+        return collect_cycle(client, store, args)
     while True:
-        plan = {m: store.symbols(m) for m in _markets(args.market) if store.symbols(m)}
-        if not plan:  # empty store: start from the universe
-            uni = client.universe(args.market, top=args.top, min_quote_volume=args.min_quote_volume)
-            plan = select(uni, _markets(args.market), parse_symbols(args.symbols))
-        report = refresh(client, store, plan, args.hours)
-        _finish(report, store)
-        if args.once:
-            return 0
-        now = client.server_time_ms()
-        wait = (now // HOUR_MS + 1) * HOUR_MS - now + args.delay * 1000
-        log.info("next cycle in %.0f s", wait / 1000)
-        time.sleep(wait / 1000)
+        try:
+            collect_cycle(client, store, args)
+        except (BannedError, StoreError):
+            raise  # going on would extend an IP ban; an unwritable store does not heal by itself
+        except CryptoGraphError as exc:
+            # A live job outlives outages: log, keep what was stored, try again next hour.
+            log.error("collect cycle failed (will retry after the next hour): %s", exc)
+        wait = seconds_to_next_cycle(client, args.delay)
+        log.info("next cycle in %.0f s", wait)
+        _wait(wait)
+
+
+def _wait(seconds: float) -> None:
+    """The loop's only sleep (tests replace it; the client's retry back-off has its own)."""
+    time.sleep(seconds)
 
 
 def cmd_import_vision(args: argparse.Namespace) -> int:

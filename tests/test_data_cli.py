@@ -185,3 +185,40 @@ def test_subprocess_exit_code_and_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "gnn_market.data", "backfill"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and "--store" in proc.stderr
+
+
+class _StopLoop(Exception):
+    """Ends the endless collect loop from inside its wait."""
+
+
+def test_collect_loop_survives_an_outage_and_stops_on_a_ban(tmp_path, monkeypatch, caplog):
+    import gnn_market.data as data_cli
+
+    with FakeBinance(plain_symbols(), now_ms=NOW) as srv:
+        assert cli(srv, "backfill", "--store", str(tmp_path), "--hours", "50") == 0
+    waits: list[float] = []
+
+    def fake_wait(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:
+            raise _StopLoop
+
+    monkeypatch.setattr(data_cli, "_wait", fake_wait)
+    with FakeBinance(plain_symbols(), now_ms=NOW + HOUR_MS) as srv:
+        srv.add_fault("500", endpoint="/time")  # the first cycle's first request fails, no retries left
+        with pytest.raises(_StopLoop):
+            cli(srv, "collect", "--store", str(tmp_path), "--retries", "0")
+    assert "collect cycle failed" in caplog.text
+    assert len(waits) == 2 and all(0 < w <= 3600 + 15 for w in waits)
+    k = Store(tmp_path).klines("BTCUSDT", "spot")
+    assert k.index[-1] == pd.Timestamp("2024-03-01 12:00", tz="UTC")  # the second cycle caught up
+
+    waits.clear()
+    before = store_content(tmp_path)
+    with FakeBinance(plain_symbols(), now_ms=NOW + 2 * HOUR_MS) as srv:
+        srv.add_fault("418", endpoint="klines")
+        assert cli(srv, "collect", "--store", str(tmp_path), "--retries", "0", "--workers", "1") == 2
+    assert waits == []  # a ban ends the job at once
+    after = store_content(tmp_path)
+    for name, frame in before.items():  # nothing stored was lost
+        assert len(after[name]) >= len(frame)
