@@ -677,11 +677,19 @@ def encoder_fingerprint(encoder: Any, checkpoint: str | os.PathLike | None) -> s
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _encode(encoder: Any, panel: Any, start: pd.Timestamp, end: pd.Timestamp, batch_hours: int) -> Any:
+    from gnn_market.encoder import GraphEncoder
+
+    # A progress bar (on a terminal) for the real encoder; duck-typed encoders need not take the argument.
+    extra = {"progress": None} if isinstance(encoder, GraphEncoder) else {}
+    return encoder.encode_range(panel, start=start, end=end, batch_hours=batch_hours, **extra)
+
+
 def _encode_cached(encoder: Any, panel: Any, start: pd.Timestamp, end: pd.Timestamp,
                    checkpoint: str | os.PathLike | None, batch_hours: int, cache: Path | None) -> Any:
     model_key = encoder_fingerprint(encoder, checkpoint) if cache is not None else None
     if model_key is None:  # unknown model identity: never risk serving another model's outputs
-        return encoder.encode_range(panel, start=start, end=end, batch_hours=batch_hours)
+        return _encode(encoder, panel, start, end, batch_hours)
     key = hashlib.sha256("|".join([str(CACHE_VERSION), panel_fingerprint(panel), model_key,
                                    start.isoformat(), end.isoformat()]).encode()).hexdigest()[:32]
     path = cache / f"encoded-{key}.npz"
@@ -690,7 +698,7 @@ def _encode_cached(encoder: Any, panel: Any, start: pd.Timestamp, end: pd.Timest
             return _read_encoded(path)
         except Exception as exc:  # a corrupt cache file is re-created, never trusted
             warnings.warn(f"ignoring unreadable cache file {path}: {exc}", stacklevel=3)
-    encoded = encoder.encode_range(panel, start=start, end=end, batch_hours=batch_hours)
+    encoded = _encode(encoder, panel, start, end, batch_hours)
     _write_encoded(path, encoded)
     return encoded
 

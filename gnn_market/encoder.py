@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch_geometric.loader import DataLoader
+from torch_geometric.data import Batch
+from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, build_model, load_checkpoint
 from .errors import CheckpointError, CryptoGraphError, DataError
@@ -190,7 +192,7 @@ class GraphEncoder:
         return market
 
     @torch.no_grad()
-    def _run(self, market, hours: np.ndarray, batch_hours: int) -> EncodedRange:
+    def _run(self, market, hours: np.ndarray, batch_hours: int, progress: bool | None = False) -> EncodedRange:
         from .graph_builder import HourlyGraphDataset
 
         n, d = len(market.panel.symbols), self.embedding_dim
@@ -199,9 +201,12 @@ class GraphEncoder:
         mask = np.zeros((len(hours), n), bool)
         dataset = HourlyGraphDataset(market.features, market.labels, market.log_ret, hours,
                                      self.graph_config, self.normalizer)
-        graphs = [dataset[i] for i in range(len(dataset))]
+        step = max(1, int(batch_hours))
+        bar = tqdm(total=len(hours), desc="encoding", unit="hour", disable=None if progress is None else not progress,
+                   file=sys.stderr)
         row = 0
-        for batch in DataLoader(graphs, batch_size=max(1, int(batch_hours)), shuffle=False):
+        for first in range(0, len(dataset), step):  # graphs built batch by batch: memory stays one batch
+            batch = Batch.from_data_list([dataset[i] for i in range(first, min(first + step, len(dataset)))])
             batch = batch.to(self.device)
             log_probs, z = self.model(batch.x, batch.edge_index, batch.edge_attr, batch.batch)
             b = batch.num_graphs
@@ -212,6 +217,8 @@ class GraphEncoder:
             emb[row:row + b] = np.where(node_mask[..., None], z, 0.0)
             mask[row:row + b] = node_mask
             row += b
+            bar.update(b)
+        bar.close()
         return EncodedRange(market.times[hours], list(market.panel.symbols), probs, emb, mask)
 
     def encode(self, store_or_panel: Any, time: Any = None, **panel_kwargs: Any) -> EncodedRange:
@@ -228,8 +235,12 @@ class GraphEncoder:
         return self._run(market, np.array([hour]), 1)
 
     def encode_range(self, store_or_panel: Any, start: Any = None, end: Any = None, batch_hours: int = 64,
-                     **panel_kwargs: Any) -> EncodedRange:
-        """Encode every hour in ``[start, end]`` (inclusive; default: all hours), ``batch_hours`` at a time."""
+                     progress: bool | None = False, **panel_kwargs: Any) -> EncodedRange:
+        """Encode every hour in ``[start, end]`` (inclusive; default: all hours), ``batch_hours`` at a time.
+
+        ``progress``: a progress bar on stderr (True), none (False), or one only
+        when stderr is a terminal (None).
+        """
         t0, t1 = parse_utc(start, "start"), parse_utc(end, "end")
         market = self._prepare(self._panel(store_or_panel, t1, panel_kwargs))
         times = market.times
@@ -241,4 +252,4 @@ class GraphEncoder:
         hours = np.flatnonzero(keep)
         if len(hours) == 0:
             raise DataError(f"no hours between {t0} and {t1} in the data ({times[0]} .. {times[-1]})")
-        return self._run(market, hours, batch_hours)
+        return self._run(market, hours, batch_hours, progress)

@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.symbols:
         kwargs["symbols"] = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
     if ranged:
-        encoded = encoder.encode_range(store, start=args.start, end=args.end, **kwargs)
+        encoded = encoder.encode_range(store, start=args.start, end=args.end, progress=None, **kwargs)
     else:
         encoded = encoder.encode(store, time=args.time, **kwargs)
     if args.out is not None:

@@ -241,12 +241,13 @@ def graph_config(cfg: TrainConfig, edges: str = "correlation"):
     return GraphConfig(window=cfg.window, top_k=cfg.top_k, edges=edges)
 
 
-def build_graphs(market: MarketData, hours: np.ndarray, gconfig, normalizer) -> list[Data]:
-    """Materialise one snapshot per hour (built once, re-used by every epoch)."""
+def build_graphs(market: MarketData, hours: np.ndarray, gconfig, normalizer, desc: str | None = None) -> list[Data]:
+    """Materialise one snapshot per hour (built once, re-used by every epoch); a progress bar if ``desc``."""
     from .graph_builder import HourlyGraphDataset
 
     dataset = HourlyGraphDataset(market.features, market.labels, market.log_ret, hours, gconfig, normalizer)
-    return [dataset[i] for i in range(len(dataset))]
+    indices = tqdm(range(len(dataset)), desc=desc, unit="hour", leave=False, disable=desc is None)
+    return [dataset[i] for i in indices]
 
 
 def labelled_rows(graphs: list[Data], market: MarketData) -> TabularData:
@@ -368,7 +369,8 @@ def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.d
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     normalizer = FeatureNormalizer(graph_config(cfg).normalisation).fit(market.features, split.train)
-    graphs = {name: build_graphs(market, idx, graph_config(cfg), normalizer)
+    graphs = {name: build_graphs(market, idx, graph_config(cfg), normalizer,
+                                 f"graphs {name}{fold_name}" if cfg.progress else None)
               for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))}
     timings["graphs_s"] = time.perf_counter() - t0
     rows = {name: labelled_rows(g, market) for name, g in graphs.items()}

@@ -127,3 +127,13 @@ def test_checkpoint_round_trip_and_foreign_files(trained, tmp_path) -> None:
     torch.save(raw, tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="format version 99"):
         load_checkpoint(tmp_path / "future.pt")
+
+
+def test_progress_bar_only_when_asked(trained, encoder, capsys) -> None:
+    store, _ = trained
+    quiet = encoder.encode_range(store, start="2024-01-12", end="2024-01-13")
+    assert capsys.readouterr().err == ""
+    shown = encoder.encode_range(store, start="2024-01-12", end="2024-01-13", batch_hours=8, progress=True)
+    err = capsys.readouterr().err
+    assert "encoding" in err and f"{len(shown.times)}/{len(shown.times)}" in err
+    np.testing.assert_array_equal(quiet.probs, shown.probs)  # batching and the bar change nothing
