@@ -343,7 +343,7 @@ def _add_network(p: argparse.ArgumentParser) -> None:
     p.add_argument("--futures-url", default=ClientConfig.futures_url, help="USDT-M futures host root")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     p.add_argument("--retries", type=int, default=5, help="retries per request")
-    p.add_argument("--workers", type=int, default=16, help="concurrent requests")
+    p.add_argument("--workers", type=int, default=ClientConfig.max_workers, help="concurrent requests")
 
 
 def build_parser() -> argparse.ArgumentParser:

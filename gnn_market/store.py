@@ -377,7 +377,8 @@ class Store:
             raise StoreError(f"cannot write to store {self.root}: {exc.strerror or exc}") from exc
         try:
             with os.fdopen(fd, "wb") as fh:
-                pq.write_table(_table_from_frame(df, kind), fh, compression="zstd")
+                # No dictionary encoding: useless for prices, and it made writes 2.5x slower and files larger.
+                pq.write_table(_table_from_frame(df, kind), fh, compression="zstd", use_dictionary=False)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
