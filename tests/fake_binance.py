@@ -179,6 +179,11 @@ class FakeBinance:
         with self.lock:
             self.faults.append(Fault(kind, endpoint, symbol, times))
 
+    def add_used_weight(self, family: str, weight: int) -> None:
+        """Count ``weight`` in the current window, as if another client on the same IP had used it."""
+        with self.lock:
+            self.weight[family][int(time.time() // self.window_s)] += weight
+
     def now_ms(self) -> int:
         return self.now_ms_fixed if self.now_ms_fixed is not None else int(time.time() * 1000)
 

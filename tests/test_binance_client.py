@@ -219,10 +219,7 @@ def test_weight_pacing_never_exceeds_server_limit():
 def test_used_weight_header_from_other_clients_slows_us_down():
     with FakeBinance(spot_limit=50, window_s=1.0) as srv:
         client = client_for(srv, weight_window=1.0, spot_weight_limit=50, weight_safety=1.0)
-        import time
-        # another client on the same IP burnt 45 of 50 in this window
-        with srv.lock:
-            srv.weight["spot"][int(time.time() // 1.0)] += 45
+        srv.add_used_weight("spot", 45)  # another client on the same IP burnt 45 of 50 in this window
         for _ in range(6):
             client.book("BTCUSDT", "spot")
         assert srv.count(status=429) == 0
