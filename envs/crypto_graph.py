@@ -7,7 +7,7 @@ import os
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, SupportsFloat
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -15,12 +15,11 @@ import pandas as pd
 from gymnasium import spaces
 
 from gnn_market.errors import CryptoGraphError
-from gnn_market.store import parse_utc
+from gnn_market.timeutil import HOUR, parse_utc
 
 from . import portfolio
 from .portfolio import PortfolioConfig
 
-HOUR = pd.Timedelta(hours=1)
 OBS_MODES = ("flat", "dict")
 CACHE_VERSION = 1
 #: Panel arrays that define "the data" for the encoder cache key (those that exist are hashed).

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 from stable_baselines3 import PPO

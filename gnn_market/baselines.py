@@ -21,9 +21,7 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
-from .metrics import LABELS
-
-NUM_CLASSES = len(LABELS)
+from .classes import NUM_CLASSES
 
 
 @dataclass

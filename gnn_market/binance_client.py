@@ -46,11 +46,11 @@ from binance.client import Client
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 
 from .errors import BannedError, BinanceError, DataError, UnknownSymbolError
-from .store import BOOK_COLUMNS, FUNDING_COLUMNS, KLINE_COLUMNS, is_valid_symbol, ms_to_utc_index
+from .store import BOOK_COLUMNS, FUNDING_COLUMNS, KLINE_COLUMNS, is_valid_symbol
+from .timeutil import HOUR_MS, ms_to_utc_index
 
 log = logging.getLogger(__name__)
 
-HOUR_MS = 3_600_000
 SPOT, PERP = "spot", "perp"
 T = TypeVar("T")
 

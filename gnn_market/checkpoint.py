@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from . import __version__
+from .atomic import atomic_path
 from .errors import CheckpointError
 
 FORMAT = "cryptograph-gatv2"
@@ -110,9 +111,8 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
         "ranges": _encode(ckpt.ranges),
         "extra": _encode(ckpt.extra),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, CheckpointError) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

@@ -5,7 +5,8 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-from .errors import CryptoGraphError
+from .errors import CryptoGraphError, DataError
+from .store import validate_symbol
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -26,3 +27,16 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def parse_symbols(text: str | None) -> list[str] | None:
+    """``--symbols "btcusdt, ETHUSDT"`` -> ``["BTCUSDT", "ETHUSDT"]``; None or "" -> None (all symbols).
+
+    A list that holds only commas is an error, and so is a symbol that is not ``^[A-Z0-9]{2,30}$``.
+    """
+    if not text:
+        return None
+    syms = [s.strip().upper() for s in text.split(",") if s.strip()]
+    if not syms:
+        raise DataError("--symbols is empty")
+    return [validate_symbol(s) for s in syms]

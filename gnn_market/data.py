@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -30,9 +29,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from .binance_client import HOUR_MS, PERP, SPOT, BinanceClient, ClientConfig, Universe
-from .cli import run_cli
+from .cli import parse_symbols, run_cli
 from .errors import BannedError, BinanceError, CryptoGraphError, DataError, StoreError, UnknownSymbolError
-from .store import Store, find_gaps, validate_symbol
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +92,6 @@ def check_writable(store: Store) -> None:
             pass
     except OSError as exc:
         raise StoreError(f"cannot write to store {store.root}: {exc.strerror or exc}") from exc
-
-
-def parse_symbols(text: str | None) -> list[str] | None:
-    if not text:
-        return None
-    syms = [s.strip().upper() for s in text.split(",") if s.strip()]
-    if not syms:
-        raise DataError("--symbols is empty")
-    return [validate_symbol(s) for s in syms]
 
 
 def select(uni: Universe, markets: list[str], symbols: list[str] | None) -> dict[str, list[str]]:

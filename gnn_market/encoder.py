@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, build_model, load_checkpoint
 from .errors import CheckpointError, CryptoGraphError, DataError
-from .metrics import CLASS_NAMES
-from .store import parse_utc
+from .classes import CLASS_NAMES
+from .timeutil import parse_utc
 
 PACKAGED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "sample_gatv2.pt"
 

@@ -18,12 +18,12 @@ and an interrupted export leaves any previous file intact.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_path
 from .encoder import EncodedRange
 from .errors import DataError
 
@@ -42,13 +42,7 @@ def save_encoded(encoded: EncodedRange, path: str | os.PathLike, embeddings: boo
         raise DataError(f"cannot export to {path}: the file name must end in one of {', '.join(SUFFIXES)}")
     if not path.parent.is_dir():
         raise DataError(f"cannot export to {path}: folder {path.parent} does not exist")
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path, DataError) as tmp:
         if suffix == ".npz":
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, times=encoded.times.as_unit("ns").asi8,
@@ -61,11 +55,6 @@ def save_encoded(encoded: EncodedRange, path: str | os.PathLike, embeddings: boo
             else:
                 frame.assign(time=frame["time"].map(pd.Timestamp.isoformat)).to_csv(tmp, index=False,
                                                                                    float_format="%.6g")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

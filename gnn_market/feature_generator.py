@@ -21,11 +21,9 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
+from .classes import CLASS_NAMES, IGNORE_INDEX
 from .errors import DataError
 from .panel import Panel
-
-IGNORE_INDEX = -100
-CLASS_NAMES = ("DOWN", "SIDEWAYS", "UP")
 
 
 @dataclass(frozen=True)

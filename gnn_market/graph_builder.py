@@ -31,8 +31,9 @@ from threadpoolctl import threadpool_limits
 from torch_geometric.data import Data
 
 from .errors import DataError
-from .store import to_utc_index
-from .feature_generator import FLAG_FEATURES, IGNORE_INDEX, Features, Labels, log_returns
+from .timeutil import to_utc_index
+from .classes import IGNORE_INDEX
+from .feature_generator import FLAG_FEATURES, Features, Labels, log_returns
 
 __all__ = ["GraphConfig", "log_returns", "correlation_matrix", "iter_correlations", "edges_from_correlation",
            "iter_edge_sets", "FeatureNormalizer", "build_snapshot", "HourlyGraphDataset", "hours_between",

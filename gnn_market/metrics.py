@@ -18,9 +18,8 @@ from sklearn.metrics import (
     matthews_corrcoef,
 )
 
-CLASS_NAMES: tuple[str, str, str] = ("DOWN", "SIDEWAYS", "UP")
-LABELS = np.arange(len(CLASS_NAMES))
-IGNORE_INDEX = -100
+from .classes import CLASS_NAMES, IGNORE_INDEX, LABELS
+
 # Probabilities are clipped before the log so a single confident miss gives a
 # large but finite loss (as scikit-learn does).
 PROB_EPS = 1e-7

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import GATv2Conv, GraphNorm
 
-NUM_CLASSES = 3  # DOWN 0, SIDEWAYS 1, UP 2
+from .classes import NUM_CLASSES
 #: Gain on the Glorot init of each layer's edge projection ``W_e``. With gain 1
 #: a correlation in [-1, 1] barely moves the attention logits, attention starts
 #: uniform over the dense graph, the aggregated message is the same for every

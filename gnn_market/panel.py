@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .store import HOUR, Store, to_utc_index, validate_market
+from .store import Store, validate_market
+from .timeutil import HOUR, to_utc_index
 
 #: Default half-open window after ``t + 1h`` in which a book snapshot counts for row ``t``.
 BOOK_TOLERANCE = pd.Timedelta(minutes=5)

@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .cli import run_cli
+from .cli import parse_symbols, run_cli
 from .encoder import EncodedRange, GraphEncoder
 from .errors import DataError
 from .export import SUFFIXES, save_encoded
@@ -94,8 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     encoder = GraphEncoder.load(args.checkpoint, device=args.device)
     store = open_store(args.store, args.data)
     kwargs = {}
-    if args.symbols:
-        kwargs["symbols"] = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+    symbols = parse_symbols(args.symbols)
+    if symbols:
+        kwargs["symbols"] = symbols
     if ranged:
         encoded = encoder.encode_range(store, start=args.start, end=args.end, progress=None, **kwargs)
     else:

@@ -22,7 +22,8 @@ from typing import Sequence
 import pandas as pd
 
 from .errors import DataError
-from .store import Store, ms_to_utc_index
+from .store import Store
+from .timeutil import ms_to_utc_index
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 SAMPLE_START = pd.Timestamp("2023-01-01 00:00", tz="UTC")

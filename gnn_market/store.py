@@ -30,20 +30,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .atomic import TMP_SUFFIX, atomic_path, temp_name_prefix
 from .errors import DataError, StoreError
+from .timeutil import HOUR, to_utc_index
 
 MARKETS = ("spot", "perp")
-HOUR = pd.Timedelta(hours=1)
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,30}$")
 STORE_FORMAT = {"format": "cryptograph-store", "version": 1}
 
@@ -117,33 +116,10 @@ def validate_market(market: str) -> str:
     return market
 
 
-def to_utc_index(values: Iterable, name: str) -> pd.DatetimeIndex:
-    """Convert datetimes / ISO strings / pandas timestamps to a UTC ns index."""
-    idx = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
-    return idx.as_unit("ns").rename(name)
 
 
-def parse_utc(value: object, what: str = "time") -> pd.Timestamp | None:
-    """A time given by a user (ISO string, datetime, Timestamp) -> UTC Timestamp; None stays None.
-
-    Naive times are taken as UTC. Unparseable input raises :class:`DataError`
-    naming ``what`` (e.g. the command-line flag).
-    """
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"{what}: cannot parse {value!r} as a time (use ISO, e.g. 2023-09-01T00:00)") from exc
-    if ts is pd.NaT:
-        raise DataError(f"{what}: {value!r} is not a time")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def ms_to_utc_index(ms: Iterable, name: str) -> pd.DatetimeIndex:
-    """Milliseconds since the epoch -> UTC ns index."""
-    arr = np.asarray(list(ms) if not isinstance(ms, (np.ndarray, pd.Series, pd.Index)) else ms, dtype="int64")
-    return pd.DatetimeIndex(pd.to_datetime(arr, unit="ms", utc=True)).as_unit("ns").rename(name)
 
 
 def _empty_frame(kind: _Kind) -> pd.DataFrame:
@@ -370,24 +346,13 @@ class Store:
             marker = self.root / "STORE.json"
             if not marker.exists():
                 marker.write_text(json.dumps(STORE_FORMAT) + "\n")
-            for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            for stale in path.parent.glob(f"{temp_name_prefix(path)}*{TMP_SUFFIX}"):
                 stale.unlink(missing_ok=True)  # left by a process killed mid-write
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         except OSError as exc:
             raise StoreError(f"cannot write to store {self.root}: {exc.strerror or exc}") from exc
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                # No dictionary encoding: useless for prices, and it made writes 2.5x slower and files larger.
-                pq.write_table(_table_from_frame(df, kind), fh, compression="zstd", use_dictionary=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path, StoreError) as tmp:
+            # No dictionary encoding: useless for prices, and it made writes 2.5x slower and files larger.
+            pq.write_table(_table_from_frame(df, kind), tmp, compression="zstd", use_dictionary=False)
 
     # ----------------------------------------------------------------- reports
     def gaps(self, symbol: str, market: str = "spot") -> pd.DataFrame:

@@ -43,12 +43,12 @@ from scipy.signal import lfilter
 
 from .errors import DataError, StoreError
 from .store import BOOK_COLUMNS, FUNDING_COLUMNS, KLINE_COLUMNS, Store, validate_symbol
+from .timeutil import HOUR
 
 #: Bump when the simulator's output for a given config changes, so cached
 #: stores keyed by :meth:`SyntheticConfig.fingerprint` are regenerated.
 MODEL_VERSION = 1
 
-HOUR = pd.Timedelta(hours=1)
 BOOK_LEVELS = 20
 
 # Independent random streams: turning a part off (funding, book) or changing

@@ -48,11 +48,12 @@ from tqdm.auto import tqdm
 from . import __version__
 from .baselines import TabularData, balanced_weights, make_baselines
 from .checkpoint import Checkpoint, iso_range, save_checkpoint
-from .cli import run_cli
+from .cli import parse_symbols, run_cli
 from .errors import DataError
-from .metrics import CLASS_NAMES, IGNORE_INDEX, classification_metrics
+from .classes import CLASS_NAMES, IGNORE_INDEX
+from .metrics import classification_metrics
 from .model import GATv2Classifier, ModelConfig
-from .store import parse_utc
+from .timeutil import parse_utc
 
 log = logging.getLogger(__name__)
 
@@ -709,8 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    if values.get("symbols"):
-        values["symbols"] = [s.strip().upper() for s in values["symbols"].split(",") if s.strip()]
+    values["symbols"] = parse_symbols(values.get("symbols"))
     return TrainConfig(**values)
 
 

@@ -52,10 +52,10 @@ import pandas as pd
 
 from .errors import DataError
 from .store import Store, is_valid_symbol, validate_market
+from .timeutil import HOUR_MS
 
 log = logging.getLogger(__name__)
 
-HOUR_MS = 3_600_000
 #: Timestamps at or above this are microseconds (spot files from 2025 on); below, milliseconds.
 MICROSECOND_THRESHOLD = 10 ** 15
 

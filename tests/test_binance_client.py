@@ -1,7 +1,6 @@
 """BinanceClient against the local fake server: shapes, pagination, universe, faults, pacing."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import pandas as pd

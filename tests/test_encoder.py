@@ -71,8 +71,11 @@ def test_no_look_ahead(trained, encoder) -> None:
     a = encoder.encode_range(panel, start=panel.times[250], end=panel.times[-1])
     b = encoder.encode_range(perturbed, start=panel.times[250], end=panel.times[-1])
     upto = t - 250 + 1
-    np.testing.assert_array_equal(a.probs[:upto], b.probs[:upto])
-    np.testing.assert_array_equal(a.embeddings[:upto], b.embeddings[:upto])
+    # Tolerance, not bit-identity: the batches holding hours <= t also hold perturbed later hours, and
+    # a GEMM may round differently with other values beside a row on other CPUs; a leak of 5 % price
+    # noise moves outputs by orders of magnitude more than 1e-6.
+    np.testing.assert_allclose(a.probs[:upto], b.probs[:upto], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(a.embeddings[:upto], b.embeddings[:upto], rtol=0, atol=1e-5)
     assert not np.allclose(a.probs[upto:], b.probs[upto:])  # the perturbation does reach later hours
 
 
@@ -136,4 +139,6 @@ def test_progress_bar_only_when_asked(trained, encoder, capsys) -> None:
     shown = encoder.encode_range(store, start="2024-01-12", end="2024-01-13", batch_hours=8, progress=True)
     err = capsys.readouterr().err
     assert "encoding" in err and f"{len(shown.times)}/{len(shown.times)}" in err
-    np.testing.assert_array_equal(quiet.probs, shown.probs)  # batching and the bar change nothing
+    # Batching and the bar change nothing beyond float rounding: batch sizes 64 and 8 give other GEMM
+    # shapes, which round differently on some CPUs (~6e-8 seen), so no bit-identity is promised.
+    np.testing.assert_allclose(quiet.probs, shown.probs, rtol=0, atol=1e-6)

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gnn_market.feature_generator import (FEATURE_NAMES, IGNORE_INDEX, FeatureConfig, compute_features,
+from gnn_market.classes import IGNORE_INDEX
+from gnn_market.feature_generator import (FEATURE_NAMES, FeatureConfig, compute_features,
                                           make_labels, neutral_values)
 from gnn_market.panel import load_panel
 from gnn_market.sample import sample_store

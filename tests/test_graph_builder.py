@@ -10,7 +10,8 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from gnn_market.errors import DataError
-from gnn_market.feature_generator import IGNORE_INDEX, compute_features, make_labels
+from gnn_market.classes import IGNORE_INDEX
+from gnn_market.feature_generator import compute_features, make_labels
 from gnn_market.graph_builder import (PASSTHROUGH_FEATURES, FeatureNormalizer, GraphConfig, HourlyGraphDataset,
                                       build_snapshot, correlation_matrix, edges_from_correlation, hours_between,
                                       iter_correlations, iter_edge_sets, log_returns)

@@ -260,7 +260,7 @@ def test_stored_range_reads_bounds_of_each_kind(tmp_path):
 
 
 def test_parse_utc_reads_user_times():
-    from gnn_market.store import parse_utc
+    from gnn_market.timeutil import parse_utc
 
     assert parse_utc(None) is None
     assert parse_utc("2023-09-01T05:00") == pd.Timestamp("2023-09-01 05:00", tz="UTC")  # naive = UTC

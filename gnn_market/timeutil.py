@@ -1,0 +1,47 @@
+"""Time conventions shared by the store, the CLIs and the environment.
+
+Every hourly row is keyed by the UTC open time of its candle (``open_time``);
+Binance payloads carry milliseconds since the epoch. This module has no
+dependency inside the package, so any layer can parse a time without pulling
+in the store.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+
+HOUR = pd.Timedelta(hours=1)
+HOUR_MS = 3_600_000
+
+
+def parse_utc(value: object, what: str = "time") -> pd.Timestamp | None:
+    """A time given by a user (ISO string, datetime, Timestamp) -> UTC Timestamp; None stays None.
+
+    Naive times are taken as UTC. Unparseable input raises :class:`DataError`
+    naming ``what`` (e.g. the command-line flag).
+    """
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{what}: cannot parse {value!r} as a time (use ISO, e.g. 2023-09-01T00:00)") from exc
+    if ts is pd.NaT:
+        raise DataError(f"{what}: {value!r} is not a time")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def to_utc_index(values: Iterable, name: str) -> pd.DatetimeIndex:
+    """Convert datetimes / ISO strings / pandas timestamps to a UTC ns index."""
+    idx = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
+    return idx.as_unit("ns").rename(name)
+
+
+def ms_to_utc_index(ms: Iterable, name: str) -> pd.DatetimeIndex:
+    """Milliseconds since the epoch -> UTC ns index."""
+    arr = np.asarray(list(ms) if not isinstance(ms, (np.ndarray, pd.Series, pd.Index)) else ms, dtype="int64")
+    return pd.DatetimeIndex(pd.to_datetime(arr, unit="ms", utc=True)).as_unit("ns").rename(name)
