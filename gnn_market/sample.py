@@ -21,9 +21,9 @@ from typing import Sequence
 
 import pandas as pd
 
-from .errors import DataError
+from .cli import run_cli
+from .csv_import import read_csv_folder
 from .store import Store
-from .timeutil import ms_to_utc_index
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 SAMPLE_START = pd.Timestamp("2023-01-01 00:00", tz="UTC")
@@ -35,28 +35,10 @@ def sample_store() -> Store:
     return Store(SAMPLE_DIR)
 
 
-def read_shared_csv(path: Path) -> pd.DataFrame:
-    """Read one ``<SYMBOL>.csv.gz`` of the shared dataset into the kline schema.
-
-    The last row of every file is the hour still in progress when the source
-    downloaded it (see the dataset README), so it is dropped.
-    """
-    raw = pd.read_csv(path)
-    expected = ["open_time", "open", "high", "low", "close", "volume"]
-    if list(raw.columns) != expected:
-        raise DataError(f"{path}: expected columns {expected}, got {list(raw.columns)}")
-    raw = raw.iloc[:-1]
-    df = raw.drop(columns="open_time")
-    df.index = ms_to_utc_index(raw["open_time"].to_numpy(), "open_time")
-    return df
-
-
 def build_sample(source: Path, out: Path = SAMPLE_DIR, n_symbols: int = SAMPLE_SYMBOLS,
                  start: pd.Timestamp = SAMPLE_START) -> list[str]:
     """Cut the bundled sample from the shared dataset; returns the symbols kept."""
-    frames = {p.name.removesuffix(".csv.gz"): read_shared_csv(p) for p in sorted(source.glob("*.csv.gz"))}
-    if not frames:
-        raise DataError(f"no <SYMBOL>.csv.gz files in {source}")
+    frames = read_csv_folder(source)  # drops each file's last (partial) hour
     cut = {s: f[f.index >= start] for s, f in frames.items()}
     liquidity = {s: float((f["volume"] * f["close"]).sum()) for s, f in cut.items() if len(f)}
     keep = sorted(sorted(liquidity, key=liquidity.get, reverse=True)[:n_symbols])
@@ -85,6 +67,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run_cli
-
     raise SystemExit(run_cli(main))

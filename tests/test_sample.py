@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from gnn_market.errors import StoreError
-from gnn_market.sample import SAMPLE_DIR, read_shared_csv, sample_store
+from gnn_market.csv_import import read_kline_csv
+from gnn_market.sample import SAMPLE_DIR, sample_store
 from gnn_market.sources import open_store
 from gnn_market.store import Store
 
@@ -36,7 +37,7 @@ def test_sample_keeps_the_known_gap():
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="shared dataset not present on this machine")
 def test_sample_values_equal_the_shared_source():
-    src = read_shared_csv(SHARED / "SOLUSDT.csv.gz")
+    src = read_kline_csv(SHARED / "SOLUSDT.csv.gz")
     src = src[src.index >= pd.Timestamp("2023-01-01", tz="UTC")]
     got = sample_store().klines("SOLUSDT")
     assert got.index.equals(src.index)

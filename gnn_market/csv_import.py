@@ -1,0 +1,143 @@
+"""Import hourly candles from plain CSV files, one file per symbol, into a store.
+
+The format is the one of public kline dumps such as the three-year Binance
+spot set ``binance-spot-1h-2021-2023`` (40 USDT pairs, April 2021 to December
+2023, taken from https://github.com/misrori/binance_startegy): one file
+``<SYMBOL>.csv`` or ``<SYMBOL>.csv.gz`` per pair, a header row, and the columns
+
+    open_time,open,high,low,close,volume[,quote_volume,trades,taker_buy_volume,taker_buy_quote_volume]
+
+with ``open_time`` in milliseconds since the epoch (UTC) or as an ISO time.
+Columns the file lacks are stored as missing. ::
+
+    python -m gnn_market.data import-csv ~/binance-spot-1h-2021-2023 --store data/spot3y
+
+Such dumps are usually downloaded while the last hour is still open, so its
+candle is partial: ``drop_last=True`` (the default; ``--keep-last`` turns it
+off) leaves the last row of every file out.
+
+Survivorship: a dump made at one date holds the pairs that were listed then.
+Delisted pairs are missing, so a study over its past is biased toward
+survivors; say so wherever results on such data are reported.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .store import KLINE_COLUMNS, Store, validate_symbol
+from .timeutil import HOUR_MS, ms_to_utc_index, to_utc_index
+
+REQUIRED = ("open_time", "open", "high", "low", "close", "volume")
+SUFFIXES = (".csv", ".csv.gz")
+
+
+@dataclass
+class CsvImportReport:
+    """What an import did: rows read and stored per symbol."""
+
+    rows_read: dict[str, int] = field(default_factory=dict)
+    rows_added: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        read, added = sum(self.rows_read.values()), sum(self.rows_added.values())
+        return f"{len(self.rows_read)} symbols, {read} candles read, {added} new in the store"
+
+
+def symbol_of(path: Path) -> str:
+    """``BTCUSDT.csv.gz`` / ``btcusdt.csv`` -> ``BTCUSDT`` (validated)."""
+    name = path.name
+    for suffix in SUFFIXES[::-1]:  # longest first
+        if name.lower().endswith(suffix):
+            return validate_symbol(name[: -len(suffix)].upper())
+    raise DataError(f"{path}: expected a <SYMBOL>.csv or <SYMBOL>.csv.gz file")
+
+
+def _open_time_index(values: pd.Series, path: Path) -> pd.DatetimeIndex:
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all():
+        ms = numeric.to_numpy(dtype=np.float64)
+        if not np.isfinite(ms).all() or (ms != np.round(ms)).any():
+            raise DataError(f"{path}: open_time holds non-integer milliseconds")
+        ms = ms.astype(np.int64)
+        if (ms % HOUR_MS).any():
+            bad = int(np.flatnonzero(ms % HOUR_MS)[0])
+            raise DataError(f"{path}: row {bad + 1}: open_time {ms[bad]} is not on the hour")
+        return ms_to_utc_index(ms, "open_time")
+    try:
+        idx = to_utc_index(values.to_numpy(), "open_time")
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{path}: open_time is neither milliseconds nor a time: {exc}") from exc
+    if (idx.asi8 % (HOUR_MS * 1_000_000)).any():
+        raise DataError(f"{path}: open_time values off the hour")
+    return idx
+
+
+def read_kline_csv(path: Path, drop_last: bool = True) -> pd.DataFrame:
+    """One symbol's CSV -> a frame in the store's kline schema (index ``open_time``, UTC).
+
+    Raises :class:`DataError` naming the file for a missing column, a
+    non-numeric price, a time off the hour or duplicated hours.
+    """
+    try:
+        raw = pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError, EOFError) as exc:
+        raise DataError(f"{path}: unreadable CSV: {exc}") from exc
+    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    missing = [c for c in REQUIRED if c not in raw.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; expected at least {list(REQUIRED)}")
+    if drop_last:
+        raw = raw.iloc[:-1]
+    index = _open_time_index(raw["open_time"], path)
+    if index.has_duplicates:
+        raise DataError(f"{path}: open_time {index[index.duplicated()][0]} appears twice")
+    frame = pd.DataFrame(index=index)
+    for column in KLINE_COLUMNS:
+        if column in raw.columns:
+            values = pd.to_numeric(raw[column], errors="coerce").to_numpy()
+            if np.isnan(values.astype(np.float64)).any() and raw[column].notna().all():
+                raise DataError(f"{path}: column {column!r} holds non-numeric values")
+            frame[column] = values
+    return frame
+
+
+def csv_files(folder: Path) -> list[Path]:
+    """The ``<SYMBOL>.csv[.gz]`` files of ``folder`` (not recursive), sorted."""
+    if not folder.is_dir():
+        raise DataError(f"no such folder: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES))
+    if not files:
+        raise DataError(f"no <SYMBOL>.csv or <SYMBOL>.csv.gz files in {folder}")
+    return files
+
+
+def read_csv_folder(folder: Path, drop_last: bool = True) -> dict[str, pd.DataFrame]:
+    """Every symbol file of ``folder``, read and checked; ``{symbol: frame}``."""
+    frames: dict[str, pd.DataFrame] = {}
+    for path in csv_files(folder):
+        symbol = symbol_of(path)
+        if symbol in frames:
+            raise DataError(f"{folder}: two files for {symbol}")
+        frames[symbol] = read_kline_csv(path, drop_last)
+    return frames
+
+
+def import_csv_folder(folder: Path, store: Store, market: str = "spot", drop_last: bool = True,
+                      symbols: list[str] | None = None) -> CsvImportReport:
+    """Read every file first (a bad file stops the import before any write), then upsert each symbol."""
+    frames = read_csv_folder(folder, drop_last)
+    if symbols is not None:
+        unknown = sorted(set(symbols) - set(frames))
+        if unknown:
+            raise DataError(f"no file for {unknown} in {folder}")
+        frames = {s: frames[s] for s in symbols}
+    report = CsvImportReport()
+    for symbol, frame in frames.items():
+        report.rows_read[symbol] = len(frame)
+        report.rows_added[symbol] = store.write_klines(symbol, frame, market=market)
+    return report

@@ -1,0 +1,94 @@
+"""Plain per-symbol CSV import: values, optional columns, idempotence, one clear error per bad file."""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gnn_market.csv_import import import_csv_folder, read_kline_csv, symbol_of
+from gnn_market.errors import DataError
+from gnn_market.store import Store
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance-spot-1h-2021-2023"
+T0 = 1_700_000_000_000 // 3_600_000 * 3_600_000
+
+
+def _csv(rows: int = 5, extra: str = "", times=None) -> str:
+    lines = ["open_time,open,high,low,close,volume" + extra]
+    for i in range(rows):
+        t = T0 + i * 3_600_000 if times is None else times[i]
+        tail = f",{1000 + i}" if extra else ""
+        lines.append(f"{t},{10 + i},{11 + i},{9 + i},{10.5 + i},{100 + i}{tail}")
+    return "\n".join(lines) + "\n"
+
+
+def test_import_drops_the_partial_last_hour_and_keeps_values(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "AAAUSDT.csv").write_text(_csv())
+    with gzip.open(src / "BBBUSDT.csv.gz", "wt") as fh:
+        fh.write(_csv(extra=",quote_volume"))
+    store = Store(tmp_path / "store")
+    report = import_csv_folder(src, store)
+    assert report.rows_read == {"AAAUSDT": 4, "BBBUSDT": 4} and report.rows_added == report.rows_read
+    got = store.klines("AAAUSDT")
+    assert list(got.index) == list(pd.date_range(pd.Timestamp(T0, unit="ms", tz="UTC"), periods=4, freq="h"))
+    np.testing.assert_array_equal(got["close"].to_numpy(), [10.5, 11.5, 12.5, 13.5])
+    assert got["quote_volume"].isna().all()
+    np.testing.assert_array_equal(store.klines("BBBUSDT")["quote_volume"].to_numpy(), [1000, 1001, 1002, 1003])
+    again = import_csv_folder(src, store)
+    assert sum(again.rows_added.values()) == 0  # idempotent upsert
+
+
+def test_iso_times_and_keep_last(tmp_path):
+    times = [pd.Timestamp(T0 + i * 3_600_000, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M:%S") for i in range(3)]
+    path = tmp_path / "CCCUSDT.csv"
+    path.write_text(_csv(3, times=times))
+    frame = read_kline_csv(path, drop_last=False)
+    assert len(frame) == 3 and frame.index[0] == pd.Timestamp(T0, unit="ms", tz="UTC")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("open_time,open,high,low,close\n1,2,3,1,2\n", "missing column"),
+    (_csv(3, times=[T0, T0 + 60_000, T0 + 7_200_000]), "not on the hour"),
+    (_csv(3, times=[T0, T0, T0 + 7_200_000]), "appears twice"),
+    (_csv(3).replace("10.5", "abc"), "non-numeric"),
+])
+def test_bad_files_are_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "DDDUSDT.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        read_kline_csv(path)
+
+
+def test_bad_folder_or_name(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        import_csv_folder(tmp_path / "nope", Store(tmp_path / "s"))
+    with pytest.raises(DataError, match="no <SYMBOL>.csv"):
+        import_csv_folder(tmp_path, Store(tmp_path / "s"))
+    with pytest.raises(DataError, match="invalid symbol"):
+        symbol_of(Path("btc-usdt.csv"))
+    assert symbol_of(Path("ethusdt.CSV.GZ")) == "ETHUSDT"
+
+
+def test_bad_file_stops_before_any_write(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "AAAUSDT.csv").write_text(_csv())
+    (src / "ZZZUSDT.csv").write_text("open_time,open\n1,2\n")
+    store = Store(tmp_path / "store")
+    with pytest.raises(DataError, match="ZZZUSDT"):
+        import_csv_folder(src, store)
+    assert not (tmp_path / "store").exists() or store.symbols() == []
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared dataset not present on this machine")
+def test_three_year_file_rows_in_equal_rows_stored(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "BTCUSDT.csv.gz").symlink_to(SHARED / "BTCUSDT.csv.gz")
+    report = import_csv_folder(src, Store(tmp_path / "store"))
+    assert report.rows_read == {"BTCUSDT": 23988 - 1} == report.rows_added
