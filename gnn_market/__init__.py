@@ -1,8 +1,9 @@
 """CryptoGraph: hourly cross-asset graphs of Binance markets and a GATv2 next-hour classifier.
 
-Modules (one concept each): ``store`` (Parquet market store), ``binance_client``
-(public REST client), ``vision`` (archive importer), ``sample`` / ``synthetic``
-(bundled and simulated data), ``panel`` (aligned T x N arrays),
+Modules (one concept each): ``store`` (Parquet market store), ``binance``
+(package: public REST client, weight pacing, universe rules, payload parsers),
+``vision`` (archive importer), ``sample`` / ``synthetic`` (bundled and
+simulated data), ``panel`` (aligned T x N arrays),
 ``feature_generator`` (node features, labels), ``graph_builder`` (correlation
 edges, snapshots), ``model`` (GATv2Classifier), ``train`` / ``predict`` (CLIs),
 ``encoder`` (checkpoint -> probabilities and embeddings).

@@ -28,10 +28,11 @@ from typing import Sequence
 import pandas as pd
 from tqdm import tqdm
 
-from .binance_client import HOUR_MS, PERP, SPOT, BinanceClient, ClientConfig, Universe
+from .binance import PERP, SPOT, BinanceClient, ClientConfig, Universe
 from .cli import parse_symbols, run_cli
 from .errors import BannedError, BinanceError, CryptoGraphError, DataError, StoreError, UnknownSymbolError
 from .store import Store
+from .timeutil import HOUR_MS
 
 log = logging.getLogger(__name__)
 

@@ -217,7 +217,7 @@ def parse_funding(data: bytes, source: str | Path) -> pd.DataFrame:
     ``calc_time, funding_interval_hours, last_funding_rate`` (recognised by the
     small whole numbers in the middle column) or ``fundingTime, fundingRate, markPrice``.
     Times are rounded to the minute (the archive has millisecond jitter), like
-    :func:`gnn_market.binance_client.round_funding_time`, so archive and REST rows coincide.
+    :func:`gnn_market.binance.parsers.round_funding_time`, so archive and REST rows coincide.
     """
     table = _read_csv(data, source)
     if table.attrs["header"]:

@@ -1,28 +1,23 @@
-"""BinanceClient against the local fake server: shapes, pagination, universe, faults, pacing."""
-from __future__ import annotations
+"""BinanceClient against the local fake server: shapes, pagination, faults, retries, 429/418.
 
-import logging
+``client_for`` (tests/conftest.py) builds a client with test-sized timeouts and backoffs.
+"""
+from __future__ import annotations
 
 import pandas as pd
 import pytest
 
 from fake_binance import FakeBinance, FakeSymbol
-from gnn_market.binance_client import (HOUR_MS, BinanceClient, ClientConfig, book_frame, map_perp_base,
-                                       round_funding_time, stamp_ms)
+from gnn_market.binance import BinanceClient, ClientConfig
+from gnn_market.binance.parsers import round_funding_time
 from gnn_market.errors import BannedError, BinanceError, DataError, UnknownSymbolError
 from gnn_market.store import BOOK_COLUMNS, FUNDING_COLUMNS, KLINE_COLUMNS
-
-
-def client_for(server: FakeBinance, **kw) -> BinanceClient:
-    base = dict(spot_url=server.url, futures_url=server.url, timeout=0.5, max_retries=6,
-                backoff_base=0.01, backoff_cap=0.05, max_workers=4, seed=0)
-    base.update(kw)
-    return BinanceClient(ClientConfig(**base))
+from gnn_market.timeutil import HOUR_MS
 
 
 # ----------------------------------------------------------------------------- klines
 @pytest.mark.parametrize("market,hours,page_calls", [("spot", 2500, 3), ("perp", 2500, 2)])
-def test_klines_paginate_and_drop_open_candle(fake_binance, market, hours, page_calls):
+def test_klines_paginate_and_drop_open_candle(fake_binance, market, hours, page_calls, client_for):
     client = client_for(fake_binance)
     now = fake_binance.now_ms()
     start = (now // HOUR_MS - hours) * HOUR_MS
@@ -39,7 +34,7 @@ def test_klines_paginate_and_drop_open_candle(fake_binance, market, hours, page_
     assert df["close"].iloc[0] == float(raw[4]) and df["quote_volume"].iloc[0] == float(raw[7])
 
 
-def test_klines_keep_exchange_gaps_and_new_listings():
+def test_klines_keep_exchange_gaps_and_new_listings(client_for):
     now = 1_709_294_430_000
     gap = (now // HOUR_MS - 5) * HOUR_MS
     syms = [FakeSymbol("BTCUSDT", "BTC", gaps=(gap, gap + HOUR_MS)), FakeSymbol("NEWUSDT", "NEW", listed_hours=3)]
@@ -50,7 +45,7 @@ def test_klines_keep_exchange_gaps_and_new_listings():
         assert len(client.klines("NEWUSDT", "spot", 0)) == 3
 
 
-def test_open_candle_dropped_by_server_clock_not_local_clock():
+def test_open_candle_dropped_by_server_clock_not_local_clock(client_for):
     # Server clock in 2024: every candle up to now is closed except the current hour's.
     with FakeBinance(now_ms=1_709_294_430_000) as srv:
         df = client_for(srv).klines("ETHUSDT", "spot", 1_709_294_430_000 - 4 * HOUR_MS)
@@ -58,7 +53,7 @@ def test_open_candle_dropped_by_server_clock_not_local_clock():
 
 
 # ----------------------------------------------------------------------------- book & funding
-def test_book_row_schema_and_values(fake_binance):
+def test_book_row_schema_and_values(fake_binance, client_for):
     client = client_for(fake_binance)
     client.server_time_ms()
     row = client.book("BTCUSDT", "spot")
@@ -74,15 +69,7 @@ def test_book_row_schema_and_values(fake_binance):
     assert fake_binance.count("/api/v3/depth") == 1
 
 
-def test_stamp_rules_and_empty_book():
-    hour = 1_709_294_400_000
-    assert stamp_ms(hour + 12_345) == hour
-    assert stamp_ms(hour + 1_800_500) == hour + 1_800_000
-    with pytest.raises(DataError):
-        book_frame({"bids": [], "asks": [["1", "1"]]}, "X", hour)
-
-
-def test_funding_history_paginates_and_rounds_jitter():
+def test_funding_history_paginates_and_rounds_jitter(client_for):
     with FakeBinance(symbols=[FakeSymbol("BTCUSDT", "BTC", market="perp", listed_hours=24 * 400)]) as srv:
         client = client_for(srv)
         df = client.funding_history("BTCUSDT", 0)
@@ -97,40 +84,9 @@ def test_funding_history_paginates_and_rounds_jitter():
     assert round_funding_time(1_570_608_000_011) == 1_570_608_000_000
 
 
-# ----------------------------------------------------------------------------- universe
-def test_universe_rules_ranking_and_mapping(fake_binance, caplog):
-    with caplog.at_level(logging.WARNING):
-        uni = client_for(fake_binance).universe("both")
-    # ranked by 24 h quote volume; stablecoin, fiat, leveraged, BREAK, non-USDT and non-ASCII removed
-    assert uni.spot == ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "SHIBUSDT", "JUPUSDT", "NEWUSDT"]
-    # PERPETUAL + TRADING only, no index contract, no dated or TradFi contract
-    assert uni.perp == ["BTCUSDT", "ETHUSDT", "SOLUSDT", "1000SHIBUSDT", "HYPEUSDT"]
-    assert uni.spot_to_perp["SHIBUSDT"] == "1000SHIBUSDT" and uni.multiplier["1000SHIBUSDT"] == 1000
-    assert uni.perp_to_spot["BTCUSDT"] == "BTCUSDT" and "HYPEUSDT" not in uni.perp_to_spot
-    assert {s for s, _ in uni.skipped} == {"币安人生USDT", "我踏马来了USDT"}
-    assert "币安人生USDT" in caplog.text
-
-
-def test_universe_top_and_min_volume(fake_binance):
-    client = client_for(fake_binance)
-    assert client.universe("spot", top=2).spot == ["BTCUSDT", "ETHUSDT"]
-    assert client.universe("spot", min_quote_volume=1e9).spot == ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
-    uni = client.universe("perp", top=3, min_quote_volume=5e9)
-    assert uni.perp == ["BTCUSDT", "ETHUSDT"]
-
-
-def test_perp_base_mapping_rules():
-    spot = {"SHIB", "1INCH", "PEPE", "LUNA", "BTC"}
-    assert map_perp_base("1INCH", spot) == ("1INCH", 1)  # exact match first, no prefix stripping
-    assert map_perp_base("1000SHIB", spot) == ("SHIB", 1000)
-    assert map_perp_base("1000000PEPE", spot) == ("PEPE", 1_000_000)
-    assert map_perp_base("LUNA2", spot) == ("LUNA", 1)
-    assert map_perp_base("BTCDOM", spot) == (None, 1)
-
-
 # ----------------------------------------------------------------------------- faults
 @pytest.mark.parametrize("kind", ["500", "502", "malformed", "drop", "slow", "429"])
-def test_each_fault_is_retried(kind):
+def test_each_fault_is_retried(kind, client_for):
     with FakeBinance(slow_seconds=0.6) as srv:
         client = client_for(srv, timeout=0.3)
         good = client.klines("BTCUSDT", "spot", srv.now_ms() - 50 * HOUR_MS)
@@ -141,7 +97,7 @@ def test_each_fault_is_retried(kind):
         assert client.retries == 2
 
 
-def test_429_honours_retry_after():
+def test_429_honours_retry_after(client_for):
     import time
 
     with FakeBinance(retry_after_s=1) as srv:
@@ -152,7 +108,7 @@ def test_429_honours_retry_after():
         assert time.monotonic() - t0 >= 0.95  # waited Retry-After, not the tiny backoff
 
 
-def test_retries_exhausted_is_a_clear_error(fake_binance):
+def test_retries_exhausted_is_a_clear_error(fake_binance, client_for):
     client = client_for(fake_binance, max_retries=2)
     fake_binance.add_fault("500", endpoint="depth", times=10)
     with pytest.raises(BinanceError, match="HTTP 500 after 3 attempts"):
@@ -160,7 +116,7 @@ def test_retries_exhausted_is_a_clear_error(fake_binance):
     assert fake_binance.count("/api/v3/depth") == 3
 
 
-def test_418_stops_everything(fake_binance):
+def test_418_stops_everything(fake_binance, client_for):
     client = client_for(fake_binance)
     fake_binance.add_fault("418", endpoint="klines")
     with pytest.raises(BannedError, match="418"):
@@ -172,7 +128,7 @@ def test_418_stops_everything(fake_binance):
     assert fake_binance.count() == sent  # not one more request after the ban
 
 
-def test_418_inside_a_batch_stops_the_batch(fake_binance):
+def test_418_inside_a_batch_stops_the_batch(fake_binance, client_for):
     client = client_for(fake_binance, max_workers=2)
     fake_binance.add_fault("418", endpoint="depth", symbol="ETHUSDT")
     with pytest.raises(BannedError):
@@ -180,7 +136,7 @@ def test_418_inside_a_batch_stops_the_batch(fake_binance):
     assert fake_binance.count("/api/v3/depth") <= 2
 
 
-def test_unknown_symbol_is_reported_and_skipped(fake_binance):
+def test_unknown_symbol_is_reported_and_skipped(fake_binance, client_for):
     client = client_for(fake_binance)
     with pytest.raises(UnknownSymbolError, match="-1121"):
         client.book("NOPEUSDT", "spot")
@@ -196,29 +152,3 @@ def test_unreachable_host_and_bad_url():
         client.server_time_ms()
     with pytest.raises(DataError, match="bad spot URL"):
         ClientConfig(spot_url="not a url")
-
-
-# ----------------------------------------------------------------------------- pacing
-def test_weight_pacing_never_exceeds_server_limit():
-    # 1 s windows with a limit of 60: 40 klines (2) + 40 depth (5) = 280 weight
-    # must spread over >= 5 windows without a single 429.
-    with FakeBinance(spot_limit=60, window_s=1.0) as srv:
-        client = client_for(srv, weight_window=1.0, weight_safety=0.9, max_workers=8)
-        client.exchange_info("spot")  # adopts the server's 60 from rateLimits
-        assert client.limiters["spot"].limit == 60
-        now = srv.now_ms()
-        syms = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"] * 10
-        client.map_symbols(lambda s: (client.klines(s, "spot", now - 3 * HOUR_MS, now_ms=now),
-                                      client.book(s, "spot")), syms)
-        assert srv.count(status=429) == 0
-        assert srv.peak_weight("spot") <= 60
-        assert len(srv.weight["spot"]) >= 4
-
-
-def test_used_weight_header_from_other_clients_slows_us_down():
-    with FakeBinance(spot_limit=50, window_s=1.0) as srv:
-        client = client_for(srv, weight_window=1.0, spot_weight_limit=50, weight_safety=1.0)
-        srv.add_used_weight("spot", 45)  # another client on the same IP burnt 45 of 50 in this window
-        for _ in range(6):
-            client.book("BTCUSDT", "spot")
-        assert srv.count(status=429) == 0

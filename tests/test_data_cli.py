@@ -180,8 +180,8 @@ def test_subprocess_exit_code_and_no_traceback(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [l for l in proc.stderr.strip().splitlines()
-                                                if l.startswith("error: ")]
+    assert proc.stderr.strip().splitlines() == [line for line in proc.stderr.strip().splitlines()
+                                                if line.startswith("error: ")]
     proc = subprocess.run([sys.executable, "-m", "gnn_market.data", "backfill"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and "--store" in proc.stderr

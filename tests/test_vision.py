@@ -214,7 +214,7 @@ def test_missing_path_and_bad_arguments(tmp_path):
 
 def test_archive_and_rest_funding_rows_coincide(tmp_path):
     """Archive calc_time jitter and the REST client round to the same minute: no duplicate rows."""
-    from gnn_market.binance_client import round_funding_time
+    from gnn_market.binance.parsers import round_funding_time
 
     archive = write_zip(tmp_path / "BTCUSDT-fundingRate-2024-01.zip", funding_csv(JAN_2024_MS, 3, jitter_ms=11))
     store = Store(tmp_path / "store")

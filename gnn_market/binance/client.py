@@ -14,63 +14,41 @@ shared attribute), so this module adds them around it:
 * **429** sleeps for ``Retry-After`` and pauses the whole host meanwhile.
 * **418** raises :class:`BannedError` at once; afterwards the client refuses
   to send anything (continuing would extend the ban).
-* **Weight pacing** per host: every request reserves its documented weight in
-  a sliding window; the ``X-MBX-USED-WEIGHT-1M`` header (read
-  case-insensitively) corrects the local count when other users share the IP.
-  Requests wait rather than exceed ``limit * weight_safety``. Limits come from
-  ``exchangeInfo.rateLimits`` when available (defaults: spot 6000, futures 2400
-  per minute). ``fundingRate`` has its own budget (500 calls / 5 min).
+* **Weight pacing** per host (:mod:`.rate_limit`): every request reserves its
+  documented weight (the tables below) before it is sent. Limits come from
+  ``exchangeInfo.rateLimits`` when available (defaults: spot 6000, futures
+  2400 per minute). ``fundingRate`` has its own budget (500 calls / 5 min).
 * **-1121** (invalid symbol) raises :class:`UnknownSymbolError`, which callers
   report and skip.
 
-No API key is ever configured or logged.
+Answers become frames in :mod:`.parsers`; the universe rules and ranking live
+in :mod:`.universe`. No API key is ever configured or logged.
 """
 from __future__ import annotations
 
 import logging
-import math
 import random
-import re
 import threading
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, TypeVar
 from urllib.parse import urlparse
 
-import numpy as np
 import pandas as pd
 import requests
 from binance.client import Client
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 
-from .errors import BannedError, BinanceError, DataError, UnknownSymbolError
-from .store import BOOK_COLUMNS, FUNDING_COLUMNS, KLINE_COLUMNS, is_valid_symbol
-from .timeutil import HOUR_MS, ms_to_utc_index
+from ..errors import BannedError, BinanceError, DataError, UnknownSymbolError
+from ..timeutil import HOUR_MS
+from .parsers import book_frame, funding_frame, klines_frame, premium_frame, require, stamp_ms
+from .rate_limit import WeightLimiter, used_weight_header
+from .universe import PERP, SPOT, Universe, build_universe
 
 log = logging.getLogger(__name__)
 
-SPOT, PERP = "spot", "perp"
 T = TypeVar("T")
-
-#: Base assets that are stablecoins, fiat or pegged to gold: a USDT pair on
-#: them carries no market signal. Compiled from the reference (§6.6); exact
-#: base-asset matches only (never substrings).
-STABLE_BASES: frozenset[str] = frozenset(
-    "USDT USDC FDUSD TUSD BUSD USDP PAX DAI USDS USDSB USD1 RLUSD XUSD AUSD SUSD USDN CUSD "
-    "CUSDT VAI UST USTC U AEUR EURI EURT PAXG AXG "
-    "EUR GBP AUD BRL TRY ARS BIDR IDRT JPY PLN RON RUB UAH ZAR NGN".split()
-)
-#: Perpetuals that are indexes, not coins (no spot counterpart, no own market).
-INDEX_PERPS: frozenset[str] = frozenset({"BTCDOMUSDT", "DEFIUSDT", "USDCUSDT"})
-#: Leveraged-token suffixes; a base is leveraged only if base minus suffix is
-#: itself a listed base (so JUP or SUPER are kept).
-LEVERAGED_SUFFIXES = ("UP", "DOWN", "BULL", "BEAR")
-#: Multiplier prefixes of perpetual base assets (1000SHIB = 1000 SHIB).
-PERP_MULTIPLIERS: dict[str, int] = {"1000000": 1_000_000, "1000": 1000, "1M": 1_000_000}
-#: Known perp <-> spot renames that no string rule finds (perp base -> spot base).
-PERP_BASE_OVERRIDES: dict[str, str] = {"LUNA2": "LUNA"}
 
 # Documented request weights (reference §3.1).
 _SPOT_WEIGHTS = {"ping": 1, "time": 1, "exchangeInfo": 20, "ticker/24hr": 80, "klines": 2, "depth": 5}
@@ -131,115 +109,6 @@ def _check_url(url: str, what: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise DataError(f"bad {what} URL {url!r}: expected http(s)://host[:port]")
     return url.rstrip("/")
-
-
-# --------------------------------------------------------------------------- pacing
-class WeightLimiter:
-    """Sliding-window budget of request weight for one host.
-
-    A request reserves its weight before it is sent; reservations expire after
-    ``window`` (+5% slack for network delay, so the server's fixed windows can
-    never see more than the budget). The server's used-weight header, when
-    higher than the local count (other clients on the IP), blocks until the
-    server's window rolls over.
-    """
-
-    def __init__(self, limit: int, window: float, safety: float, name: str) -> None:
-        self.name = name
-        self.window = window
-        self.safety = safety
-        self.limit = limit
-        self._ledger: deque[tuple[float, int]] = deque()
-        self._server_used = 0
-        self._server_window = -1
-        self._paused_until = 0.0
-        self._cond = threading.Condition()
-        self.peak_reserved = 0
-
-    @property
-    def budget(self) -> int:
-        return max(1, int(self.limit * self.safety))
-
-    def set_limit(self, limit: int) -> None:
-        with self._cond:
-            self.limit = int(limit)
-            self._cond.notify_all()
-
-    def _used(self, now: float) -> int:
-        horizon = now - self.window * 1.05
-        while self._ledger and self._ledger[0][0] <= horizon:
-            self._ledger.popleft()
-        local = sum(w for _, w in self._ledger)
-        server = self._server_used if int(time.time() // self.window) == self._server_window else 0
-        return max(local, server)
-
-    def acquire(self, weight: int) -> None:
-        """Block until ``weight`` fits in the budget, then reserve it."""
-        weight = min(weight, self.budget)  # a single request larger than the budget still goes
-        with self._cond:
-            while True:
-                now = time.monotonic()
-                wait = self._paused_until - now
-                if wait <= 0:
-                    used = self._used(now)
-                    if used + weight <= self.budget:
-                        if weight:
-                            self._ledger.append((now, weight))
-                        self.peak_reserved = max(self.peak_reserved, used + weight)
-                        return
-                    wait = self._ledger[0][0] + self.window * 1.05 - now if self._ledger else 0.05
-                    if self._server_used > self.budget:
-                        wait = min(wait, self.window - time.time() % self.window) if self._ledger else \
-                            self.window - time.time() % self.window
-                self._cond.wait(max(0.005, min(wait, 1.0)))
-
-    def observe(self, used: int | None) -> None:
-        """Record the server's used weight from a response header."""
-        if used is None:
-            return
-        with self._cond:
-            window = int(time.time() // self.window)
-            if window != self._server_window or used > self._server_used:
-                self._server_window, self._server_used = window, used
-
-    def pause(self, seconds: float) -> None:
-        """Stop every request on this host for ``seconds`` (after a 429)."""
-        with self._cond:
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
-
-
-def _used_weight_header(headers: Any) -> int | None:
-    if headers is None:
-        return None
-    for key, value in headers.items():  # case-insensitive, any interval letter case
-        if re.fullmatch(r"x-mbx-used-weight-1m", key, flags=re.IGNORECASE):
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                return None
-    return None
-
-
-# --------------------------------------------------------------------------- results
-@dataclass
-class Universe:
-    """Tradable USDT pairs, best first by 24 h quote volume.
-
-    ``spot_to_perp``/``perp_to_spot`` map names of the same asset across
-    markets (``SHIBUSDT`` <-> ``1000SHIBUSDT``, with ``multiplier`` 1000).
-    ``skipped`` lists (symbol, reason) for excluded symbols worth reporting.
-    """
-
-    spot: list[str] = field(default_factory=list)
-    perp: list[str] = field(default_factory=list)
-    quote_volume: dict[tuple[str, str], float] = field(default_factory=dict)
-    spot_to_perp: dict[str, str] = field(default_factory=dict)
-    perp_to_spot: dict[str, str] = field(default_factory=dict)
-    multiplier: dict[str, int] = field(default_factory=dict)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-    def symbols(self, market: str) -> list[str]:
-        return list(self.spot if market == SPOT else self.perp)
 
 
 @dataclass
@@ -322,10 +191,10 @@ class BinanceClient:
             client = self._binance()
             try:
                 result = getattr(client, method)(**params)
-                limiter.observe(_used_weight_header(getattr(client.response, "headers", None)))
+                limiter.observe(used_weight_header(getattr(client.response, "headers", None)))
                 return result
             except BinanceAPIException as exc:
-                limiter.observe(_used_weight_header(getattr(exc.response, "headers", None)))
+                limiter.observe(used_weight_header(getattr(exc.response, "headers", None)))
                 delay = self._api_error_delay(exc, market, what, attempt)
             except BinanceRequestException as exc:  # 2xx with a body that is not JSON
                 delay = self._retry_delay(attempt, what, f"malformed response ({str(exc)[:80]})")
@@ -412,7 +281,7 @@ class BinanceClient:
             data = self.call(SPOT, "time", "get_server_time")
         else:
             data = self.call(PERP, "time", "futures_time")
-        server = int(_require(data, dict, "time")["serverTime"])
+        server = int(require(data, dict, "time")["serverTime"])
         self._clock_offset_ms = server - int(time.time() * 1000)
         return server
 
@@ -422,7 +291,7 @@ class BinanceClient:
             info = self.call(SPOT, "exchangeInfo", "get_exchange_info")
         else:
             info = self.call(PERP, "exchangeInfo", "futures_exchange_info")
-        info = _require(info, dict, f"{market} exchangeInfo")
+        info = require(info, dict, f"{market} exchangeInfo")
         configured = self.config.spot_weight_limit if market == SPOT else self.config.futures_weight_limit
         if configured is None:
             for rl in info.get("rateLimits", []):
@@ -437,7 +306,7 @@ class BinanceClient:
             data = self.call(SPOT, "ticker/24hr", "get_ticker")
         else:
             data = self.call(PERP, "ticker/24hr", "futures_ticker")
-        return _require(data, list, f"{market} ticker/24hr")
+        return require(data, list, f"{market} ticker/24hr")
 
     def klines(self, symbol: str, market: str, start_ms: int, end_ms: int | None = None,
                now_ms: int | None = None) -> pd.DataFrame:
@@ -469,7 +338,7 @@ class BinanceClient:
         else:
             weight = 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
             data = self.call(PERP, "klines", "futures_klines", weight=weight, symbol=symbol, **_p(params))
-        return _require(data, list, f"{market} klines {symbol}")
+        return require(data, list, f"{market} klines {symbol}")
 
     def book(self, symbol: str, market: str, levels: int = 20,
              stamp_tolerance_s: float = 300.0) -> pd.DataFrame:
@@ -485,7 +354,7 @@ class BinanceClient:
             data = self.call(SPOT, "depth", "get_order_book", symbol=symbol, limit=levels)
         else:
             data = self.call(PERP, "depth", "futures_order_book", symbol=symbol, limit=levels)
-        return book_frame(_require(data, dict, f"{market} depth {symbol}"), symbol,
+        return book_frame(require(data, dict, f"{market} depth {symbol}"), symbol,
                           stamp_ms(self.server_now_ms(), stamp_tolerance_s))
 
     def server_now_ms(self) -> int:
@@ -498,7 +367,7 @@ class BinanceClient:
         t = start_ms
         while True:
             params = _p(dict(startTime=t, endTime=end_ms, limit=1000))
-            batch = _require(self.call(PERP, "fundingRate", "futures_funding_rate", symbol=symbol,
+            batch = require(self.call(PERP, "fundingRate", "futures_funding_rate", symbol=symbol,
                                        **params), list, f"fundingRate {symbol}")
             rows.extend(batch)
             if len(batch) < 1000:
@@ -515,217 +384,20 @@ class BinanceClient:
         """
         if symbol is not None:
             data = self.call(PERP, "premiumIndex", "futures_mark_price", symbol=symbol)
-            return premium_frame([_require(data, dict, f"premiumIndex {symbol}")])
-        data = _require(self.call(PERP, "premiumIndex", "futures_mark_price", weight=10), list, "premiumIndex")
+            return premium_frame([require(data, dict, f"premiumIndex {symbol}")])
+        data = require(self.call(PERP, "premiumIndex", "futures_mark_price", weight=10), list, "premiumIndex")
         return {d["symbol"]: premium_frame([d]) for d in data if isinstance(d, dict) and "symbol" in d}
 
     # ------------------------------------------------------------- universe
     def universe(self, market: str = "both", top: int | None = None,
                  min_quote_volume: float | None = None) -> Universe:
-        """Tradable USDT pairs ranked by 24 h quote volume (see module docs for rules)."""
-        uni = Universe()
-        spot_info = self.exchange_info(SPOT)
-        spot_ok, spot_bases = _spot_candidates(spot_info, uni.skipped)
-        perp_ok: dict[str, str] = {}
-        if market in (PERP, "both"):
-            perp_ok = _perp_candidates(self.exchange_info(PERP), uni.skipped)
-        markets = [SPOT, PERP] if market == "both" else [market]
-        for m in markets:
-            allowed = spot_ok if m == SPOT else perp_ok
-            vols = {}
-            for t in self.tickers(m):
-                sym = t.get("symbol")
-                if sym in allowed:
-                    vols[sym] = _to_float(t.get("quoteVolume"))
-            ranked = sorted(allowed, key=lambda s: (-vols.get(s, 0.0), s))
-            if min_quote_volume is not None:
-                ranked = [s for s in ranked if vols.get(s, 0.0) >= min_quote_volume]
-            if top is not None:
-                ranked = ranked[:top]
-            for s in ranked:
-                uni.quote_volume[(m, s)] = vols.get(s, 0.0)
-            if m == SPOT:
-                uni.spot = ranked
-            else:
-                uni.perp = ranked
-        for perp_sym, perp_base in perp_ok.items():
-            spot_base, mult = map_perp_base(perp_base, spot_bases)
-            if spot_base is not None and f"{spot_base}USDT" in spot_ok:
-                uni.perp_to_spot[perp_sym] = f"{spot_base}USDT"
-                uni.spot_to_perp[f"{spot_base}USDT"] = perp_sym
-                uni.multiplier[perp_sym] = mult
-        return uni
+        """Tradable USDT pairs ranked by 24 h quote volume (rules: :mod:`.universe`)."""
+        return build_universe(self.exchange_info, self.tickers, market, top, min_quote_volume)
 
 
-# --------------------------------------------------------------------------- universe rules
-def _spot_candidates(info: dict, skipped: list[tuple[str, str]]) -> tuple[dict[str, str], set[str]]:
-    """TRADING USDT spot pairs minus stablecoins, leveraged tokens and invalid names."""
-    symbols = [s for s in info.get("symbols", []) if isinstance(s, dict)]
-    bases = {s.get("baseAsset") for s in symbols if s.get("status") == "TRADING"}
-    out: dict[str, str] = {}
-    for s in symbols:
-        sym, base = s.get("symbol", ""), s.get("baseAsset", "")
-        if s.get("status") != "TRADING" or s.get("quoteAsset") != "USDT":
-            continue
-        if not is_valid_symbol(sym):
-            log.warning("skipping spot symbol %r: not ^[A-Z0-9]{2,30}$", sym)
-            skipped.append((sym, "invalid name"))
-            continue
-        if base in STABLE_BASES:
-            continue
-        perms = set(s.get("permissions") or []) | {p for ps in s.get("permissionSets") or [] for p in ps}
-        if "LEVERAGED" in perms or _is_leveraged_name(base, bases):
-            continue
-        out[sym] = base
-    return out, {b for b in bases if b}
-
-
-def _is_leveraged_name(base: str, bases: set[str]) -> bool:
-    return any(base.endswith(sfx) and base[: -len(sfx)] in bases for sfx in LEVERAGED_SUFFIXES)
-
-
-def _perp_candidates(info: dict, skipped: list[tuple[str, str]]) -> dict[str, str]:
-    """TRADING USDT-M PERPETUAL contracts minus stablecoin and index contracts."""
-    out: dict[str, str] = {}
-    for s in info.get("symbols", []):
-        if not isinstance(s, dict):
-            continue
-        sym, base = s.get("symbol", ""), s.get("baseAsset", "")
-        if (s.get("contractType") != "PERPETUAL" or s.get("status") != "TRADING"
-                or s.get("quoteAsset") != "USDT"):
-            continue
-        if not is_valid_symbol(sym):
-            log.warning("skipping perp symbol %r: not ^[A-Z0-9]{2,30}$", sym)
-            skipped.append((sym, "invalid name"))
-            continue
-        if sym in INDEX_PERPS or base in STABLE_BASES:
-            continue
-        out[sym] = base
-    return out
-
-
-def map_perp_base(perp_base: str, spot_bases: set[str]) -> tuple[str | None, int]:
-    """Spot base asset of a perp base, and the perp's unit multiplier.
-
-    Exact match first (``1INCH`` stays ``1INCH``), then the override table,
-    then a multiplier prefix whose remainder is a listed spot base
-    (``1000SHIB`` -> ``SHIB``, 1000). ``(None, 1)`` when there is no spot twin.
-    """
-    if perp_base in spot_bases:
-        return perp_base, 1
-    if perp_base in PERP_BASE_OVERRIDES and PERP_BASE_OVERRIDES[perp_base] in spot_bases:
-        return PERP_BASE_OVERRIDES[perp_base], 1
-    for prefix, mult in PERP_MULTIPLIERS.items():
-        rest = perp_base[len(prefix):]
-        if perp_base.startswith(prefix) and rest in spot_bases:
-            return rest, mult
-    return None, 1
-
-
-# --------------------------------------------------------------------------- parsing
-def klines_frame(rows: list, symbol: str = "", now_ms: int | None = None) -> pd.DataFrame:
-    """Binance kline arrays -> store kline schema (closed, on-the-hour candles only)."""
-    cols = list(KLINE_COLUMNS)
-    if not rows:
-        return _empty(cols, "open_time")
-    try:
-        arr = [(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]),
-                float(r[7]), int(r[8]), float(r[9]), float(r[10])) for r in rows]
-    except (TypeError, ValueError, IndexError) as exc:
-        raise BinanceError(f"klines {symbol}: unexpected row shape: {exc}") from exc
-    open_ms = np.array([a[0] for a in arr], dtype="int64")
-    keep = open_ms % HOUR_MS == 0
-    if not keep.all():
-        log.warning("klines %s: dropped %d candles not on the hour", symbol, int((~keep).sum()))
-    if now_ms is not None:
-        keep &= open_ms + HOUR_MS <= now_ms  # still open: not final yet
-    df = pd.DataFrame([a[1:] for a, k in zip(arr, keep) if k], columns=cols,
-                      index=ms_to_utc_index(open_ms[keep], "open_time"))
-    df["trades"] = df["trades"].astype("Int64")
-    df = df[~df.index.duplicated(keep="last")].sort_index()
-    return df
-
-
-def book_frame(data: dict, symbol: str, snapshot_ms: int) -> pd.DataFrame:
-    """A depth answer -> one row of :data:`BOOK_COLUMNS` at ``snapshot_ms``."""
-    try:
-        bids = np.array([[float(p), float(q)] for p, q, *_ in data.get("bids", [])], dtype="float64")
-        asks = np.array([[float(p), float(q)] for p, q, *_ in data.get("asks", [])], dtype="float64")
-    except (TypeError, ValueError) as exc:
-        raise BinanceError(f"depth {symbol}: unexpected level shape: {exc}") from exc
-    if len(bids) == 0 or len(asks) == 0:
-        raise DataError(f"depth {symbol}: empty order book")
-    row = {
-        "best_bid": bids[0, 0], "best_ask": asks[0, 0],
-        "best_bid_qty": bids[0, 1], "best_ask_qty": asks[0, 1],
-        "bid_qty": bids[:, 1].sum(), "ask_qty": asks[:, 1].sum(),
-        "bid_notional": float((bids[:, 0] * bids[:, 1]).sum()),
-        "ask_notional": float((asks[:, 0] * asks[:, 1]).sum()),
-        "spread": asks[0, 0] - bids[0, 0],
-        "levels": int(min(len(bids), len(asks))),
-    }
-    columns = {c: np.array([row[c]], dtype=t) for c, t in BOOK_COLUMNS.items()}
-    return pd.DataFrame(columns, index=ms_to_utc_index([snapshot_ms], "snapshot_time"))
-
-
-def stamp_ms(received_ms: int, tolerance_s: float = 300.0) -> int:
-    """Snapshot stamp: floored to the hour within ``tolerance_s`` after it, else to the second."""
-    hour = received_ms // HOUR_MS * HOUR_MS
-    if received_ms - hour <= tolerance_s * 1000:
-        return hour
-    return received_ms // 1000 * 1000
-
-
-def round_funding_time(ms: int) -> int:
-    """Settlement times carry ms jitter (``08:00:00.011``): round to the minute."""
-    return int(round(ms / 60_000)) * 60_000
-
-
-def funding_frame(rows: list[dict]) -> pd.DataFrame:
-    """fundingRate rows -> :data:`FUNDING_COLUMNS` indexed by (rounded) ``funding_time``."""
-    if not rows:
-        return _empty(list(FUNDING_COLUMNS), "funding_time")
-    try:
-        times = [round_funding_time(int(r["fundingTime"])) for r in rows]
-        rates = [float(r["fundingRate"]) for r in rows]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BinanceError(f"fundingRate: unexpected row shape: {exc}") from exc
-    marks = [_to_float(r.get("markPrice"), np.nan) for r in rows]
-    df = pd.DataFrame({"funding_rate": rates, "mark_price": marks},
-                      index=ms_to_utc_index(times, "funding_time"))
-    return df[~df.index.duplicated(keep="last")].sort_index()
-
-
-def premium_frame(rows: list[dict]) -> pd.DataFrame:
-    """premiumIndex objects -> funding rows at ``nextFundingTime``."""
-    out = [{"fundingTime": r["nextFundingTime"], "fundingRate": r["lastFundingRate"],
-            "markPrice": r.get("markPrice")} for r in rows
-           if r.get("nextFundingTime") and r.get("lastFundingRate") not in (None, "")]
-    return funding_frame(out)
-
-
-def _empty(cols: list[str], index: str) -> pd.DataFrame:
-    df = pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
-    df.index = pd.DatetimeIndex([], tz="UTC", name=index).as_unit("ns")
-    return df
-
-
-def _require(data: Any, kind: type, what: str) -> Any:
-    if not isinstance(data, kind):
-        raise BinanceError(f"{what}: unexpected response type {type(data).__name__}")
-    return data
-
-
+# --------------------------------------------------------------------------- helpers
 def _p(params: dict) -> dict:
     return {k: v for k, v in params.items() if v is not None and k != "symbol"}
-
-
-def _to_float(value: Any, default: float = 0.0) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return default
-    return out if math.isfinite(out) else default
 
 
 def _parse_retry_after(value: Any) -> float:
