@@ -23,27 +23,36 @@ Guarantees:
   :class:`StoreError` and is never overwritten.
 * **Gaps stay gaps.** Nothing is filled; :meth:`Store.gaps` reports them.
 
-One writer per store at a time is assumed (the collectors are single-process).
+* **Many writers.** Each upsert holds a cross-process lock on its file
+  (``.<file>.lock`` beside it, :mod:`filelock`) over the whole
+  read-merge-write, so two processes writing the same symbol (two imports, or
+  ``collect`` while a ``backfill`` runs) never lose each other's rows. Readers
+  take no lock: the rename makes every read see a complete file.
 """
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
 
-from .atomic import TMP_SUFFIX, atomic_path, temp_name_prefix
+from .atomic import TMP_SUFFIX, atomic_path, temp_name_prefix, write_text_atomic
 from .errors import DataError, StoreError
 from .timeutil import HOUR, to_utc_index
 
 MARKETS = ("spot", "perp")
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,30}$")
+#: Longest wait for another process's write of the same file (a year of candles writes in ms).
+LOCK_TIMEOUT_S = 120.0
 STORE_FORMAT = {"format": "cryptograph-store", "version": 1}
 
 #: Hourly candle columns and dtypes. ``trades`` is nullable (``pd.NA`` where the
@@ -331,23 +340,49 @@ class Store:
             off_grid = new.index[(new.index.asi8 % HOUR.value) != 0]
             if len(off_grid):
                 raise DataError(f"klines for {symbol}: open_time {off_grid[0]} is not on the hour")
-        new = new[~new.index.duplicated(keep="last")]
-        old = self._read(kind, symbol, market, missing_ok=True) if path.exists() else _empty_frame(kind)
-        added = int((~new.index.isin(old.index)).sum())
-        if added == 0 and len(old) and _same_rows(old, new):
-            return 0  # nothing to change: skip the rewrite
-        merged = pd.concat([old[~old.index.isin(new.index)], new]).sort_index()
-        self._atomic_write(path, merged, kind)
+        new = new[~new.index.duplicated(keep="last")]  # within one write, the later row wins
+        self._prepare_folder(path)
+        with self._locked(path):
+            old = self._read(kind, symbol, market, missing_ok=True) if path.exists() else _empty_frame(kind)
+            added = int((~new.index.isin(old.index)).sum())
+            if added == 0 and len(old) and _same_rows(old, new):
+                return 0  # nothing to change: skip the rewrite
+            merged = pd.concat([old[~old.index.isin(new.index)], new]).sort_index()
+            self._atomic_write(path, merged, kind)
         return added
 
-    def _atomic_write(self, path: Path, df: pd.DataFrame, kind: _Kind) -> None:
+    def _prepare_folder(self, path: Path) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             marker = self.root / "STORE.json"
             if not marker.exists():
-                marker.write_text(json.dumps(STORE_FORMAT) + "\n")
+                write_text_atomic(marker, json.dumps(STORE_FORMAT) + "\n")
+        except OSError as exc:
+            raise StoreError(f"cannot write to store {self.root}: {exc.strerror or exc}") from exc
+
+    @contextmanager
+    def _locked(self, path: Path) -> Iterator[None]:
+        """Hold ``path``'s cross-process write lock (waits up to :data:`LOCK_TIMEOUT_S`)."""
+        lock = FileLock(path.parent / f".{path.name}.lock", timeout=LOCK_TIMEOUT_S)
+        try:
+            lock.acquire()
+        except Timeout as exc:
+            raise StoreError(f"{path} is locked by another writer for over {LOCK_TIMEOUT_S:.0f} s "
+                             f"(remove {lock.lock_file} if no cryptograph process is running)") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot write to store {self.root}: {exc.strerror or exc}") from exc
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _atomic_write(self, path: Path, df: pd.DataFrame, kind: _Kind) -> None:
+        """Replace ``path`` by ``df``; the caller holds ``path``'s lock."""
+        try:
+            # With the lock held no other writer of this file is in flight: a temporary file
+            # here was left by a writer that died mid-write.
             for stale in path.parent.glob(f"{temp_name_prefix(path)}*{TMP_SUFFIX}"):
-                stale.unlink(missing_ok=True)  # left by a process killed mid-write
+                stale.unlink(missing_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot write to store {self.root}: {exc.strerror or exc}") from exc
         with atomic_path(path, StoreError) as tmp:
