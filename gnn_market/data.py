@@ -1,4 +1,4 @@
-"""Data CLI: ``python -m gnn_market.data {backfill,collect,import-vision,info}``.
+"""Data CLI: ``python -m gnn_market.data {backfill,collect,import-vision,import-csv,info}``.
 
 * ``backfill``: universe + hourly klines + funding history + one book snapshot
   per symbol. Resumable: only hours outside the stored range are fetched.
@@ -9,6 +9,8 @@
   cycle (outage, errors left after retries) is logged and tried again after
   the next hour; an IP ban (418) or an unwritable store stops the job.
 * ``import-vision``: Binance public-archive zips/CSVs (``gnn_market.vision``).
+* ``import-csv``: a folder of per-symbol ``<SYMBOL>.csv[.gz]`` candle dumps with a
+  header (``gnn_market.csv_import``), e.g. the three-year Binance spot set.
 * ``info``: per market: symbols, time range, rows, gaps, funding and book coverage.
 
 Errors a user can cause end as one ``error: ...`` line on stderr, exit 2.
@@ -31,8 +33,11 @@ from tqdm import tqdm
 from .binance import PERP, SPOT, BinanceClient, ClientConfig, Universe
 from .cli import parse_symbols, run_cli
 from .errors import BannedError, BinanceError, CryptoGraphError, DataError, StoreError, UnknownSymbolError
+from .csv_import import read_csv_folder
+from .sources import open_store
 from .store import Store
 from .timeutil import HOUR_MS
+from .vision import import_paths
 
 log = logging.getLogger(__name__)
 
@@ -283,18 +288,31 @@ def _wait(seconds: float) -> None:
 def cmd_import_vision(args: argparse.Namespace) -> int:
     store = Store(args.store)
     check_writable(store)
-    try:
-        from .vision import import_paths
-    except ImportError as exc:
-        raise DataError(f"import-vision is unavailable: {exc}") from exc
     report = import_paths([Path(p) for p in args.paths], store)
     print(report.summary())
     return 0
 
 
-def cmd_info(args: argparse.Namespace) -> int:
-    from .sources import open_store
+def cmd_import_csv(args: argparse.Namespace) -> int:
+    folder = Path(args.folder)
+    frames = read_csv_folder(folder, drop_last=not args.keep_last)  # every file checked before any write
+    symbols = parse_symbols(args.symbols)
+    if symbols:
+        unknown = sorted(set(symbols) - set(frames))
+        if unknown:
+            raise DataError(f"no file for {', '.join(unknown)} in {folder}")
+        frames = {s: frames[s] for s in symbols}
+    store = Store(args.store)
+    check_writable(store)
+    added = 0
+    for symbol, frame in tqdm(frames.items(), desc="import-csv", unit="symbol", disable=None):
+        added += store.write_klines(symbol, frame, market=args.market)
+    rows = sum(len(f) for f in frames.values())
+    print(f"{len(frames)} symbols, {rows} candles read, {added} new in {store.root} ({args.market})")
+    return 0
 
+
+def cmd_info(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     print(format_info(store))
     return 0
@@ -356,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     p.add_argument("--store", required=True)
     p.set_defaults(func=cmd_import_vision)
+    p = sub.add_parser("import-csv", help="import a folder of <SYMBOL>.csv[.gz] hourly candle files")
+    p.add_argument("folder")
+    p.add_argument("--store", required=True)
+    p.add_argument("--market", choices=["spot", "perp"], default="spot")
+    p.add_argument("--symbols", default=None, help="comma-separated symbols (default: every file)")
+    p.add_argument("--keep-last", action="store_true",
+                   help="keep each file's last row (by default dropped: dumps usually end in a partial hour)")
+    p.set_defaults(func=cmd_import_csv)
     p = sub.add_parser("info", help="describe a store (default: the bundled sample)")
     p.add_argument("--store", default=None)
     p.set_defaults(func=cmd_info)
@@ -374,5 +400,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(args.func(args) or 0)
 
 
+def cli() -> int:
+    """Console-script entry point ``cryptograph-data``."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(cli())

@@ -92,3 +92,20 @@ def test_three_year_file_rows_in_equal_rows_stored(tmp_path):
     (src / "BTCUSDT.csv.gz").symlink_to(SHARED / "BTCUSDT.csv.gz")
     report = import_csv_folder(src, Store(tmp_path / "store"))
     assert report.rows_read == {"BTCUSDT": 23988 - 1} == report.rows_added
+
+
+def test_cli_import_csv_and_errors(tmp_path, capsys):
+    from gnn_market.data import main
+    from gnn_market.cli import run_cli
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "AAAUSDT.csv").write_text(_csv())
+    (src / "BBBUSDT.csv").write_text(_csv())
+    assert run_cli(main, ["import-csv", str(src), "--store", str(tmp_path / "s"), "--symbols", "BBBUSDT"]) == 0
+    assert "1 symbols, 4 candles read, 4 new" in capsys.readouterr().out
+    assert Store(tmp_path / "s").symbols() == ["BBBUSDT"]
+    assert run_cli(main, ["import-csv", str(src), "--store", str(tmp_path / "s"), "--symbols", "CCCUSDT"]) == 2
+    assert "no file for CCCUSDT" in capsys.readouterr().err
+    assert run_cli(main, ["import-csv", str(tmp_path / "nope"), "--store", str(tmp_path / "t")]) == 2
+    assert not (tmp_path / "t").exists()  # a failed import leaves no empty store behind
