@@ -46,7 +46,7 @@ from gnn_market.encoder import GraphEncoder  # noqa: E402
 from gnn_market.feature_generator import FeatureConfig  # noqa: E402
 from gnn_market.graph_builder import FeatureNormalizer, GraphConfig, HourlyGraphDataset  # noqa: E402
 from gnn_market.model import GATv2Classifier, ModelConfig  # noqa: E402
-from gnn_market.train import prepare_market  # noqa: E402
+from gnn_market.pipeline import prepare_market  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "training.json"
 HISTORY_HOURS = 24 * 14

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gnn_market.synthetic import SyntheticConfig, write_synthetic_store  # noqa: E402
-from gnn_market.train import TrainConfig, results_table, run_training  # noqa: E402
+from gnn_market.training import TrainConfig, results_table, run_training  # noqa: E402
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 

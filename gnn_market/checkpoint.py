@@ -13,6 +13,9 @@ code runs). Keys:
 - ``ranges``: ``{"train"|"val"|"test": [first_hour_iso, last_hour_iso] or None}``
 - ``extra``: free-form metadata (e.g. the training command)
 
+:data:`PACKAGED_CHECKPOINT` is where the pretrained checkpoint shipped with the
+package lives (written by ``python -m gnn_market.train --save-packaged``).
+
 Anything missing, of the wrong type, or from a newer format raises
 :class:`~gnn_market.errors.CheckpointError` with a message that says why.
 """
@@ -30,10 +33,13 @@ import torch
 from . import __version__
 from .atomic import atomic_path
 from .errors import CheckpointError
+from .model import GATv2Classifier, ModelConfig
 
 FORMAT = "cryptograph-gatv2"
 FORMAT_VERSION = 1
 _NDARRAY_TAG = "__ndarray__"
+#: The packaged pretrained checkpoint (fit on the bundled sample before 2023-09-01; JSON sidecar beside it).
+PACKAGED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "sample_gatv2.pt"
 
 
 @dataclass
@@ -159,10 +165,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     )
 
 
-def build_model(ckpt: Checkpoint):
+def build_model(ckpt: Checkpoint) -> GATv2Classifier:
     """Instantiate the :class:`GATv2Classifier` of ``ckpt`` with its weights, in eval mode."""
-    from .model import GATv2Classifier, ModelConfig
-
     try:
         model = GATv2Classifier(ModelConfig.from_dict(ckpt.model_config))
         model.load_state_dict(ckpt.state_dict)

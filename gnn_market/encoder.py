@@ -4,8 +4,9 @@
     enc = GraphEncoder.load()                         # packaged checkpoint (bundled sample)
     out = enc.encode_range(store, start="2023-09-01")  # EncodedRange: probs [T,N,3], embeddings [T,N,d]
 
-The data go through exactly the training pipeline (panel -> features ->
-normaliser fitted at training time -> correlation graph), and the output at
+The data go through exactly the training pipeline (:mod:`gnn_market.pipeline`:
+panel -> features, without labels -> normaliser fitted at training time ->
+correlation graph), and the output at
 hour t depends only on candles with ``open_time <= t``: features and edges are
 causal and ``GraphNorm`` only mixes the nodes of the same hour.
 
@@ -29,12 +30,17 @@ import torch
 from torch_geometric.data import Batch
 from tqdm.auto import tqdm
 
-from .checkpoint import Checkpoint, build_model, load_checkpoint
-from .errors import CheckpointError, CryptoGraphError, DataError
+from .checkpoint import PACKAGED_CHECKPOINT, Checkpoint, build_model, load_checkpoint
 from .classes import CLASS_NAMES
+from .errors import CheckpointError, CryptoGraphError, DataError
+from .feature_generator import FeatureConfig
+from .graph_builder import FeatureNormalizer, GraphConfig, HourlyGraphDataset
+from .panel import Panel, load_panel
+from .pipeline import MarketData, prepare_market
+from .sources import open_store
 from .timeutil import parse_utc
 
-PACKAGED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "sample_gatv2.pt"
+__all__ = ["EncodedRange", "GraphEncoder", "PACKAGED_CHECKPOINT"]
 
 
 @dataclass
@@ -101,9 +107,6 @@ class GraphEncoder:
 
     def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "cpu",
                  path: str | os.PathLike | None = None) -> None:
-        from .feature_generator import FeatureConfig
-        from .graph_builder import FeatureNormalizer, GraphConfig
-
         self.checkpoint = checkpoint
         self.path = Path(path) if path is not None else None
         self.device = torch.device(device)
@@ -158,11 +161,8 @@ class GraphEncoder:
         return h.hexdigest()
 
     # ------------------------------------------------------------ encoding
-    def _panel(self, store_or_panel: Any, end: pd.Timestamp | None, panel_kwargs: dict[str, Any]):
+    def _panel(self, store_or_panel: Any, end: pd.Timestamp | None, panel_kwargs: dict[str, Any]) -> Panel:
         """A Panel up to ``end`` with all history before it (features and edges need warm-up)."""
-        from .panel import Panel, load_panel
-        from .sources import open_store
-
         if isinstance(store_or_panel, Panel) or hasattr(store_or_panel, "close") and hasattr(store_or_panel, "mask"):
             panel_kwargs = dict(panel_kwargs)
             symbols = panel_kwargs.pop("symbols", None)
@@ -177,10 +177,9 @@ class GraphEncoder:
         store = open_store(store_or_panel)
         return load_panel(store, market=self.market, end=end, **panel_kwargs)
 
-    def _prepare(self, panel):
-        from .train import prepare_market
-
-        market = prepare_market(panel, self.threshold, self.feature_config)
+    def _prepare(self, panel: Panel) -> MarketData:
+        """Features and returns of ``panel`` with the checkpoint's feature config (no labels)."""
+        market = prepare_market(panel, feature_config=self.feature_config, labels=False)
         names = list(market.features.names)
         if names != self.feature_names:
             missing = [n for n in self.feature_names if n not in names]
@@ -192,14 +191,14 @@ class GraphEncoder:
         return market
 
     @torch.no_grad()
-    def _run(self, market, hours: np.ndarray, batch_hours: int, progress: bool | None = False) -> EncodedRange:
-        from .graph_builder import HourlyGraphDataset
-
+    def _run(self, market: MarketData, hours: np.ndarray, batch_hours: int,
+             progress: bool | None = False) -> EncodedRange:
+        """Encode ``hours`` ``[H]`` (indices into T), ``batch_hours`` graphs per forward pass."""
         n, d = len(market.panel.symbols), self.embedding_dim
         probs = np.zeros((len(hours), n, 3), np.float32)
         emb = np.zeros((len(hours), n, d), np.float32)
         mask = np.zeros((len(hours), n), bool)
-        dataset = HourlyGraphDataset(market.features, market.labels, market.log_ret, hours,
+        dataset = HourlyGraphDataset(market.features, None, market.log_ret, hours,  # no labels: y unused
                                      self.graph_config, self.normalizer)
         step = max(1, int(batch_hours))
         bar = tqdm(total=len(hours), desc="encoding", unit="hour", disable=None if progress is None else not progress,

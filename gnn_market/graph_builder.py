@@ -30,10 +30,10 @@ from scipy.linalg.blas import dger
 from threadpoolctl import threadpool_limits
 from torch_geometric.data import Data
 
-from .errors import DataError
-from .timeutil import to_utc_index
 from .classes import IGNORE_INDEX
+from .errors import DataError
 from .feature_generator import FLAG_FEATURES, Features, Labels, log_returns
+from .timeutil import to_utc_index
 
 __all__ = ["GraphConfig", "log_returns", "correlation_matrix", "iter_correlations", "edges_from_correlation",
            "iter_edge_sets", "FeatureNormalizer", "build_snapshot", "HourlyGraphDataset", "hours_between",
@@ -454,8 +454,15 @@ class HourlyGraphDataset(torch.utils.data.Dataset):
     float32); ``__getitem__`` only computes hour ``t``'s correlation from its
     log-return window and builds the edges.
 
+    Shapes: item i is one :func:`build_snapshot` ``Data`` of hour ``t = hours[i]``
+    with ``x [N, F]``, ``edge_index [2, E]``, ``edge_attr [E, 1]``, ``y [N]``,
+    ``node_mask [N]``. Without labels (``labels=None``, inference) ``y`` is still
+    there, all ``IGNORE_INDEX``: snapshots keep one layout, so batching, the model
+    and the loss code never branch on whether labels exist.
+
     Args:
-        features, labels: from :func:`compute_features` / :func:`make_labels` on one panel.
+        features: from :func:`compute_features` on one panel.
+        labels: from :func:`make_labels` on the same panel, or None (inference).
         log_ret: ``[T, N]`` from :func:`log_returns` on the same panel.
         hours: indices into T of the snapshots (item i is hour ``hours[i]``).
         config: graph options.
@@ -465,12 +472,13 @@ class HourlyGraphDataset(torch.utils.data.Dataset):
             :func:`iter_correlations`) when they fit in this many MB; 0 = always lazy.
     """
 
-    def __init__(self, features: Features, labels: Labels, log_ret: np.ndarray, hours,
+    def __init__(self, features: Features, labels: Labels | None, log_ret: np.ndarray, hours,
                  config: GraphConfig = GraphConfig(), normalizer: FeatureNormalizer | None = None,
                  cache_mb: float = 256.0) -> None:
         T, N = features.valid.shape
-        if labels.classes.shape != (T, N) or log_ret.shape != (T, N):
-            raise DataError(f"features {features.valid.shape}, labels {labels.classes.shape} and log returns "
+        classes = np.full((T, N), IGNORE_INDEX, dtype=np.int64) if labels is None else labels.classes
+        if classes.shape != (T, N) or log_ret.shape != (T, N):
+            raise DataError(f"features {features.valid.shape}, labels {classes.shape} and log returns "
                             f"{log_ret.shape} must come from the same panel")
         if normalizer is None:
             if config.normalisation != "cross_sectional":
@@ -486,7 +494,7 @@ class HourlyGraphDataset(torch.utils.data.Dataset):
         self.valid = features.valid
         self.x = normalizer.transform(features.values, features.valid)
         self.x[~self.valid] = 0.0
-        self.y = np.where(self.valid, labels.classes, IGNORE_INDEX)
+        self.y = np.where(self.valid, classes, IGNORE_INDEX)
         self.log_ret = log_ret
         self._corr: dict[int, np.ndarray] | None = None
         if config.edges != "none" and len(self.hours) and len(self.hours) * N * N * 4 <= cache_mb * 2**20:

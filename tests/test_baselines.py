@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gnn_market.baselines import (
+from gnn_market.training.baselines import (
     HistGBBaseline,
     LogisticBaseline,
     MajorityBaseline,

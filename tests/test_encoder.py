@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from gnn_market.checkpoint import load_checkpoint, save_checkpoint
-from gnn_market.encoder import PACKAGED_CHECKPOINT, EncodedRange, GraphEncoder
+from gnn_market.checkpoint import PACKAGED_CHECKPOINT, load_checkpoint, save_checkpoint
+from gnn_market.encoder import EncodedRange, GraphEncoder
 from gnn_market.errors import CheckpointError
 from gnn_market.panel import load_panel
 from train_fixtures import TINY_MARKET, tiny_checkpoint, tiny_store
@@ -115,8 +116,6 @@ def test_packaged_checkpoint_is_unseen_after_august_2023() -> None:
 
 
 def test_checkpoint_round_trip_and_foreign_files(trained, tmp_path) -> None:
-    import torch
-
     ckpt = load_checkpoint(trained[1])
     again = load_checkpoint(save_checkpoint(ckpt, tmp_path / "copy.pt"))
     assert again.feature_names == ckpt.feature_names and again.normalizer == ckpt.normalizer

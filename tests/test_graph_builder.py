@@ -204,6 +204,20 @@ def test_dataset_batches_with_pyg_dataloader(sample):
         HourlyGraphDataset(feats, labels, r, train, GraphConfig(), None)
 
 
+def test_dataset_without_labels_has_ignored_targets(sample):
+    """Inference passes labels=None: same snapshots, y all IGNORE_INDEX."""
+    p, feats, labels, r = sample
+    hours = np.arange(150, 154)
+    norm = FeatureNormalizer().fit(feats, hours)
+    with_y = HourlyGraphDataset(feats, labels, r, hours, GraphConfig(), norm)
+    without = HourlyGraphDataset(feats, None, r, hours, GraphConfig(), norm)
+    for i in range(len(hours)):
+        a, b = with_y[i], without[i]
+        assert b.y.dtype == torch.long and b.y.shape == a.y.shape and (b.y == IGNORE_INDEX).all()
+        assert torch.equal(a.x, b.x) and torch.equal(a.edge_index, b.edge_index)
+        assert torch.equal(a.edge_attr, b.edge_attr) and torch.equal(a.node_mask, b.node_mask)
+
+
 def test_no_look_ahead_in_edges_and_normalizer(store, panel, tmp_path):
     t = 230
     changed = load_panel(_perturb_after(store, tmp_path / "perturbed", panel.times[t]))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gnn_market.classes import IGNORE_INDEX
-from gnn_market.metrics import class_balance, classification_metrics, select_labelled
+from gnn_market.training.metrics import class_balance, classification_metrics, select_labelled
 
 # true:  D D S S S U
 # pred:  D S S S U U

@@ -1,14 +1,17 @@
-"""python -m gnn_market.train: artefacts, splits, bad input, determinism, and the synthetic proof."""
+"""python -m gnn_market.train: artefacts, bad input, determinism, folds, and the synthetic proof."""
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
+import torch
 
+import gnn_market.train as train_cli
 from gnn_market.cli import run_cli
+from gnn_market.predict import main as predict_main
 from gnn_market.synthetic import SyntheticConfig, write_synthetic_store
-from gnn_market.train import MODEL_ORDER, TrainConfig, main, make_splits, run_training
+from gnn_market.train import main
+from gnn_market.training import MODEL_ORDER, TrainConfig, run_training
 from train_fixtures import TINY_MARKET, tiny_store
 
 REQUIRED = ("accuracy", "macro_f1", "mcc", "log_loss", "f1", "confusion", "class_balance")
@@ -51,21 +54,6 @@ def test_cli_end_to_end_writes_all_artefacts(store, tmp_path, capsys) -> None:
     assert "learning_curves.png" in report and "confusion.png" in report and "hist_gb" in report
 
 
-def test_split_is_chronological_with_purge_gaps() -> None:
-    hours = np.arange(2000)
-    (one,) = make_splits(hours, TrainConfig(purge_hours=101))
-    assert one.train[-1] + 101 < one.val[0] and one.val[-1] + 101 < one.test[0]
-    assert one.test[-1] == 1999
-    folds = make_splits(hours, TrainConfig(folds=3))
-    assert [len(f.test) for f in folds] == [100, 100, 100]
-    for a, b in zip(folds, folds[1:]):
-        assert a.test[-1] + 1 == b.test[0]          # consecutive test blocks
-        assert len(a.train) < len(b.train)          # expanding training window
-    for f in folds:
-        assert f.train[-1] + 101 < f.val[0] and f.val[-1] + 101 < f.test[0]
-    np.testing.assert_array_equal(folds[-1].test, make_splits(hours, TrainConfig(folds=1))[0].test[-100:])
-
-
 def test_same_seed_same_results(store, tmp_path) -> None:
     def run(out):
         cfg = TrainConfig(store=str(store.root), out=str(out), epochs=2, hidden=8, heads=2, batch_hours=32,
@@ -78,8 +66,6 @@ def test_same_seed_same_results(store, tmp_path) -> None:
 
 
 def test_training_restores_torch_global_state(store, tmp_path) -> None:
-    import torch
-
     before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     run_training(TrainConfig(store=str(store.root), out=str(tmp_path), epochs=1, hidden=8, heads=2,
                              progress=False, ablation=False, baselines=False, threads=1))
@@ -127,8 +113,6 @@ def test_bad_input_bad_options(store, tmp_path, capsys) -> None:
 
 
 def test_bad_input_corrupt_checkpoint(store, tmp_path, capsys) -> None:
-    from gnn_market.predict import main as predict_main
-
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"PK\x03\x04 definitely not a checkpoint")
     code = run_cli(predict_main, ["--store", str(store.root), "--checkpoint", str(bad)])
@@ -151,3 +135,8 @@ def test_gnn_beats_ablation_and_tabular_baselines_on_lead_lag_market(tmp_path) -
     f1 = {name: m["macro_f1"] for name, m in metrics["test"].items()}
     for other in ("gnn_no_edges", "majority", "persistence", "logistic", "hist_gb"):
         assert f1["gnn"] >= f1[other] + PROOF_MARGIN, f1
+
+
+def test_readme_import_path_keeps_working() -> None:
+    """README: ``from gnn_market.train import TrainConfig, run_training`` (the CLI module imports them)."""
+    assert train_cli.TrainConfig is TrainConfig and train_cli.run_training is run_training

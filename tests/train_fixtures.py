@@ -5,7 +5,7 @@ from pathlib import Path
 
 
 from gnn_market.synthetic import SyntheticConfig, write_synthetic_store
-from gnn_market.train import TrainConfig, run_training
+from gnn_market.training import TrainConfig, run_training
 
 #: 8 pairs x 480 hours: the smallest market that fits the 100-hour window and two purge gaps.
 TINY_MARKET = SyntheticConfig(n_symbols=8, hours=480, seed=3, n_sectors=2, leaders_per_sector=1,

@@ -18,7 +18,7 @@ from sklearn.metrics import (
     matthews_corrcoef,
 )
 
-from .classes import CLASS_NAMES, IGNORE_INDEX, LABELS
+from ..classes import CLASS_NAMES, IGNORE_INDEX, LABELS
 
 # Probabilities are clipped before the log so a single confident miss gives a
 # large but finite loss (as scikit-learn does).

@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
-from .classes import NUM_CLASSES
+from ..classes import NUM_CLASSES
 
 
 @dataclass

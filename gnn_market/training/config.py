@@ -1,0 +1,80 @@
+"""What defines a training run: :class:`TrainConfig` and the protocol's constants."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..errors import DataError
+
+LABEL_HORIZON = 1      # hours between the decision time and the labelled candle
+MIN_SEGMENT_HOURS = 24  # fewest hours a train / val / test segment may have
+#: Hours from here on are kept unseen by the packaged checkpoint (the RL environment's range).
+RESERVED_START = pd.Timestamp("2023-09-01", tz="UTC")
+PACKAGED_COMMAND = "python -m gnn_market.train --end 2023-08-31T23:00 --out runs/packaged --save-packaged"
+#: Row order of the results tables and of ``metrics.json``'s per-model entries.
+MODEL_ORDER = ("gnn", "gnn_no_edges", "majority", "persistence", "logistic", "hist_gb")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (all of it lands in ``metrics.json``)."""
+
+    store: str | None = None
+    data: str = "sample"
+    market: str = "spot"
+    symbols: list[str] | None = None
+    top: int | None = None
+    start: str | None = None
+    end: str | None = None
+    threshold: float = 0.01
+    # model
+    hidden: int = 32
+    heads: int = 2
+    layers: int = 2
+    dropout: float = 0.1
+    # graph
+    window: int = 100
+    top_k: int | None = None
+    # optimisation
+    epochs: int = 8
+    batch_hours: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    patience: int = 3
+    class_weighted: bool = True
+    # split
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    purge_hours: int | None = None   # None = window + LABEL_HORIZON
+    folds: int = 1
+    # what to run
+    ablation: bool = True
+    baselines: bool = True
+    hist_gb_max_rows: int | None = 60_000
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 1                 # torch intra-op threads (see docs/model.md: >1 thrashes when the CPU is shared)
+    out: str | None = None
+    progress: bool = True
+    save_packaged: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise DataError(f"--threshold must be in (0, 1), got {self.threshold}")
+        if self.epochs < 1 or self.batch_hours < 1 or self.patience < 1:
+            raise DataError("--epochs, batch hours and patience must be >= 1")
+        if self.folds < 1:
+            raise DataError(f"--folds must be >= 1, got {self.folds}")
+        if self.top_k is not None and self.top_k < 1:
+            raise DataError(f"--top-k must be >= 1, got {self.top_k}")
+        if self.hidden % self.heads:
+            raise DataError(f"--hidden ({self.hidden}) must be a multiple of --heads ({self.heads})")
+        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 0.9):
+            raise DataError("validation and test fractions must be in (0, 1) and leave >= 10% for training")
+
+    @property
+    def purge(self) -> int:
+        """Hours dropped before validation and before test (``window + LABEL_HORIZON`` by default)."""
+        return self.window + LABEL_HORIZON if self.purge_hours is None else self.purge_hours

@@ -1,0 +1,107 @@
+"""The GNN training loop: device, seeding, Adam on NLLLoss, early stopping on validation macro-F1."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+from tqdm.auto import tqdm
+
+from ..classes import IGNORE_INDEX
+from ..errors import DataError
+from ..model import GATv2Classifier, ModelConfig
+from .config import TrainConfig
+from .metrics import classification_metrics
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available) -> a device; DataError otherwise."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DataError("--device cuda: no CUDA device is available (use cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise DataError(f"--device must be cpu, cuda or auto, got {name!r}")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and NumPy and ask for deterministic kernels (CPU scatter ops are)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@dataclass
+class History:
+    """Per-epoch curves of one model (``metrics.json``'s ``history``)."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_macro_f1: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    seconds: float = 0.0
+
+
+@torch.no_grad()
+def predict_graphs(model: GATv2Classifier, graphs: list[Data], batch_hours: int,
+                   device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """``(y [M], probs [M, 3])`` over the labelled nodes of ``graphs``, in graph order."""
+    model.eval()
+    ys, probs = [], []
+    for batch in DataLoader(graphs, batch_size=batch_hours, shuffle=False):
+        batch = batch.to(device)
+        log_probs, _ = model(batch.x, batch.edge_index, batch.edge_attr, batch.batch)
+        keep = batch.y != IGNORE_INDEX
+        ys.append(batch.y[keep].cpu().numpy())
+        probs.append(log_probs[keep].exp().cpu().numpy())
+    return np.concatenate(ys), np.concatenate(probs)
+
+
+def train_model(train_graphs: list[Data], val_graphs: list[Data], model_config: ModelConfig,
+                class_weights: np.ndarray | None, cfg: TrainConfig, device: torch.device,
+                desc: str) -> tuple[GATv2Classifier, History]:
+    """Adam on NLLLoss; keep the weights of the epoch with the best validation macro-F1.
+
+    ``class_weights`` ``[3]`` (None = unweighted); returns the model in eval mode and its history.
+    """
+    seed_everything(cfg.seed)  # same init and batch order for the GNN and its ablation
+    model = GATv2Classifier(model_config).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=device)
+    loss_fn = torch.nn.NLLLoss(weight=weight, ignore_index=IGNORE_INDEX)
+    loader = DataLoader(train_graphs, batch_size=cfg.batch_hours, shuffle=True,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    history, best_f1, best_state, stale = History(), -1.0, None, 0
+    started = time.perf_counter()
+    bar = tqdm(range(1, cfg.epochs + 1), desc=desc, unit="epoch", disable=not cfg.progress, leave=True)
+    for epoch in bar:
+        model.train()
+        total, count = 0.0, 0
+        for batch in loader:
+            batch = batch.to(device)
+            optimiser.zero_grad()
+            log_probs, _ = model(batch.x, batch.edge_index, batch.edge_attr, batch.batch)
+            loss = loss_fn(log_probs, batch.y)
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * batch.num_graphs
+            count += batch.num_graphs
+        y_val, p_val = predict_graphs(model, val_graphs, cfg.batch_hours, device)
+        f1 = classification_metrics(y_val, p_val.argmax(1))["macro_f1"]
+        history.train_loss.append(total / max(count, 1))
+        history.val_macro_f1.append(f1)
+        bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}", val_f1=f"{f1:.4f}")
+        if f1 > best_f1:
+            best_f1, history.best_epoch, stale = f1, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    bar.close()
+    model.load_state_dict(best_state)
+    history.seconds = time.perf_counter() - started
+    return model.eval(), history

@@ -1,0 +1,72 @@
+"""Chronological train | purge | validation | purge | test splits, one or walk-forward folds.
+
+The purge gap is ``window + horizon`` hours (101 by default): the correlation
+window of the first validation hour then starts after the last training
+label's candle, so no price that shaped a training target or edge is re-used
+by a later split's inputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..checkpoint import iso_range
+from ..classes import IGNORE_INDEX
+from ..errors import DataError
+from ..pipeline import MarketData
+from .config import MIN_SEGMENT_HOURS, TrainConfig
+
+
+@dataclass
+class Split:
+    """Hour indices (into the panel's T axis) of one train / validation / test fold."""
+
+    train: np.ndarray   # [H_train] int, ascending
+    val: np.ndarray     # [H_val]
+    test: np.ndarray    # [H_test]
+
+    def describe(self, times: pd.DatetimeIndex) -> dict[str, Any]:
+        """``{"train"|"val"|"test": {"hours": int, "range": [first_iso, last_iso]}}`` for ``metrics.json``."""
+        return {name: {"hours": int(len(idx)), "range": iso_range(times[idx])}
+                for name, idx in (("train", self.train), ("val", self.val), ("test", self.test))}
+
+
+def candidate_hours(market: MarketData, window: int) -> np.ndarray:
+    """Hours ``[H]`` with a full correlation window behind them and at least one labelled, valid node."""
+    labelled = (market.require_labels().classes != IGNORE_INDEX) & market.features.valid
+    hours = np.flatnonzero(labelled.any(axis=1))
+    return hours[hours >= window - 1]
+
+
+def make_splits(hours: np.ndarray, cfg: TrainConfig) -> list[Split]:
+    """Chronological folds with ``cfg.purge`` hours dropped before validation and before test.
+
+    One fold: train | purge | val | purge | test with the configured fractions.
+    K folds: the test share is cut into K consecutive blocks; fold k tests on
+    block k, validates on the ``val_fraction`` hours before it and trains on
+    everything earlier (an expanding window). The last fold equals the one-fold split.
+    """
+    n, gap = len(hours), cfg.purge
+    n_val = int(round(cfg.val_fraction * n))
+    n_test_total = int(round(cfg.test_fraction * n))
+    block = n_test_total // cfg.folds
+    need = 2 * gap + 3 * MIN_SEGMENT_HOURS
+    if n < need or block < MIN_SEGMENT_HOURS or n_val < MIN_SEGMENT_HOURS:
+        raise DataError(
+            f"too few hours: {n} usable hours (after the {cfg.window}-hour correlation window) but a "
+            f"split with {cfg.folds} fold(s), two {gap}-hour purge gaps and >= {MIN_SEGMENT_HOURS} hours "
+            f"per segment needs about {max(need, int((2 * gap + 3 * MIN_SEGMENT_HOURS) / cfg.test_fraction))}")
+    splits = []
+    for k in range(cfg.folds):
+        test_end = n - (cfg.folds - 1 - k) * block
+        test_start = test_end - block
+        val_end = test_start - gap
+        val_start = val_end - n_val
+        train_end = val_start - gap
+        if train_end < MIN_SEGMENT_HOURS:
+            raise DataError(f"too few hours for fold {k + 1} of {cfg.folds}: only {max(train_end, 0)} training hours")
+        splits.append(Split(hours[:train_end], hours[val_start:val_end], hours[test_start:test_end]))
+    return splits
