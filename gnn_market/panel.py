@@ -22,10 +22,15 @@ candle opened at ``times[t]`` (UTC), column ``n`` is ``symbols[n]``. Conventions
 * **Funding.** Row ``t`` gets the latest funding event with
   ``funding_time <= t + 1h`` (settled by the decision time). Funding is keyed
   by the perp symbol; a spot panel uses the perp of the same name if stored.
+  A perp panel also has ``funding_events``: the rates of the events settling
+  inside row ``t``'s own hour, ``(t, t + 1h]``, summed (0 where none). The
+  forward-filled ``funding_rate`` cannot tell two equal consecutive settlements
+  apart; what a position held over an hour pays needs the events themselves.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -37,8 +42,11 @@ from .timeutil import HOUR, to_utc_index
 #: Default half-open window after ``t + 1h`` in which a book snapshot counts for row ``t``.
 BOOK_TOLERANCE = pd.Timedelta(minutes=5)
 
-_T_N_FIELDS = ("open", "high", "low", "close", "volume", "quote_volume", "trades", "mask", "filled",
-               "funding_rate", "has_funding", "best_bid", "best_ask", "bid_qty", "ask_qty", "has_book")
+#: Every ``[T, N]`` array of a :class:`Panel`, in field order: what ``slice``/``select`` cut and what
+#: identifies "the data" (the environment's encoder cache hashes them). Optional ones may be None.
+ARRAY_FIELDS = ("open", "high", "low", "close", "volume", "quote_volume", "trades", "mask", "filled",
+                "funding_rate", "has_funding", "best_bid", "best_ask", "bid_qty", "ask_qty", "has_book",
+                "funding_events")
 
 
 @dataclass
@@ -69,6 +77,7 @@ class Panel:
     bid_qty: np.ndarray
     ask_qty: np.ndarray
     has_book: np.ndarray  # [T, N] bool
+    funding_events: np.ndarray | None = None  # [T, N] float64: rates settling in (t, t + 1h], summed; perp only
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -82,8 +91,8 @@ class Panel:
         """
         lo = 0 if start is None else int(self.times.searchsorted(to_utc_index([start], "t")[0], "left"))
         hi = len(self.times) if end is None else int(self.times.searchsorted(to_utc_index([end], "t")[0], "right"))
-        arrays = {name: getattr(self, name)[lo:hi].copy() for name in _T_N_FIELDS}
-        return replace(self, times=self.times[lo:hi], symbols=list(self.symbols), **arrays)
+        return replace(self, times=self.times[lo:hi], symbols=list(self.symbols),
+                       **self._arrays(lambda a: a[lo:hi].copy()))
 
     def select(self, symbols: list[str]) -> "Panel":
         """Columns for ``symbols`` (in that order); unknown symbol -> DataError."""
@@ -91,8 +100,11 @@ class Panel:
         if missing:
             raise DataError(f"symbols not in panel: {missing}")
         cols = [self.symbols.index(s) for s in symbols]
-        arrays = {name: getattr(self, name)[:, cols].copy() for name in _T_N_FIELDS}
-        return replace(self, symbols=list(symbols), **arrays)
+        return replace(self, symbols=list(symbols), **self._arrays(lambda a: a[:, cols].copy()))
+
+    def _arrays(self, cut: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+        """``cut(array)`` for every array field that is set (absent optional ones stay None)."""
+        return {name: cut(arr) for name in ARRAY_FIELDS if (arr := getattr(self, name)) is not None}
 
     def __repr__(self) -> str:
         span = f"{self.times[0]} .. {self.times[-1]}" if len(self.times) else "empty"
@@ -142,8 +154,7 @@ def load_panel(store: Store, market: str = "spot", symbols: list[str] | None = N
     raw = _align_klines(frames, names, times)
     real = raw.pop("real")
     kl = _forward_fill(raw, real, max_fill_hours)
-    funding_syms = set(store.funding_symbols())
-    funding = _align_funding(store, names, times, funding_syms)
+    funding = _align_funding(store, names, times, events=market == "perp")
     book = _align_book(store, market, names, times, book_tolerance)
     return Panel(times=times, symbols=names, market=market, **kl, **funding, **book)
 
@@ -204,22 +215,34 @@ def _forward_fill(kl: dict[str, np.ndarray], real: np.ndarray, max_fill_hours: i
 
 
 def _align_funding(store: Store, names: list[str], times: pd.DatetimeIndex,
-                   funding_syms: set[str]) -> dict[str, np.ndarray]:
-    """Latest funding with ``funding_time <= t + 1h`` per row (searchsorted, no loop over hours)."""
+                   events: bool) -> dict[str, np.ndarray | None]:
+    """``funding_rate``/``has_funding`` (latest event with ``funding_time <= t + 1h``) and, when
+    ``events``, ``funding_events`` (events in ``(t, t + 1h]``, summed). One read per symbol,
+    searchsorted over the grid: no loop over hours."""
     T, N = len(times), len(names)
     rate = np.full((T, N), np.nan)
-    keys = times.asi8 + HOUR.value
+    settled = np.zeros((T, N)) if events else None
+    grid = times.as_unit("ns").asi8
+    keys = grid + HOUR.value
+    stored = set(store.funding_symbols())
     for n, sym in enumerate(names):
-        if sym not in funding_syms:
+        if sym not in stored:
             continue
         f = store.funding(sym)
-        f = f[np.isfinite(f["funding_rate"].to_numpy(dtype="float64"))]
-        if not len(f):
+        rates = f["funding_rate"].to_numpy(dtype="float64")
+        ok = np.isfinite(rates)
+        when, rates = pd.DatetimeIndex(f.index).as_unit("ns").asi8[ok], rates[ok]
+        if not len(when):
             continue
-        idx = np.searchsorted(f.index.asi8, keys, side="right") - 1
-        ok = idx >= 0
-        rate[ok, n] = f["funding_rate"].to_numpy(dtype="float64")[idx[ok]]
-    return {"funding_rate": rate, "has_funding": np.isfinite(rate)}
+        idx = np.searchsorted(when, keys, side="right") - 1
+        has = idx >= 0
+        rate[has, n] = rates[idx[has]]
+        if settled is not None:
+            # The event at e belongs to the row t with times[t] < e <= times[t] + 1h, if any.
+            row = np.searchsorted(grid, when, side="left") - 1
+            inside = (row >= 0) & (when <= grid[np.maximum(row, 0)] + HOUR.value)
+            np.add.at(settled[:, n], row[inside], rates[inside])
+    return {"funding_rate": rate, "has_funding": np.isfinite(rate), "funding_events": settled}
 
 
 def _align_book(store: Store, market: str, names: list[str], times: pd.DatetimeIndex,
@@ -252,5 +275,5 @@ def _align_book(store: Store, market: str, names: list[str], times: pd.DatetimeI
 
 
 def panel_fields() -> list[str]:
-    """Names of the ``[T, N]`` arrays of a :class:`Panel`."""
-    return [f.name for f in fields(Panel) if f.name in _T_N_FIELDS]
+    """Names of the ``[T, N]`` arrays of a :class:`Panel`, in field order (:data:`ARRAY_FIELDS`)."""
+    return [f.name for f in fields(Panel) if f.name in ARRAY_FIELDS]

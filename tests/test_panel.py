@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from gnn_market.errors import DataError
-from gnn_market.panel import load_panel
+from gnn_market.panel import ARRAY_FIELDS, Panel, load_panel, panel_fields
 from gnn_market.sample import sample_store
 from gnn_market.store import Store
 
@@ -107,6 +107,48 @@ def test_funding_is_latest_settled_by_t_plus_1h(tmp_path):
     assert (x[2:8] == 0.001).all()  # row 2 is decided at hour 3, when the first event settled
     assert (x[8:] == 0.002).all()  # settled 1 s after hour 8: known at row 8's decision time (hour 9)
     assert not p.has_funding[:, 1].any() and np.isnan(p.funding_rate[:, 1]).all()
+
+
+def test_perp_funding_events_sum_the_settlements_inside_each_hour(tmp_path):
+    """Row t gets the events with ``t < funding_time <= t + 1h``, summed; computed by hand below."""
+    times = pd.date_range(START, periods=12, freq="h", tz="UTC")
+    s = Store(tmp_path)
+    for sym, seed in (("XXUSDT", 2), ("YYUSDT", 3)):
+        s.write_klines(sym, random_klines(np.random.default_rng(seed), times), market="perp")
+    events = pd.DatetimeIndex([times[0],                               # at the first row's open: no row
+                               times[4],                               # exactly t + 1h of row 3
+                               times[6] + pd.Timedelta(milliseconds=5),  # just after row 5's t + 1h: row 6
+                               times[7] + pd.Timedelta(minutes=10),    # two in row 7's hour: summed
+                               times[8], times[9] + pd.Timedelta(hours=1) - pd.Timedelta(seconds=1),
+                               times[11] + pd.Timedelta(hours=1),      # t + 1h of the last row
+                               times[11] + pd.Timedelta(hours=2)],     # after the grid: no row
+                              name="funding_time")
+    rates = [0.5, 0.001, 0.002, 0.003, 0.004, np.nan, 0.006, 0.7]      # the NaN event is skipped
+    s.write_funding("XXUSDT", pd.DataFrame({"funding_rate": rates}, index=events))
+    p = load_panel(s, market="perp")
+    expected = np.zeros(12)
+    expected[3], expected[6], expected[7], expected[11] = 0.001, 0.002, 0.003 + 0.004, 0.006
+    np.testing.assert_array_equal(p.funding_events[:, 0], expected)
+    assert p.funding_events.shape == (12, 2) and not p.funding_events[:, 1].any()
+    # the latest-rate column is unchanged by this: row 3 is decided at hour 4, when 0.001 settled
+    assert p.funding_rate[3, 0] == 0.001 and p.funding_rate[2, 0] == 0.5
+    sliced, picked = p.slice(times[3], times[7]), p.select(["YYUSDT", "XXUSDT"])
+    np.testing.assert_array_equal(sliced.funding_events[:, 0], expected[3:8])
+    np.testing.assert_array_equal(picked.funding_events[:, 1], expected)
+    assert load_panel(s, market="perp", start=times[2], end=times[7]).funding_events[:, 0].tolist() == \
+        expected[2:8].tolist()
+
+
+def test_spot_panel_has_no_funding_events_and_cuts_keep_it_absent(panel):
+    assert panel.funding_events is None
+    assert panel.slice(end=panel.times[5]).funding_events is None
+    assert panel.select(panel.symbols[:1]).funding_events is None
+
+
+def test_array_fields_list_every_t_by_n_field():
+    scalars = {"times", "symbols", "market"}
+    assert panel_fields() == list(ARRAY_FIELDS)
+    assert set(ARRAY_FIELDS) == {f for f in Panel.__dataclass_fields__ if f not in scalars}
 
 
 def test_symbols_top_range_and_slice(store):
