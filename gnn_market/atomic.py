@@ -1,8 +1,11 @@
-"""Write a file so that readers see either the old content or the new, never half of it.
+"""Write a file (or a folder of files) so that readers see either the old content or the new, never half of it.
 
     with atomic_path(target) as tmp:
         frame.to_parquet(tmp)          # any writer that takes a path
     # target now holds the new content; on an exception it is untouched
+
+    with atomic_dir(folder) as tmp:    # the same for a folder: fill tmp, it is renamed onto folder
+        np.save(tmp / "x.npy", x)
 
 The temporary file sits in the target's folder (a rename across file systems
 is not atomic), is flushed to disk before the rename, and gets the permissions
@@ -12,9 +15,12 @@ we export.
 """
 from __future__ import annotations
 
+import errno
 import os
+import secrets
+import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
@@ -74,3 +80,52 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, error: type[Excepti
 def write_text_atomic(path: str | os.PathLike, text: str, error: type[Exception] = StoreError) -> Path:
     """``Path(path).write_text(text)``, atomically (UTF-8)."""
     return write_bytes_atomic(path, text.encode("utf-8"), error)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike, error: type[Exception] = StoreError) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success fsync its files and rename it onto ``path``.
+
+    An existing folder at ``path`` is replaced: renamed aside, then deleted, so a
+    reader finds the old folder, the new one or (between the two renames) none,
+    never a mix. Files already open or memory-mapped from the old folder stay
+    valid (POSIX keeps their data until closed). On an exception the temporary
+    folder is deleted and ``path`` is left as it was; ``OSError`` is raised as ``error``.
+    """
+    path = Path(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=temp_name_prefix(path), suffix=TMP_SUFFIX, dir=path.parent))
+    except OSError as exc:
+        raise error(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        yield tmp
+        for item in tmp.rglob("*"):
+            if item.is_file():
+                with open(item, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                os.chmod(item, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp's 0o700 would hide the folder from other users
+        _replace_dir(tmp, path)
+    except OSError as exc:
+        raise error(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Rename folder ``src`` onto ``dst``; ``os.rename`` refuses a non-empty ``dst``, so move it aside first."""
+    try:
+        os.rename(src, dst)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    aside = dst.with_name(f"{temp_name_prefix(dst)}{secrets.token_hex(4)}.old")
+    os.rename(dst, aside)
+    try:
+        os.rename(src, dst)
+    except OSError:
+        with suppress(OSError):  # put the old folder back (fails only if another writer got there first)
+            os.rename(aside, dst)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)

@@ -12,22 +12,32 @@ Formats, chosen by the file suffix:
   ``symbols``, ``probs [T,N,3]``, ``embeddings [T,N,d]``, ``mask [T,N]``);
   :func:`load_encoded` reads it back into an :class:`EncodedRange`.
 
-Writes are atomic (temporary file + rename), so a reader never sees half a file
-and an interrupted export leaves any previous file intact.
+And a folder for caches, :func:`save_encoded_dir` / :func:`load_encoded_dir`:
+the same arrays as uncompressed ``times.npy``, ``probs.npy``, ``embeddings.npy``
+(float32), ``mask.npy`` (bool) plus ``symbols.json``, read back memory-mapped,
+so several processes reading one folder share one copy in the page cache.
+
+Writes are atomic (temporary file or folder + rename), so a reader never sees
+half a file and an interrupted export leaves any previous file intact.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
+from .atomic import atomic_dir, atomic_path
 from .encoder import EncodedRange
 from .errors import DataError
 
 SUFFIXES = (".parquet", ".csv", ".npz")
+#: The memory-mapped arrays of an encoded folder (``<name>.npy``); ``times.npy`` and
+#: ``symbols.json`` (small) are read into memory.
+MAPPED_ARRAYS = ("probs", "embeddings", "mask")
+SYMBOLS_FILE = "symbols.json"
 
 
 def save_encoded(encoded: EncodedRange, path: str | os.PathLike, embeddings: bool = True) -> Path:
@@ -45,7 +55,7 @@ def save_encoded(encoded: EncodedRange, path: str | os.PathLike, embeddings: boo
     with atomic_path(path, DataError) as tmp:
         if suffix == ".npz":
             with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, times=encoded.times.as_unit("ns").asi8,
+                np.savez_compressed(fh, times=_times_ns(encoded.times),
                                     symbols=np.asarray(encoded.symbols, dtype=str),
                                     probs=encoded.probs, embeddings=encoded.embeddings, mask=encoded.mask)
         else:
@@ -63,8 +73,58 @@ def load_encoded(path: str | os.PathLike) -> EncodedRange:
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            return EncodedRange(times=pd.DatetimeIndex(pd.to_datetime(z["times"], unit="ns", utc=True)),
-                                symbols=[str(s) for s in z["symbols"]], probs=z["probs"],
-                                embeddings=z["embeddings"], mask=z["mask"])
+            return EncodedRange(times=_times_from_ns(z["times"]), symbols=[str(s) for s in z["symbols"]],
+                                probs=z["probs"], embeddings=z["embeddings"], mask=z["mask"])
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"cannot read encoder outputs from {path}: {exc}") from exc
+
+
+def save_encoded_dir(encoded: EncodedRange, folder: str | os.PathLike) -> Path:
+    """Write ``encoded`` as a folder of uncompressed ``.npy`` files + ``symbols.json``; returns the folder.
+
+    Written to a temporary folder beside ``folder`` and renamed onto it (an
+    existing folder is replaced), so readers never see a partial folder.
+    """
+    folder = Path(folder)
+    if not folder.parent.is_dir():
+        raise DataError(f"cannot export to {folder}: folder {folder.parent} does not exist")
+    arrays = {"times": _times_ns(encoded.times), "probs": np.asarray(encoded.probs, np.float32),
+              "embeddings": np.asarray(encoded.embeddings, np.float32), "mask": np.asarray(encoded.mask, bool)}
+    with atomic_dir(folder, DataError) as tmp:
+        for name, arr in arrays.items():
+            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+        (tmp / SYMBOLS_FILE).write_text(json.dumps([str(s) for s in encoded.symbols]))
+    return folder
+
+
+def load_encoded_dir(folder: str | os.PathLike, mmap: bool = True) -> EncodedRange:
+    """Read a folder written by :func:`save_encoded_dir`.
+
+    With ``mmap`` (default) ``probs``, ``embeddings`` and ``mask`` are read-only
+    :class:`numpy.memmap` arrays: pages are read on demand and shared with every
+    other process mapping the same files. Missing, truncated or inconsistent
+    files raise :class:`DataError`.
+    """
+    folder = Path(folder)
+    try:
+        times = np.load(folder / "times.npy", allow_pickle=False)
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+                  for name in MAPPED_ARRAYS}
+        symbols = json.loads((folder / SYMBOLS_FILE).read_text())
+    except (OSError, ValueError, EOFError) as exc:  # ValueError: not a .npy, too short for its header, bad JSON
+        raise DataError(f"cannot read encoder outputs from {folder}: {exc}") from exc
+    shape = (len(times), len(symbols))
+    probs, emb, mask = arrays["probs"], arrays["embeddings"], arrays["mask"]
+    if (probs.shape != (*shape, 3) or emb.ndim != 3 or emb.shape[:2] != shape or mask.shape != shape
+            or mask.dtype != bool):
+        raise DataError(f"cannot read encoder outputs from {folder}: inconsistent shapes (times {len(times)}, "
+                        f"symbols {len(symbols)}, probs {probs.shape}, embeddings {emb.shape}, mask {mask.shape})")
+    return EncodedRange(times=_times_from_ns(times), symbols=[str(s) for s in symbols], **arrays)
+
+
+def _times_ns(times: pd.DatetimeIndex) -> np.ndarray:
+    return pd.DatetimeIndex(times).as_unit("ns").asi8
+
+
+def _times_from_ns(ns: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True))

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from gnn_market.atomic import atomic_path, write_text_atomic
+from gnn_market.atomic import atomic_dir, atomic_path, write_text_atomic
 from gnn_market.errors import DataError, StoreError
 
 
@@ -40,3 +40,25 @@ def test_unwritable_folder_is_one_error_of_the_given_type(tmp_path):
             pass
     with pytest.raises(StoreError, match="cannot write"):
         write_text_atomic(tmp_path / "missing" / "x.txt", "x")
+
+
+def test_atomic_dir_replaces_a_folder_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "entry"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("one")
+    assert (target / "a.txt").read_text() == "one"
+    from gnn_market import atomic
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~atomic._UMASK
+    assert stat.S_IMODE((target / "a.txt").stat().st_mode) == 0o666 & ~atomic._UMASK
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "b.txt").write_text("half")
+            raise RuntimeError("interrupted")
+    assert [p.name for p in target.iterdir()] == ["a.txt"]
+    with atomic_dir(target) as tmp:  # an existing folder is replaced, not merged
+        (tmp / "b.txt").write_text("two")
+    assert [p.name for p in target.iterdir()] == ["b.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]  # no temporary or old folder left
+    with pytest.raises(DataError, match="cannot write"):
+        with atomic_dir(tmp_path / "missing" / "entry", DataError):
+            pass

@@ -8,7 +8,7 @@ import pytest
 from gnn_market.cli import run_cli
 from gnn_market.encoder import EncodedRange, GraphEncoder
 from gnn_market.errors import DataError
-from gnn_market.export import load_encoded, save_encoded
+from gnn_market.export import load_encoded, load_encoded_dir, save_encoded, save_encoded_dir
 from gnn_market.predict import main
 from train_fixtures import TINY_MARKET, tiny_checkpoint, tiny_store
 
@@ -87,6 +87,46 @@ def test_corrupt_npz_is_a_clear_error(tmp_path) -> None:
     bad.write_bytes(b"not a zip")
     with pytest.raises(DataError, match="cannot read encoder outputs"):
         load_encoded(bad)
+
+
+def test_folder_round_trip_is_exact_and_memory_mapped(tmp_path) -> None:
+    enc = hand_made()
+    folder = save_encoded_dir(enc, tmp_path / "enc")
+    assert sorted(p.name for p in folder.iterdir()) == ["embeddings.npy", "mask.npy", "probs.npy", "symbols.json",
+                                                        "times.npy"]
+    back = load_encoded_dir(folder)
+    assert isinstance(back, EncodedRange) and back.times.equals(enc.times) and back.symbols == enc.symbols
+    for name in ("probs", "embeddings", "mask"):
+        arr = getattr(back, name)
+        np.testing.assert_array_equal(arr, getattr(enc, name))
+        assert isinstance(arr, np.memmap) and arr.mode == "r" and not arr.flags.writeable
+        assert arr.dtype == getattr(enc, name).dtype
+    in_memory = load_encoded_dir(folder, mmap=False)
+    assert not isinstance(in_memory.probs, np.memmap)
+    np.testing.assert_array_equal(in_memory.embeddings, enc.embeddings)
+
+
+def test_folder_is_replaced_whole_and_bad_folders_are_clear_errors(tmp_path) -> None:
+    folder = save_encoded_dir(hand_made(), tmp_path / "enc")
+    mapped = load_encoded_dir(folder)
+    newer = hand_made(n_times=5, seed=1)
+    save_encoded_dir(newer, folder)  # replaces the folder while the old one is still mapped
+    assert [p.name for p in tmp_path.iterdir()] == ["enc"]  # no temporary or old folder left
+    np.testing.assert_array_equal(load_encoded_dir(folder).probs, newer.probs)
+    np.testing.assert_array_equal(mapped.probs, hand_made().probs)  # the old mapping stays valid
+    (folder / "mask.npy").unlink()
+    with pytest.raises(DataError, match="cannot read encoder outputs"):
+        load_encoded_dir(folder)
+    save_encoded_dir(newer, folder)
+    (folder / "probs.npy").write_bytes((folder / "probs.npy").read_bytes()[:-8])  # truncated
+    with pytest.raises(DataError, match="cannot read encoder outputs"):
+        load_encoded_dir(folder)
+    save_encoded_dir(newer, folder)
+    (folder / "symbols.json").write_text('["S0USDT"]')  # inconsistent with the arrays
+    with pytest.raises(DataError, match="inconsistent shapes"):
+        load_encoded_dir(folder)
+    with pytest.raises(DataError, match="does not exist"):
+        save_encoded_dir(newer, tmp_path / "nope" / "enc")
 
 
 @pytest.fixture(scope="module")
