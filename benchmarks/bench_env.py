@@ -22,21 +22,28 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 import time
 import warnings
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pandas as pd
+import torch
+from torch_geometric.data import Batch, Data
+
+import envs  # noqa: F401  (registers CryptoGraph-v0)
+from envs.crypto_graph import CryptoGraphEnv
+from envs.factory import make_crypto_graph_env
+from envs.protocols import EncoderOutput
+from gnn_market.encoder import EncodedRange, GraphEncoder
+from gnn_market.model import GATv2Classifier, ModelConfig
+from gnn_market.panel import Panel, load_panel
+from gnn_market.synthetic import SyntheticConfig, write_synthetic_store
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import envs  # noqa: E402,F401  (registers CryptoGraph-v0)
-from envs.crypto_graph import CryptoGraphEnv  # noqa: E402
 
 
 def steps_per_second(env: gym.Env, actions: np.ndarray) -> float:
@@ -61,8 +68,8 @@ def best_interleaved(contenders: dict[str, tuple[gym.Env, np.ndarray]], rounds: 
 
 
 def reference_env(wrapped: bool) -> tuple[gym.Env, str]:
-    try:
-        import gym_anytrading  # noqa: F401
+    try:  # not a dependency of the package: imported here so that a missing one is a clear message
+        import gym_anytrading  # noqa: F401  (registers stocks-v0)
     except ImportError:
         raise SystemExit("gym-anytrading is not installed: pip install gym-anytrading==2.0.0")
     env = gym.make("stocks-v0")
@@ -70,19 +77,14 @@ def reference_env(wrapped: bool) -> tuple[gym.Env, str]:
 
 
 def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(dist.replace("_", "-"))
     except PackageNotFoundError:
         return "?"
 
 
-def synthetic_panel(pairs: int, hours: int, warmup: int = 24 * 10):
+def synthetic_panel(pairs: int, hours: int, warmup: int = 24 * 10) -> tuple[Panel, int]:
     """A seeded synthetic spot market of ``pairs`` pairs and ``hours`` + warm-up hours, as a Panel."""
-    from gnn_market.panel import load_panel
-    from gnn_market.synthetic import SyntheticConfig, write_synthetic_store
-
     cfg = SyntheticConfig(n_symbols=pairs, hours=hours + warmup, with_book=False, with_funding=False)
     path = Path(tempfile.mkdtemp(prefix="bench-env-")) / "store"
     store = write_synthetic_store(path, cfg)
@@ -93,22 +95,19 @@ class RandomGATv2Encoder:
     """Fallback when no checkpoint loads: a random-weights GATv2Classifier of the packaged size
     (hidden 64, 4 heads, 2 layers) on fully connected hourly graphs of random features."""
 
-    market, fingerprint = "spot", None
+    market, checkpoint = "spot", None  # no checkpoint: no training ranges
 
     def __init__(self, in_channels: int = 24, seed: int = 0) -> None:
-        import torch
-
-        from gnn_market.model import GATv2Classifier, ModelConfig
-
         torch.manual_seed(seed)
         self.model = GATv2Classifier(ModelConfig(in_channels=in_channels)).eval()
         self.in_channels, self.embedding_dim = in_channels, 64
         self.fit_range = (pd.Timestamp("1970-01-01", tz="UTC"), pd.Timestamp("1970-01-02", tz="UTC"))
 
-    def encode_range(self, panel, start=None, end=None, batch_hours=64, **_):
-        import torch
-        from torch_geometric.data import Batch, Data
+    def fingerprint(self) -> None:
+        return None  # random weights: never cached
 
+    def encode_range(self, panel: Panel, start=None, end=None, batch_hours: int = 64,
+                     progress: bool | None = False) -> EncodedRange:
         keep = np.ones(len(panel.times), bool)
         if start is not None:
             keep &= panel.times >= start
@@ -130,16 +129,12 @@ class RandomGATv2Encoder:
                 lp, z = self.model(batch.x, batch.edge_index, batch.edge_attr, batch.batch)
                 probs[i:i + b] = lp.exp().view(b, n, 3).numpy()
                 emb[i:i + b] = z.view(b, n, 64).numpy()
-        from types import SimpleNamespace
-
-        return SimpleNamespace(times=panel.times[rows], symbols=list(panel.symbols), probs=probs,
-                               embeddings=emb, mask=np.asarray(panel.mask)[rows])
+        return EncodedRange(times=panel.times[rows], symbols=list(panel.symbols), probs=probs,
+                            embeddings=emb, mask=np.asarray(panel.mask)[rows])
 
 
 def load_encoder(checkpoint: str | None):
     try:
-        from gnn_market.encoder import GraphEncoder
-
         return GraphEncoder.load(checkpoint), "GraphEncoder (trained checkpoint)"
     except Exception as exc:  # noqa: BLE001 - any failure means: use the stand-in, and say so
         print(f"note: no checkpoint could be loaded ({exc}); timing a random-weights GATv2 instead")
@@ -163,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     encoder, encoder_kind = load_encoder(args.checkpoint)
     start = panel.times[warmup]
     t0 = time.perf_counter()
-    env = CryptoGraphEnv(panel=panel, encoder=encoder, start=start, use_cache=False, allow_overlap=True)
+    env = make_crypto_graph_env(panel=panel, encoder=encoder, start=start, use_cache=False, allow_overlap=True)
     t_encode = time.perf_counter() - t0
     hours, n = len(env.times), len(env.symbols)
 
@@ -218,15 +213,20 @@ def main(argv: list[str] | None = None) -> int:
 class _Cached:
     """Serve an already-built environment's encoder outputs (so gym.make does not re-encode)."""
 
+    market, checkpoint = "spot", None
+
     def __init__(self, env: CryptoGraphEnv) -> None:
-        from types import SimpleNamespace
-
         d = env._data
-        self._encoded = SimpleNamespace(times=d.times, symbols=d.symbols, probs=d.probs,
-                                        embeddings=d.embeddings, mask=d.mask)
-        self.market, self.fingerprint, self.fit_range = "spot", None, (d.times[0], d.times[0])
+        self._encoded = EncodedRange(times=d.times, symbols=d.symbols, probs=d.probs, embeddings=d.embeddings,
+                                     mask=d.mask)
+        self.embedding_dim = env.embedding_dim
+        self.fit_range = (d.times[0], d.times[0])
 
-    def encode_range(self, panel, start=None, end=None, **_):
+    def fingerprint(self) -> None:
+        return None
+
+    def encode_range(self, panel: Panel, start=None, end=None, batch_hours: int = 64,
+                     progress: bool | None = False) -> EncoderOutput:
         return self._encoded
 
 

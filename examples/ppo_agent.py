@@ -20,21 +20,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from envs.crypto_graph import CryptoGraphEnv  # noqa: E402
-from envs.evaluation import (EpisodeResult, all_cash, equal_weight_buy_and_hold,  # noqa: E402
-                             format_table, gnn_greedy, random_policy, run_policy, sb3_policy, summarize)
+from envs.crypto_graph import CryptoGraphEnv
+from envs.evaluation import (EpisodeResult, all_cash, equal_weight_buy_and_hold, format_table, gnn_greedy,
+                             random_policy, run_policy, sb3_policy, summarize)
+from envs.factory import make_crypto_graph_env
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -74,12 +74,8 @@ def train(env: CryptoGraphEnv, args: argparse.Namespace) -> PPO:
 
 
 def plot_equity(results: dict[str, EpisodeResult], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig = Figure(figsize=(9, 4.5))  # no pyplot: no GUI backend, no global figure state
+    ax = fig.subplots()
     for name, res in results.items():
         ax.plot(res.times, res.values / res.values[0], label=name, lw=1.2)
     ax.set_ylabel("portfolio value (start = 1)")
@@ -89,13 +85,12 @@ def plot_equity(results: dict[str, EpisodeResult], path: Path) -> None:
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.tensorboard:
-        try:
+        try:  # an optional dependency, needed only with this flag: checked before the long run
             import tensorboard  # noqa: F401  (SB3 writes its logs through it)
         except ImportError:
             raise SystemExit("--tensorboard needs the tensorboard package: pip install tensorboard")
@@ -107,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
 
     # Encode the whole range once (cached on disk); train/test share those arrays.
-    full = CryptoGraphEnv(store=args.store, checkpoint=args.checkpoint, fee_bps=args.fee_bps)
+    full = make_crypto_graph_env(store=args.store, checkpoint=args.checkpoint, fee_bps=args.fee_bps)
     cut = split_hour(full.times, args.train_fraction)
     train_env = full.subrange(end=cut - pd.Timedelta(hours=1), episode_hours=args.episode_hours)
     test_env = full.subrange(start=cut, episode_hours=None)

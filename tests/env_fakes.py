@@ -1,8 +1,10 @@
-"""Small stand-ins for Panel and GraphEncoder, so the environment tests need no trained model.
+"""Small stand-ins for the environment's inputs, so its tests need no trained model.
 
-They follow the contracts in docs/CONTRACTS.md (only the attributes the
-environment reads). The fake encoder uses only candles up to each hour, like
-the real one, so look-ahead tests are meaningful.
+``make_panel`` builds a real :class:`~gnn_market.panel.Panel` (random-walk
+closes; no book, volumes unknown) and ``FakeEncoder`` implements
+:class:`envs.protocols.ObservationEncoder` (see docs/CONTRACTS.md). The fake
+encoder uses only candles up to each hour, like the real one, so look-ahead
+tests are meaningful.
 """
 from __future__ import annotations
 
@@ -11,22 +13,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-
-@dataclass
-class FakePanel:
-    times: pd.DatetimeIndex
-    symbols: list[str]
-    market: str
-    close: np.ndarray
-    mask: np.ndarray
-    funding_rate: np.ndarray       # latest event settled <= t + 1h, forward-filled (like Panel)
-    has_funding: np.ndarray
-    funding_events: np.ndarray     # rate of the event settling in (t, t + 1h], else 0 (env hook)
+from envs.factory import make_crypto_graph_env
+from gnn_market.panel import Panel
 
 
 def make_panel(n_hours: int = 400, n_pairs: int = 4, seed: int = 0, market: str = "spot",
-               start: str = "2024-01-01") -> FakePanel:
-    """Random-walk prices; pair 2 lists 30 hours late, pair 1 has a 5-hour hole at hour 200."""
+               start: str = "2024-01-01") -> Panel:
+    """Random-walk prices; pair 2 lists 30 hours late, pair 1 has a 5-hour hole at hour 200.
+
+    On perp, funding settles at 00:00, 08:00 and 16:00 UTC (``funding_events``
+    rows 23h, 7h, 15h) and ``funding_rate`` forward-fills the latest event, as
+    :func:`~gnn_market.panel.load_panel` does.
+    """
     rng = np.random.default_rng(seed)
     times = pd.date_range(start, periods=n_hours, freq="h", tz="UTC")
     close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, (n_hours, n_pairs)), axis=0))
@@ -34,15 +32,22 @@ def make_panel(n_hours: int = 400, n_pairs: int = 4, seed: int = 0, market: str 
     mask[:30, 2 % n_pairs] = False
     mask[200:205, 1 % n_pairs] = False
     close[~mask] = np.nan
-    events = np.zeros((n_hours, n_pairs))
+    events = None
     funding = np.full((n_hours, n_pairs), np.nan)
     if market == "perp":
+        events = np.zeros((n_hours, n_pairs))
         settle = np.asarray(times.hour % 8 == 7)  # settlements at 00:00, 08:00, 16:00 fall in rows 23h, 7h, 15h
         events[settle] = rng.normal(1e-4, 2e-4, (settle.sum(), n_pairs))
         last = np.maximum.accumulate(np.where(settle, np.arange(n_hours), -1))
         funding = np.where((last >= 0)[:, None], events[np.maximum(last, 0)], np.nan)
-    return FakePanel(times, [f"P{i}USDT" for i in range(n_pairs)], market, close, mask, funding,
-                     np.isfinite(funding), events)
+    unknown = np.full((n_hours, n_pairs), np.nan)
+    no = np.zeros((n_hours, n_pairs), bool)
+    return Panel(times=times, symbols=[f"P{i}USDT" for i in range(n_pairs)], market=market, open=close.copy(),
+                 high=close.copy(), low=close.copy(), close=close, volume=np.where(mask, 1.0, np.nan),
+                 quote_volume=unknown.copy(), trades=unknown.copy(), mask=mask, filled=no.copy(),
+                 funding_rate=funding, has_funding=np.isfinite(funding), best_bid=unknown.copy(),
+                 best_ask=unknown.copy(), bid_qty=unknown.copy(), ask_qty=unknown.copy(), has_book=no.copy(),
+                 funding_events=events)
 
 
 @dataclass
@@ -55,17 +60,32 @@ class FakeEncoded:
 
 
 @dataclass
-class FakeEncoder:
-    """GraphEncoder stand-in: probabilities and embeddings from each pair's past returns only."""
+class FakeCheckpoint:
+    """What the environment reads of a checkpoint: the train/val/test hours, ISO strings."""
 
-    fit_range: tuple[pd.Timestamp, pd.Timestamp] = (pd.Timestamp("2023-12-01", tz="UTC"),
-                                                    pd.Timestamp("2023-12-31 23:00", tz="UTC"))
+    ranges: dict[str, list[str] | None] = field(default_factory=dict)
+
+
+@dataclass
+class FakeEncoder:
+    """ObservationEncoder stand-in: probabilities and embeddings from each pair's past returns only.
+
+    ``model_id`` is what ``fingerprint()`` returns (None: unknown identity, never cached).
+    """
+
+    fit_range: tuple[pd.Timestamp, pd.Timestamp] | None = (pd.Timestamp("2023-12-01", tz="UTC"),
+                                                           pd.Timestamp("2023-12-31 23:00", tz="UTC"))
     embedding_dim: int = 6
     market: str = "spot"
-    fingerprint: str | None = "fake-encoder-v1"
+    model_id: str | None = "fake-encoder-v1"
+    checkpoint: FakeCheckpoint | None = None
     calls: list = field(default_factory=list)
 
-    def encode_range(self, panel, start=None, end=None, batch_hours=64, **kwargs) -> FakeEncoded:
+    def fingerprint(self) -> str | None:
+        return self.model_id
+
+    def encode_range(self, panel: Panel, start=None, end=None, batch_hours: int = 64,
+                     progress: bool | None = False) -> FakeEncoded:
         self.calls.append((start, end))
         keep = np.ones(len(panel.times), bool)
         if start is not None:
@@ -88,10 +108,9 @@ class FakeEncoder:
         return FakeEncoded(panel.times[rows], list(panel.symbols), probs, emb, mask)
 
 
-def make_env(panel: FakePanel | None = None, encoder: FakeEncoder | None = None, cache_dir=None, **kwargs):
-    from envs.crypto_graph import CryptoGraphEnv
-
+def make_env(panel: Panel | None = None, encoder: FakeEncoder | None = None, cache_dir=None, **kwargs):
+    """``gym.make("CryptoGraph-v0")``'s factory on the fakes; cached only when ``cache_dir`` is given."""
     panel = panel if panel is not None else make_panel()
     encoder = encoder if encoder is not None else FakeEncoder()
     kwargs.setdefault("use_cache", cache_dir is not None)
-    return CryptoGraphEnv(panel=panel, encoder=encoder, cache_dir=cache_dir, **kwargs)
+    return make_crypto_graph_env(panel=panel, encoder=encoder, cache_dir=cache_dir, **kwargs)

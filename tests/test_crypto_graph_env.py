@@ -4,15 +4,21 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
-from env_fakes import FakeEncoder, make_env, make_panel
+from env_fakes import FakeCheckpoint, FakeEncoder, make_env, make_panel
 
 import envs  # noqa: F401  (registers CryptoGraph-v0)
 from envs.crypto_graph import CryptoGraphEnv, RangeOverlapError
+from envs.factory import default_start, make_crypto_graph_env
+from envs.protocols import ObservationEncoder
+from gnn_market.errors import CryptoGraphError
+from gnn_market.panel import load_panel
+from gnn_market.store import Store
 
 FEE = 0.001  # 10 bps, the default
 
@@ -108,29 +114,36 @@ def test_funding_on_perp_positions_settles_inside_the_held_hour():
     assert quiet["funding"] == 0.0
 
 
-def test_funding_events_from_store_fall_in_the_settlement_row(tmp_path):
-    from gnn_market.store import Store
-
-    from envs.crypto_graph import funding_events_from_store
-
-    times = pd.date_range("2024-01-01", periods=30, freq="h", tz="UTC")
+def test_perp_env_from_a_store_pays_the_panels_funding_events(tmp_path):
+    """Funding reaches the environment through the panel only: row t + 1's events for the hour held after t."""
+    times = pd.date_range("2024-01-01", periods=60, freq="h", tz="UTC", name="open_time")
     store = Store(tmp_path / "store")
-    settle = pd.DatetimeIndex(["2024-01-01 00:00", "2024-01-01 08:00:00.005", "2024-01-01 16:00"], tz="UTC")
-    store.write_funding("P0USDT", pd.DataFrame({"funding_rate": [1e-4, 1e-4, -3e-4], "mark_price": np.nan},
+    rng = np.random.default_rng(4)
+    for sym in ("P0USDT", "P1USDT"):
+        close = 10 * np.exp(np.cumsum(rng.normal(0, 0.01, len(times))))
+        store.write_klines(sym, pd.DataFrame({"open": close, "high": close, "low": close, "close": close,
+                                              "volume": 1.0}, index=times), market="perp")
+    settle = pd.DatetimeIndex(["2024-01-01 08:00", "2024-01-01 16:00:00.005", "2024-01-02 00:00"], tz="UTC")
+    store.write_funding("P0USDT", pd.DataFrame({"funding_rate": [1e-4, -2e-4, 3e-4], "mark_price": np.nan},
                                                index=settle.rename("funding_time")))
-    events = funding_events_from_store(store, ["P0USDT", "P1USDT"], times)
-    # 00:00 is before the first row's window (t, t+1h]; 08:00:00.005 falls in row 08:00; 16:00 in row 15:00
-    assert np.flatnonzero(events[:, 0]).tolist() == [8, 15]
-    assert events[8, 0] == 1e-4 and events[15, 0] == -3e-4 and not events[:, 1].any()
+    env = make_crypto_graph_env(store=tmp_path / "store", encoder=FakeEncoder(market="perp"), market="perp",
+                                start="2024-01-01 02:00", use_cache=False, episode_hours=None)
+    events = load_panel(store, market="perp").funding_events
+    # Events fall in panel rows 7 (08:00 = 07:00 + 1h), 16 (just after 16:00) and 23. Environment hour i is
+    # panel row i + 2 and pays, over the hour held after it, the events of row i + 3.
+    np.testing.assert_array_equal(env._data.funding[:, 1:], events[3:3 + len(env.times) - 1])
+    assert np.flatnonzero(env._data.funding[:, 1]).tolist() == [4, 13, 20]
+    assert not env._data.funding[:, [0, 2]].any()  # cash, and the pair without funding
+    env.reset(options={"start": "2024-01-01 06:00"})  # holds over (07:00, 08:00]: the 08:00 settlement
+    _, _, _, _, info = env.step_weights(np.array([0, 1, 0.0]))
+    assert info["funding"] == pytest.approx(info["portfolio_value"] / (1 - 1e-4) * 1e-4)
 
 
-def test_funding_inferred_from_panel_without_store_warns():
-    panel = make_panel(market="perp")
-    bare = dataclasses.replace(panel)
-    object.__setattr__(bare, "funding_events", None)
-    with pytest.warns(UserWarning, match="funding events inferred"):
-        env = make_env(panel=bare, market="perp")
-    assert env._data.funding is not None and env._data.funding.any()
+def test_perp_panel_without_funding_events_is_refused():
+    """No inference from the forward-filled latest rate: a perp panel must carry its funding events."""
+    bare = dataclasses.replace(make_panel(market="perp"), funding_events=None)
+    with pytest.raises(CryptoGraphError, match="funding_events"):
+        make_env(panel=bare, market="perp")
 
 
 def test_spot_pays_no_funding():
@@ -219,10 +232,8 @@ def test_refuses_range_overlapping_the_checkpoint_fit_range():
 
 
 def test_default_start_is_after_the_checkpoint_test_split_too():
-    from types import SimpleNamespace
-
     enc = FakeEncoder(fit_range=(pd.Timestamp("2023-06-01", tz="UTC"), pd.Timestamp("2024-01-02 05:00", tz="UTC")))
-    enc.checkpoint = SimpleNamespace(ranges={"train": ["2023-06-01T00:00:00+00:00", "2023-12-01T00:00:00+00:00"],
+    enc.checkpoint = FakeCheckpoint(ranges={"train": ["2023-06-01T00:00:00+00:00", "2023-12-01T00:00:00+00:00"],
                                              "val": ["2023-12-02T00:00:00+00:00", "2024-01-02T05:00:00+00:00"],
                                              "test": ["2024-01-03T00:00:00+00:00", "2024-01-04T22:00:00+00:00"]})
     env = make_env(encoder=enc)
@@ -280,24 +291,60 @@ def test_encoder_outputs_are_cached_on_disk_keyed_by_data_and_model(tmp_path):
     panel, enc = make_panel(), FakeEncoder()
     a = make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
     b = make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
-    assert len(enc.calls) == 1 and len(list(tmp_path.glob("encoded-*.npz"))) == 1
+    assert len(enc.calls) == 1 and len(list(tmp_path.glob("encoded-*"))) == 1
     a.reset(seed=1)
     b.reset(seed=1)
     np.testing.assert_array_equal(a.step(np.zeros(5))[0], b.step(np.zeros(5))[0])
     other = dataclasses.replace(panel, close=panel.close * 1.01)
     make_env(panel=other, encoder=enc, cache_dir=tmp_path)  # different data
-    make_env(panel=panel, encoder=dataclasses.replace(enc, fingerprint="another-model"), cache_dir=tmp_path)
+    make_env(panel=panel, encoder=dataclasses.replace(enc, model_id="another-model"), cache_dir=tmp_path)
     make_env(panel=panel, encoder=enc, cache_dir=tmp_path, start="2024-01-02")  # different range
     assert len(enc.calls) == 4
-    for f in tmp_path.glob("encoded-*.npz"):
-        f.write_bytes(b"corrupt")
+    for entry in tmp_path.glob("encoded-*"):
+        for f in entry.iterdir():
+            f.write_bytes(b"corrupt")
     with pytest.warns(UserWarning, match="unreadable cache"):
         make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
     assert len(enc.calls) == 5
 
 
+def test_half_written_cache_entry_is_recreated(tmp_path):
+    panel, enc = make_panel(), FakeEncoder()
+    make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("encoded-*")
+    (entry / "embeddings.npy").write_bytes((entry / "embeddings.npy").read_bytes()[:1000])  # truncated
+    with pytest.warns(UserWarning, match="unreadable cache"):
+        env = make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
+    assert len(enc.calls) == 2 and [p.name for p in tmp_path.iterdir()] == [entry.name]  # no temporaries left
+    np.testing.assert_array_equal(env._data.embeddings, make_env(panel=panel, encoder=enc)._data.embeddings)
+
+
+def test_environments_built_on_one_cache_entry_share_its_memory_map(tmp_path):
+    panel, enc = make_panel(), FakeEncoder()
+    first = make_env(panel=panel, encoder=enc, cache_dir=tmp_path)  # encodes, writes, maps the entry
+    second = make_env(panel=panel, encoder=enc, cache_dir=tmp_path, obs_mode="dict")  # maps it, no encoding
+    assert len(enc.calls) == 1
+    (entry,) = tmp_path.glob("encoded-*")
+    for name in ("probs", "embeddings"):
+        a, b = getattr(first._data, name), getattr(second._data, name)
+        assert isinstance(a, np.memmap) and isinstance(b, np.memmap) and not a.flags.writeable
+        assert Path(a.filename) == Path(b.filename) == entry / f"{name}.npy"
+    assert isinstance(second.subrange(start=10)._data.embeddings, np.memmap)  # subrange keeps the map
+    fresh = make_env(panel=panel, encoder=enc)  # uncached: the same observations
+    for env in (first, fresh):
+        env.reset(options={"start": 40})
+    np.testing.assert_array_equal(first.step(np.zeros(5))[0], fresh.step(np.zeros(5))[0])
+
+
+def test_fake_and_real_encoders_satisfy_the_protocol():
+    assert isinstance(FakeEncoder(), ObservationEncoder)
+    assert not isinstance(object(), ObservationEncoder)
+    with pytest.raises(TypeError, match="ObservationEncoder"):
+        make_env(encoder=object())
+
+
 def test_unknown_model_identity_is_never_cached(tmp_path):
-    enc = FakeEncoder(fingerprint=None)
+    enc = FakeEncoder(model_id=None)
     make_env(encoder=enc, cache_dir=tmp_path)
     make_env(encoder=enc, cache_dir=tmp_path)
     assert len(enc.calls) == 2 and not list(tmp_path.iterdir())
@@ -382,11 +429,10 @@ def test_real_checkpoint_on_bundled_sample(tmp_path):
     encoder_module = pytest.importorskip("gnn_market.encoder")
     if not encoder_module.PACKAGED_CHECKPOINT.is_file():
         pytest.skip("packaged checkpoint not built yet")
-    from envs.crypto_graph import _default_start
-
     encoder = encoder_module.GraphEncoder.load()
+    assert isinstance(encoder, ObservationEncoder)
     assert encoder.fit_range[1] < pd.Timestamp("2023-09-01", tz="UTC")
-    assert _default_start(encoder) == pd.Timestamp("2023-09-01", tz="UTC")  # after train, val and test
+    assert default_start(encoder) == pd.Timestamp("2023-09-01", tz="UTC")  # after train, val and test
     env = gym.make("CryptoGraph-v0", start="2023-09-01", end="2023-09-07 23:00", cache_dir=tmp_path)
     obs, info = env.reset(seed=0)
     assert env.observation_space.contains(obs)
@@ -400,7 +446,7 @@ def test_real_checkpoint_on_bundled_sample(tmp_path):
     check_env(env.unwrapped)
     sb3_check_env(env.unwrapped.subrange(obs_mode="dict"))
     with pytest.raises(RangeOverlapError):
-        CryptoGraphEnv(encoder=encoder, start="2023-06-01", end="2023-06-07")
+        make_crypto_graph_env(encoder=encoder, start="2023-06-01", end="2023-06-07")
 
 
 def test_top_pairs_are_ranked_on_history_before_start(tmp_path):
@@ -415,6 +461,6 @@ def test_top_pairs_are_ranked_on_history_before_start(tmp_path):
         volume = np.where(times < pd.Timestamp("2024-01-08", tz="UTC"), early, late)
         store.write_klines(sym, pd.DataFrame({"open": close, "high": close, "low": close, "close": close,
                                               "volume": volume}, index=times))
-    env = CryptoGraphEnv(store=tmp_path / "store", encoder=FakeEncoder(), top=2, start="2024-01-08",
-                         use_cache=False)
+    env = make_crypto_graph_env(store=tmp_path / "store", encoder=FakeEncoder(), top=2, start="2024-01-08",
+                                use_cache=False)
     assert env.symbols == ["AAAUSDT", "BBBUSDT"]  # CCC only becomes liquid inside the range

@@ -1,0 +1,104 @@
+"""What an environment step reads, precomputed for every hour: :class:`MarketArrays`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from gnn_market.errors import CryptoGraphError
+from gnn_market.panel import Panel
+
+from . import portfolio
+from .protocols import EncoderOutput
+
+
+@dataclass
+class MarketArrays:
+    """What a step reads, precomputed for every hour of the range (``T`` hours, ``N`` pairs).
+
+    ``growth[t]`` and ``funding[t]`` describe the hour held after deciding at
+    ``t`` (rows ``0 .. T-2``); ``offsets[t]`` are the softmax offsets masking
+    pairs without data at ``t``. ``probs``, ``embeddings`` and ``mask`` are
+    read-only: environments made by ``subrange`` share them, and those read from
+    the encoder cache stay memory-mapped (one copy for every process).
+    """
+
+    times: pd.DatetimeIndex        # [T]
+    symbols: list[str]             # [N]
+    probs: np.ndarray              # [T, N, 3] float32, 0 where masked
+    embeddings: np.ndarray         # [T, N, d] float32, 0 where masked
+    mask: np.ndarray               # [T, N] bool
+    offsets: np.ndarray            # [T, N + 1] float64: 0 or -inf
+    growth: np.ndarray             # [T - 1, N + 1] float64
+    funding: np.ndarray | None     # [T - 1, N + 1] float64 or None (spot)
+
+    @classmethod
+    def build(cls, panel: Panel, encoded: EncoderOutput) -> "MarketArrays":
+        """Line the encoder outputs up with the panel's prices (and funding on perp)."""
+        rows = panel.times.get_indexer(encoded.times)
+        if (rows < 0).any() or list(encoded.symbols) != list(panel.symbols):
+            raise CryptoGraphError("encoder output does not line up with the panel (hours or symbols differ)")
+        close = np.asarray(panel.close, dtype=np.float64)[rows]
+        has_price = np.asarray(panel.mask, dtype=bool)[rows] & np.isfinite(close) & (close > 0)
+        mask = np.asarray(encoded.mask, dtype=bool) & has_price
+        probs, emb = _masked_outputs(encoded, mask)
+        for arr in (probs, emb, mask):
+            arr.setflags(write=False)  # shared between environments made by subrange()
+        return cls(times=pd.DatetimeIndex(encoded.times), symbols=list(encoded.symbols), probs=probs,
+                   embeddings=emb, mask=mask, offsets=portfolio.logit_offsets(mask),
+                   growth=portfolio.price_growth(close, has_price), funding=funding_per_hour(panel, rows))
+
+    def slice(self, i0: int, i1: int) -> "MarketArrays":
+        """Hours ``i0 .. i1`` inclusive (views: no copy)."""
+        hours, held = slice(i0, i1 + 1), slice(i0, i1)
+        return MarketArrays(times=self.times[hours], symbols=self.symbols, probs=self.probs[hours],
+                            embeddings=self.embeddings[hours], mask=self.mask[hours],
+                            offsets=self.offsets[hours], growth=self.growth[held],
+                            funding=None if self.funding is None else self.funding[held])
+
+
+def _masked_outputs(encoded: EncoderOutput, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``probs`` clipped to [0, 1] and both arrays zeroed where ``mask`` is False, as float32.
+
+    Read-only inputs that already satisfy this (the encoder cache's memory maps,
+    as a rule) are used as they are, so processes mapping one cache entry share
+    its pages. Writable inputs are always copied: their owner could change them
+    under the environment.
+    """
+    probs, emb = encoded.probs, encoded.embeddings
+    if _already_masked(probs, emb, mask, encoded.mask):
+        return probs, emb
+    return (np.where(mask[..., None], np.clip(probs, 0.0, 1.0), 0.0).astype(np.float32),
+            np.where(mask[..., None], emb, 0.0).astype(np.float32))
+
+
+def _already_masked(probs: np.ndarray, emb: np.ndarray, mask: np.ndarray, encoder_mask: np.ndarray) -> bool:
+    if probs.flags.writeable or emb.flags.writeable or probs.dtype != np.float32 or emb.dtype != np.float32:
+        return False
+    if not np.array_equal(mask, encoder_mask):  # the panel masks hours the encoder did not
+        return False
+    if probs.size and not (probs.min() >= 0.0 and probs.max() <= 1.0):  # also False for NaN
+        return False
+    return not (probs[~mask].any() or emb[~mask].any())
+
+
+def funding_per_hour(panel: Panel, rows: np.ndarray) -> np.ndarray | None:
+    """Funding rate settling inside the hour held after each decision, ``[T - 1, N + 1]`` (cash 0).
+
+    ``rows`` are the panel rows of the environment's hours. Deciding at the
+    close of row ``t`` (wall clock ``times[t] + 1h``) holds the position over
+    ``(times[t] + 1h, times[t] + 2h]``: the settlement window of row ``t + 1``
+    in :attr:`Panel.funding_events`. None on spot.
+    """
+    if panel.market != "perp":
+        return None
+    if panel.funding_events is None:
+        raise CryptoGraphError("the perp panel has no funding_events (rates settling in each hour); load it "
+                               "with gnn_market.panel.load_panel, or set them on a hand-made Panel")
+    events = np.asarray(panel.funding_events, dtype=np.float64)
+    nxt = rows[:-1] + 1
+    held = np.zeros((len(nxt), events.shape[1]))
+    inside = nxt < len(events)
+    held[inside] = events[nxt[inside]]
+    return np.concatenate([np.zeros((len(nxt), 1)), held], axis=1)
