@@ -2,7 +2,7 @@
 
 Every array of a :class:`Panel` is ``[T, N]``: row ``t`` is the hour whose
 candle opened at ``times[t]`` (UTC), column ``n`` is ``symbols[n]``. Conventions
-(see ``../shared/DESIGN.md`` and ``docs/features.md``):
+(see ``docs/features.md``):
 
 * **Grid.** One hourly grid from the first to the last candle over all loaded
   symbols, without holes. Hours before a symbol's listing or after its
