@@ -54,7 +54,7 @@ MARKET_NAMES: tuple[str, ...] = (
 PAIR_NAMES: tuple[str, ...] = ("excess_ret_1h", "excess_ret_24h")
 CONTEXT_NAMES: tuple[str, ...] = MARKET_NAMES + PAIR_NAMES
 #: Per-chunk budget of the ``[H, N, L, F]`` windows gathered at once by :func:`row_windows`.
-WINDOW_CHUNK_BYTES = 64 * 2**20
+WINDOW_CHUNK_BYTES = 16 * 2**20
 
 
 @dataclass
