@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=d.folds, help="walk-forward folds")
     p.add_argument("--no-ablation", action="store_false", dest="ablation")
     p.add_argument("--no-baselines", action="store_false", dest="baselines")
+    p.add_argument("--mlp-window", type=int, default=d.mlp_window, dest="mlp_window",
+                   help="hours of lookback the MLP baseline sees per pair")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, choices=("cpu", "cuda", "auto"))
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")

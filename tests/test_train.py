@@ -133,7 +133,7 @@ def test_gnn_beats_ablation_and_tabular_baselines_on_lead_lag_market(tmp_path) -
                       seed=0, progress=False)
     metrics = run_training(cfg)
     f1 = {name: m["macro_f1"] for name, m in metrics["test"].items()}
-    for other in ("gnn_no_edges", "majority", "persistence", "logistic", "hist_gb"):
+    for other in ("gnn_no_edges", "majority", "persistence", "logistic", "hist_gb", "hist_gb_context", "mlp"):
         assert f1["gnn"] >= f1[other] + PROOF_MARGIN, f1
 
 

@@ -13,7 +13,7 @@ MIN_SEGMENT_HOURS = 24  # fewest hours a train / val / test segment may have
 RESERVED_START = pd.Timestamp("2023-09-01", tz="UTC")
 PACKAGED_COMMAND = "python -m gnn_market.train --end 2023-08-31T23:00 --out runs/packaged --save-packaged"
 #: Row order of the results tables and of ``metrics.json``'s per-model entries.
-MODEL_ORDER = ("gnn", "gnn_no_edges", "majority", "persistence", "logistic", "hist_gb")
+MODEL_ORDER = ("gnn", "gnn_no_edges", "majority", "persistence", "logistic", "hist_gb", "hist_gb_context", "mlp")
 
 
 @dataclass
@@ -51,7 +51,9 @@ class TrainConfig:
     # what to run
     ablation: bool = True
     baselines: bool = True
-    hist_gb_max_rows: int | None = 60_000
+    hist_gb_max_rows: int | None = 60_000   # also hist_gb_context's (same rows as hist_gb)
+    mlp_window: int = 24             # hours of each pair's normalised features the MLP baseline sees
+    mlp_max_rows: int | None = 60_000
     seed: int = 0
     device: str = "cpu"
     threads: int = 1                 # torch intra-op threads (see docs/model.md: >1 thrashes when the CPU is shared)
@@ -66,6 +68,8 @@ class TrainConfig:
             raise DataError("--epochs, batch hours and patience must be >= 1")
         if self.folds < 1:
             raise DataError(f"--folds must be >= 1, got {self.folds}")
+        if self.mlp_window < 1:
+            raise DataError(f"--mlp-window must be >= 1, got {self.mlp_window}")
         if self.top_k is not None and self.top_k < 1:
             raise DataError(f"--top-k must be >= 1, got {self.top_k}")
         if self.hidden % self.heads:

@@ -13,6 +13,7 @@ from ..model import GATv2Classifier, ModelConfig
 from ..pipeline import MarketData
 from .baselines import balanced_weights, make_baselines
 from .config import TrainConfig
+from .context import row_inputs
 from .graphs import build_graphs, graph_config, labelled_rows
 from .loop import History, predict_graphs, train_model
 from .splits import Split
@@ -43,7 +44,8 @@ def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.d
                                  f"graphs {name}{fold_name}" if cfg.progress else None)
               for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))}
     timings["graphs_s"] = time.perf_counter() - t0
-    rows = {name: labelled_rows(g, market) for name, g in graphs.items()}
+    inputs = row_inputs(market, normalizer)  # the fold's normalised [T, N, F] and market context, once
+    rows = {name: labelled_rows(g, market, inputs) for name, g in graphs.items()}
     if len(rows["train"].y) == 0 or len(rows["val"].y) == 0 or len(rows["test"].y) == 0:
         raise DataError("a split has no labelled nodes (is the data mostly missing?)")
     weights = balanced_weights(rows["train"].y) if cfg.class_weighted else None
@@ -73,9 +75,12 @@ def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.d
     if cfg.baselines:
         t0 = time.perf_counter()
         threshold = market.require_labels().threshold
-        for baseline in make_baselines(threshold, cfg.class_weighted, cfg.seed, cfg.hist_gb_max_rows):
+        for baseline in make_baselines(threshold, cfg.class_weighted, cfg.seed, cfg.hist_gb_max_rows,
+                                       cfg.mlp_window, cfg.mlp_max_rows):
+            t1 = time.perf_counter()
             baseline.fit(rows["train"])
             for split_name, out in (("test", test), ("val", val)):
                 out[baseline.name] = (baseline.predict(rows[split_name]), baseline.predict_proba(rows[split_name]))
+            timings[f"{baseline.name}_s"] = time.perf_counter() - t1
         timings["baselines_s"] = time.perf_counter() - t0
     return FoldResult(split, test, val, rows["test"].y, rows["val"].y, histories, model, normalizer, timings)

@@ -10,6 +10,7 @@ from ..graph_builder import FeatureNormalizer, GraphConfig, HourlyGraphDataset
 from ..pipeline import MarketData
 from .baselines import TabularData
 from .config import TrainConfig
+from .context import RowInputs, market_context
 
 
 def graph_config(cfg: TrainConfig, edges: str = "correlation") -> GraphConfig:
@@ -29,18 +30,25 @@ def build_graphs(market: MarketData, hours: np.ndarray, gconfig: GraphConfig, no
     return [dataset[i] for i in indices]
 
 
-def labelled_rows(graphs: list[Data], market: MarketData) -> TabularData:
+def labelled_rows(graphs: list[Data], market: MarketData, inputs: RowInputs | None = None) -> TabularData:
     """The GNN's labelled test nodes as flat rows, in the same order its predictions come out.
 
-    Returns ``X [M, F]`` float32, ``y [M]`` int64 and ``current_return [M]`` over the
-    M labelled nodes of ``graphs``, graph by graph.
+    Returns ``X [M, F]`` float32, ``y [M]`` int64, ``current_return [M]``,
+    ``hour [M]``, ``pair [M]`` and ``context [M, C]`` over the M labelled nodes
+    of ``graphs``, graph by graph. ``inputs`` (:func:`.context.row_inputs`, once
+    per fold) is attached for window models; without it the context is computed here.
     """
-    xs, ys, rets = [], [], []
+    xs, ys, rets, hours, pairs = [], [], [], [], []
     for g in graphs:
         keep = (g.y != IGNORE_INDEX).numpy()
         hour = int(g.hour.reshape(-1)[0])
         xs.append(g.x.numpy()[keep])
         ys.append(g.y.numpy()[keep])
         rets.append(market.current_return[hour][keep])
+        pairs.append(np.flatnonzero(keep))
+        hours.append(np.full(len(pairs[-1]), hour, dtype=np.int64))
+    hour, pair = np.concatenate(hours), np.concatenate(pairs).astype(np.int64)
+    context = (inputs.context if inputs is not None and inputs.context is not None
+               else market_context(market)).rows(hour, pair)
     return TabularData(np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64),
-                       np.concatenate(rets))
+                       np.concatenate(rets), hour=hour, pair=pair, context=context, inputs=inputs)
