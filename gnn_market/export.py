@@ -9,7 +9,8 @@ Formats, chosen by the file suffix:
   (one row per hour and pair: ``time, symbol, p_down, p_sideways, p_up,
   prediction, valid, emb_0 .. emb_{d-1}``); CSV times are ISO 8601 UTC.
 - ``.npz``: the arrays as they are (``times`` as int64 ns since the epoch,
-  ``symbols``, ``probs [T,N,3]``, ``embeddings [T,N,d]``, ``mask [T,N]``);
+  ``symbols``, ``probs [T,N,3]``, ``embeddings [T,N,d]``, ``mask [T,N]`` and, for a
+  checkpoint with a decision rule, ``rule_weights [3]``);
   :func:`load_encoded` reads it back into an :class:`EncodedRange`.
 
 Writes are atomic (temporary file + rename), so a reader never sees half a file
@@ -47,7 +48,9 @@ def save_encoded(encoded: EncodedRange, path: str | os.PathLike, embeddings: boo
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, times=encoded.times.as_unit("ns").asi8,
                                     symbols=np.asarray(encoded.symbols, dtype=str),
-                                    probs=encoded.probs, embeddings=encoded.embeddings, mask=encoded.mask)
+                                    probs=encoded.probs, embeddings=encoded.embeddings, mask=encoded.mask,
+                                    **({} if encoded.rule_weights is None
+                                       else {"rule_weights": np.asarray(encoded.rule_weights, np.float64)}))
         else:
             frame = encoded.to_frame(embeddings=embeddings)
             if suffix == ".parquet":
@@ -65,6 +68,7 @@ def load_encoded(path: str | os.PathLike) -> EncodedRange:
         with np.load(path, allow_pickle=False) as z:
             return EncodedRange(times=pd.DatetimeIndex(pd.to_datetime(z["times"], unit="ns", utc=True)),
                                 symbols=[str(s) for s in z["symbols"]], probs=z["probs"],
-                                embeddings=z["embeddings"], mask=z["mask"])
+                                embeddings=z["embeddings"], mask=z["mask"],
+                                rule_weights=z["rule_weights"] if "rule_weights" in z.files else None)
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"cannot read encoder outputs from {path}: {exc}") from exc

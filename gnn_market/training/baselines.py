@@ -31,6 +31,7 @@ class TabularData:
     X: np.ndarray               # [M, F] float32, normalised node features
     y: np.ndarray               # [M] int64 class index
     current_return: np.ndarray  # [M] float64, this hour's simple return (NaN if unknown)
+    hour: np.ndarray | None = None  # [M] int64 hour index (panel T axis) of each row; None if unknown
 
     def __post_init__(self) -> None:
         if not (len(self.X) == len(self.y) == len(self.current_return)):

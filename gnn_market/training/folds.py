@@ -31,6 +31,7 @@ class FoldResult:
     model: GATv2Classifier
     normalizer: FeatureNormalizer
     timings: dict[str, float]
+    test_hours: np.ndarray | None = None             # [M_test] hour index (panel T axis) of each test row
 
 
 def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.device,
@@ -78,4 +79,5 @@ def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.d
             for split_name, out in (("test", test), ("val", val)):
                 out[baseline.name] = (baseline.predict(rows[split_name]), baseline.predict_proba(rows[split_name]))
         timings["baselines_s"] = time.perf_counter() - t0
-    return FoldResult(split, test, val, rows["test"].y, rows["val"].y, histories, model, normalizer, timings)
+    return FoldResult(split, test, val, rows["test"].y, rows["val"].y, histories, model, normalizer, timings,
+                      test_hours=rows["test"].hour)

@@ -32,15 +32,16 @@ def build_graphs(market: MarketData, hours: np.ndarray, gconfig: GraphConfig, no
 def labelled_rows(graphs: list[Data], market: MarketData) -> TabularData:
     """The GNN's labelled test nodes as flat rows, in the same order its predictions come out.
 
-    Returns ``X [M, F]`` float32, ``y [M]`` int64 and ``current_return [M]`` over the
-    M labelled nodes of ``graphs``, graph by graph.
+    Returns ``X [M, F]`` float32, ``y [M]`` int64, ``current_return [M]`` and ``hour [M]``
+    (index into the panel's T axis) over the M labelled nodes of ``graphs``, graph by graph.
     """
-    xs, ys, rets = [], [], []
+    xs, ys, rets, hours = [], [], [], []
     for g in graphs:
         keep = (g.y != IGNORE_INDEX).numpy()
         hour = int(g.hour.reshape(-1)[0])
         xs.append(g.x.numpy()[keep])
         ys.append(g.y.numpy()[keep])
         rets.append(market.current_return[hour][keep])
+        hours.append(np.full(int(keep.sum()), hour, np.int64))
     return TabularData(np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64),
-                       np.concatenate(rets))
+                       np.concatenate(rets), np.concatenate(hours))
