@@ -130,7 +130,9 @@ def significance_vs_gnn(y: np.ndarray, preds: dict[str, np.ndarray], times: pd.D
         "replicates", "bootstrap_seed", "level", "days", "seeds"}``; ``gnn_vs`` is empty
         (with a ``note``) when the test rows span fewer than 2 days.
     """
-    day, n_days = day_ids(np.asarray(times))
+    utc = pd.DatetimeIndex(times)
+    utc = utc.tz_convert("UTC").tz_localize(None) if utc.tz is not None else utc   # naive UTC: the UTC day
+    day, n_days = day_ids(utc.to_numpy())
     out: dict[str, Any] = {"gnn_vs": {}, "replicates": replicates, "bootstrap_seed": seed,
                            "level": SIGNIFICANCE_LEVEL, "days": n_days, "seeds": int(preds["gnn"].shape[0])}
     if n_days < 2:
