@@ -115,7 +115,7 @@ def _run_training(cfg: TrainConfig) -> dict[str, Any]:
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
     write_report(out, cfg, metrics, [f.raw for f in first], reliability_curves(first, metrics["val"]))
     if cfg.save_packaged:
-        save_packaged(out / "model.pt", metrics, cfg)
+        save_packaged(out / "model.pt", metrics, replace(cfg, seed=seeds[0], seeds=None))  # model.pt's seed
     metrics["out"] = str(out)
     return metrics
 
