@@ -77,7 +77,10 @@ def _run_training(cfg: TrainConfig) -> dict[str, Any]:
         for k, split in enumerate(splits):
             name = (f" seed {seed}" if len(seeds) > 1 else "") + (f" fold {k + 1}/{len(splits)}" if len(splits) > 1
                                                                   else "")
-            folds.append(calibrate_fold(run_fold(market, split, seed_cfg, device, name)))
+            fold = run_fold(market, split, seed_cfg, device, name)
+            t0 = time.perf_counter()
+            folds.append(calibrate_fold(fold))
+            fold.timings["calibration_s"] = time.perf_counter() - t0
         per_seed[seed] = folds
     first = per_seed[seeds[0]]
     last = first[-1]
@@ -88,11 +91,14 @@ def _run_training(cfg: TrainConfig) -> dict[str, Any]:
         "calibration": [{name: c.state_dict() for name, c in f.calibrations.items()} for f in folds],
         "history": {name: asdict(h) for name, h in folds[-1].raw.histories.items()},
     } for seed, folds in per_seed.items()}
+    t0 = time.perf_counter()
     y_test, test_hours, test_preds = stack_seeds(list(per_seed.values()))
+    significance = significance_vs_gnn(y_test, test_preds, times[test_hours])
+    significance_s = time.perf_counter() - t0
     metrics: dict[str, Any] = {
         "test": aggregate_seeds([m["test"] for m in seed_metrics.values()]),
         "val": aggregate_seeds([m["val"] for m in seed_metrics.values()]),
-        "significance": significance_vs_gnn(y_test, test_preds, times[test_hours]),
+        "significance": significance,
         "seeds": seed_metrics,
         "data": data,
         "config": asdict(cfg),
@@ -103,7 +109,7 @@ def _run_training(cfg: TrainConfig) -> dict[str, Any]:
             "folds": [f.raw.split.describe(times) for f in first],
         },
         "history": seed_metrics[str(seeds[0])]["history"],
-        "timings": {"load_s": load_s, **{
+        "timings": {"load_s": load_s, "significance_s": significance_s, **{
             (f"seed{seed}_" if len(seeds) > 1 else "") + f"fold{k + 1}_{key}": v
             for seed, folds in per_seed.items() for k, f in enumerate(folds) for key, v in f.raw.timings.items()}},
         "package_version": __version__,
