@@ -34,6 +34,8 @@ PROB_FLOOR = 1e-7
 LOG_WEIGHT_GRID = np.linspace(-1.0, 1.5, 26)
 #: L2 pull of the scaling parameters toward the identity (a = 1, b = 0); keeps a fit on few rows sane.
 RIDGE = 1e-3
+#: Grid weights x rows scored at once by :meth:`DecisionRule.fit` (keeps its memory to ~100 MB).
+RULE_CHUNK_ELEMENTS = 4_000_000
 
 
 def _log_probs(probs: np.ndarray) -> np.ndarray:
@@ -118,7 +120,9 @@ class DecisionRule:
         probs, y = np.asarray(probs, np.float64), np.asarray(y, np.int64)
         down, up = np.meshgrid(LOG_WEIGHT_GRID, LOG_WEIGHT_GRID, indexing="ij")
         logw = np.stack([down.ravel(), np.zeros(down.size), up.ravel()], axis=1)
-        scores = macro_f1_of_rule(probs, y, 10.0 ** logw)
+        chunk = max(1, RULE_CHUNK_ELEMENTS // max(len(y), 1))   # bounds the [G, M, K] temporary
+        scores = np.concatenate([macro_f1_of_rule(probs, y, 10.0 ** logw[i:i + chunk])
+                                 for i in range(0, len(logw), chunk)])
         best = np.flatnonzero(scores >= scores.max() - 1e-12)
         pick = best[np.argmin(np.abs(logw[best]).sum(1))]  # among equals, the smallest correction
         self.weights = 10.0 ** logw[pick]

@@ -12,6 +12,10 @@ code runs). Keys:
 - ``threshold``, ``market``, ``symbols``
 - ``ranges``: ``{"train"|"val"|"test": [first_hour_iso, last_hour_iso] or None}``
 - ``extra``: free-form metadata (e.g. the training command)
+- optional ``calibration`` (``{"scale": [3], "bias": [3]}``, :class:`~gnn_market.calibration.VectorScaling`)
+  and ``decision_rule`` (``{"weights": [3]}``, :class:`~gnn_market.calibration.DecisionRule`), both
+  fitted on the validation rows; plain floats. A file without them (older runs, the format stays
+  version 1) means identity scaling and plain argmax; malformed or non-finite values are refused.
 
 :data:`PACKAGED_CHECKPOINT` is where the pretrained checkpoint shipped with the
 package lives (written by ``python -m gnn_market.train --save-packaged``).
@@ -32,6 +36,7 @@ import torch
 
 from . import __version__
 from .atomic import atomic_path
+from .calibration import DecisionRule, VectorScaling
 from .errors import CheckpointError
 from .model import GATv2Classifier, ModelConfig
 
@@ -58,6 +63,16 @@ class Checkpoint:
     ranges: dict[str, list[str] | None]
     extra: dict[str, Any] = field(default_factory=dict)
     package_version: str = __version__
+    calibration: dict[str, list[float]] | None = None    # VectorScaling.state_dict(); None = identity
+    decision_rule: dict[str, list[float]] | None = None  # DecisionRule.state_dict(); None = argmax
+
+    def scaling(self) -> VectorScaling:
+        """The stored vector scaling (identity when the checkpoint has none)."""
+        return VectorScaling() if self.calibration is None else VectorScaling.from_state_dict(self.calibration)
+
+    def rule(self) -> DecisionRule:
+        """The stored decision rule (plain argmax when the checkpoint has none)."""
+        return DecisionRule() if self.decision_rule is None else DecisionRule.from_state_dict(self.decision_rule)
 
     def range(self, name: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
         """``(first, last)`` hour of the ``train``/``val``/``test`` range as UTC timestamps."""
@@ -117,6 +132,9 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
         "ranges": _encode(ckpt.ranges),
         "extra": _encode(ckpt.extra),
     }
+    for key in ("calibration", "decision_rule"):   # optional: absent = identity / argmax
+        if getattr(ckpt, key) is not None:
+            payload[key] = _encode(getattr(ckpt, key))
     with atomic_path(path, CheckpointError) as tmp:
         torch.save(payload, tmp)
     return path
@@ -149,7 +167,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     for key, kind in _REQUIRED.items():
         if not isinstance(raw.get(key), kind):
             raise CheckpointError(f"{path}: checkpoint field {key!r} is missing or malformed")
-    return Checkpoint(
+    ckpt = Checkpoint(
         state_dict=raw["state_dict"],
         model_config=_decode(raw["model_config"]),
         graph_config=_decode(raw["graph_config"]),
@@ -162,7 +180,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ranges=_decode(raw["ranges"]),
         extra=_decode(raw.get("extra", {})),
         package_version=str(raw.get("package_version", "unknown")),
+        calibration=_decode(raw["calibration"]) if "calibration" in raw else None,
+        decision_rule=_decode(raw["decision_rule"]) if "decision_rule" in raw else None,
     )
+    try:  # validated here, so a bad file fails at load time, not at the first prediction
+        ckpt.scaling(), ckpt.rule()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: checkpoint calibration or decision rule is malformed: {exc}") from exc
+    return ckpt
 
 
 def build_model(ckpt: Checkpoint) -> GATv2Classifier:

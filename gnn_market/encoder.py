@@ -45,25 +45,38 @@ __all__ = ["EncodedRange", "GraphEncoder", "PACKAGED_CHECKPOINT"]
 
 @dataclass
 class EncodedRange:
-    """Encoder output for T consecutive hours of N pairs."""
+    """Encoder output for T consecutive hours of N pairs.
+
+    ``probs`` are the checkpoint's calibrated probabilities (identical to the
+    network's softmax for a checkpoint without calibration). ``rule_weights``
+    are its decision rule: the predicted class is ``argmax_k rule_weights_k * probs_k``
+    (None = plain argmax).
+    """
 
     times: pd.DatetimeIndex   # [T]
     symbols: list[str]        # [N]
     probs: np.ndarray         # [T, N, 3] float32 (0 where mask is False)
     embeddings: np.ndarray    # [T, N, d] float32 (0 where mask is False)
     mask: np.ndarray          # [T, N] bool
+    rule_weights: np.ndarray | None = None   # [3] decision-rule weights; None = argmax
+
+    def predictions(self) -> np.ndarray:
+        """``[T, N]`` predicted class ids under the decision rule (meaningless where ``mask`` is False)."""
+        weights = np.ones(self.probs.shape[-1]) if self.rule_weights is None else np.asarray(self.rule_weights)
+        return np.argmax(self.probs * weights, axis=-1)
 
     def to_frame(self, embeddings: bool = True) -> pd.DataFrame:
         """Long table, one row per (hour, pair), hours in order and pairs in ``symbols`` order.
 
         Columns: ``time`` (UTC hour t whose candle is the latest input), ``symbol``,
-        ``p_down``, ``p_sideways``, ``p_up``, ``prediction`` (class name; missing (NA) where
+        ``p_down``, ``p_sideways``, ``p_up`` (calibrated probabilities), ``prediction`` (class name
+        chosen by the checkpoint's decision rule, see :meth:`predictions`; missing (NA) where
         ``valid`` is False), ``valid`` and, with ``embeddings``, ``emb_0 .. emb_{d-1}``.
         """
         n_times, n_pairs = self.mask.shape
         probs = self.probs.reshape(n_times * n_pairs, 3)
         valid = self.mask.reshape(-1)
-        prediction = np.asarray(CLASS_NAMES, dtype=object)[probs.argmax(1)]
+        prediction = np.asarray(CLASS_NAMES, dtype=object)[self.predictions().reshape(-1)]
         prediction[~valid] = None
         frame = pd.DataFrame({
             "time": self.times.repeat(n_pairs),
@@ -103,6 +116,9 @@ class GraphEncoder:
         symbols: the pairs of the training data (the encoder accepts any universe).
         fit_range: first training hour .. last validation hour (UTC).
         path: the checkpoint file.
+        scaling: the checkpoint's :class:`~gnn_market.calibration.VectorScaling` (identity if it has none),
+            applied to every probability the encoder returns.
+        rule: its :class:`~gnn_market.calibration.DecisionRule` (plain argmax if none); see :meth:`decide`.
     """
 
     def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "cpu",
@@ -117,6 +133,10 @@ class GraphEncoder:
             self.normalizer = FeatureNormalizer.from_state_dict(checkpoint.normalizer)
         except Exception as exc:
             raise CheckpointError(f"checkpoint normaliser state is unreadable: {exc}") from exc
+        try:
+            self.scaling, self.rule = checkpoint.scaling(), checkpoint.rule()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint calibration or decision rule is malformed: {exc}") from exc
         train, val = checkpoint.range("train"), checkpoint.range("val")
         if train is None:
             raise CheckpointError("checkpoint has no training range")
@@ -151,6 +171,15 @@ class GraphEncoder:
     def symbols(self) -> list[str]:
         return list(self.checkpoint.symbols)
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether the checkpoint carries a calibration (otherwise probabilities are the raw softmax)."""
+        return self.checkpoint.calibration is not None
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Class ids ``[...]`` of calibrated probabilities ``[..., 3]`` under the checkpoint's decision rule."""
+        return self.rule.predict(probs)
+
     def fingerprint(self) -> str:
         """SHA-256 of the checkpoint file (identifies the model for caches)."""
         if self.path is not None and self.path.is_file():
@@ -158,6 +187,10 @@ class GraphEncoder:
         h = hashlib.sha256()
         for k, v in sorted(self.checkpoint.state_dict.items()):
             h.update(k.encode() + v.cpu().numpy().tobytes())
+        for key in ("calibration", "decision_rule"):  # absent in older checkpoints: same hash as before
+            state = getattr(self.checkpoint, key)
+            if state is not None:
+                h.update(repr((key, sorted(state.items()))).encode())
         return h.hexdigest()
 
     # ------------------------------------------------------------ encoding
@@ -211,6 +244,8 @@ class GraphEncoder:
             b = batch.num_graphs
             node_mask = batch.node_mask.view(b, n).cpu().numpy()
             p = log_probs.exp().view(b, n, 3).cpu().numpy()
+            if self.calibrated:  # without a stored calibration: the softmax exactly as before
+                p = self.scaling.transform(p).astype(np.float32)
             z = z.view(b, n, d).cpu().numpy()
             probs[row:row + b] = np.where(node_mask[..., None], p, 0.0)
             emb[row:row + b] = np.where(node_mask[..., None], z, 0.0)
@@ -218,7 +253,9 @@ class GraphEncoder:
             row += b
             bar.update(b)
         bar.close()
-        return EncodedRange(market.times[hours], list(market.panel.symbols), probs, emb, mask)
+        return EncodedRange(market.times[hours], list(market.panel.symbols), probs, emb, mask,
+                            rule_weights=None if self.checkpoint.decision_rule is None
+                            else np.array(self.rule.weights, dtype=np.float64))
 
     def encode(self, store_or_panel: Any, time: Any = None, **panel_kwargs: Any) -> EncodedRange:
         """Encode one hour (the latest of the data when ``time`` is None); ``T = 1``."""

@@ -9,7 +9,8 @@ Formats, chosen by the file suffix:
   (one row per hour and pair: ``time, symbol, p_down, p_sideways, p_up,
   prediction, valid, emb_0 .. emb_{d-1}``); CSV times are ISO 8601 UTC.
 - ``.npz``: the arrays as they are (``times`` as int64 ns since the epoch,
-  ``symbols``, ``probs [T,N,3]``, ``embeddings [T,N,d]``, ``mask [T,N]``);
+  ``symbols``, ``probs [T,N,3]``, ``embeddings [T,N,d]``, ``mask [T,N]`` and, for a
+  checkpoint with a decision rule, ``rule_weights [3]``);
   :func:`load_encoded` reads it back into an :class:`EncodedRange`.
 
 And a folder for caches, :func:`save_encoded_dir` / :func:`load_encoded_dir`:
@@ -57,7 +58,9 @@ def save_encoded(encoded: EncodedRange, path: str | os.PathLike, embeddings: boo
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, times=_times_ns(encoded.times),
                                     symbols=np.asarray(encoded.symbols, dtype=str),
-                                    probs=encoded.probs, embeddings=encoded.embeddings, mask=encoded.mask)
+                                    probs=encoded.probs, embeddings=encoded.embeddings, mask=encoded.mask,
+                                    **({} if encoded.rule_weights is None
+                                       else {"rule_weights": np.asarray(encoded.rule_weights, np.float64)}))
         else:
             frame = encoded.to_frame(embeddings=embeddings)
             if suffix == ".parquet":
@@ -74,7 +77,8 @@ def load_encoded(path: str | os.PathLike) -> EncodedRange:
     try:
         with np.load(path, allow_pickle=False) as z:
             return EncodedRange(times=_times_from_ns(z["times"]), symbols=[str(s) for s in z["symbols"]],
-                                probs=z["probs"], embeddings=z["embeddings"], mask=z["mask"])
+                                probs=z["probs"], embeddings=z["embeddings"], mask=z["mask"],
+                                rule_weights=z["rule_weights"] if "rule_weights" in z.files else None)
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"cannot read encoder outputs from {path}: {exc}") from exc
 
@@ -93,6 +97,8 @@ def save_encoded_dir(encoded: EncodedRange, folder: str | os.PathLike) -> Path:
     with atomic_dir(folder, DataError) as tmp:
         for name, arr in arrays.items():
             np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+        if encoded.rule_weights is not None:
+            np.save(tmp / "rule_weights.npy", np.asarray(encoded.rule_weights, np.float64), allow_pickle=False)
         (tmp / SYMBOLS_FILE).write_text(json.dumps([str(s) for s in encoded.symbols]))
     return folder
 
@@ -111,6 +117,8 @@ def load_encoded_dir(folder: str | os.PathLike, mmap: bool = True) -> EncodedRan
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
                   for name in MAPPED_ARRAYS}
         symbols = json.loads((folder / SYMBOLS_FILE).read_text())
+        rules = folder / "rule_weights.npy"
+        rule_weights = np.load(rules, allow_pickle=False) if rules.is_file() else None
     except (OSError, ValueError, EOFError) as exc:  # ValueError: not a .npy, too short for its header, bad JSON
         raise DataError(f"cannot read encoder outputs from {folder}: {exc}") from exc
     shape = (len(times), len(symbols))
@@ -119,7 +127,8 @@ def load_encoded_dir(folder: str | os.PathLike, mmap: bool = True) -> EncodedRan
             or mask.dtype != bool):
         raise DataError(f"cannot read encoder outputs from {folder}: inconsistent shapes (times {len(times)}, "
                         f"symbols {len(symbols)}, probs {probs.shape}, embeddings {emb.shape}, mask {mask.shape})")
-    return EncodedRange(times=_times_from_ns(times), symbols=[str(s) for s in symbols], **arrays)
+    return EncodedRange(times=_times_from_ns(times), symbols=[str(s) for s in symbols], **arrays,
+                        rule_weights=rule_weights)
 
 
 def _times_ns(times: pd.DatetimeIndex) -> np.ndarray:

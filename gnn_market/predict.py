@@ -8,7 +8,10 @@
 ``--time`` names the hour t whose candle is the latest one used (its
 ``open_time``); the prediction is for the candle opening at t + 1h, i.e. for
 the decision taken when candle t closes. Pairs without a valid candle at t
-are listed with ``valid = false`` and no class.
+are listed with ``valid = false`` and no class. Probabilities are the
+checkpoint's calibrated ones and ``prediction`` is its decision rule's class
+(``argmax_k w_k p_k``, weights chosen on validation macro-F1; plain argmax for a
+checkpoint without calibration), so it need not be the most probable class.
 
 ``--out FILE`` writes the hour (or, with ``--start``/``--end``, every hour of the
 range) to a file instead of printing it: ``.parquet`` or ``.csv`` (one row per
@@ -21,6 +24,7 @@ import argparse
 import csv
 import io
 import json
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -36,9 +40,9 @@ FORMATS = ("table", "json", "csv")
 
 
 def prediction_frame(encoded: EncodedRange) -> pd.DataFrame:
-    """One row per pair: probabilities, predicted class, validity (hour T-1 of ``encoded``)."""
-    last = EncodedRange(encoded.times[-1:], encoded.symbols, encoded.probs[-1:], encoded.embeddings[-1:],
-                        encoded.mask[-1:])
+    """One row per pair: calibrated probabilities, decided class, validity (hour T-1 of ``encoded``)."""
+    last = replace(encoded, times=encoded.times[-1:], probs=encoded.probs[-1:],
+                   embeddings=encoded.embeddings[-1:], mask=encoded.mask[-1:])
     return last.to_frame(embeddings=False).drop(columns="time")
 
 

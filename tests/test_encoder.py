@@ -141,3 +141,75 @@ def test_progress_bar_only_when_asked(trained, encoder, capsys) -> None:
     # Batching and the bar change nothing beyond float rounding: batch sizes 64 and 8 give other GEMM
     # shapes, which round differently on some CPUs (~6e-8 seen), so no bit-identity is promised.
     np.testing.assert_allclose(quiet.probs, shown.probs, rtol=0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- calibration in the checkpoint
+SCALING = {"scale": [0.7, 1.3, 0.9], "bias": [-0.4, 0.8, -0.2]}
+RULE = {"weights": [3.0, 1.0, 0.5]}
+
+
+def variant(trained, tmp_path, name: str, calibration, decision_rule):
+    ckpt = load_checkpoint(trained[1])
+    return save_checkpoint(dataclasses.replace(ckpt, calibration=calibration, decision_rule=decision_rule),
+                           tmp_path / name)
+
+
+def test_run_stores_the_gnn_calibration(trained) -> None:
+    metrics = json.loads((trained[1].parent / "metrics.json").read_text())
+    ckpt = load_checkpoint(trained[1])
+    fitted = metrics["seeds"]["0"]["calibration"][-1]["gnn"]
+    assert ckpt.calibration == {k: fitted[k] for k in ("scale", "bias")}
+    assert ckpt.decision_rule == {"weights": fitted["weights"]}
+
+
+def test_encoder_serves_calibrated_probabilities_and_its_decision_rule(trained, tmp_path) -> None:
+    store = trained[0]
+    plain = GraphEncoder.load(variant(trained, tmp_path, "plain.pt", None, None))
+    tuned = GraphEncoder.load(variant(trained, tmp_path, "tuned.pt", SCALING, RULE))
+    assert not plain.calibrated and tuned.calibrated and plain.fingerprint() != tuned.fingerprint()
+    raw = plain.encode_range(store.root, start="2024-01-12", end="2024-01-14")
+    cal = tuned.encode_range(store.root, start="2024-01-12", end="2024-01-14")
+    # independent reference: softmax(a * log p + b) of the uncalibrated output, by hand
+    z = np.log(np.clip(raw.probs[raw.mask].astype(np.float64), 1e-7, 1)) * SCALING["scale"] + SCALING["bias"]
+    expect = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    np.testing.assert_allclose(cal.probs[cal.mask], expect, atol=1e-6)
+    assert (cal.probs[~cal.mask] == 0).all()
+    decided = np.argmax(cal.probs * np.array(RULE["weights"]), axis=-1)
+    np.testing.assert_array_equal(tuned.decide(cal.probs), decided)
+    frame = cal.to_frame(embeddings=False)
+    names = np.array(["DOWN", "SIDEWAYS", "UP"], dtype=object)[decided.reshape(-1)]
+    valid = frame["valid"].to_numpy()
+    assert (frame["prediction"].to_numpy()[valid] == names[valid]).all()
+    assert (decided != cal.probs.argmax(-1))[cal.mask].any()   # the rule really differs from argmax here
+
+
+def test_checkpoint_without_calibration_behaves_as_before(trained, tmp_path) -> None:
+    path = variant(trained, tmp_path, "old.pt", None, None)
+    raw = torch.load(path, weights_only=True)
+    assert "calibration" not in raw and "decision_rule" not in raw   # the file an older run wrote
+    enc = GraphEncoder.load(path)
+    out = enc.encode_range(trained[0].root, start="2024-01-12", end="2024-01-13")
+    assert out.rule_weights is None
+    np.testing.assert_array_equal(out.predictions(), out.probs.argmax(-1))
+    np.testing.assert_array_equal(enc.decide(out.probs), out.probs.argmax(-1))
+    # identity scaling = the network's softmax: the fixture's own (calibrated) encoder, undone
+    tuned = GraphEncoder.load(trained[1])
+    cal = tuned.encode_range(trained[0].root, start="2024-01-12", end="2024-01-13")
+    np.testing.assert_allclose(cal.probs[cal.mask], tuned.scaling.transform(out.probs[out.mask]), atol=1e-6)
+
+
+@pytest.mark.parametrize("calibration, rule", [
+    ({"scale": [1.0, float("nan"), 1.0], "bias": [0.0, 0.0, 0.0]}, None),
+    ({"scale": [1.0, 1.0], "bias": [0.0, 0.0]}, None),
+    ({"scale": [1.0, 1.0, 1.0]}, None),
+    ("identity", None),
+    (None, {"weights": [1.0, -1.0, 1.0]}),
+    (None, {"weights": [1.0, float("inf"), 1.0]}),
+    (None, {"w": [1.0, 1.0, 1.0]}),
+])
+def test_malformed_calibration_is_refused(trained, tmp_path, calibration, rule) -> None:
+    path = variant(trained, tmp_path, "bad.pt", calibration, rule)
+    with pytest.raises(CheckpointError, match="calibration or decision rule"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError):
+        GraphEncoder.load(path)

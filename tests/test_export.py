@@ -1,6 +1,8 @@
 """Encoder outputs to files: the long table, .parquet/.csv/.npz, atomic writes, the predict --out CLI."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -47,9 +49,22 @@ def test_to_frame_rows_follow_hours_then_pairs() -> None:
 def test_npz_round_trip_is_exact(tmp_path) -> None:
     enc = hand_made()
     back = load_encoded(save_encoded(enc, tmp_path / "out.npz"))
-    assert back.times.equals(enc.times) and back.symbols == enc.symbols
+    assert back.times.equals(enc.times) and back.symbols == enc.symbols and back.rule_weights is None
     for name in ("probs", "embeddings", "mask"):
         np.testing.assert_array_equal(getattr(back, name), getattr(enc, name))
+    ruled = dataclasses.replace(enc, rule_weights=np.array([4.0, 1.0, 0.25]))
+    back = load_encoded(save_encoded(ruled, tmp_path / "ruled.npz"))
+    np.testing.assert_array_equal(back.rule_weights, ruled.rule_weights)
+    assert back.to_frame()["prediction"].equals(ruled.to_frame()["prediction"])
+
+
+def test_prediction_column_follows_the_decision_rule() -> None:
+    enc = dataclasses.replace(hand_made(), rule_weights=np.array([4.0, 1.0, 0.25]))
+    frame = enc.to_frame(embeddings=False)
+    expect = np.argmax(enc.probs * np.array([4.0, 1.0, 0.25]), axis=-1).reshape(-1)
+    valid = frame["valid"].to_numpy()
+    assert (frame["prediction"].to_numpy()[valid] == np.array(["DOWN", "SIDEWAYS", "UP"])[expect][valid]).all()
+    assert (expect != enc.probs.argmax(-1).reshape(-1))[valid].any()
 
 
 def test_parquet_and_csv_hold_the_long_table(tmp_path) -> None:

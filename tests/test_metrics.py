@@ -29,13 +29,15 @@ def test_hand_computed_values() -> None:
     c, s, t, p = 4, 6, np.array([2, 3, 1]), np.array([1, 3, 2])
     mcc = (c * s - t @ p) / math.sqrt((s * s - p @ p) * (s * s - t @ t))
     assert m["mcc"] == pytest.approx(mcc)
-    assert m["log_loss"] is None
+    assert m["log_loss"] is None and m["brier"] is None
 
 
 def test_log_loss_by_hand_and_clipped() -> None:
     probs = np.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]])
     m = classification_metrics(np.array([0, 1]), np.array([0, 1]), probs)
     assert m["log_loss"] == pytest.approx(-(math.log(0.5) + math.log(0.8)) / 2)
+    # Brier: sum over classes of (p - onehot)^2, averaged over rows
+    assert m["brier"] == pytest.approx(((0.5 ** 2 + 0.25 ** 2 + 0.25 ** 2) + (0.1 ** 2 + 0.2 ** 2 + 0.1 ** 2)) / 2)
     sure_miss = classification_metrics(np.array([2]), np.array([0]), np.array([[1.0, 0.0, 0.0]]))
     assert math.isfinite(sure_miss["log_loss"]) and sure_miss["log_loss"] > 10
 

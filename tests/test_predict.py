@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from gnn_market.checkpoint import load_checkpoint
 from gnn_market.cli import run_cli
 from gnn_market.panel import load_panel
 from gnn_market.predict import main
@@ -36,11 +37,13 @@ def test_json_has_every_pair_at_the_latest_hour(trained, capsys) -> None:
     assert doc["time"] == last.isoformat()
     assert doc["predicted_candle"] == (last + np.timedelta64(1, "h")).isoformat()
     assert [p["symbol"] for p in doc["pairs"]] == TINY_MARKET.symbols
+    weights = np.asarray(load_checkpoint(trained[1]).decision_rule["weights"])
     for p in doc["pairs"]:
         assert p["valid"] is True
         probs = [p["p_down"], p["p_sideways"], p["p_up"]]
         assert sum(probs) == pytest.approx(1.0, abs=1e-4)
-        assert p["prediction"] == ("DOWN", "SIDEWAYS", "UP")[int(np.argmax(probs))]
+        # the checkpoint's decision rule (chosen on validation), not plain argmax
+        assert p["prediction"] == ("DOWN", "SIDEWAYS", "UP")[int(np.argmax(weights * np.asarray(probs)))]
 
 
 def test_table_and_csv_agree_and_time_is_honoured(trained, capsys) -> None:

@@ -14,7 +14,8 @@ from gnn_market.train import main
 from gnn_market.training import MODEL_ORDER, TrainConfig, run_training
 from train_fixtures import TINY_MARKET, tiny_store
 
-REQUIRED = ("accuracy", "macro_f1", "mcc", "log_loss", "f1", "confusion", "class_balance")
+REQUIRED = ("accuracy", "macro_f1", "mcc", "log_loss", "brier", "f1", "confusion", "class_balance",
+            "macro_f1_sd", "mcc_sd", "log_loss_sd", "brier_sd")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_cli_end_to_end_writes_all_artefacts(store, tmp_path, capsys) -> None:
     code, out, err = cli(tiny_args(store, tmp_path / "run"), capsys)
     assert code == 0, err
     run = tmp_path / "run"
-    for name in ("model.pt", "metrics.json", "report.md", "learning_curves.png", "confusion.png"):
+    for name in ("model.pt", "metrics.json", "report.md", "learning_curves.png", "confusion.png", "reliability.png"):
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["test"]) == set(MODEL_ORDER) and set(metrics["val"]) == set(MODEL_ORDER)
@@ -48,10 +49,23 @@ def test_cli_end_to_end_writes_all_artefacts(store, tmp_path, capsys) -> None:
     # every model is scored on the same labelled test nodes
     assert len({metrics["test"][name]["n"] for name in MODEL_ORDER}) == 1
     assert metrics["config"]["seed"] == 0 and metrics["split"]["purge_hours"] == 101
-    for name in MODEL_ORDER:  # the printed table lists every model
+    # one seed: sd 0, the seed's own results under "seeds", calibration only for learned models
+    assert list(metrics["seeds"]) == ["0"] and metrics["test"]["gnn"]["macro_f1_sd"] == 0.0
+    assert metrics["seeds"]["0"]["test"]["gnn"]["macro_f1"] == metrics["test"]["gnn"]["macro_f1"]
+    assert set(metrics["seeds"]["0"]["calibration"][0]) == {"gnn", "gnn_no_edges", "logistic", "hist_gb"}
+    for name in ("gnn", "logistic"):
+        assert "log_loss_uncalibrated" in metrics["test"][name]
+    assert "log_loss_uncalibrated" not in metrics["test"]["majority"]
+    assert set(metrics["significance"]["gnn_vs"]) == set(MODEL_ORDER) - {"gnn"}
+    for r in metrics["significance"]["gnn_vs"].values():
+        assert set(r) == {"macro_f1", "mcc"} and set(r["mcc"]) == {"diff", "ci_low", "ci_high"}
+    assert metrics["data"]["symbols"] == TINY_MARKET.symbols and metrics["data"]["universe_ranked_until"] is None
+    for name in MODEL_ORDER:  # the printed tables list every model
         assert name in out
+    assert "gnn minus" in out and "bootstrap" in out
     report = (run / "report.md").read_text()
-    assert "learning_curves.png" in report and "confusion.png" in report and "hist_gb" in report
+    for text in ("learning_curves.png", "confusion.png", "reliability.png", "hist_gb", "significance", "Brier"):
+        assert text in report, text
 
 
 def test_same_seed_same_results(store, tmp_path) -> None:

@@ -6,7 +6,10 @@
 Modules: ``config`` (TrainConfig, protocol constants), ``splits`` (purged
 chronological folds), ``graphs`` (training snapshots and their flat rows),
 ``loop`` (the GNN training loop), ``folds`` (one fold: GNN, ablation,
-baselines), ``run`` (the whole run and its artefacts), ``report`` (scores,
+baselines), ``calibrate`` (validation-fitted vector scaling and decision rule
+per model), ``evaluation`` (mean ± sd over seeds, GNN-vs-model day
+bootstrap), ``universe`` (point-in-time ``--top`` universe and the split),
+``run`` (the whole run and its artefacts), ``report`` (scores,
 tables, plots), ``packaging`` (``--save-packaged``), ``baselines``,
 ``metrics``. The CLI is ``python -m gnn_market.train``. Inference
 (:mod:`gnn_market.encoder`) never imports this package; both share

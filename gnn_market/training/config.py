@@ -55,6 +55,7 @@ class TrainConfig:
     mlp_window: int = 24             # hours of each pair's normalised features the MLP baseline sees
     mlp_max_rows: int | None = 60_000
     seed: int = 0
+    seeds: list[int] | None = None   # training seeds, each a full run (None = [seed]); model.pt = the first's
     device: str = "cpu"
     threads: int = 1                 # torch intra-op threads (see docs/model.md: >1 thrashes when the CPU is shared)
     out: str | None = None
@@ -74,9 +75,16 @@ class TrainConfig:
             raise DataError(f"--top-k must be >= 1, got {self.top_k}")
         if self.hidden % self.heads:
             raise DataError(f"--hidden ({self.hidden}) must be a multiple of --heads ({self.heads})")
+        if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise DataError(f"--seeds must list at least one seed, each once, got {self.seeds}")
         if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1
                 and self.val_fraction + self.test_fraction < 0.9):
             raise DataError("validation and test fractions must be in (0, 1) and leave >= 10% for training")
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The training seeds of the run, in the order given (``seeds``, or ``[seed]``)."""
+        return [int(s) for s in self.seeds] if self.seeds is not None else [int(self.seed)]
 
     @property
     def purge(self) -> int:

@@ -32,6 +32,7 @@ class FoldResult:
     model: GATv2Classifier
     normalizer: FeatureNormalizer
     timings: dict[str, float]
+    test_hours: np.ndarray | None = None             # [M_test] hour index (panel T axis) of each test row
 
 
 def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.device,
@@ -83,4 +84,5 @@ def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.d
                 out[baseline.name] = (baseline.predict(rows[split_name]), baseline.predict_proba(rows[split_name]))
             timings[f"{baseline.name}_s"] = time.perf_counter() - t1
         timings["baselines_s"] = time.perf_counter() - t0
-    return FoldResult(split, test, val, rows["test"].y, rows["val"].y, histories, model, normalizer, timings)
+    return FoldResult(split, test, val, rows["test"].y, rows["val"].y, histories, model, normalizer, timings,
+                      test_hours=rows["test"].hour)

@@ -18,6 +18,7 @@ from sklearn.metrics import (
     matthews_corrcoef,
 )
 
+from ..calibration import brier_score
 from ..classes import CLASS_NAMES, IGNORE_INDEX, LABELS
 
 # Probabilities are clipped before the log so a single confident miss gives a
@@ -56,7 +57,8 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
 
     Returns:
         ``accuracy``, ``macro_f1``, ``f1`` (per class name), ``mcc``,
-        ``log_loss``, ``confusion`` (3x3 list, rows = true class, columns =
+        ``log_loss`` and ``brier`` (multi-class Brier score; both ``None``
+        without ``probs``), ``confusion`` (3x3 list, rows = true class, columns =
         predicted), ``class_balance`` (of ``y_true``), ``pred_balance``, ``n``.
     """
     y_true = np.asarray(y_true, dtype=np.int64)
@@ -73,6 +75,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
         "f1": {name: float(v) for name, v in zip(CLASS_NAMES, per_class)},
         "mcc": float(matthews_corrcoef(y_true, y_pred)),
         "log_loss": None if probs is None else safe_log_loss(y_true, probs),
+        "brier": None if probs is None else brier_score(y_true, probs),
         "confusion": confusion_matrix(y_true, y_pred, labels=LABELS).tolist(),
         "class_balance": class_balance(y_true),
         "pred_balance": class_balance(y_pred),

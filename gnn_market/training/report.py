@@ -8,6 +8,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import __version__
+from ..atomic import write_text_atomic
+from ..calibration import reliability_curve
 from ..classes import CLASS_NAMES
 from .config import MODEL_ORDER, TrainConfig
 from .folds import FoldResult
@@ -27,25 +29,88 @@ def score(results: Sequence[FoldResult], which: str) -> dict[str, dict[str, Any]
     return out
 
 
-def results_table(metrics: dict[str, dict[str, Any]], title: str = "test") -> str:
-    """Plain-text table: one row per model, accuracy / macro-F1 / per-class F1 / MCC / log-loss."""
-    head = f"{title:<16}{'accuracy':>10}{'macro-F1':>10}{'F1 DOWN':>9}{'F1 SIDE':>9}{'F1 UP':>9}{'MCC':>9}{'log-loss':>10}"
-    lines = [head, "-" * len(head)]
-    for name, m in metrics.items():
-        ll = "n/a" if m["log_loss"] is None else f"{m['log_loss']:.4f}"
-        lines.append(f"{name:<16}{m['accuracy']:>10.4f}{m['macro_f1']:>10.4f}{m['f1']['DOWN']:>9.4f}"
-                     f"{m['f1']['SIDEWAYS']:>9.4f}{m['f1']['UP']:>9.4f}{m['mcc']:>9.4f}{ll:>10}")
+def _cell(m: dict[str, Any], key: str, sd: bool, signed: bool = False) -> str:
+    """``mean`` or ``mean ± sd`` of ``m[key]``; ``n/a`` where the metric is None."""
+    value = m.get(key)
+    if value is None:
+        return "n/a"
+    text = f"{value:+.4f}" if signed else f"{value:.4f}"
+    return f"{text} ± {m[key + '_sd']:.4f}" if sd and f"{key}_sd" in m else text
+
+
+#: Columns of the results tables: (header, metric key, show ± sd with several seeds).
+_COLUMNS = (("accuracy", "accuracy", False), ("macro-F1", "macro_f1", True), ("F1 DOWN", "f1.DOWN", False),
+            ("F1 SIDE", "f1.SIDEWAYS", False), ("F1 UP", "f1.UP", False), ("MCC", "mcc", True),
+            ("log-loss", "log_loss", True), ("Brier", "brier", True))
+
+
+def _row(m: dict[str, Any], n_seeds: int) -> list[str]:
+    cells = []
+    for _, key, with_sd in _COLUMNS:
+        if key.startswith("f1."):
+            cells.append(f"{m['f1'][key[3:]]:.4f}")
+        else:
+            cells.append(_cell(m, key, with_sd and n_seeds > 1))
+    return cells
+
+
+def results_table(metrics: dict[str, dict[str, Any]], title: str = "test", n_seeds: int = 1) -> str:
+    """Plain-text table, one row per model: accuracy, macro-F1, per-class F1, MCC, log-loss, Brier.
+
+    With ``n_seeds > 1`` the values are means over seeds and the main metrics show ``± sd``.
+    """
+    rows = [[name] + _row(m, n_seeds) for name, m in metrics.items()]
+    first = f"{title} (mean ± sd over {n_seeds} seeds)" if n_seeds > 1 else title
+    head = [first] + [h for h, _, _ in _COLUMNS]
+    widths = [max(len(r[i]) for r in rows + [head]) + 2 for i in range(len(head))]
+    lines = ["".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [head] + rows]
+    lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
 
-def markdown_table(metrics: dict[str, dict[str, Any]]) -> str:
+def markdown_table(metrics: dict[str, dict[str, Any]], n_seeds: int = 1) -> str:
     """The :func:`results_table` columns as a Markdown table."""
-    lines = ["| model | accuracy | macro-F1 | F1 DOWN | F1 SIDEWAYS | F1 UP | MCC | log-loss |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | " + " | ".join(h for h, _, _ in _COLUMNS) + " |",
+             "|---|" + "---:|" * len(_COLUMNS)]
     for name, m in metrics.items():
-        ll = "n/a" if m["log_loss"] is None else f"{m['log_loss']:.4f}"
-        lines.append(f"| {name} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['f1']['DOWN']:.4f} | "
-                     f"{m['f1']['SIDEWAYS']:.4f} | {m['f1']['UP']:.4f} | {m['mcc']:.4f} | {ll} |")
+        lines.append(f"| {name} | " + " | ".join(_row(m, n_seeds)) + " |")
+    return "\n".join(lines)
+
+
+def verdict(interval: dict[str, float]) -> str:
+    """``"tie"`` when the interval contains 0, else ``"gnn better"`` / ``"gnn worse"``."""
+    if interval["ci_low"] > 0:
+        return "gnn better"
+    if interval["ci_high"] < 0:
+        return "gnn worse"
+    return "tie"
+
+
+def _interval(interval: dict[str, float]) -> str:
+    return (f"{interval['diff']:+.4f} [{interval['ci_low']:+.4f}, {interval['ci_high']:+.4f}] "
+            f"{verdict(interval)}")
+
+
+def significance_caption(significance: dict[str, Any]) -> str:
+    """One line: what the significance table is."""
+    return (f"GNN minus each model, paired bootstrap over {significance['days']} test days "
+            f"({significance['replicates']} replicates, {significance['level']:.0%} percentile interval, "
+            f"{significance['seeds']} seed(s)); \"tie\" = the interval contains 0")
+
+
+def significance_table(significance: dict[str, Any], markdown: bool = False) -> str:
+    """GNN minus each model: macro-F1 and MCC differences with their intervals and verdicts."""
+    rows = [(name, _interval(r["macro_f1"]), _interval(r["mcc"])) for name, r in significance["gnn_vs"].items()]
+    if not rows:
+        return significance.get("note", "no other model to compare with")
+    head = ("gnn minus", "macro-F1 diff [95% CI]", "MCC diff [95% CI]")
+    if markdown:
+        return "\n".join(["| " + " | ".join(head) + " |", "|---|---|---|"]
+                         + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(r[i]) for r in rows + [head]) + 2 for i in range(3)]
+    lines = ["".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head] + rows]
+    lines.insert(1, "-" * max(len(line) for line in lines))
     return "\n".join(lines)
 
 
@@ -99,7 +164,7 @@ def plot_confusions(metrics: dict[str, dict[str, Any]], path: Path) -> None:
         ax.imshow(share, vmin=0, vmax=1, cmap="Blues")
         for i in range(3):
             for j in range(3):
-                ax.text(j, i, f"{int(cm[i, j])}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, f"{cm[i, j]:.0f}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=7,
                         color="white" if share[i, j] > 0.6 else "black")
         ax.set_xticks(range(3), [c[:4] for c in CLASS_NAMES], fontsize=7)
         ax.set_yticks(range(3), [c[:4] for c in CLASS_NAMES], fontsize=7)
@@ -111,10 +176,40 @@ def plot_confusions(metrics: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(out: Path, cfg: TrainConfig, metrics: dict[str, Any], results: Sequence[FoldResult]) -> None:
-    """``report.md`` with ``learning_curves.png`` and ``confusion.png`` in ``out``."""
+def plot_reliability(y: np.ndarray, curves: dict[str, np.ndarray], path: Path, bins: int = 10) -> None:
+    """Reliability diagram: per class, mean predicted probability vs observed frequency per bin.
+
+    ``y`` ``[M]`` labels; ``curves`` maps a legend label to probabilities ``[M, 3]`` of the same rows.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
+    for k, ax in enumerate(axes):
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="perfect")
+        for label, probs in curves.items():
+            curve = reliability_curve(y, probs, bins)
+            seen = curve["count"][k] > 0
+            ax.plot(curve["predicted"][k][seen], curve["observed"][k][seen], marker="o", ms=3, label=label)
+        ax.set(title=f"{CLASS_NAMES[k]} (share {np.mean(y == k):.1%})", xlabel="predicted probability",
+               ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1))
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_report(out: Path, cfg: TrainConfig, metrics: dict[str, Any], results: Sequence[FoldResult],
+                 reliability: tuple[np.ndarray, dict[str, np.ndarray]] | None = None) -> None:
+    """``report.md`` with ``learning_curves.png``, ``confusion.png`` and ``reliability.png`` in ``out``.
+
+    ``results``: the first seed's folds (learning curves); ``reliability``: test labels ``[M]`` and
+    the probabilities ``[M, 3]`` to draw (see :func:`plot_reliability`).
+    """
     plot_learning_curves(results, out / "learning_curves.png")
     plot_confusions(metrics["test"], out / "confusion.png")
+    if reliability is not None:
+        plot_reliability(reliability[0], reliability[1], out / "reliability.png")
+    seeds = cfg.seed_list
+    n_seeds = len(seeds)
     balance = metrics["test"]["gnn"]["class_balance"]
     folds = metrics["split"]["folds"]
     split_lines = "\n".join(
@@ -123,27 +218,44 @@ def write_report(out: Path, cfg: TrainConfig, metrics: dict[str, Any], results: 
         f"{f['test']['range'][0]} .. {f['test']['range'][1]} ({f['test']['hours']} h) |"
         for k, f in enumerate(folds))
     best = {name: h.best_epoch for name, h in results[-1].histories.items()}
+    data = metrics.get("data", {})
+    universe = (f"universe: the {data['top']} most liquid pairs on hours up to {data['universe_ranked_until']} "
+                f"(before the first validation hour)" if data.get("top") else "universe: all pairs loaded")
+    seed_text = (f"seeds {', '.join(map(str, seeds))} (every number is the mean over seeds ± sample sd; "
+                 f"`model.pt` is seed {seeds[0]}'s network)" if n_seeds > 1 else f"seed {seeds[0]}")
+    significance = metrics.get("significance")
+    sig_text = ("" if significance is None else
+                f"## Is the GNN better? (significance)\n\n{significance_caption(significance)}.\n\n"
+                f"{significance_table(significance, markdown=True)}\n\n")
+    reliability_text = ("" if reliability is None else
+                        "## Calibration\n\nReliability diagram of the test rows (seed "
+                        f"{seeds[0]}): per class, mean predicted probability against the observed "
+                        "frequency in 10 probability bins; the GNN before and after vector scaling "
+                        "(fitted on validation) and the other learned model with the best validation "
+                        "macro-F1.\n\n![reliability diagram](reliability.png)\n\n")
     text = f"""# Training report
 
-CryptoGraph {__version__}; data `{cfg.store or cfg.data}` ({cfg.market}), {metrics['split']['symbols']} symbols;
-label threshold {cfg.threshold:.2%}; seed {cfg.seed}; purge gap {cfg.purge} h; folds {cfg.folds}.
+CryptoGraph {__version__}; data `{cfg.store or cfg.data}` ({cfg.market}), {metrics['split']['symbols']} symbols
+({universe}); label threshold {cfg.threshold:.2%}; {seed_text}; purge gap {cfg.purge} h; folds {cfg.folds}.
 
 ## Test results (pooled over folds)
 
 Test class balance: DOWN {balance['DOWN']:.1%}, SIDEWAYS {balance['SIDEWAYS']:.1%}, UP {balance['UP']:.1%}
 ({metrics['test']['gnn']['n']} labelled pair-hours).
 
-{markdown_table(metrics['test'])}
+{markdown_table(metrics['test'], n_seeds)}
 
-Validation (used for early stopping; reported for completeness):
+Validation (early stopping, calibration and decision rules are fitted here, so it is optimistic):
 
-{markdown_table(metrics['val'])}
+{markdown_table(metrics['val'], n_seeds)}
 
-Macro-F1 weighs the rare UP/DOWN classes like SIDEWAYS; MCC is 0 for any
-constant or random prediction; log-loss of class-weighted models is inflated
-by the re-weighting (their probabilities over-state UP/DOWN).
+Learned models (all but `majority` and `persistence`) are scored on vector-scaled probabilities
+and decide with per-class weights chosen on validation macro-F1; `log_loss_uncalibrated` /
+`brier_uncalibrated` in `metrics.json` are their raw probabilities' scores. Macro-F1 weighs the
+rare UP/DOWN classes like SIDEWAYS; MCC is 0 for any constant or random prediction; log-loss and
+Brier score the probabilities (lower is better).
 
-## Split
+{sig_text}{reliability_text}## Split
 
 | fold | train | validation | test |
 |---|---|---|---|
@@ -151,12 +263,12 @@ by the re-weighting (their probabilities over-state UP/DOWN).
 
 ## Learning curves
 
-Best epochs (last fold): {best}
+Best epochs (seed {seeds[0]}, last fold): {best}
 
 ![learning curves](learning_curves.png)
 
-## Test confusion matrices (rows: true class; counts and row shares)
+## Test confusion matrices (rows: true class; counts and row shares{', mean over seeds' if n_seeds > 1 else ''})
 
 ![confusion matrices](confusion.png)
 """
-    (out / "report.md").write_text(text)
+    write_text_atomic(out / "report.md", text)

@@ -3,30 +3,39 @@
 Protocol (see ``docs/model.md``): one graph per hour, chronological splits
 with purge gaps (:mod:`.splits`), normaliser and class weights fitted on
 training hours only, early stopping on validation macro-F1, the no-edge
-ablation and the baselines on the same rows (:mod:`.folds`).
+ablation and the baselines on the same rows (:mod:`.folds`), every learned
+model's probabilities calibrated and its decision rule fitted on validation
+(:mod:`.calibrate`), all of it once per training seed; metrics averaged over
+seeds with the GNN's paired day-bootstrap comparisons (:mod:`.evaluation`);
+the ``--top`` universe ranked before the first validation hour (:mod:`.universe`).
 """
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 
 from .. import __version__
+from ..atomic import write_text_atomic
 from ..checkpoint import Checkpoint, iso_range, save_checkpoint
-from ..pipeline import MarketData, load_market
+from ..pipeline import MarketData
 from ..sources import open_store
+from .calibrate import CalibratedFold, ModelCalibration, calibrate_fold
 from .config import LABEL_HORIZON, TrainConfig
+from .evaluation import aggregate_seeds, score_seed, significance_vs_gnn, stack_seeds
 from .folds import FoldResult, run_fold
 from .graphs import graph_config
 from .loop import resolve_device
 from .packaging import save_packaged
-from .report import score, write_report
-from .splits import candidate_hours, make_splits
+from .report import write_report
+from .universe import load_training_market
 
 
 def default_out() -> Path:
@@ -38,12 +47,15 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     """Run the full protocol and write the artefacts; returns ``metrics.json``'s content.
 
     Torch's thread count and deterministic-algorithms flag are set for the run
-    and restored afterwards.
+    and restored afterwards; OpenMP pools (scikit-learn's gradient boosting) are
+    limited to ``cfg.threads`` too: with more threads than free cores they spin-wait
+    (on the shared 2-core box the tiny hist_gb fit took 36 s instead of 4 s).
     """
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(max(1, cfg.threads))
     try:
-        return _run_training(cfg)
+        with threadpool_limits(max(1, cfg.threads), user_api="openmp"):
+            return _run_training(cfg)
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
@@ -55,43 +67,88 @@ def _run_training(cfg: TrainConfig) -> dict[str, Any]:
     out = Path(cfg.out) if cfg.out else default_out()
     store = open_store(cfg.store, cfg.data)
     t0 = time.perf_counter()
-    market = load_market(store, cfg.market, cfg.symbols, cfg.top, cfg.start, cfg.end, cfg.threshold)
+    market, splits, data = load_training_market(store, cfg)
     load_s = time.perf_counter() - t0
-    splits = make_splits(candidate_hours(market, cfg.window), cfg)
-    results = []
-    for k, split in enumerate(splits):
-        fold_name = f" fold {k + 1}/{len(splits)}" if len(splits) > 1 else ""
-        results.append(run_fold(market, split, cfg, device, fold_name))
-    last = results[-1]
+    seeds = cfg.seed_list
+    per_seed: dict[int, list[CalibratedFold]] = {}
+    for seed in seeds:
+        seed_cfg = replace(cfg, seed=seed, seeds=None)
+        folds = []
+        for k, split in enumerate(splits):
+            name = (f" seed {seed}" if len(seeds) > 1 else "") + (f" fold {k + 1}/{len(splits)}" if len(splits) > 1
+                                                                  else "")
+            fold = run_fold(market, split, seed_cfg, device, name)
+            t0 = time.perf_counter()
+            folds.append(calibrate_fold(fold))
+            fold.timings["calibration_s"] = time.perf_counter() - t0
+        per_seed[seed] = folds
+    first = per_seed[seeds[0]]
+    last = first[-1]
     times = market.times
+    seed_metrics = {str(seed): {
+        "test": score_seed(folds, "test"),
+        "val": score_seed(folds, "val"),
+        "calibration": [{name: c.state_dict() for name, c in f.calibrations.items()} for f in folds],
+        "history": {name: asdict(h) for name, h in folds[-1].raw.histories.items()},
+    } for seed, folds in per_seed.items()}
+    t0 = time.perf_counter()
+    y_test, test_hours, test_preds = stack_seeds(list(per_seed.values()))
+    significance = significance_vs_gnn(y_test, test_preds, times[test_hours])
+    significance_s = time.perf_counter() - t0
     metrics: dict[str, Any] = {
-        "test": score(results, "test"),
-        "val": score(results, "val"),
+        "test": aggregate_seeds([m["test"] for m in seed_metrics.values()]),
+        "val": aggregate_seeds([m["val"] for m in seed_metrics.values()]),
+        "significance": significance,
+        "seeds": seed_metrics,
+        "data": data,
         "config": asdict(cfg),
         "split": {
             "purge_hours": cfg.purge,
             "label_horizon_hours": LABEL_HORIZON,
             "symbols": len(market.panel.symbols),
-            "folds": [r.split.describe(times) for r in results],
+            "folds": [f.raw.split.describe(times) for f in first],
         },
-        "history": {name: asdict(h) for name, h in last.histories.items()},
-        "timings": {"load_s": load_s, **{f"fold{k + 1}_{key}": v for k, r in enumerate(results)
-                                         for key, v in r.timings.items()}},
+        "history": seed_metrics[str(seeds[0])]["history"],
+        "timings": {"load_s": load_s, "significance_s": significance_s, **{
+            (f"seed{seed}_" if len(seeds) > 1 else "") + f"fold{k + 1}_{key}": v
+            for seed, folds in per_seed.items() for k, f in enumerate(folds) for key, v in f.raw.timings.items()}},
         "package_version": __version__,
     }
     out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(make_checkpoint(last, market, cfg), out / "model.pt")
+    save_checkpoint(make_checkpoint(last.raw, market, replace(cfg, seed=seeds[0], seeds=None),
+                                    last.calibrations.get("gnn")), out / "model.pt")
     metrics["timings"]["total_s"] = time.perf_counter() - started
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
-    write_report(out, cfg, metrics, results)
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
+    write_report(out, cfg, metrics, [f.raw for f in first], reliability_curves(first, metrics["val"]))
     if cfg.save_packaged:
-        save_packaged(out / "model.pt", metrics, cfg)
+        save_packaged(out / "model.pt", metrics, replace(cfg, seed=seeds[0], seeds=None))  # model.pt's seed
     metrics["out"] = str(out)
     return metrics
 
 
-def make_checkpoint(result: FoldResult, market: MarketData, cfg: TrainConfig) -> Checkpoint:
-    """The :class:`Checkpoint` of a fold's GNN: weights, configs, normaliser, feature schema, ranges."""
+def reliability_curves(folds: list[CalibratedFold], val_metrics: dict[str, dict[str, Any]]
+                       ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Test labels ``[M]`` and the probabilities ``[M, 3]`` that ``reliability.png`` draws (one seed's folds).
+
+    The GNN before and after calibration and, calibrated, the other calibrated model with the best
+    mean validation macro-F1 (chosen on validation, like everything else).
+    """
+    y = np.concatenate([f.fold.y_test for f in folds])
+    pooled = {name: np.concatenate([f.fold.test[name][1] for f in folds]) for name in folds[0].fold.test}
+    curves = {"gnn (uncalibrated)": np.concatenate([f.raw.test["gnn"][1] for f in folds])}
+    if "gnn" in folds[0].calibrations:
+        curves["gnn (calibrated)"] = pooled["gnn"]
+    others = [name for name in folds[0].calibrations if name != "gnn"]
+    if others:
+        best = max(others, key=lambda name: (val_metrics[name]["macro_f1"], name))
+        curves[f"{best} (calibrated)"] = pooled[best]
+    return y, curves
+
+
+def make_checkpoint(result: FoldResult, market: MarketData, cfg: TrainConfig,
+                    calibration: ModelCalibration | None = None) -> Checkpoint:
+    """The :class:`Checkpoint` of a fold's GNN: weights, configs, normaliser, feature schema, ranges and,
+    when given, its validation-fitted calibration and decision rule."""
     times = market.times
     return Checkpoint(
         state_dict=result.model.state_dict(),
@@ -107,4 +164,6 @@ def make_checkpoint(result: FoldResult, market: MarketData, cfg: TrainConfig) ->
                 "test": iso_range(times[result.split.test])},
         extra={"seed": cfg.seed, "data": cfg.store or cfg.data,
                "best_epoch": result.histories["gnn"].best_epoch},
+        calibration=None if calibration is None else calibration.scaling.state_dict(),
+        decision_rule=None if calibration is None else calibration.rule.state_dict(),
     )

@@ -1,0 +1,73 @@
+"""training.calibrate: every learned model is calibrated and decided from its validation rows only."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from gnn_market.calibration import DecisionRule, VectorScaling
+from gnn_market.training.calibrate import RULE_BASED_MODELS, calibrate_fold, is_calibrated
+from gnn_market.training.folds import FoldResult
+
+
+def probs_for(y: np.ndarray, rng: np.random.Generator, sharp: float) -> np.ndarray:
+    """Over-confident, class-shifted probabilities that carry some signal about ``y`` ``[M]`` -> ``[M, 3]``."""
+    logits = rng.normal(size=(len(y), 3)) + sharp * np.eye(3)[y] + np.array([1.0, -1.0, 1.0])
+    p = np.exp(2.0 * logits)
+    return p / p.sum(1, keepdims=True)
+
+
+def fold(seed: int = 0) -> FoldResult:
+    rng = np.random.default_rng(seed)
+    y_val = rng.choice(3, size=900, p=[0.15, 0.7, 0.15])
+    y_test = rng.choice(3, size=700, p=[0.2, 0.6, 0.2])
+    out = {}
+    for name, rows in (("val", y_val), ("test", y_test)):
+        gnn = probs_for(rows, rng, 1.0)
+        prior = np.tile([0.15, 0.7, 0.15], (len(rows), 1))
+        out[name] = {"gnn": (gnn.argmax(1), gnn), "logistic": (gnn.argmax(1), gnn[:, ::-1].copy()),
+                     "majority": (np.ones(len(rows), np.int64), prior),
+                     "persistence": (rng.choice(3, size=len(rows)), prior[:, ::-1].copy())}
+    return FoldResult(split=None, test=out["test"], val=out["val"], y_test=y_test, y_val=y_val, histories={},
+                      model=None, normalizer=None, timings={}, test_hours=np.arange(len(y_test)))
+
+
+def test_learned_models_get_validation_fitted_scaling_and_rule() -> None:
+    f = fold()
+    cal = calibrate_fold(f)
+    assert set(cal.calibrations) == {"gnn", "logistic"}
+    for name in ("gnn", "logistic"):
+        # independent reference: the building blocks fitted by hand on the validation rows
+        scaling = VectorScaling().fit(f.val[name][1], f.y_val)
+        rule = DecisionRule().fit(scaling.transform(f.val[name][1]), f.y_val)
+        for which in ("val", "test"):
+            expect = scaling.transform(getattr(f, which)[name][1])
+            pred, probs = getattr(cal.fold, which)[name]
+            np.testing.assert_allclose(probs, expect, atol=1e-12)
+            np.testing.assert_array_equal(pred, rule.predict(expect))
+        np.testing.assert_allclose(cal.calibrations[name].state_dict()["weights"], rule.weights)
+        assert cal.raw.test[name] is f.test[name]
+    # the GNN's probabilities were shifted towards UP/DOWN: calibration must lower the validation NLL
+    nll = lambda p, y: -np.mean(np.log(p[np.arange(len(y)), y]))  # noqa: E731
+    assert nll(cal.fold.val["gnn"][1], f.y_val) < nll(f.val["gnn"][1], f.y_val) - 0.05
+
+
+def test_rule_based_models_are_untouched() -> None:
+    f = fold()
+    cal = calibrate_fold(f)
+    assert RULE_BASED_MODELS == {"majority", "persistence"}
+    for name in RULE_BASED_MODELS:
+        assert not is_calibrated(name)
+        for which in ("val", "test"):
+            assert getattr(cal.fold, which)[name] is getattr(f, which)[name]
+    assert is_calibrated("gnn") and is_calibrated("hist_gb_context") and is_calibrated("gnn_no_temporal")
+
+
+def test_test_labels_and_test_probabilities_never_shape_the_maps() -> None:
+    f = fold()
+    base = calibrate_fold(f)
+    rng = np.random.default_rng(9)
+    garbage_test = {name: (pred, rng.dirichlet(np.ones(3), size=len(pred))) for name, (pred, _) in f.test.items()}
+    other = calibrate_fold(replace(f, y_test=(f.y_test + 1) % 3, test=garbage_test))
+    for name, c in base.calibrations.items():
+        assert c.state_dict() == other.calibrations[name].state_dict()
