@@ -451,8 +451,13 @@ def cmd_repair(args: argparse.Namespace) -> int:
 def format_info(store: Store) -> str:
     """Per market: symbols, range, rows, gaps, funding and book coverage; then the files that break a store rule."""
     summary = store.summary()
-    problems = store.check()
-    lines = [f"store {store.root}"]
+    problems = [r.line() for r in store.check()]
+    try:
+        version = f"format {store.format_version()}"
+    except StoreError as exc:
+        version = "format unknown"
+        problems.insert(0, str(exc))
+    lines = [f"store {store.root} ({version})"]
     for market in (SPOT, PERP):
         s = summary[summary["market"] == market] if len(summary) else summary
         if not len(s):
@@ -472,9 +477,9 @@ def format_info(store: Store) -> str:
             ok=np.where(summary["problems"] == "", "yes", "NO"))
         lines.append(table.to_string(index=False))
     if problems:
-        lines.append(f"problems: {len(problems)} file(s) break the store rules; reading them raises an error "
-                     f"until 'python -m gnn_market.data repair --store {store.root}' fixes them:")
-        lines.extend(f"  {r.line()}" for r in problems)
+        lines.append(f"problems: {len(problems)}; a file listed here raises an error when read until "
+                     f"'python -m gnn_market.data repair --store {store.root}' fixes it:")
+        lines.extend(f"  {line}" for line in problems)
     else:
         lines.append("problems: none")
     return "\n".join(lines)

@@ -638,16 +638,13 @@ class Store:
             if not report.repairable:
                 continue
             kind = {k.name: k for k in (KLINES, FUNDING, BOOK)}[report.kind]
+            if dry_run:  # read only: no lock file, nothing created
+                report.rows_after = len(_repaired(self._load(report.path, kind), kind))
+                continue
             with self._locked(report.path):
                 df = self._load(report.path, kind)
-                bad = np.zeros(len(df), dtype=bool)
-                for mask in row_faults(df, kind).values():
-                    bad |= mask
-                fixed = df[~bad]
-                fixed = fixed[~fixed.index.duplicated(keep="last")].sort_index(kind="stable")
+                fixed = _repaired(df, kind)
                 report.rows_before, report.rows_after = len(df), len(fixed)
-                if dry_run:
-                    continue
                 backup = self.root / BACKUP_DIR / stamp / report.path.relative_to(self.root)
                 try:
                     backup.parent.mkdir(parents=True, exist_ok=True)
@@ -658,6 +655,15 @@ class Store:
                 report.backup = backup
                 self._atomic_write(report.path, fixed, kind)
         return reports
+
+
+def _repaired(df: pd.DataFrame, kind: _Kind) -> pd.DataFrame:
+    """``df`` without rows breaking a value rule, the last of repeated timestamps kept, sorted."""
+    bad = np.zeros(len(df), dtype=bool)
+    for mask in row_faults(df, kind).values():
+        bad |= mask
+    fixed = df[~bad]
+    return fixed[~fixed.index.duplicated(keep="last")].sort_index(kind="stable")
 
 
 def find_gaps(index: pd.DatetimeIndex) -> pd.DataFrame:

@@ -126,7 +126,7 @@ class ImportReport:
         repeated = self.rows_in - self.rows
         lines = [f"imported {self.files} file(s): {self.rows_in:,} rows in, {self.rows:,} stored "
                  f"({self.new_rows:,} new) for {symbols} symbol(s)"
-                 + (f", {repeated:,} repeated across files (the later file's row kept)" if repeated else "")
+                 + (f", {repeated:,} repeated in overlapping files (the later file's row kept)" if repeated else "")
                  + f"; {self.checksums_verified} checksum(s) verified; skipped {len(self.skipped)} file(s)"]
         for (dataset, sym), rows in sorted(self.per_symbol.items()):
             lines.append(f"  {dataset:<8} {sym:<14} {rows:>8,} rows ({self.new_per_symbol.get((dataset, sym), 0):,} new)")
@@ -264,6 +264,7 @@ def parse_klines(data: bytes, source: str | Path) -> pd.DataFrame:
     if (open_ms % HOUR_MS != 0).any():
         bad = int(np.nonzero(open_ms % HOUR_MS)[0][0])
         raise DataError(f"{source}: row {bad + 1} open_time is not on the hour")
+    _refuse_repeats(open_ms, source, "open_time")
     out = numbers[list(_KLINE_TO_STORE)].rename(columns=_KLINE_TO_STORE)
     out.index = pd.DatetimeIndex(pd.to_datetime(open_ms, unit="ms", utc=True)).as_unit("ns").rename("open_time")
     return checked_frame(out, "klines", source)  # the store's rules (prices, OHLC order, volumes), per file
@@ -298,6 +299,7 @@ def parse_funding(data: bytes, source: str | Path) -> pd.DataFrame:
     numbers = _numeric(table[cols], source)
     ms = _to_ms(numbers[time_col].to_numpy(), source, "funding time")
     seconds = (ms + 30_000) // 60_000 * 60  # to the minute, as the REST client does (no duplicates)
+    _refuse_repeats(seconds, source, "funding time")
     out = pd.DataFrame({"funding_rate": numbers[rate_col].to_numpy(dtype="float64"),
                         "mark_price": numbers[mark_col].to_numpy(dtype="float64") if mark_col is not None
                         else np.full(len(numbers), np.nan)})
@@ -557,6 +559,16 @@ def _to_ms(values: np.ndarray, source: str | Path, what: str) -> np.ndarray:
         raise DataError(f"{source}: row {row + 1} {what} {as_int[row]} is {_ms_text(ms[row])}, outside "
                         f"2010-01-01 .. tomorrow (a unit or format mistake?)")
     return ms
+
+
+def _refuse_repeats(times: np.ndarray, source: str | Path, what: str) -> None:
+    """An archive file never repeats a time: a file that does is malformed (rows in must equal rows stored)."""
+    order = np.sort(times)
+    repeated = order[1:][order[1:] == order[:-1]]
+    if len(repeated):
+        raise DataError(f"{source}: {len(repeated)} row(s) repeat an earlier {what} (first "
+                        f"{pd.Timestamp(int(repeated[0]), unit='ms' if what == 'open_time' else 's', tz='UTC')}); "
+                        f"a malformed file")
 
 
 def _ms_text(ms: int) -> str:

@@ -338,7 +338,7 @@ def test_info_reports_bad_files_per_symbol_and_repair_fixes_them_explicitly(tmp_
 
     assert run_cli(main, ["info", "--store", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "problems: 4 file(s)" in out
+    assert "problems: 4;" in out and "(format 2)" in out
     assert "klines/spot DUPUSDT: 1 duplicated timestamp(s) (first 2024-01-01 02:00:00)" in out
     assert "OFFUSDT: 1 row(s) with open_time not on the hour (first at 2024-01-01 05:30:00)" in out
     assert "HILOUSDT: 1 row(s) with high < low" in out and "HUGEUSDT: 1 row(s) with price > 1e+09" in out
@@ -349,8 +349,10 @@ def test_info_reports_bad_files_per_symbol_and_repair_fixes_them_explicitly(tmp_
             store.write_klines(sym, good.iloc[[0]])
     assert {p.name: p.read_bytes() for p in spot.glob("*.parquet")} == before  # nothing changed silently
 
+    listing = sorted(p.name for p in tmp_path.rglob("*"))
     assert run_cli(main, ["repair", "--store", str(tmp_path), "--dry-run"]) == 0
     assert "would drop 1 of 7 rows" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.rglob("*")) == listing  # a dry run creates nothing, not even a lock
     assert {p.name: p.read_bytes() for p in spot.glob("*.parquet")} == before
     assert run_cli(main, ["repair", "--store", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -363,3 +365,7 @@ def test_info_reports_bad_files_per_symbol_and_repair_fixes_them_explicitly(tmp_
     assert store.symbols("spot") == ["DUPUSDT", "HILOUSDT", "HUGEUSDT", "OFFUSDT", "OKUSDT"]  # backups not listed
     assert run_cli(main, ["info", "--store", str(tmp_path)]) == 0
     assert "problems: none" in capsys.readouterr().out
+    (tmp_path / "STORE.json").write_text('{"format": "cryptograph-store", "version": 9}')
+    assert run_cli(main, ["info", "--store", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "(format unknown)" in out and "newer than this cryptograph" in out

@@ -290,7 +290,12 @@ def test_rows_repeated_across_files_are_reported(tmp_path):
     write_zip(data / "BTCUSDT-1h-2024-01-01.zip", kline_csv(JAN_2024_MS + 3 * HOUR_MS, 4))  # overlaps 2 rows
     report = import_paths([tmp_path / "data"], Store(tmp_path / "store"))
     assert (report.rows_in, report.rows) == (9, 7)
-    assert "9 rows in, 7 stored (7 new)" in report.summary() and "2 repeated across files" in report.summary()
+    assert "9 rows in, 7 stored (7 new)" in report.summary() and "2 repeated in overlapping files" in report.summary()
+    one = tmp_path / "spot" / "ETHUSDT-1h-2024-01.csv"  # but one file never repeats a candle: malformed
+    one.parent.mkdir()
+    one.write_bytes(kline_csv(JAN_2024_MS, 3) + kline_csv(JAN_2024_MS + HOUR_MS, 1))
+    with pytest.raises(DataError, match=r"1 row\(s\) repeat an earlier open_time \(first 2024-01-01 01:00"):
+        import_paths([one], Store(tmp_path / "store"))
 
 
 def _deflate64(path: Path, csv_bytes: bytes) -> Path:
