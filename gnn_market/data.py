@@ -48,7 +48,7 @@ from .errors import BannedError, BinanceError, CryptoGraphError, DataError, Stor
 from .csv_import import read_csv_folder
 from .panel import BOOK_TOLERANCE
 from .sources import open_store
-from .store import Store
+from .store import BadStoreFile, Store
 from .timeutil import HOUR_MS
 from .vision import MAX_MEMBER_BYTES, import_paths
 
@@ -177,7 +177,18 @@ def sync_symbol(client: BinanceClient, store: Store, market: str, symbol: str, s
     """Bring one symbol up to date: missing klines, one book snapshot (unless ``book`` is False), funding.
 
     ``listed``: the symbols the store holds for ``market`` (saves a folder scan).
+    A stored file of this symbol that is corrupt or breaks a store rule makes
+    this symbol fail (reported and skipped), not the whole pass.
     """
+    try:
+        return _sync_symbol(client, store, market, symbol, start_ms, now_ms, current_funding, listed, book)
+    except BadStoreFile as exc:
+        raise DataError(f"{exc}") from exc
+
+
+def _sync_symbol(client: BinanceClient, store: Store, market: str, symbol: str, start_ms: int,
+                 now_ms: int, current_funding: dict[str, pd.DataFrame] | None,
+                 listed: set[str] | None, book: bool) -> SymbolResult:
     res = SymbolResult()
     stored = _stored_range(store, symbol, market, listed)
     ranges = [(start_ms, None)] if stored is None else []
@@ -269,7 +280,10 @@ def book_pass(client: BinanceClient, store: Store, plan: dict[str, list[str]]) -
 
     def task(k: str) -> SymbolResult:
         market, symbol = key[k]
-        return SymbolResult(book=store.write_book(symbol, client.book(symbol, market), market))
+        try:
+            return SymbolResult(book=store.write_book(symbol, client.book(symbol, market), market))
+        except BadStoreFile as exc:
+            raise DataError(str(exc)) from exc  # this symbol is skipped and reported, the others go on
 
     batch = client.map_symbols(task, key)
     report.results = {key[k]: v for k, v in batch.values.items()}

@@ -133,6 +133,13 @@ BOOK_COLUMNS: dict[str, str] = {
 BOOK_REQUIRED = ("best_bid", "best_ask", "bid_qty", "ask_qty")
 
 
+class BadStoreFile(StoreError):
+    """One stored file cannot be read or breaks a store rule (the rest of the store is fine).
+
+    A live job skips that symbol and goes on; :meth:`Store.repair` fixes what it can.
+    """
+
+
 @dataclass(frozen=True)
 class _Kind:
     name: str
@@ -395,7 +402,7 @@ class Store:
         df = self._load(path, kind)
         problems = find_problems(df, kind)
         if problems:
-            raise StoreError(f"invalid store file {path}: {'; '.join(problems)}; nothing was changed: "
+            raise BadStoreFile(f"invalid store file {path}: {'; '.join(problems)}; nothing was changed: "
                              f"'python -m gnn_market.data repair --store {self.root}' drops the bad rows "
                              f"(keeping a backup)")
         return df
@@ -410,12 +417,12 @@ class Store:
                 return fast  # a file as this module writes it: no pandas metadata round trip, no coercion
             df = table.to_pandas()
         except (OSError, pa.ArrowException, ValueError) as exc:
-            raise StoreError(f"corrupt store file {path}: {exc}") from exc
+            raise BadStoreFile(f"corrupt store file {path}: {exc}") from exc
         if not _has_schema(df, kind):
             try:
                 df = _normalise(df, kind, check=False)
             except (DataError, OverflowError) as exc:
-                raise StoreError(f"corrupt store file {path}: {exc}") from exc
+                raise BadStoreFile(f"corrupt store file {path}: {exc}") from exc
         if df.index.is_unique and not df.index.is_monotonic_increasing:
             df = df.sort_index(kind="stable")  # row order is not data; duplicates stay for find_problems
         return df
@@ -452,7 +459,7 @@ class Store:
             else:
                 index = pd.DatetimeIndex(column.cast(pa.int64()).to_numpy().view("M8[ns]")).tz_localize("UTC")
         except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
-            raise StoreError(f"corrupt store file {path}: {exc}") from exc
+            raise BadStoreFile(f"corrupt store file {path}: {exc}") from exc
         if len(index) == 0:
             return None
         return index.min(), index.max()

@@ -369,3 +369,19 @@ def test_info_reports_bad_files_per_symbol_and_repair_fixes_them_explicitly(tmp_
     assert run_cli(main, ["info", "--store", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "(format unknown)" in out and "newer than this cryptograph" in out
+
+
+def test_collect_skips_a_symbol_whose_file_is_bad_and_goes_on(tmp_path, capsys):
+    with FakeBinance(plain_symbols(), now_ms=NOW) as srv:
+        assert cli(srv, "backfill", "--store", str(tmp_path), "--hours", "30") == 0
+    path = tmp_path / "klines" / "spot" / "ETHUSDT.parquet"
+    frame = pd.read_parquet(path)
+    pd.concat([frame, frame.iloc[[3]]]).to_parquet(path)  # a duplicated hour, written by another tool
+    raw = path.read_bytes()
+    capsys.readouterr()
+    with FakeBinance(plain_symbols(), now_ms=NOW + HOUR_MS) as srv:
+        assert cli(srv, "collect", "--store", str(tmp_path), "--once") == 0
+    out = capsys.readouterr().out
+    assert "skipped ETHUSDT: invalid store file" in out and "duplicated timestamp" in out
+    assert path.read_bytes() == raw  # refused, not rewritten
+    assert Store(tmp_path).klines("BTCUSDT").index[-1] == pd.Timestamp("2024-03-01 12:00", tz="UTC")
