@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .store import KLINE_COLUMNS, Store, validate_symbol
+from .store import KLINE_COLUMNS, MIN_TIME_MS, Store, checked_frame, validate_symbol
 from .timeutil import HOUR_MS, ms_to_utc_index, to_utc_index
 
 REQUIRED = ("open_time", "open", "high", "low", "close", "volume")
@@ -63,6 +63,13 @@ def _open_time_index(values: pd.Series, path: Path) -> pd.DatetimeIndex:
         ms = numeric.to_numpy(dtype=np.float64)
         if not np.isfinite(ms).all() or (ms != np.round(ms)).any():
             raise DataError(f"{path}: open_time holds non-integer milliseconds")
+        # Checked before any conversion: a far-future value (year 24785) would overflow pandas' time range.
+        latest = pd.Timestamp.now(tz="UTC").value // 1_000_000 + 24 * HOUR_MS
+        outside = (ms < MIN_TIME_MS) | (ms > latest)
+        if outside.any():
+            bad = int(np.flatnonzero(outside)[0])
+            raise DataError(f"{path}: row {bad + 1}: open_time {ms[bad]:.0f} is outside 2010-01-01 .. tomorrow "
+                            f"in milliseconds (a unit or format mistake?)")
         ms = ms.astype(np.int64)
         if (ms % HOUR_MS).any():
             bad = int(np.flatnonzero(ms % HOUR_MS)[0])
@@ -81,7 +88,9 @@ def read_kline_csv(path: Path, drop_last: bool = True) -> pd.DataFrame:
     """One symbol's CSV -> a frame in the store's kline schema (index ``open_time``, UTC).
 
     Raises :class:`DataError` naming the file for a missing column, a
-    non-numeric price, a time off the hour or duplicated hours.
+    non-numeric price, a time off the hour or out of range, duplicated hours,
+    or a row breaking the store's value rules (:func:`~gnn_market.store.row_faults`):
+    a bad file stops the import before anything is written.
     """
     try:
         raw = pd.read_csv(path)
@@ -103,7 +112,7 @@ def read_kline_csv(path: Path, drop_last: bool = True) -> pd.DataFrame:
             if np.isnan(values.astype(np.float64)).any() and raw[column].notna().all():
                 raise DataError(f"{path}: column {column!r} holds non-numeric values")
             frame[column] = values
-    return frame
+    return checked_frame(frame, "klines", path)  # the store's value rules, before anything is written
 
 
 def csv_files(folder: Path) -> list[Path]:

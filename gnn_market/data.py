@@ -2,24 +2,35 @@
 
 * ``backfill``: universe + hourly klines + funding history + one book snapshot
   per symbol. Resumable: only hours outside the stored range are fetched.
-* ``collect``: the live hourly job; just after each hour closes it appends the
-  closed candle, a top-20 book snapshot and the current funding rate for
-  every symbol (``--once``: one cycle). Binance serves no order-book history,
-  so this is how book history comes to exist. Without ``--once`` a failed
-  cycle (outage, errors left after retries) is logged and tried again after
-  the next hour; an IP ban (418) or an unwritable store stops the job.
+* ``collect``: the live hourly job. ``--book-lead`` seconds (default 30)
+  before each hour closes it takes a top-20 book snapshot of every symbol,
+  stamped with its true capture time (so the panel's row for the closing
+  hour can use it: :data:`gnn_market.panel.BOOK_TOLERANCE`); ``--delay``
+  seconds after the hour it appends the closed candle and the current funding
+  rate. ``--once``: one cycle (candles, book, funding) at the time it is run.
+  Binance serves no order-book history, so this is how book history comes to
+  exist. Without ``--once`` a failed pass (outage, errors left after retries)
+  is logged and tried again at the next one; an IP ban (418) or an unwritable
+  store stops the job.
 * ``import-vision``: Binance public-archive zips/CSVs (``gnn_market.vision``).
 * ``import-csv``: a folder of per-symbol ``<SYMBOL>.csv[.gz]`` candle dumps with a
   header (``gnn_market.csv_import``), e.g. the three-year Binance spot set.
-* ``info``: per market: symbols, time range, rows, gaps, funding and book coverage.
+* ``info``: per market: symbols, time range, rows, gaps, funding and book
+  coverage, and every stored file that breaks a store rule.
+* ``repair``: fix the files ``info`` reports (``Store.repair``; ``--dry-run``
+  only says what it would do). Originals are kept under ``repair-backup/``.
 
-Errors a user can cause end as one ``error: ...`` line on stderr, exit 2.
-Every write is an idempotent upsert, so nothing stored is lost or duplicated.
+Errors a user can cause (argument errors included) end as one ``error: ...``
+line on stderr, exit 2; arguments and inputs are checked before the store is
+created or written. Every write is an idempotent upsert, so nothing stored is
+lost or duplicated.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 import sys
 import tempfile
 import time
@@ -27,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -34,10 +46,11 @@ from .binance import PERP, SPOT, BinanceClient, ClientConfig, Universe
 from .cli import parse_symbols, run_cli
 from .errors import BannedError, BinanceError, CryptoGraphError, DataError, StoreError, UnknownSymbolError
 from .csv_import import read_csv_folder
+from .panel import BOOK_TOLERANCE
 from .sources import open_store
-from .store import Store
+from .store import BadStoreFile, Store
 from .timeutil import HOUR_MS
-from .vision import import_paths
+from .vision import MAX_MEMBER_BYTES, import_paths
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +104,29 @@ def make_client(args: argparse.Namespace) -> BinanceClient:
 
 
 def check_writable(store: Store) -> None:
-    """Fail before any download if the store folder cannot be written."""
-    try:
-        store.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=store.root, prefix=".probe.", delete=True):
-            pass
-    except OSError as exc:
-        raise StoreError(f"cannot write to store {store.root}: {exc.strerror or exc}") from exc
+    """Fail before any download or import if the store folder cannot be written; creates nothing.
+
+    An existing store is probed with a temporary file; for a new one the
+    nearest existing parent folder must be writable (the store folder itself
+    is created by the first write, so a command that fails earlier leaves nothing behind).
+    """
+    root = store.root
+    if root.exists():
+        if not root.is_dir():
+            raise StoreError(f"store path is a file, not a folder: {root}")
+        try:
+            with tempfile.NamedTemporaryFile(dir=root, prefix=".probe.", delete=True):
+                pass
+        except OSError as exc:
+            raise StoreError(f"cannot write to store {root}: {exc.strerror or exc}") from exc
+        return
+    parent = root.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise StoreError(f"cannot write to store {root}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot write to store {root}: permission denied in {parent}")
 
 
 def select(uni: Universe, markets: list[str], symbols: list[str] | None) -> dict[str, list[str]]:
@@ -144,11 +173,22 @@ def _stored_range(store: Store, symbol: str, market: str, listed: set[str] | Non
 
 def sync_symbol(client: BinanceClient, store: Store, market: str, symbol: str, start_ms: int,
                 now_ms: int, current_funding: dict[str, pd.DataFrame] | None,
-                listed: set[str] | None = None) -> SymbolResult:
-    """Bring one symbol up to date: missing klines, one book snapshot, funding.
+                listed: set[str] | None = None, book: bool = True) -> SymbolResult:
+    """Bring one symbol up to date: missing klines, one book snapshot (unless ``book`` is False), funding.
 
     ``listed``: the symbols the store holds for ``market`` (saves a folder scan).
+    A stored file of this symbol that is corrupt or breaks a store rule makes
+    this symbol fail (reported and skipped), not the whole pass.
     """
+    try:
+        return _sync_symbol(client, store, market, symbol, start_ms, now_ms, current_funding, listed, book)
+    except BadStoreFile as exc:
+        raise DataError(f"{exc}") from exc
+
+
+def _sync_symbol(client: BinanceClient, store: Store, market: str, symbol: str, start_ms: int,
+                 now_ms: int, current_funding: dict[str, pd.DataFrame] | None,
+                 listed: set[str] | None, book: bool) -> SymbolResult:
     res = SymbolResult()
     stored = _stored_range(store, symbol, market, listed)
     ranges = [(start_ms, None)] if stored is None else []
@@ -161,7 +201,8 @@ def sync_symbol(client: BinanceClient, store: Store, market: str, symbol: str, s
     frames = [f for f in frames if len(f)]
     if frames:
         res.klines = store.write_klines(symbol, pd.concat(frames).sort_index(), market)
-    res.book = store.write_book(symbol, client.book(symbol, market), market)
+    if book:
+        res.book = store.write_book(symbol, client.book(symbol, market), market)
     if market == PERP:
         stored_funding = store.stored_range(symbol, kind="funding")
         last_ms = None if stored_funding is None else int(stored_funding[1].value // 1_000_000)
@@ -181,11 +222,12 @@ def sync_symbol(client: BinanceClient, store: Store, market: str, symbol: str, s
 
 
 def refresh(client: BinanceClient, store: Store, plan: dict[str, list[str]], hours: int,
-            progress: bool = False) -> RefreshReport:
+            progress: bool = False, book: bool = True) -> RefreshReport:
     """Run :func:`sync_symbol` for every planned symbol on the client's thread pool.
 
     ``hours``: how far back a symbol with nothing stored starts (backfill
-    also extends stored symbols back to this horizon).
+    also extends stored symbols back to this horizon). ``book``: also take a
+    book snapshot of each symbol.
     """
     t0 = time.perf_counter()
     report = RefreshReport()
@@ -200,7 +242,7 @@ def refresh(client: BinanceClient, store: Store, plan: dict[str, list[str]], hou
 
         def task(k: str) -> SymbolResult:
             market, symbol = key[k]
-            return sync_symbol(client, store, market, symbol, start_ms, now_ms, current, listed[market])
+            return sync_symbol(client, store, market, symbol, start_ms, now_ms, current, listed[market], book)
 
         batch = client.map_symbols(task, key, progress=lambda _: bar.update(1))
     finally:
@@ -229,12 +271,38 @@ def _finish(report: RefreshReport, store: Store) -> int:
     return 0
 
 
+def book_pass(client: BinanceClient, store: Store, plan: dict[str, list[str]]) -> RefreshReport:
+    """One top-20 book snapshot per planned symbol, stamped with its capture time (the collector's pre-close pass)."""
+    t0 = time.perf_counter()
+    report = RefreshReport()
+    client.server_time_ms(SPOT if SPOT in plan else PERP)  # refresh the clock offset the stamps use
+    key = {f"{m}:{s}": (m, s) for m, syms in plan.items() for s in syms}
+
+    def task(k: str) -> SymbolResult:
+        market, symbol = key[k]
+        try:
+            return SymbolResult(book=store.write_book(symbol, client.book(symbol, market), market))
+        except BadStoreFile as exc:
+            raise DataError(str(exc)) from exc  # this symbol is skipped and reported, the others go on
+
+    batch = client.map_symbols(task, key)
+    report.results = {key[k]: v for k, v in batch.values.items()}
+    report.errors = {key[k]: str(e) for k, e in batch.errors.items()}
+    report.seconds = time.perf_counter() - t0
+    report.requests, report.retries = client.requests, client.retries
+    return report
+
+
 # --------------------------------------------------------------------------- commands
+def _check_hours(args: argparse.Namespace) -> None:
+    if args.hours < 1:
+        raise DataError(f"--hours must be >= 1, got {args.hours}")
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
+    _check_hours(args)
     store = Store(args.store)
     check_writable(store)
-    if args.hours < 1:
-        raise DataError("--hours must be >= 1")
     client = make_client(args)
     uni = client.universe(args.market, top=None if args.symbols else args.top,
                           min_quote_volume=None if args.symbols else args.min_quote_volume)
@@ -243,41 +311,81 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return _finish(report, store)
 
 
-def collect_cycle(client: BinanceClient, store: Store, args: argparse.Namespace) -> int:
-    """One hourly cycle: every stored symbol (or the universe, for an empty store) brought up to date."""
-    plan = {m: store.symbols(m) for m in _markets(args.market) if store.symbols(m)}
+def _collect_plan(client: BinanceClient, store: Store, args: argparse.Namespace) -> dict[str, list[str]]:
+    """Every stored symbol of the chosen markets, or the universe for an empty store."""
+    plan = {m: store.symbols(m) for m in _markets(args.market) if store.exists() and store.symbols(m)}
     if not plan:  # empty store: start from the universe
         uni = client.universe(args.market, top=args.top, min_quote_volume=args.min_quote_volume)
         plan = select(uni, _markets(args.market), parse_symbols(args.symbols))
-    return _finish(refresh(client, store, plan, args.hours), store)
+    return plan
+
+
+def collect_cycle(client: BinanceClient, store: Store, args: argparse.Namespace, book: bool = True) -> int:
+    """One cycle: every stored symbol (or the universe, for an empty store) brought up to date.
+
+    ``book``: also take a book snapshot now (``--once``); the loop takes it in
+    its own pass before the hour instead (:func:`book_pass`).
+    """
+    plan = _collect_plan(client, store, args)
+    return _finish(refresh(client, store, plan, args.hours, book=book), store)
+
+
+def next_hour_ms(client: BinanceClient) -> int:
+    """The next hour boundary on the server's clock (the local one if it is unreachable)."""
+    return (_now_ms(client) // HOUR_MS + 1) * HOUR_MS
+
+
+def _now_ms(client: BinanceClient) -> int:
+    try:
+        return client.server_time_ms()
+    except BinanceError:
+        return int(time.time() * 1000)
 
 
 def seconds_to_next_cycle(client: BinanceClient, delay_s: float) -> float:
     """Until ``delay_s`` after the next hour, on the server's clock (the local one if it is unreachable)."""
-    try:
-        now = client.server_time_ms()
-    except BinanceError:
-        now = int(time.time() * 1000)
+    now = _now_ms(client)
     return ((now // HOUR_MS + 1) * HOUR_MS - now) / 1000 + delay_s
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    _check_hours(args)
+    if not 0 < args.book_lead <= BOOK_TOLERANCE.total_seconds():
+        raise DataError(f"--book-lead must be in (0, {BOOK_TOLERANCE.total_seconds():.0f}] seconds (the panel "
+                        f"uses a snapshot taken at most that long before the close), got {args.book_lead:g}")
     store = Store(args.store)
     check_writable(store)
     client = make_client(args)
     if args.once:
         return collect_cycle(client, store, args)
     while True:
-        try:
-            collect_cycle(client, store, args)
-        except (BannedError, StoreError):
-            raise  # going on would extend an IP ban; an unwritable store does not heal by itself
-        except CryptoGraphError as exc:
-            # A live job outlives outages: log, keep what was stored, try again next hour.
-            log.error("collect cycle failed (will retry after the next hour): %s", exc)
-        wait = seconds_to_next_cycle(client, args.delay)
+        # Candles and funding of the hours closed so far.
+        _guarded(lambda: collect_cycle(client, store, args, book=False), "collect cycle")
+        hour = next_hour_ms(client)
+        # The book a few seconds before the close: the state at the decision time of the closing hour's row.
+        _wait(max(0.0, (hour - args.book_lead * 1000 - _now_ms(client)) / 1000))
+        _guarded(lambda: _finish_books(book_pass(client, store, _collect_plan(client, store, args))), "book pass")
+        # Binance can publish a bar 10-15 s late: the closed candle is fetched --delay s after the hour.
+        wait = max(0.0, (hour + args.delay * 1000 - _now_ms(client)) / 1000)
         log.info("next cycle in %.0f s", wait)
         _wait(wait)
+
+
+def _finish_books(report: RefreshReport) -> None:
+    log.info("book pass: %d snapshots, %d symbols skipped", report.total("book"), len(report.errors))
+    for (market, sym), err in sorted(report.errors.items()):
+        log.warning("book %s %s skipped: %s", market, sym, err)
+
+
+def _guarded(step, what: str) -> None:
+    """Run one pass of the endless job: outages are logged and retried next time; a ban or a bad store stops it."""
+    try:
+        step()
+    except (BannedError, StoreError):
+        raise  # going on would extend an IP ban; an unwritable store does not heal by itself
+    except CryptoGraphError as exc:
+        # A live job outlives outages: log, keep what was stored, try again at the next pass.
+        log.error("%s failed (will retry at the next pass): %s", what, exc)
 
 
 def _wait(seconds: float) -> None:
@@ -287,14 +395,21 @@ def _wait(seconds: float) -> None:
 
 def cmd_import_vision(args: argparse.Namespace) -> int:
     store = Store(args.store)
-    check_writable(store)
-    report = import_paths([Path(p) for p in args.paths], store)
+    check_writable(store)  # creates nothing: a failed import leaves no empty store behind
+    paths = [Path(p) for p in args.paths]
+    missing = [p for p in paths if not p.expanduser().exists()]
+    if missing:
+        raise DataError(f"no such file or folder: {missing[0]}")
+    report = import_paths(paths, store, market=args.market, symbol=args.symbol,
+                          max_member_bytes=int(args.max_member_mb * 2 ** 20))
     print(report.summary())
     return 0
 
 
 def cmd_import_csv(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
+    store = Store(args.store)
+    check_writable(store)  # creates nothing
     frames = read_csv_folder(folder, drop_last=not args.keep_last)  # every file checked before any write
     symbols = parse_symbols(args.symbols)
     if symbols:
@@ -302,8 +417,6 @@ def cmd_import_csv(args: argparse.Namespace) -> int:
         if unknown:
             raise DataError(f"no file for {', '.join(unknown)} in {folder}")
         frames = {s: frames[s] for s in symbols}
-    store = Store(args.store)
-    check_writable(store)
     added = 0
     for symbol, frame in tqdm(frames.items(), desc="import-csv", unit="symbol", disable=None):
         added += store.write_klines(symbol, frame, market=args.market)
@@ -312,23 +425,60 @@ def cmd_import_csv(args: argparse.Namespace) -> int:
     return 0
 
 
+def _existing_store(path: str | None) -> Store:
+    """``--store`` of a reading command, with a precise message when it is not a store folder."""
+    if path is not None:
+        root = Path(path).expanduser()
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"store path is a file, not a folder: {root}")
+    return open_store(path)
+
+
 def cmd_info(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
+    store = _existing_store(args.store)
     print(format_info(store))
     return 0
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    root = Path(args.store).expanduser()
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"store path is a file, not a folder: {root}")
+    store = Store(root)
+    reports = store.repair(dry_run=args.dry_run)
+    if not reports:
+        print(f"store {store.root}: every file passes the store rules; nothing to repair")
+        return 0
+    verb = "would drop" if args.dry_run else "dropped"
+    for r in reports:
+        print(r.line())
+        if not r.repairable:
+            print("  not repairable (unreadable): move it away and download or import it again")
+        else:
+            print(f"  {verb} {r.rows_before - r.rows_after} of {r.rows_before} rows"
+                  + (f"; original kept in {r.backup}" if r.backup else ""))
+    if any(not r.repairable for r in reports):
+        raise StoreError(f"{sum(not r.repairable for r in reports)} file(s) could not be repaired (see above)")
+    return 0
+
+
 def format_info(store: Store) -> str:
-    """Per market: symbols, range, rows, gaps, funding and book coverage."""
+    """Per market: symbols, range, rows, gaps, funding and book coverage; then the files that break a store rule."""
     summary = store.summary()
-    lines = [f"store {store.root}"]
+    problems = [r.line() for r in store.check()]
+    try:
+        version = f"format {store.format_version()}"
+    except StoreError as exc:
+        version = "format unknown"
+        problems.insert(0, str(exc))
+    lines = [f"store {store.root} ({version})"]
     for market in (SPOT, PERP):
         s = summary[summary["market"] == market] if len(summary) else summary
         if not len(s):
             continue
         with_gaps = s[s["gaps"] > 0]
-        lines.append(f"{market}: {len(s)} symbols, {s['first'].min():%Y-%m-%d %H:%M} .. "
-                     f"{s['last'].max():%Y-%m-%d %H:%M} UTC, {int(s['rows'].sum())} candles, "
+        lines.append(f"{market}: {len(s)} symbols, {_when(s['first'].min())} .. "
+                     f"{_when(s['last'].max())} UTC, {int(s['rows'].sum())} candles, "
                      f"{len(with_gaps)} symbols with gaps ({int(s['missing_hours'].sum())} missing hours)")
         book = s[s["book_rows"] > 0]
         lines.append(f"  book: {len(book)}/{len(s)} symbols, {int(s['book_rows'].sum())} snapshots")
@@ -336,43 +486,90 @@ def format_info(store: Store) -> str:
             fund = s[s["funding_rows"] > 0]
             lines.append(f"  funding: {len(fund)}/{len(s)} symbols, {int(s['funding_rows'].sum())} rows")
     if len(summary):
-        table = summary.assign(first=summary["first"].dt.strftime("%Y-%m-%d %H:%M"),
-                               last=summary["last"].dt.strftime("%Y-%m-%d %H:%M"))
+        table = summary.drop(columns="problems").assign(
+            first=summary["first"].dt.strftime("%Y-%m-%d %H:%M"), last=summary["last"].dt.strftime("%Y-%m-%d %H:%M"),
+            ok=np.where(summary["problems"] == "", "yes", "NO"))
         lines.append(table.to_string(index=False))
+    if problems:
+        lines.append(f"problems: {len(problems)}; a file listed here raises an error when read until "
+                     f"'python -m gnn_market.data repair --store {store.root}' fixes it:")
+        lines.extend(f"  {line}" for line in problems)
+    else:
+        lines.append("problems: none")
     return "\n".join(lines)
 
 
+def _when(ts: pd.Timestamp) -> str:
+    return "-" if pd.isna(ts) else f"{ts:%Y-%m-%d %H:%M}"
+
+
 # --------------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors become the CLI's one ``error: ...`` line (exit 2), not a usage dump."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise DataError(f"{self.prog}: {message} (see --help)")
+
+
+def _number(kind: str, low: float, low_open: bool = True):
+    """An argparse type: a finite float above ``low`` (``low_open``) or at least ``low``; NaN and inf refused."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < low or (low_open and value == low):
+            bound = f"> {low:g}" if low_open else f">= {low:g}"
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind} (expected a finite number {bound})")
+        return value
+
+    parse.__name__ = kind  # argparse names the type in its messages
+    return parse
+
+
+_positive = _number("positive number", 0.0)
+_non_negative = _number("non-negative number", 0.0, low_open=False)
+
+
 def _add_network(p: argparse.ArgumentParser) -> None:
     p.add_argument("--market", choices=["spot", "perp", "both"], default="spot")
     p.add_argument("--top", type=int, default=None, help="keep the N most traded pairs")
-    p.add_argument("--min-quote-volume", type=float, default=None, help="24 h quote volume floor (USDT)")
+    p.add_argument("--min-quote-volume", type=_non_negative, default=None, help="24 h quote volume floor (USDT)")
     p.add_argument("--symbols", default=None, help="comma-separated symbols instead of the ranked universe")
     p.add_argument("--spot-url", default=ClientConfig.spot_url, help="spot host root")
     p.add_argument("--futures-url", default=ClientConfig.futures_url, help="USDT-M futures host root")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    p.add_argument("--timeout", type=_positive, default=10.0, help="seconds per request (finite, > 0)")
     p.add_argument("--retries", type=int, default=5, help="retries per request")
     p.add_argument("--workers", type=int, default=ClientConfig.max_workers, help="concurrent requests")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gnn_market.data", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="python -m gnn_market.data", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("backfill", help="download history into a store (resumable)")
     p.add_argument("--store", required=True)
     p.add_argument("--hours", type=int, default=24 * 365, help="history length (default one year)")
     _add_network(p)
     p.set_defaults(func=cmd_backfill)
-    p = sub.add_parser("collect", help="hourly live job: candle + book + funding")
+    p = sub.add_parser("collect", help="hourly live job: book before the close, then candle + funding")
     p.add_argument("--store", required=True)
-    p.add_argument("--once", action="store_true", help="run one cycle and exit")
+    p.add_argument("--once", action="store_true", help="run one cycle (candles, book, funding) now and exit")
     p.add_argument("--hours", type=int, default=24, help="history for symbols with nothing stored")
-    p.add_argument("--delay", type=float, default=15.0, help="seconds after the hour (late candles)")
+    p.add_argument("--delay", type=_non_negative, default=15.0, help="seconds after the hour (late candles)")
+    p.add_argument("--book-lead", type=_positive, default=30.0,
+                   help=f"seconds before the hour for the book snapshots (at most "
+                        f"{BOOK_TOLERANCE.total_seconds():.0f}, the panel's window)")
     _add_network(p)
     p.set_defaults(func=cmd_collect)
     p = sub.add_parser("import-vision", help="import Binance public-archive zips/CSVs")
     p.add_argument("paths", nargs="+")
     p.add_argument("--store", required=True)
+    p.add_argument("--market", choices=["spot", "perp"], default=None,
+                   help="market of files whose path does not say (must agree with a path that does)")
+    p.add_argument("--symbol", default=None, help="symbol of files whose name does not say")
+    p.add_argument("--max-member-mb", type=_positive, default=MAX_MEMBER_BYTES / 2 ** 20,
+                   help=f"largest file / uncompressed zip member read, MiB (default {MAX_MEMBER_BYTES // 2 ** 20})")
     p.set_defaults(func=cmd_import_vision)
     p = sub.add_parser("import-csv", help="import a folder of <SYMBOL>.csv[.gz] hourly candle files")
     p.add_argument("folder")
@@ -382,9 +579,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-last", action="store_true",
                    help="keep each file's last row (by default dropped: dumps usually end in a partial hour)")
     p.set_defaults(func=cmd_import_csv)
-    p = sub.add_parser("info", help="describe a store (default: the bundled sample)")
+    p = sub.add_parser("info", help="describe a store and list files that break its rules (default: the sample)")
     p.add_argument("--store", default=None)
     p.set_defaults(func=cmd_info)
+    p = sub.add_parser("repair", help="fix stored files that break the store rules (originals backed up)")
+    p.add_argument("--store", required=True)
+    p.add_argument("--dry-run", action="store_true", help="only say what would be dropped")
+    p.set_defaults(func=cmd_repair)
     return parser
 
 
@@ -392,11 +593,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse already printed its one-line usage error
+    except SystemExit as exc:  # --help / --version: argparse printed and exits
         return int(exc.code or 0)
     for name in ("top", "workers", "retries"):
         if getattr(args, name, None) is not None and getattr(args, name) < (1 if name != "retries" else 0):
-            raise DataError(f"--{name} must be positive")
+            raise DataError(f"--{name} must be {'positive' if name != 'retries' else '>= 0'}")
+    if getattr(args, "symbol", None) is not None:
+        args.symbol = args.symbol.strip().upper()
     return int(args.func(args) or 0)
 
 

@@ -16,9 +16,16 @@ candle opened at ``times[t]`` (UTC), column ``n`` is ``symbols[n]``. Conventions
   leak the future into the mask.
 * **Bad candles.** A candle with a non-finite or non-positive open/high/low/
   close counts as missing; a NaN volume counts as 0.
-* **Book.** Row ``t`` gets the first snapshot with ``snapshot_time`` in
-  ``[t + 1h, t + 1h + book_tolerance)`` (the state of the book at the decision
-  time ``t + 1h``; collectors take it a few seconds after the hour).
+* **Book.** Row ``t`` gets the latest snapshot with ``snapshot_time`` in
+  ``(t + 1h - book_tolerance, t + 1h]``: taken at or before the close of
+  candle ``t`` (the decision time), never after it, since a snapshot after
+  the close already holds part of the next candle, whose class is row ``t``'s
+  label. ``snapshot_time`` is the true capture time (store format 2; the
+  ``collect`` job takes the book ``--book-lead`` = 30 s before each hour). In
+  a format-1 store, whose collector floored snapshots taken up to 5 min after
+  an hour to the hour, every stamp is read as its latest possible capture
+  time (on-the-hour stamps + 5 min, others + 1 s), so such snapshots never
+  serve the row whose close they followed.
 * **Funding.** Row ``t`` gets the latest funding event with
   ``funding_time <= t + 1h`` (settled by the decision time). Funding is keyed
   by the perp symbol; a spot panel uses the perp of the same name if stored.
@@ -36,10 +43,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .store import Store, validate_market
+from .store import LEGACY_BOOK_DELAY, Store, validate_market
 from .timeutil import HOUR, to_utc_index
 
-#: Default half-open window after ``t + 1h`` in which a book snapshot counts for row ``t``.
+#: Row ``t`` takes the latest book snapshot in ``(t + 1h - BOOK_TOLERANCE, t + 1h]``: at most this old at the close.
 BOOK_TOLERANCE = pd.Timedelta(minutes=5)
 
 #: Every ``[T, N]`` array of a :class:`Panel`, in field order: what ``slice``/``select`` cut and what
@@ -72,7 +79,7 @@ class Panel:
     filled: np.ndarray  # [T, N] bool
     funding_rate: np.ndarray  # [T, N] float64, NaN if none
     has_funding: np.ndarray  # [T, N] bool
-    best_bid: np.ndarray  # [T, N] float64 from the snapshot for t + 1h, NaN if none
+    best_bid: np.ndarray  # [T, N] float64 from the last snapshot at or before t + 1h, NaN if none
     best_ask: np.ndarray
     bid_qty: np.ndarray
     ask_qty: np.ndarray
@@ -127,7 +134,8 @@ def load_panel(store: Store, market: str = "spot", symbols: list[str] | None = N
             hindsight; use it for the universe, not inside a backtest window.
         max_fill_hours: forward-fill a missing candle at most this many hours
             after the last real one (0 disables filling).
-        book_tolerance: see module docstring.
+        book_tolerance: how long before the close ``t + 1h`` a snapshot may be
+            taken and still count for row ``t`` (see module docstring).
     """
     validate_market(market)
     if max_fill_hours < 0:
@@ -247,12 +255,15 @@ def _align_funding(store: Store, names: list[str], times: pd.DatetimeIndex,
 
 def _align_book(store: Store, market: str, names: list[str], times: pd.DatetimeIndex,
                 tolerance: pd.Timedelta) -> dict[str, np.ndarray]:
-    """First snapshot in ``[t + 1h, t + 1h + tolerance)`` per row."""
+    """Latest snapshot in ``(t + 1h - tolerance, t + 1h]`` per row (never one taken after the close)."""
+    if tolerance <= pd.Timedelta(0):
+        raise DataError(f"book_tolerance must be positive, got {tolerance}")
     T, N = len(times), len(names)
     cols = ("best_bid", "best_ask", "bid_qty", "ask_qty")
     out = {c: np.full((T, N), np.nan) for c in cols}
-    keys = times.asi8 + HOUR.value
+    closes = times.asi8 + HOUR.value
     book_syms = set(store.book_symbols(market))
+    legacy = store.format_version() < 2 if book_syms else False
     for n, sym in enumerate(names):
         if sym not in book_syms:
             continue
@@ -260,12 +271,19 @@ def _align_book(store: Store, market: str, names: list[str], times: pd.DatetimeI
         if not len(b):
             continue
         snap = b.index.asi8
-        idx = np.searchsorted(snap, keys, side="left")
-        inside = idx < len(snap)
-        ok = np.zeros(T, dtype=bool)
-        ok[inside] = snap[idx[inside]] < keys[inside] + tolerance.value
+        order = None
+        if legacy:  # latest possible capture time of a floored stamp (see module docstring)
+            snap = snap + np.where(snap % HOUR.value == 0, LEGACY_BOOK_DELAY.value, 1_000_000_000)
+            order = np.argsort(snap, kind="stable")
+            snap = snap[order]
+        idx = np.searchsorted(snap, closes, side="right") - 1  # last snapshot taken at or before the close
+        ok = idx >= 0
+        ok[ok] = snap[idx[ok]] > closes[ok] - tolerance.value
         for c in cols:
-            out[c][ok, n] = b[c].to_numpy(dtype="float64")[idx[ok]]
+            values = b[c].to_numpy(dtype="float64")
+            if order is not None:
+                values = values[order]
+            out[c][ok, n] = values[idx[ok]]
     has = np.isfinite(out["best_bid"]) & np.isfinite(out["best_ask"])
     has &= np.isfinite(out["bid_qty"]) & np.isfinite(out["ask_qty"])
     for c in cols:

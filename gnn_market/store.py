@@ -2,19 +2,44 @@
 
 Layout under the store root::
 
-    STORE.json                         format marker and version
+    STORE.json                         format marker and version (see below)
     klines/<market>/<SYMBOL>.parquet   hourly candles, index ``open_time``
     funding/<SYMBOL>.parquet           perpetual funding, index ``funding_time``
     book/<market>/<SYMBOL>.parquet     top-20 book snapshots, index ``snapshot_time``
+    repair-backup/<UTC stamp>/...      originals of files changed by :meth:`Store.repair`
 
 ``market`` is ``"spot"`` or ``"perp"`` (USDT-M perpetual futures). All times are
 UTC ``datetime64[ns, UTC]``. Raw columns keep Binance's meaning and units.
+
+Format versions (``STORE.json``): version 2 stores ``snapshot_time`` as the true
+capture time of a book snapshot. Version 1 collectors (and a folder without
+``STORE.json``) floored a snapshot taken up to 5 minutes after an hour to that
+hour, so an on-the-hour book stamp there may hide up to 5 minutes of the next
+candle; :func:`gnn_market.panel.load_panel` reads such stamps as their latest
+possible capture time (:data:`LEGACY_BOOK_DELAY` later). A store keeps the
+version it was created with.
 
 Guarantees:
 
 * **Idempotent upserts.** Writers merge new rows into the stored rows by
   index; a row present in both takes the new values. Re-running any download
-  or import never duplicates or drops a row.
+  or import never duplicates or drops a row. Inside *one* write, rows sharing
+  a timestamp collapse to the **later** row (the REST client and the archive
+  importer rely on this: a re-sent candle or a later file wins).
+* **Valid values only** (:func:`find_problems`, vectorised): unique
+  timestamps; kline times on the hour; kline prices finite, > 0 and
+  <= :data:`MAX_PRICE`; ``high >= max(open, close) >= min(open, close) >= low``
+  within a relative :data:`OHLC_TOLERANCE`; volumes, trades and book
+  quantities >= 0 (NaN = unknown); book prices and ``mark_price`` NaN or in
+  ``[0, MAX_PRICE]`` (book) / ``(0, MAX_PRICE]`` (mark); ``|funding_rate| <=``
+  :data:`MAX_FUNDING_RATE`. A write breaking a rule raises :class:`DataError`
+  and changes nothing. A stored file breaking one (written by another tool,
+  or damaged) is refused on read with a :class:`StoreError` naming the file
+  and the problem; nothing is repaired silently. :meth:`Store.check` lists
+  every such file and :meth:`Store.repair` (``python -m gnn_market.data
+  repair``) fixes them explicitly: rows breaking a value rule and off-hour
+  candles are dropped, duplicated timestamps keep the last row in file order,
+  and the original file is copied to ``repair-backup/`` first.
 * **Crash safety.** Every write goes to a temporary file in the same folder,
   is flushed to disk, then atomically renamed over the old file. A process
   killed mid-write leaves the previous complete file; leftover temporary files
@@ -32,10 +57,11 @@ Guarantees:
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 import os
 import re
-from dataclasses import dataclass
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -53,7 +79,21 @@ MARKETS = ("spot", "perp")
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,30}$")
 #: Longest wait for another process's write of the same file (a year of candles writes in ms).
 LOCK_TIMEOUT_S = 120.0
-STORE_FORMAT = {"format": "cryptograph-store", "version": 1}
+#: Written to ``STORE.json`` of a new store. Version 2: book ``snapshot_time`` is the true capture time.
+STORE_FORMAT = {"format": "cryptograph-store", "version": 2}
+#: Version 1 floored book snapshots taken up to this long after an hour to the hour (and others to the second).
+LEGACY_BOOK_DELAY = pd.Timedelta(minutes=5)
+#: Largest price (USDT) accepted: far above any real quote (BTC ~1e5), far below a corrupt value such as 1e300.
+MAX_PRICE = 1e9
+#: Relative slack of the OHLC ordering rule. Binance data (the bundled sample and the three-year spot set) holds
+#: it exactly; the slack only absorbs float round trips through other tools.
+OHLC_TOLERANCE = 1e-9
+#: Largest ``|funding_rate|`` per interval accepted (Binance caps rates at a few percent).
+MAX_FUNDING_RATE = 1.0
+#: Earliest time the importers accept (2010-01-01 UTC, in ms): an older epoch value is a unit or format mistake.
+MIN_TIME_MS = 1_262_304_000_000
+#: Folder under the store root where :meth:`Store.repair` keeps the original of every file it changes.
+BACKUP_DIR = "repair-backup"
 
 #: Hourly candle columns and dtypes. ``trades`` is nullable (``pd.NA`` where the
 #: source does not report it); float columns are NaN where unknown.
@@ -93,6 +133,13 @@ BOOK_COLUMNS: dict[str, str] = {
 BOOK_REQUIRED = ("best_bid", "best_ask", "bid_qty", "ask_qty")
 
 
+class BadStoreFile(StoreError):
+    """One stored file cannot be read or breaks a store rule (the rest of the store is fine).
+
+    A live job skips that symbol and goes on; :meth:`Store.repair` fixes what it can.
+    """
+
+
 @dataclass(frozen=True)
 class _Kind:
     name: str
@@ -125,24 +172,19 @@ def validate_market(market: str) -> str:
     return market
 
 
-
-
-
-
-
-
 def _empty_frame(kind: _Kind) -> pd.DataFrame:
     frame = pd.DataFrame({c: pd.Series(dtype=t) for c, t in kind.columns.items()})
     frame.index = pd.DatetimeIndex([], tz="UTC", name=kind.index).as_unit("ns")
     return frame
 
 
-def _normalise(df: pd.DataFrame, kind: _Kind) -> pd.DataFrame:
-    """Coerce ``df`` to the kind's schema: UTC index, known columns, dtypes."""
+def _normalise(df: pd.DataFrame, kind: _Kind, check: bool = True) -> pd.DataFrame:
+    """Coerce ``df`` to the kind's schema: UTC index, known columns, dtypes; ``check``: apply the value rules."""
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{kind.name}: expected a pandas DataFrame, got {type(df).__name__}")
     if _has_schema(df, kind):  # already coerced (our own client and reader): validate only
-        _check_values(df, kind)
+        if check:
+            _check_values(df, kind)
         return df
     if kind.index in df.columns:
         df = df.set_index(kind.index)
@@ -172,17 +214,115 @@ def _normalise(df: pd.DataFrame, kind: _Kind) -> pd.DataFrame:
             columns[col] = np.full(len(index), 0 if dtype == "int64" else np.nan, dtype=dtype)
     # One constructor call: building column by column costs ~10x more on small frames.
     out = pd.DataFrame(columns, index=index)
-    _check_values(out, kind)
+    if check:
+        _check_values(out, kind)
     return out
 
 
 def _check_values(df: pd.DataFrame, kind: _Kind) -> None:
+    """Raise :class:`DataError` if rows of a frame about to be written break a value rule."""
     if df.index.hasnans:
         raise DataError(f"{kind.name}: index has missing timestamps")
-    for col in kind.required:
-        vals = df[col].to_numpy(dtype="float64", na_value=np.nan)
-        if np.isinf(vals).any():
-            raise DataError(f"{kind.name}: column {col!r} has infinite values")
+    faults = row_faults(df, kind)
+    if faults:
+        raise DataError(f"{kind.name}: " + "; ".join(_describe(df.index, faults)))
+
+
+def row_faults(df: pd.DataFrame, kind: _Kind) -> dict[str, np.ndarray]:
+    """Value rules broken by each row of ``df`` (in the kind's schema): ``{rule: bool mask}``, empty if none.
+
+    Vectorised; NaN means "unknown" and passes every rule except for kline prices.
+    Duplicated timestamps are not a row fault (see :func:`find_problems`).
+    """
+    def col(name: str) -> np.ndarray:
+        return df[name].to_numpy(dtype="float64", na_value=np.nan)
+
+    masks: dict[str, np.ndarray] = {}
+    with np.errstate(invalid="ignore"):
+        if kind is KLINES:
+            times = df.index.asi8
+            masks["open_time not on the hour"] = (times % HOUR.value) != 0
+            o, h, lo, c = (col(n) for n in ("open", "high", "low", "close"))
+            prices = np.stack([o, h, lo, c])
+            masks["missing or non-finite price"] = ~np.isfinite(prices).all(axis=0)
+            masks["price <= 0"] = (prices <= 0).any(axis=0)
+            masks[f"price > {MAX_PRICE:g}"] = (prices > MAX_PRICE).any(axis=0)
+            top, bottom = np.maximum(o, c), np.minimum(o, c)
+            masks["high < low"] = h < lo * (1 - OHLC_TOLERANCE)
+            masks["high < max(open, close)"] = h < top * (1 - OHLC_TOLERANCE)
+            masks["low > min(open, close)"] = lo > bottom * (1 + OHLC_TOLERANCE)
+            for name in ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume", "trades"):
+                v = col(name)
+                masks[f"{name} < 0 or infinite"] = (v < 0) | np.isinf(v)
+        elif kind is FUNDING:
+            rate, mark = col("funding_rate"), col("mark_price")
+            masks[f"|funding_rate| > {MAX_FUNDING_RATE:g} or infinite"] = np.abs(rate) > MAX_FUNDING_RATE
+            masks[f"mark_price not in (0, {MAX_PRICE:g}]"] = (mark <= 0) | (mark > MAX_PRICE)
+        else:
+            for name in ("best_bid", "best_ask"):
+                v = col(name)
+                masks[f"{name} not in [0, {MAX_PRICE:g}]"] = (v < 0) | (v > MAX_PRICE)
+            for name in ("best_bid_qty", "best_ask_qty", "bid_qty", "ask_qty", "bid_notional", "ask_notional",
+                         "levels"):
+                v = col(name)
+                masks[f"{name} < 0 or infinite"] = (v < 0) | np.isinf(v)
+            masks["spread infinite"] = np.isinf(col("spread"))
+    return {rule: mask for rule, mask in masks.items() if mask.any()}
+
+
+def checked_frame(df: pd.DataFrame, kind: str, source: object) -> pd.DataFrame:
+    """``df`` in the schema of ``kind`` (``"klines"``, ``"funding"``, ``"book"``), checked by the value rules.
+
+    For importers, to refuse a bad file while reading it, before anything is
+    written; raises :class:`DataError` naming ``source``. Duplicated
+    timestamps are left to the caller (a write keeps the later row).
+    """
+    spec = {k.name: k for k in (KLINES, FUNDING, BOOK)}[kind]
+    try:
+        return _normalise(df, spec)
+    except DataError as exc:
+        raise DataError(f"{source}: {exc}") from exc
+
+
+def _describe(index: pd.DatetimeIndex, faults: dict[str, np.ndarray]) -> list[str]:
+    """``{rule: mask}`` -> ``["3 row(s) with high < low (first at 2024-01-01 05:00)", ...]``."""
+    out = []
+    for rule, mask in faults.items():
+        first = index[int(np.flatnonzero(mask)[0])]
+        out.append(f"{int(mask.sum())} row(s) with {rule} (first at {first:%Y-%m-%d %H:%M:%S})")
+    return out
+
+
+def find_problems(df: pd.DataFrame, kind: _Kind) -> list[str]:
+    """Every rule a stored frame breaks, one phrase each (empty list: valid)."""
+    problems = []
+    if df.index.hasnans:
+        return [f"{int(df.index.isna().sum())} missing timestamp(s)"]
+    dup = df.index.duplicated(keep=False)
+    if dup.any():
+        first = df.index[int(np.flatnonzero(dup)[0])]
+        problems.append(f"{int(df.index.duplicated().sum())} duplicated timestamp(s) "
+                        f"(first {first:%Y-%m-%d %H:%M:%S})")
+    return problems + _describe(df.index, row_faults(df, kind))
+
+
+@dataclass
+class FileReport:
+    """What :meth:`Store.check` found in (or :meth:`Store.repair` did to) one stored file."""
+
+    kind: str
+    market: str | None
+    symbol: str
+    path: Path
+    problems: list[str] = field(default_factory=list)
+    rows_before: int = 0
+    rows_after: int = 0
+    backup: Path | None = None
+    repairable: bool = True
+
+    def line(self) -> str:
+        where = f"{self.kind}/{self.market}" if self.market else self.kind
+        return f"{where} {self.symbol}: " + "; ".join(self.problems)
 
 
 class Store:
@@ -259,6 +399,16 @@ class Store:
                 return _empty_frame(kind)
             where = f" ({market})" if kind.per_market else ""
             raise StoreError(f"no {kind.name} for {symbol}{where} in store {self.root}")
+        df = self._load(path, kind)
+        problems = find_problems(df, kind)
+        if problems:
+            raise BadStoreFile(f"invalid store file {path}: {'; '.join(problems)}; nothing was changed: "
+                             f"'python -m gnn_market.data repair --store {self.root}' drops the bad rows "
+                             f"(keeping a backup)")
+        return df
+
+    def _load(self, path: Path, kind: _Kind) -> pd.DataFrame:
+        """The file as a frame in the kind's schema, sorted if its timestamps are unique; not validated."""
         try:
             with pq.ParquetFile(path) as fh:
                 table = fh.read()
@@ -267,13 +417,15 @@ class Store:
                 return fast  # a file as this module writes it: no pandas metadata round trip, no coercion
             df = table.to_pandas()
         except (OSError, pa.ArrowException, ValueError) as exc:
-            raise StoreError(f"corrupt store file {path}: {exc}") from exc
-        if _has_schema(df, kind):
-            return df
-        try:
-            return _normalise(df, kind)
-        except DataError as exc:
-            raise StoreError(f"corrupt store file {path}: {exc}") from exc
+            raise BadStoreFile(f"corrupt store file {path}: {exc}") from exc
+        if not _has_schema(df, kind):
+            try:
+                df = _normalise(df, kind, check=False)
+            except (DataError, OverflowError) as exc:
+                raise BadStoreFile(f"corrupt store file {path}: {exc}") from exc
+        if df.index.is_unique and not df.index.is_monotonic_increasing:
+            df = df.sort_index(kind="stable")  # row order is not data; duplicates stay for find_problems
+        return df
 
     def klines(self, symbol: str, market: str = "spot",
                start: str | pd.Timestamp | None = None,
@@ -307,7 +459,7 @@ class Store:
             else:
                 index = pd.DatetimeIndex(column.cast(pa.int64()).to_numpy().view("M8[ns]")).tz_localize("UTC")
         except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
-            raise StoreError(f"corrupt store file {path}: {exc}") from exc
+            raise BadStoreFile(f"corrupt store file {path}: {exc}") from exc
         if len(index) == 0:
             return None
         return index.min(), index.max()
@@ -335,11 +487,11 @@ class Store:
 
     def _upsert(self, kind: _Kind, symbol: str, market: str | None, df: pd.DataFrame) -> int:
         path = self._path(kind, symbol, market)
-        new = _normalise(df, kind)
-        if kind is KLINES and len(new):
-            off_grid = new.index[(new.index.asi8 % HOUR.value) != 0]
-            if len(off_grid):
-                raise DataError(f"klines for {symbol}: open_time {off_grid[0]} is not on the hour")
+        try:
+            new = _normalise(df, kind)
+        except DataError as exc:
+            where = f" ({market})" if kind.per_market else ""
+            raise DataError(f"{symbol}{where}: {exc}; nothing was written") from exc
         new = new[~new.index.duplicated(keep="last")]  # within one write, the later row wins
         self._prepare_folder(path)
         with self._locked(path):
@@ -400,25 +552,125 @@ class Store:
         return find_gaps(idx)
 
     def summary(self) -> pd.DataFrame:
-        """One row per (market, symbol): range, rows, missing hours, funding and book rows."""
+        """One row per (market, symbol): range, rows, missing hours, funding and book rows, problems.
+
+        A file that fails :func:`find_problems` (or cannot be read) does not
+        stop the summary: its counts are left out (0 / NaT) and ``problems``
+        names what is wrong (empty string when nothing is).
+        """
         self._require_root()
         rows = []
         for market in MARKETS:
             for sym in self.symbols(market):
-                k = self.klines(sym, market)
-                gaps = find_gaps(k.index)
+                problems: list[str] = []
+
+                def rows_of(read):
+                    try:
+                        return read()
+                    except StoreError as exc:
+                        problems.append(str(exc))
+                        return None
+
+                k = rows_of(lambda: self.klines(sym, market))
+                gaps = find_gaps(k.index) if k is not None else find_gaps(pd.DatetimeIndex([], tz="UTC"))
+                funding = rows_of(lambda: self.funding(sym)) if market == "perp" else None
+                book = rows_of(lambda: self.book(sym, market))
                 rows.append({
                     "market": market,
                     "symbol": sym,
-                    "first": k.index.min() if len(k) else pd.NaT,
-                    "last": k.index.max() if len(k) else pd.NaT,
-                    "rows": len(k),
+                    "first": k.index.min() if k is not None and len(k) else pd.NaT,
+                    "last": k.index.max() if k is not None and len(k) else pd.NaT,
+                    "rows": len(k) if k is not None else 0,
                     "gaps": len(gaps),
                     "missing_hours": int(gaps["hours"].sum()) if len(gaps) else 0,
-                    "funding_rows": len(self.funding(sym)) if market == "perp" else 0,
-                    "book_rows": len(self.book(sym, market)),
+                    "funding_rows": len(funding) if funding is not None else 0,
+                    "book_rows": len(book) if book is not None else 0,
+                    "problems": "; ".join(problems),
                 })
         return pd.DataFrame(rows)
+
+    # ----------------------------------------------------------- format and health
+    def format_version(self) -> int:
+        """``version`` of ``STORE.json``; 1 for a store without one (written before the marker, or by hand)."""
+        marker = self.root / "STORE.json"
+        if not marker.exists():
+            return 1
+        try:
+            info = json.loads(marker.read_text(encoding="utf-8"))
+            version = int(info["version"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"unreadable store marker {marker}: {exc}") from exc
+        if version > STORE_FORMAT["version"]:
+            raise StoreError(f"store {self.root} has format version {version}, newer than this "
+                             f"cryptograph ({STORE_FORMAT['version']}): upgrade cryptograph to read it")
+        return version
+
+    def _files(self) -> list[tuple[_Kind, str | None, str, Path]]:
+        """Every stored (kind, market, symbol, path), in layout order."""
+        out = []
+        for kind in (KLINES, FUNDING, BOOK):
+            markets: tuple[str | None, ...] = MARKETS if kind.per_market else (None,)
+            for market in markets:
+                folder = self.root / kind.name / market if market else self.root / kind.name
+                out.extend((kind, market, sym, folder / f"{sym}.parquet") for sym in self._list(folder))
+        return out
+
+    def check(self) -> list[FileReport]:
+        """Every stored file that cannot be read or breaks a rule of :func:`find_problems`, with its problems."""
+        self._require_root()
+        reports = []
+        for kind, market, sym, path in self._files():
+            try:
+                df = self._load(path, kind)
+            except StoreError as exc:
+                reports.append(FileReport(kind.name, market, sym, path, [str(exc)], repairable=False))
+                continue
+            problems = find_problems(df, kind)
+            if problems:
+                reports.append(FileReport(kind.name, market, sym, path, problems, len(df), len(df)))
+        return reports
+
+    def repair(self, dry_run: bool = False) -> list[FileReport]:
+        """Fix every file :meth:`check` reports, explicitly; returns what was (or, ``dry_run``, would be) done.
+
+        Per file: rows breaking a value rule (:func:`row_faults`, off-hour
+        candles included) are dropped, duplicated timestamps keep the last row
+        in file order (the store's "later row wins" rule), rows are sorted. The
+        original is first copied to ``repair-backup/<UTC stamp>/<same path>``.
+        Unreadable files are reported (``repairable`` False) and left alone.
+        """
+        stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
+        reports = self.check()
+        for report in reports:
+            if not report.repairable:
+                continue
+            kind = {k.name: k for k in (KLINES, FUNDING, BOOK)}[report.kind]
+            if dry_run:  # read only: no lock file, nothing created
+                report.rows_after = len(_repaired(self._load(report.path, kind), kind))
+                continue
+            with self._locked(report.path):
+                df = self._load(report.path, kind)
+                fixed = _repaired(df, kind)
+                report.rows_before, report.rows_after = len(df), len(fixed)
+                backup = self.root / BACKUP_DIR / stamp / report.path.relative_to(self.root)
+                try:
+                    backup.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(report.path, backup)
+                except OSError as exc:
+                    raise StoreError(f"cannot back up {report.path} before repairing it: "
+                                     f"{exc.strerror or exc}; nothing was changed") from exc
+                report.backup = backup
+                self._atomic_write(report.path, fixed, kind)
+        return reports
+
+
+def _repaired(df: pd.DataFrame, kind: _Kind) -> pd.DataFrame:
+    """``df`` without rows breaking a value rule, the last of repeated timestamps kept, sorted."""
+    bad = np.zeros(len(df), dtype=bool)
+    for mask in row_faults(df, kind).values():
+        bad |= mask
+    fixed = df[~bad]
+    return fixed[~fixed.index.duplicated(keep="last")].sort_index(kind="stable")
 
 
 def find_gaps(index: pd.DatetimeIndex) -> pd.DataFrame:

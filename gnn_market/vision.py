@@ -18,17 +18,28 @@ conflict with a path that says otherwise.
 
 What the archive does that this module absorbs (reference §5):
 
-* header row or not (detected: the first field is not a number);
+* header row or not, detected by content: the first row is a header when its
+  time columns hold field *names* (``open_time``, ``close_time``;
+  ``calc_time``...), not numbers. Any numeric timestamp is read: integer,
+  float (``1704067200000.0``), quoted (``"1704067200000"``) or with an
+  exponent (``1.7040672e12``), as long as it is a whole number of ms or µs;
 * spot timestamps in microseconds from 2025 on (detected per value, >= 1e15);
+  every time must fall in [2010-01-01, now + 1 day] (:data:`~gnn_market.store.MIN_TIME_MS`);
 * ``<file>.zip.CHECKSUM`` (sha256) next to a zip: verified when present;
 * funding ``calc_time`` with millisecond jitter: rounded to the minute;
   funding columns are read by header name, klines by position.
 
 Failure policy: files of other kinds (trades, bookDepth, other intervals,
-COIN-M, ...) are *skipped* and listed with a reason. A file that should be
-imported but cannot be (corrupt zip, truncated or malformed CSV, checksum
-mismatch, rows that are not 1h candles, unknown market) raises
-:class:`~gnn_market.errors.DataError` naming the file. Files are imported per
+COIN-M, ...) are *skipped* and listed with a reason, and so are symbolic links
+inside a given folder that lead outside it (a link to a folder is never
+followed). A file that should be imported but cannot be (corrupt, encrypted or
+unsupported-compression zip, a member over :data:`MAX_MEMBER_BYTES`
+uncompressed, text that is not UTF-8, truncated or malformed CSV, checksum
+mismatch, rows that are not 1h candles, times out of range, unknown market)
+raises :class:`~gnn_market.errors.DataError` naming the file. Every data line
+of a file becomes one row (checked: rows in = rows parsed); the report gives
+rows in and rows stored, which differ only by rows repeated across files
+(the later file's row is kept). Files are imported per
 (dataset, market, symbol) group, one store write per group, and every file of
 a group is read and checked before the group is written: so a bad file stops
 the import before anything of its group reaches the store, groups written
@@ -37,9 +48,11 @@ safe because store writes are idempotent upserts.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import logging
+import lzma
 import re
 import zipfile
 import zlib
@@ -51,13 +64,20 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .store import Store, is_valid_symbol, validate_market
+from .store import MIN_TIME_MS, Store, checked_frame, is_valid_symbol, validate_market
 from .timeutil import HOUR_MS
 
 log = logging.getLogger(__name__)
 
 #: Timestamps at or above this are microseconds (spot files from 2025 on); below, milliseconds.
 MICROSECOND_THRESHOLD = 10 ** 15
+#: Largest file, and largest uncompressed zip member, read (512 MiB). An archive 1h-kline month is ~100 KB;
+#: the cap stops a zip bomb (146 KB expanding to 50 MB and more) before it is read into memory.
+MAX_MEMBER_BYTES = 512 * 2 ** 20
+#: Compression methods :mod:`zipfile` can read (Deflate64, PPMd, ... cannot).
+_READABLE_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate",
+                         zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
+_ZIP_METHOD_NAMES = {9: "Deflate64", 98: "PPMd", 93: "Zstandard", 95: "xz", 99: "AES-encrypted"}
 
 #: Kline CSV columns by position (the REST kline array order), and the store column each maps to.
 KLINE_CSV_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "close_time",
@@ -92,7 +112,8 @@ class ImportReport:
     """
 
     files: int = 0                      # files imported
-    rows: int = 0                       # rows read from them (after de-duplication per symbol)
+    rows_in: int = 0                    # data rows in those files (every line but a header)
+    rows: int = 0                       # rows stored from them (after de-duplication per symbol)
     new_rows: int = 0                   # rows not in the store before
     checksums_verified: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
@@ -102,9 +123,11 @@ class ImportReport:
     def summary(self) -> str:
         """A few human-readable lines: totals, one line per (dataset, symbol), skipped files."""
         symbols = len({sym for _, sym in self.per_symbol})
-        lines = [f"imported {self.files} file(s): {self.rows:,} rows ({self.new_rows:,} new) for "
-                 f"{symbols} symbol(s); {self.checksums_verified} checksum(s) verified; "
-                 f"skipped {len(self.skipped)} file(s)"]
+        repeated = self.rows_in - self.rows
+        lines = [f"imported {self.files} file(s): {self.rows_in:,} rows in, {self.rows:,} stored "
+                 f"({self.new_rows:,} new) for {symbols} symbol(s)"
+                 + (f", {repeated:,} repeated in overlapping files (the later file's row kept)" if repeated else "")
+                 + f"; {self.checksums_verified} checksum(s) verified; skipped {len(self.skipped)} file(s)"]
         for (dataset, sym), rows in sorted(self.per_symbol.items()):
             lines.append(f"  {dataset:<8} {sym:<14} {rows:>8,} rows ({self.new_per_symbol.get((dataset, sym), 0):,} new)")
         for item in self.skipped:
@@ -125,7 +148,7 @@ class _Task:
 
 # ----------------------------------------------------------------- public API
 def import_paths(paths: list[Path], store: Store, market: str | None = None,
-                 symbol: str | None = None) -> ImportReport:
+                 symbol: str | None = None, max_member_bytes: int = MAX_MEMBER_BYTES) -> ImportReport:
     """Import archive files and folders into ``store``; see the module docstring for the policy.
 
     Args:
@@ -133,6 +156,7 @@ def import_paths(paths: list[Path], store: Store, market: str | None = None,
         store: the destination; writes are idempotent upserts.
         market: ``"spot"`` or ``"perp"`` for files whose path does not say.
         symbol: the symbol for files whose name does not say (e.g. ``klines.csv``).
+        max_member_bytes: largest file / uncompressed zip member read (:data:`MAX_MEMBER_BYTES`).
 
     Raises:
         DataError: a path does not exist, or a file that should be imported is bad.
@@ -141,26 +165,37 @@ def import_paths(paths: list[Path], store: Store, market: str | None = None,
         validate_market(market)
     if symbol is not None and not is_valid_symbol(symbol):
         raise DataError(f"invalid symbol {symbol!r}: expected 2-30 characters A-Z or 0-9")
+    if max_member_bytes < 1:
+        raise DataError(f"the size limit must be positive, got {max_member_bytes} bytes")
     report = ImportReport()
     groups: dict[tuple[str, str, str], list[_Task]] = defaultdict(list)
-    for file in _walk(paths):
-        task = _classify(file, market, symbol)
+    files, report.skipped = _walk(paths)
+    for file in files:
+        task = _classify(file, market, symbol, max_member_bytes)
         if isinstance(task, SkippedFile):
-            log.warning("skipping %s: %s", task.path, task.reason)
             report.skipped.append(task)
         else:
             groups[(task.dataset, task.market, task.symbol)].append(task)
+    for item in report.skipped:
+        log.warning("skipping %s: %s", item.path, item.reason)
     for key in sorted(groups):
-        _import_group(groups[key], store, report)
+        _import_group(groups[key], store, report, max_member_bytes)
     return report
 
 
-def read_archive_file(path: Path) -> tuple[bytes, bool]:
+def read_archive_file(path: Path, max_bytes: int = MAX_MEMBER_BYTES) -> tuple[bytes, bool]:
     """The CSV bytes of an archive file (zip with one CSV, or a CSV) and whether a checksum was verified.
 
-    Raises :class:`DataError` naming ``path`` on a checksum mismatch or a corrupt zip.
+    Raises :class:`DataError` naming ``path`` on a checksum mismatch, a corrupt,
+    encrypted or unreadable (e.g. Deflate64) zip, or a file or member larger
+    than ``max_bytes`` uncompressed: refused from the sizes in the zip header
+    before anything is inflated, and reading stops at the cap whatever the header says.
     """
     try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise DataError(f"{path}: {_mb(size)} is over the limit of {_mb(max_bytes)} per file "
+                            f"(an archive 1h file is ~100 KB; raise --max-member-mb if it is genuine)")
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
@@ -169,13 +204,40 @@ def read_archive_file(path: Path) -> tuple[bytes, bool]:
         return raw, verified
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
-            members = [m for m in archive.namelist() if not m.endswith("/")]
-            csvs = [m for m in members if m.lower().endswith(".csv")]
+            members = [m for m in archive.infolist() if not m.is_dir()]
+            csvs = [m for m in members if m.filename.lower().endswith(".csv")]
             if len(csvs) != 1:
-                raise DataError(f"{path}: expected one CSV inside the zip, found {len(csvs)} ({members[:5]})")
-            return archive.read(csvs[0]), verified  # read() checks the member's CRC
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+                raise DataError(f"{path}: expected one CSV inside the zip, found {len(csvs)} "
+                                f"({[m.filename for m in members[:5]]})")
+            member = csvs[0]
+            if member.flag_bits & 0x1:
+                raise DataError(f"{path}: {member.filename} is encrypted (archive files never are); "
+                                f"download it again")
+            if member.compress_type not in _READABLE_COMPRESSION:
+                method = _ZIP_METHOD_NAMES.get(member.compress_type, f"method {member.compress_type}")
+                raise DataError(f"{path}: {member.filename} is compressed with {method}, which cannot be read "
+                                f"(readable: {', '.join(_READABLE_COMPRESSION.values())}); re-zip it or "
+                                f"import the extracted CSV")
+            if member.file_size > max_bytes:
+                raise DataError(f"{path}: {member.filename} expands to {_mb(member.file_size)}, over the limit "
+                                f"of {_mb(max_bytes)} (a zip bomb? an archive 1h file is ~100 KB; raise "
+                                f"--max-member-mb if it is genuine)")
+            with archive.open(member) as fh:
+                data = fh.read(max_bytes + 1)  # reaching the end checks the member's CRC
+            if len(data) > max_bytes:
+                raise DataError(f"{path}: {member.filename} expands past the limit of {_mb(max_bytes)} "
+                                f"although its header says {_mb(member.file_size)}")
+            return data, verified
+    except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, NotImplementedError,
+            RuntimeError) as exc:
         raise DataError(f"{path}: corrupt zip file ({exc})") from exc
+
+
+def _mb(n: float) -> str:
+    """A size for people: MiB from 1 MiB up, KiB or bytes below."""
+    if n >= 2 ** 20:
+        return f"{n / 2 ** 20:,.1f} MiB"
+    return f"{n / 1024:,.1f} KiB" if n >= 1024 else f"{int(n)} bytes"
 
 
 def parse_klines(data: bytes, source: str | Path) -> pd.DataFrame:
@@ -185,11 +247,13 @@ def parse_klines(data: bytes, source: str | Path) -> pd.DataFrame:
     ``store.KLINE_COLUMNS``. Raises :class:`DataError` naming ``source`` if the
     file is empty, truncated, non-numeric, off the hour, or not 1h candles.
     """
-    table = _read_csv(data, source)
+    table = _read_csv(data, source, time_columns=(0, 6), numeric=True)
     if table.shape[1] != len(KLINE_CSV_COLUMNS):
         raise DataError(f"{source}: expected {len(KLINE_CSV_COLUMNS)} kline columns, found {table.shape[1]}")
     table.columns = list(KLINE_CSV_COLUMNS)
-    numbers = _numeric(table.drop(columns="ignore"), source)
+    numbers = table.drop(columns="ignore")
+    if not table.attrs["numeric"]:
+        numbers = _numeric(numbers, source)
     open_ms = _to_ms(numbers["open_time"].to_numpy(), source, "open_time")
     close_ms = _to_ms(numbers["close_time"].to_numpy(), source, "close_time")
     span = close_ms - open_ms + 1
@@ -200,12 +264,10 @@ def parse_klines(data: bytes, source: str | Path) -> pd.DataFrame:
     if (open_ms % HOUR_MS != 0).any():
         bad = int(np.nonzero(open_ms % HOUR_MS)[0][0])
         raise DataError(f"{source}: row {bad + 1} open_time is not on the hour")
-    prices = numbers[["open", "high", "low", "close"]].to_numpy()
-    if (prices <= 0).any() or (numbers["high"] < numbers["low"]).any():
-        raise DataError(f"{source}: non-positive prices or high < low")
+    _refuse_repeats(open_ms, source, "open_time")
     out = numbers[list(_KLINE_TO_STORE)].rename(columns=_KLINE_TO_STORE)
     out.index = pd.DatetimeIndex(pd.to_datetime(open_ms, unit="ms", utc=True)).as_unit("ns").rename("open_time")
-    return out
+    return checked_frame(out, "klines", source)  # the store's rules (prices, OHLC order, volumes), per file
 
 
 def parse_funding(data: bytes, source: str | Path) -> pd.DataFrame:
@@ -219,7 +281,7 @@ def parse_funding(data: bytes, source: str | Path) -> pd.DataFrame:
     Times are rounded to the minute (the archive has millisecond jitter), like
     :func:`gnn_market.binance.parsers.round_funding_time`, so archive and REST rows coincide.
     """
-    table = _read_csv(data, source)
+    table = _read_csv(data, source, time_columns=(0,))
     if table.attrs["header"]:
         names = {str(c).strip().lower(): c for c in table.columns}
         time_col = next((names[n] for n in _FUNDING_TIME if n in names), None)
@@ -237,24 +299,39 @@ def parse_funding(data: bytes, source: str | Path) -> pd.DataFrame:
     numbers = _numeric(table[cols], source)
     ms = _to_ms(numbers[time_col].to_numpy(), source, "funding time")
     seconds = (ms + 30_000) // 60_000 * 60  # to the minute, as the REST client does (no duplicates)
+    _refuse_repeats(seconds, source, "funding time")
     out = pd.DataFrame({"funding_rate": numbers[rate_col].to_numpy(dtype="float64"),
                         "mark_price": numbers[mark_col].to_numpy(dtype="float64") if mark_col is not None
                         else np.full(len(numbers), np.nan)})
     out.index = pd.DatetimeIndex(pd.to_datetime(seconds, unit="s", utc=True)).as_unit("ns").rename("funding_time")
-    return out
+    return checked_frame(out, "funding", source)
 
 
 # ---------------------------------------------------------------- internals
-def _walk(paths: list[Path]) -> list[Path]:
-    """Every file under ``paths`` (folders recursively, sorted), hidden and CHECKSUM files excluded."""
+def _walk(paths: list[Path]) -> tuple[list[Path], list[SkippedFile]]:
+    """Every file under ``paths`` (folders recursively, sorted), hidden and CHECKSUM files excluded.
+
+    Inside a folder, a symbolic link to a folder is not followed and a file
+    reached through a link that leads outside the folder is skipped (both
+    listed with the reason); a path given explicitly is taken as given.
+    """
     if isinstance(paths, (str, Path)):
         paths = [paths]
     files: list[Path] = []
+    skipped: list[SkippedFile] = []
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file())
-            files.extend(p for p in found if not any(part.startswith(".") for part in p.relative_to(path).parts))
+            root = path.resolve()
+            for p in sorted(path.rglob("*")):
+                if any(part.startswith(".") for part in p.relative_to(path).parts):
+                    continue
+                if p.is_symlink() and p.is_dir():
+                    skipped.append(SkippedFile(p, "symbolic link to a folder: not followed"))
+                elif p.is_file() and not p.resolve().is_relative_to(root):
+                    skipped.append(SkippedFile(p, f"symbolic link to {p.resolve()}, outside {path}: not followed"))
+                elif p.is_file():
+                    files.append(p)
         elif path.is_file():
             files.append(path)
         else:
@@ -263,7 +340,7 @@ def _walk(paths: list[Path]) -> list[Path]:
     for f in files:
         if not f.name.upper().endswith(".CHECKSUM"):  # companions, read next to their zip
             unique.setdefault(f.resolve(), f)
-    return list(unique.values())
+    return list(unique.values()), skipped
 
 
 def _path_facts(path: Path) -> tuple[str | None, str | None, str | None]:
@@ -283,7 +360,8 @@ def _path_facts(path: Path) -> tuple[str | None, str | None, str | None]:
     return market, data_type, reason
 
 
-def _classify(path: Path, market_arg: str | None, symbol_arg: str | None) -> _Task | SkippedFile:
+def _classify(path: Path, market_arg: str | None, symbol_arg: str | None,
+              max_bytes: int = MAX_MEMBER_BYTES) -> _Task | SkippedFile:
     """Decide what ``path`` is from its folders and name; skip what is not imported."""
     suffix = path.suffix.lower()
     if suffix not in _DATA_SUFFIXES:
@@ -304,7 +382,7 @@ def _classify(path: Path, market_arg: str | None, symbol_arg: str | None) -> _Ta
     elif kind == "1h" or data_type == "klines":
         dataset = "klines"
     else:
-        dataset = _sniff_dataset(path)  # a loose file named neither way: look at its first line
+        dataset = _sniff_dataset(path, max_bytes)  # a loose file named neither way: look at its first line
 
     name_symbol = match["symbol"] if match else None
     if name_symbol is not None and not is_valid_symbol(name_symbol):
@@ -328,24 +406,26 @@ def _classify(path: Path, market_arg: str | None, symbol_arg: str | None) -> _Ta
     return _Task(path, dataset, market, symbol, checked_interval=kind == "1h")
 
 
-def _sniff_dataset(path: Path) -> str:
+def _sniff_dataset(path: Path, max_bytes: int = MAX_MEMBER_BYTES) -> str:
     """``"funding"`` if the CSV's first line names a funding column, else ``"klines"``."""
-    data, _ = read_archive_file(path)
+    data, _ = read_archive_file(path, max_bytes)
     first = data[:200].decode("utf-8", errors="replace").splitlines()[0].lower() if data.strip() else ""
     return "funding" if "funding" in first or "calc_time" in first else "klines"
 
 
-def _import_group(tasks: list[_Task], store: Store, report: ImportReport) -> None:
+def _import_group(tasks: list[_Task], store: Store, report: ImportReport,
+                  max_bytes: int = MAX_MEMBER_BYTES) -> None:
     """Read and check every file of one (dataset, market, symbol), then write them in one upsert."""
     frames, verified = [], 0
     for task in tasks:
-        data, ok = read_archive_file(task.path)
+        data, ok = read_archive_file(task.path, max_bytes)
         verified += ok
         parse = parse_funding if task.dataset == "funding" else parse_klines
         frames.append(parse(data, task.path))
     first = tasks[0]
     merged = pd.concat(frames)
-    merged = merged[~merged.index.duplicated(keep="last")].sort_index()
+    rows_in = len(merged)
+    merged = merged[~merged.index.duplicated(keep="last")].sort_index()  # a later file's row wins
     if first.dataset == "funding":
         added = store.write_funding(first.symbol, merged)
         key = ("funding", first.symbol)
@@ -353,6 +433,7 @@ def _import_group(tasks: list[_Task], store: Store, report: ImportReport) -> Non
         added = store.write_klines(first.symbol, merged, market=first.market)
         key = (first.market, first.symbol)
     report.files += len(tasks)
+    report.rows_in += rows_in
     report.rows += len(merged)
     report.new_rows += added
     report.checksums_verified += verified
@@ -380,23 +461,69 @@ def _verify_checksum(path: Path, raw: bytes) -> bool:
     return True
 
 
-def _read_csv(data: bytes, source: str | Path) -> pd.DataFrame:
-    """Raw CSV cells as strings; ``attrs["header"]`` says whether a header row was found and used."""
-    text = data.decode("utf-8-sig", errors="strict") if data else ""
-    lines = text.strip().splitlines()
-    if not lines:
-        raise DataError(f"{source}: empty CSV file")
-    first_field = lines[0].split(",")[0].strip()
-    header = not first_field.lstrip("-").isdigit()
+def _read_csv(data: bytes, source: str | Path, time_columns: tuple[int, ...], numeric: bool = False) -> pd.DataFrame:
+    """CSV cells as strings, or with ``numeric`` as float64 when every cell is a number.
+
+    ``attrs["header"]`` says whether a header row was found and used: the
+    first row is a header when every one of its ``time_columns`` holds a
+    field name (letters first), decided by content, never by the shape of a
+    number. Every non-blank line after it must become exactly one row.
+    ``attrs["numeric"]`` says whether the float64 parse succeeded (else the
+    cells are strings, for :func:`_numeric` to name the bad one). The bytes are
+    parsed in place (no decoded copy): a large member costs a few times its size.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
     try:
-        table = pd.read_csv(io.StringIO(text), header=0 if header else None, dtype=str,
-                            skip_blank_lines=True, engine="c")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{source}: malformed CSV ({str(exc).strip()})") from exc
+        data.decode("utf-8", errors="strict")  # validation only; the text itself is not kept
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                        f"archive files are plain ASCII CSV") from exc
+    first_line = _NON_BLANK_LINE.search(data)
+    if first_line is None:
+        raise DataError(f"{source}: empty CSV file")
+    line_end = data.find(b"\n", first_line.start())
+    first = next(csv.reader([data[first_line.start():None if line_end < 0 else line_end].decode()]), [])
+    header = all(i < len(first) and _is_field_name(first[i]) for i in time_columns)
+    lines_in = sum(1 for _ in _NON_BLANK_LINE.finditer(data)) - header
+    table = None
+    if numeric:
+        try:
+            table = pd.read_csv(io.BytesIO(data), header=0 if header else None, dtype="float64",
+                                skip_blank_lines=True, engine="c", **_EXACT_FLOATS)
+            if table.isna().to_numpy().any():
+                table = None  # a missing cell: the string parse below names it
+        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            table = None  # a non-numeric cell, or malformed: the string parse below says which
+    if table is None:
+        try:
+            table = pd.read_csv(io.BytesIO(data), header=0 if header else None, dtype=str,
+                                skip_blank_lines=True, engine="c")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise DataError(f"{source}: malformed CSV ({str(exc).strip()})") from exc
+        table.attrs["numeric"] = False
+    else:
+        table.attrs["numeric"] = True
     if table.empty:
         raise DataError(f"{source}: CSV file has no data rows")
+    if len(table) != lines_in:  # e.g. a quoted field spanning lines: never lose or invent a row silently
+        raise DataError(f"{source}: {lines_in} data line(s) but {len(table)} CSV row(s); malformed quoting?")
     table.attrs["header"] = header
     return table
+
+
+# pandas 3 parses floats exactly (as float(text)) by default and deprecates the option; pandas 2's default
+# may be one ulp off, which would make an archive row differ from the same REST row.
+_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+_NON_BLANK_LINE = re.compile(rb"^[^\S\n]*\S", re.MULTILINE)
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_ .-]*")
+_NOT_NAMES = {"nan", "inf", "infinity", "null", "none", "na", "n/a"}
+
+
+def _is_field_name(cell: str) -> bool:
+    """True for a header cell such as ``open_time`` / ``calc_time``; False for numbers, blanks, ``NaN``."""
+    cell = cell.strip()
+    return bool(_FIELD_NAME.fullmatch(cell)) and cell.lower() not in _NOT_NAMES
 
 
 def _numeric(table: pd.DataFrame, source: str | Path) -> pd.DataFrame:
@@ -411,8 +538,41 @@ def _numeric(table: pd.DataFrame, source: str | Path) -> pd.DataFrame:
 
 
 def _to_ms(values: np.ndarray, source: str | Path, what: str) -> np.ndarray:
-    """Epoch timestamps in ms or µs (detected per value) -> int64 milliseconds."""
-    as_int = values.astype("int64")
-    if (as_int != values).any() or (as_int <= 0).any():
+    """Epoch timestamps in ms or µs (detected per value; any numeric spelling) -> int64 milliseconds.
+
+    Values must be whole numbers and, once in ms, fall in ``[MIN_TIME_MS, now + 1 day]``.
+    """
+    values = np.asarray(values, dtype="float64")
+    # float64 holds every integer below 2**53 (~9e15, year 2255 in µs) exactly: the test below is exact.
+    if not np.isfinite(values).all() or (values != np.floor(values)).any() or (values <= 0).any():
         raise DataError(f"{source}: {what} must be positive whole numbers (epoch ms or µs)")
-    return np.where(as_int >= MICROSECOND_THRESHOLD, as_int // 1000, as_int)
+    too_big = values >= 2.0 ** 53
+    if too_big.any():
+        raise DataError(f"{source}: row {int(np.flatnonzero(too_big)[0]) + 1} {what} {values[too_big][0]:.0f} "
+                        f"is not an epoch time in ms or µs")
+    as_int = values.astype("int64")
+    ms = np.where(as_int >= MICROSECOND_THRESHOLD, as_int // 1000, as_int)
+    latest = pd.Timestamp.now(tz="UTC").value // 1_000_000 + 24 * HOUR_MS
+    out_of_range = (ms < MIN_TIME_MS) | (ms > latest)
+    if out_of_range.any():
+        row = int(np.flatnonzero(out_of_range)[0])
+        raise DataError(f"{source}: row {row + 1} {what} {as_int[row]} is {_ms_text(ms[row])}, outside "
+                        f"2010-01-01 .. tomorrow (a unit or format mistake?)")
+    return ms
+
+
+def _refuse_repeats(times: np.ndarray, source: str | Path, what: str) -> None:
+    """An archive file never repeats a time: a file that does is malformed (rows in must equal rows stored)."""
+    order = np.sort(times)
+    repeated = order[1:][order[1:] == order[:-1]]
+    if len(repeated):
+        raise DataError(f"{source}: {len(repeated)} row(s) repeat an earlier {what} (first "
+                        f"{pd.Timestamp(int(repeated[0]), unit='ms' if what == 'open_time' else 's', tz='UTC')}); "
+                        f"a malformed file")
+
+
+def _ms_text(ms: int) -> str:
+    """An epoch ms as a date when pandas can show it, else its year (no overflow on absurd values)."""
+    if -(2 ** 63) // 1_000_000 < ms < (2 ** 63 - 1) // 1_000_000:
+        return f"{pd.Timestamp(int(ms), unit='ms'):%Y-%m-%d %H:%M}"
+    return f"in year ~{1970 + ms / (365.2425 * 86_400_000):.0f}"

@@ -25,8 +25,9 @@ def random_klines(rng: np.random.Generator, times: pd.DatetimeIndex, price: floa
                         index=pd.DatetimeIndex(times, name="open_time"))
 
 
-def random_book(rng: np.random.Generator, klines: pd.DataFrame, offset=pd.Timedelta(seconds=3)) -> pd.DataFrame:
-    """One snapshot per hour at ``open_time + 1h + offset`` (the decision time of row open_time)."""
+def random_book(rng: np.random.Generator, klines: pd.DataFrame, offset=pd.Timedelta(seconds=-3)) -> pd.DataFrame:
+    """One snapshot per hour at ``open_time + 1h + offset``: by default 3 s before the close of the
+    candle, as the ``collect`` job takes it, so it serves row open_time."""
     mid = klines["close"].to_numpy()
     half = mid * rng.uniform(1e-4, 1e-3, len(mid))
     return pd.DataFrame({"best_bid": mid - half, "best_ask": mid + half,
@@ -78,17 +79,17 @@ def wilder_rsi_loop(close: pd.Series, period: int = 14) -> pd.Series:
             gains, losses, avg_g, avg_l = [], [], None, None
             continue
         d = values[i] - values[i - 1]
-        g, l = max(d, 0.0), max(-d, 0.0)
+        g, loss = max(d, 0.0), max(-d, 0.0)
         if avg_g is None:
             gains.append(g)
-            losses.append(l)
+            losses.append(loss)
             if len(gains) == period:
                 avg_g, avg_l = sum(gains) / period, sum(losses) / period
             else:
                 continue
         else:
             avg_g = (avg_g * (period - 1) + g) / period
-            avg_l = (avg_l * (period - 1) + l) / period
+            avg_l = (avg_l * (period - 1) + loss) / period
         out[i] = 50.0 if avg_g + avg_l == 0 else 100.0 * avg_g / (avg_g + avg_l)
     return pd.Series(out, index=close.index)
 

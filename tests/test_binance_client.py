@@ -64,9 +64,13 @@ def test_book_row_schema_and_values(fake_binance, client_for):
     assert row["bid_qty"].iloc[0] == pytest.approx(sum(float(q) for _, q in raw["bids"]))
     assert row["spread"].iloc[0] == pytest.approx(float(raw["asks"][0][0]) - float(raw["bids"][0][0]))
     assert row["levels"].iloc[0] == 20
-    # server clock is 12:00:30 -> the snapshot "at the close of 11:00" is stamped 12:00
-    assert row.index[0] == pd.Timestamp("2024-03-01 12:00", tz="UTC")
+    # server clock is 12:00:30: the snapshot is stamped when it was taken (receive time on the server's
+    # clock), never floored to 12:00, which would make it look taken at the close of candle 11:00
+    server = pd.Timestamp(fake_binance.now_ms(), unit="ms", tz="UTC")
+    assert server <= row.index[0] < server + pd.Timedelta(seconds=5)
     assert fake_binance.count("/api/v3/depth") == 1
+    perp = client.book("BTCUSDT", "perp")  # futures answers carry the server's event time E
+    assert perp.index[0] == server
 
 
 def test_funding_history_paginates_and_rounds_jitter(client_for):
@@ -152,3 +156,9 @@ def test_unreachable_host_and_bad_url():
         client.server_time_ms()
     with pytest.raises(DataError, match="bad spot URL"):
         ClientConfig(spot_url="not a url")
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 0.0, -1.0])
+def test_timeout_must_be_finite_and_positive(timeout):
+    with pytest.raises(DataError, match="timeout must be a finite number > 0"):
+        ClientConfig(timeout=timeout)

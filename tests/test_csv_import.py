@@ -109,3 +109,28 @@ def test_cli_import_csv_and_errors(tmp_path, capsys):
     assert "no file for CCCUSDT" in capsys.readouterr().err
     assert run_cli(main, ["import-csv", str(tmp_path / "nope"), "--store", str(tmp_path / "t")]) == 2
     assert not (tmp_path / "t").exists()  # a failed import leaves no empty store behind
+
+
+@pytest.mark.parametrize("row, message", [
+    (f"{(24785 - 1970) * 8_766 * 3_600_000},10,11,9,10.5,100", "outside 2010-01-01"),  # year 24785
+    (f"{T0 + 3_600_000},10,8,9,10.5,100", "high < low"),
+    (f"{T0 + 3_600_000},10,1e300,9,10.5,100", r"price > 1e\+09"),
+    (f"{T0 + 3_600_000},10,,9,10.5,100", "missing or non-finite price"),
+    (f"{T0 + 3_600_000},10,11,9,10.5,-1", "volume < 0"),
+], ids=["year-24785", "high<low", "1e300", "empty-price", "negative-volume"])
+def test_bad_values_stop_the_import_before_any_write(tmp_path, capsys, row, message):
+    from gnn_market.cli import run_cli
+    from gnn_market.data import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "AAAUSDT.csv").write_text(_csv())
+    lines = _csv(4).splitlines()
+    lines[2] = row
+    (src / "BBBUSDT.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=message):
+        import_csv_folder(src, Store(tmp_path / "store"))
+    assert run_cli(main, ["import-csv", str(src), "--store", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "BBBUSDT.csv" in err[0]
+    assert not (tmp_path / "store").exists()  # AAAUSDT, read first, was not written either

@@ -68,30 +68,81 @@ def test_no_fill_when_disabled(store):
     assert not p.mask[50:52, p.symbols.index("BBBUSDT")].any()
 
 
-def test_book_snapshot_for_row_t_is_taken_at_t_plus_1h(panel, store):
+def test_book_snapshot_for_row_t_is_taken_before_t_plus_1h(panel, store):
     a = panel.symbols.index("AAAUSDT")
     book = store.book("AAAUSDT")
-    # fixture snapshots are taken 3 s after open_time + 1h
+    # fixture snapshots are taken 3 s before open_time + 1h (the close of candle t)
     t = 10
-    snap = book.loc[panel.times[t] + H + pd.Timedelta(seconds=3)]
+    snap = book.loc[panel.times[t] + H - pd.Timedelta(seconds=3)]
     assert panel.best_bid[t, a] == snap["best_bid"] and panel.ask_qty[t, a] == snap["ask_qty"]
     assert panel.has_book[:, a].all()
     assert not panel.has_book[:, panel.symbols.index("DDDUSDT")].any()
 
 
-def test_book_tolerance_window(tmp_path):
-    times = pd.date_range(START, periods=6, freq="h", tz="UTC")
+def test_book_window_ends_at_the_close(tmp_path):
+    """Row t takes the latest snapshot in (t + 1h - 5 min, t + 1h]: never one taken after the close."""
+    times = pd.date_range(START, periods=7, freq="h", tz="UTC")
     s = Store(tmp_path)
     s.write_klines("XXUSDT", random_klines(np.random.default_rng(1), times))
-    snaps = pd.DatetimeIndex([times[0] + H - pd.Timedelta(seconds=1),  # before decision time of row 0
-                              times[1] + H + pd.Timedelta(minutes=10),  # too late for row 1
-                              times[2] + H,  # exactly at decision time of row 2
-                              times[3] + H + pd.Timedelta(minutes=4, seconds=59)], name="snapshot_time")
-    s.write_book("XXUSDT", pd.DataFrame({"best_bid": [1.0, 2.0, 3.0, 4.0], "best_ask": 5.0,
+    snaps = pd.DatetimeIndex([times[0] + H + pd.Timedelta(seconds=1),  # 1 s after row 0's close: no row
+                              times[1] + H - pd.Timedelta(minutes=10),  # too early for row 1
+                              times[2] + H,  # exactly at the close of row 2
+                              times[3] + H - pd.Timedelta(minutes=4, seconds=59),  # early in row 3's window
+                              times[3] + H - pd.Timedelta(seconds=30),  # the latest one counts
+                              times[4] + H - pd.Timedelta(minutes=5),  # window is open on the left
+                              times[5] + H + pd.Timedelta(minutes=4)], name="snapshot_time")  # after: no row
+    s.write_book("XXUSDT", pd.DataFrame({"best_bid": [1.0, 2.0, 3.0, 4.0, 4.5, 6.0, 7.0], "best_ask": 9.0,
                                          "bid_qty": 1.0, "ask_qty": 1.0}, index=snaps))
     p = load_panel(s)
-    assert p.has_book[:, 0].tolist() == [False, False, True, True, False, False]
-    assert p.best_bid[2, 0] == 3.0 and p.best_bid[3, 0] == 4.0
+    assert p.has_book[:, 0].tolist() == [False, False, True, True, False, False, False]
+    assert p.best_bid[2, 0] == 3.0 and p.best_bid[3, 0] == 4.5
+    wide = load_panel(s, book_tolerance=pd.Timedelta(minutes=15))
+    assert wide.has_book[:, 0].tolist() == [False, True, True, True, True, False, False]
+    with pytest.raises(DataError, match="book_tolerance"):
+        load_panel(s, book_tolerance=pd.Timedelta(0))
+
+
+def test_book_after_the_close_never_changes_earlier_rows(store, panel, tmp_path):
+    """Perturbation: every snapshot taken after t + 1h changed or added -> rows <= t identical."""
+    t = 150
+    close = panel.times[t] + H
+    out = Store(tmp_path / "perturbed")
+    for sym in store.symbols("spot"):
+        out.write_klines(sym, store.klines(sym))
+        book = store.book(sym)
+        if not len(book):
+            continue
+        late = book.index > close
+        book.loc[late, ["best_bid", "best_ask"]] *= 1.5
+        book.loc[late, "bid_qty"] = 0.0
+        # and a snapshot 1 ms after the close, which an old "first snapshot after the hour" rule would take
+        extra = book.iloc[[0]].copy()
+        extra.index = pd.DatetimeIndex([close + pd.Timedelta(milliseconds=1)], name="snapshot_time")
+        extra[["best_bid", "best_ask"]] = [1e-3, 2e-3]
+        out.write_book(sym, pd.concat([book, extra]).sort_index())
+    changed = load_panel(out)
+    for name in ("best_bid", "best_ask", "bid_qty", "ask_qty", "has_book"):
+        a, b = getattr(panel, name), getattr(changed, name)
+        np.testing.assert_array_equal(a[: t + 1], b[: t + 1], err_msg=name)
+        assert not np.array_equal(a[t + 1:], b[t + 1:]) or name == "has_book"
+
+
+def test_legacy_store_reads_on_the_hour_stamps_as_taken_up_to_5_min_later(tmp_path):
+    """Format 1 collectors floored a snapshot taken up to 5 min after the hour to the hour."""
+    import json
+
+    times = pd.date_range(START, periods=4, freq="h", tz="UTC")
+    s = Store(tmp_path)
+    s.write_klines("XXUSDT", random_klines(np.random.default_rng(4), times))
+    snaps = pd.DatetimeIndex([times[1], times[2] - pd.Timedelta(seconds=20)], name="snapshot_time")
+    s.write_book("XXUSDT", pd.DataFrame({"best_bid": [1.0, 2.0], "best_ask": 3.0, "bid_qty": 1.0,
+                                         "ask_qty": 1.0}, index=snaps))
+    assert s.format_version() == 2
+    assert load_panel(s).has_book[:, 0].tolist() == [True, True, False, False]  # true capture times
+    (tmp_path / "STORE.json").write_text(json.dumps({"format": "cryptograph-store", "version": 1}))
+    legacy = load_panel(s)
+    # the floored stamp at times[1] may hide 5 min of candle 1: it serves no row; the other gains 1 s, still inside
+    assert legacy.has_book[:, 0].tolist() == [False, True, False, False] and legacy.best_bid[1, 0] == 2.0
 
 
 def test_funding_is_latest_settled_by_t_plus_1h(tmp_path):

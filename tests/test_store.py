@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,9 +52,9 @@ def test_upsert_replaces_values_of_existing_rows(tmp_path):
     df = candles("2024-01-01", 10)
     store.write_klines("ETHUSDT", df)
     fixed = df.iloc[[3]].copy()
-    fixed["close"] = 1.0
+    fixed["close"] = fixed["low"]  # a corrected value that still satisfies low <= close <= high
     assert store.write_klines("ETHUSDT", fixed) == 0
-    assert store.klines("ETHUSDT")["close"].iloc[3] == 1.0
+    assert store.klines("ETHUSDT")["close"].iloc[3] == fixed["low"].iloc[0]
     assert len(store.klines("ETHUSDT")) == 10
 
 
@@ -269,3 +270,124 @@ def test_parse_utc_reads_user_times():
         parse_utc("yesterday-ish", "--start")
     with pytest.raises(DataError, match="not a time"):
         parse_utc("NaT", "--end")
+
+
+# ------------------------------------------------------------------ issue 11: foreign or corrupt files
+def _foreign(tmp_path, frame: pd.DataFrame, symbol: str = "BTCUSDT") -> Store:
+    """A store holding ``frame`` as another tool would write it: plain pandas Parquet, no checks."""
+    store = Store(tmp_path)
+    store.write_klines("OKUSDT", candles("2024-01-01", 3))
+    frame.to_parquet(tmp_path / "klines" / "spot" / f"{symbol}.parquet")
+    return store
+
+
+def test_one_write_with_repeated_timestamps_keeps_the_later_row(tmp_path):
+    """The documented rule the REST client and the archive importer rely on."""
+    store = Store(tmp_path)
+    df = candles("2024-01-01", 4)
+    again = df.iloc[[1]].assign(close=df["low"].iloc[1], volume=123.0)
+    assert store.write_klines("BTCUSDT", pd.concat([df, again])) == 4
+    got = store.klines("BTCUSDT")
+    assert len(got) == 4 and got["volume"].iloc[1] == 123.0 and got.index.is_unique
+    import gnn_market.store as store_module  # the rule is stated where users read it
+
+    assert "collapse to the **later** row" in store_module.__doc__
+
+
+def test_duplicated_timestamps_in_a_stored_file_are_refused_never_kept(tmp_path):
+    df = candles("2024-01-01", 5)
+    store = _foreign(tmp_path, pd.concat([df, df.iloc[[2]]]))
+    path = tmp_path / "klines" / "spot" / "BTCUSDT.parquet"
+    raw = path.read_bytes()
+    with pytest.raises(StoreError, match=r"BTCUSDT.parquet: 1 duplicated timestamp\(s\) \(first 2024-01-01 02:00"):
+        store.klines("BTCUSDT")
+    with pytest.raises(StoreError, match="duplicated"):  # an upsert does not carry the duplicates on
+        store.write_klines("BTCUSDT", candles("2024-01-02", 2))
+    assert path.read_bytes() == raw  # never overwritten
+    assert [r.line() for r in store.check()] == \
+        ["klines/spot BTCUSDT: 1 duplicated timestamp(s) (first 2024-01-01 02:00:00)"]
+
+
+@pytest.mark.parametrize("damage, rule", [
+    (lambda d: d.set_axis(d.index + pd.Timedelta(minutes=17)), "not on the hour"),
+    (lambda d: d.assign(high=d["low"] * 0.5), "high < low"),
+    (lambda d: d.assign(close=1e300, high=1e300), r"price > 1e\+09"),
+    (lambda d: d.assign(open=-1.0), "price <= 0"),
+    (lambda d: d.assign(close=np.nan), "missing or non-finite price"),
+    (lambda d: d.assign(volume=-2.0), "volume < 0"),
+], ids=["off-hour", "high<low", "1e300", "negative", "nan-close", "negative-volume"])
+def test_invalid_values_in_a_stored_file_are_refused_on_read_and_on_write(tmp_path, damage, rule):
+    bad = damage(candles("2024-01-01", 5))
+    store = _foreign(tmp_path, bad)
+    with pytest.raises(StoreError, match=f"invalid store file .*BTCUSDT.parquet: .*{rule}"):
+        store.klines("BTCUSDT")
+    with pytest.raises(DataError, match=rule):  # the same rules guard every write
+        Store(tmp_path / "fresh").write_klines("BTCUSDT", bad)
+    assert not (tmp_path / "fresh").exists()
+    summary = store.summary().set_index("symbol")
+    assert re.search(rule, summary.loc["BTCUSDT", "problems"]) and summary.loc["OKUSDT", "problems"] == ""
+
+
+def test_ohlc_rule_tolerates_float_round_trips_only():
+    from gnn_market.store import KLINES, OHLC_TOLERANCE, row_faults
+
+    df = candles("2024-01-01", 3).assign(open=100.0, close=100.0, low=100.0)
+    df["high"] = 100.0 * (1 - OHLC_TOLERANCE / 10)  # a last-digit difference: accepted
+    from gnn_market.store import _normalise
+
+    assert row_faults(_normalise(df, KLINES, check=False), KLINES) == {}
+    df["high"] = 99.99
+    assert "high < max(open, close)" in row_faults(_normalise(df, KLINES, check=False), KLINES)
+
+
+def test_real_binance_data_passes_the_rules():
+    from gnn_market.sample import sample_store
+
+    assert sample_store().check() == []  # the three-year set: tests/test_csv_import.py imports it
+
+
+def test_funding_and_book_rules(tmp_path):
+    store = Store(tmp_path)
+    t = pd.DatetimeIndex(["2024-01-01 08:00", "2024-01-01 16:00"], tz="UTC")
+    with pytest.raises(DataError, match="funding_rate"):
+        store.write_funding("BTCUSDT", pd.DataFrame({"funding_rate": [1e-4, 5.0]}, index=t))
+    store.write_funding("BTCUSDT", pd.DataFrame({"funding_rate": [1e-4, np.nan]}, index=t))  # NaN = unknown
+    with pytest.raises(DataError, match="best_ask"):
+        store.write_book("BTCUSDT", pd.DataFrame({"best_bid": [1.0], "best_ask": [np.inf], "bid_qty": [1.0],
+                                                  "ask_qty": [1.0]}, index=t[:1]))
+    with pytest.raises(DataError, match="ask_qty < 0"):
+        store.write_book("BTCUSDT", pd.DataFrame({"best_bid": [1.0], "best_ask": [2.0], "bid_qty": [1.0],
+                                                  "ask_qty": [-1.0]}, index=t[:1]))
+
+
+def test_repair_is_explicit_backs_up_and_keeps_the_later_duplicate(tmp_path):
+    df = candles("2024-01-01", 6)
+    dup = df.iloc[[3]].assign(volume=77.0)
+    bad = pd.concat([df.iloc[:2], df.iloc[2:3].assign(high=0.1), df.iloc[3:], dup])
+    store = _foreign(tmp_path, bad)
+    path = tmp_path / "klines" / "spot" / "BTCUSDT.parquet"
+    raw = path.read_bytes()
+    dry = store.repair(dry_run=True)
+    assert [(r.symbol, r.rows_before, r.rows_after, r.backup) for r in dry] == [("BTCUSDT", 7, 5, None)]
+    assert path.read_bytes() == raw
+    done = store.repair()
+    assert done[0].backup is not None and done[0].backup.read_bytes() == raw
+    got = store.klines("BTCUSDT")
+    assert len(got) == 5 and got["volume"].iloc[2] == 77.0  # 02:00 dropped (high < low); 03:00 = the later row
+    assert store.repair() == [] and store.symbols() == ["BTCUSDT", "OKUSDT"]
+    path.write_bytes(b"garbage")
+    report = store.repair()
+    assert not report[0].repairable and path.read_bytes() == b"garbage"  # unreadable: left alone
+
+
+def test_format_version_of_new_old_and_future_stores(tmp_path):
+    import json
+
+    store = Store(tmp_path)
+    store.write_klines("BTCUSDT", candles("2024-01-01", 2))
+    assert store.format_version() == 2
+    (tmp_path / "STORE.json").unlink()
+    assert store.format_version() == 1
+    (tmp_path / "STORE.json").write_text(json.dumps({"format": "cryptograph-store", "version": 9}))
+    with pytest.raises(StoreError, match="newer"):
+        store.format_version()

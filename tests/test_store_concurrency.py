@@ -24,7 +24,7 @@ WRITER = textwrap.dedent("""
     acked = []
     for k in range(n):
         t = pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(hours=2 * k + parity)
-        frame = pd.DataFrame({"open": [1.0], "high": [2.0], "low": [0.5], "close": [float(k)],
+        frame = pd.DataFrame({"open": [1.0], "high": [1.0 + k], "low": [0.5], "close": [1.0 + k],
                               "volume": [1.0]}, index=pd.DatetimeIndex([t], name="open_time"))
         store.write_klines("BTCUSDT", frame)
         acked.append(t.isoformat())

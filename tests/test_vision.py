@@ -243,3 +243,202 @@ def test_import_vision_cli_imports_a_tree_and_reports_bad_files(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "ETHUSDT-1h-2024-01.zip" in err[0]
     assert {p: p.read_bytes() for p in store_dir.rglob("*.parquet")} == before
+
+
+# ------------------------------------------------------------------ issue 11: hostile and careless input
+def _respell(data: bytes, spell) -> bytes:
+    """``kline_csv`` bytes with the two time columns of every row rewritten by ``spell(int) -> str``."""
+    lines = []
+    for line in data.decode().splitlines():
+        cells = line.split(",")
+        if cells[0].isdigit():
+            cells[0], cells[6] = spell(int(cells[0])), spell(int(cells[6]))
+        lines.append(",".join(cells))
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize("spell", [
+    lambda v: f"{v}.0",                 # float
+    lambda v: f'"{v}"',                 # quoted
+    lambda v: f"{v:.12e}",              # exponent, e.g. 1.704067200000e+12
+    lambda v: f'"{v * 1000}.0"',        # quoted float microseconds
+    lambda v: f" {v} ",                 # padded
+], ids=["float", "quoted", "exponent", "quoted-float-us", "padded"])
+@pytest.mark.parametrize("header", [False, True])
+def test_first_candle_is_kept_whatever_the_timestamp_spelling(tmp_path, spell, header):
+    data = _respell(kline_csv(JAN_2024_MS, 6, header=header), spell)
+    df = parse_klines(data, "x.csv")
+    assert len(df) == 6 and df.index[0] == pd.Timestamp("2024-01-01", tz="UTC")
+    assert df["open"].iloc[0] == 100.0
+    path = write_zip(tmp_path / "data/spot/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-01.zip", data, checksum=None)
+    report = import_paths([path], Store(tmp_path / "store"))
+    assert report.rows_in == report.rows == report.new_rows == 6  # rows in = rows stored
+    assert "6 rows in, 6 stored" in report.summary()
+
+
+def test_quoted_header_is_a_header_and_a_numeric_first_row_never_is():
+    quoted = b'"open_time","open","high","low","close","volume","close_time","quote_volume","count",' \
+             b'"taker_buy_volume","taker_buy_quote_volume","ignore"\n' + kline_csv(JAN_2024_MS, 2)
+    assert len(parse_klines(quoted, "q.csv")) == 2
+    with pytest.raises(DataError, match="row 1 column 'open_time'"):  # NaN is not a field name: a bad row
+        parse_klines(kline_csv(JAN_2024_MS, 2).replace(str(JAN_2024_MS).encode(), b"NaN", 1), "n.csv")
+
+
+def test_rows_repeated_across_files_are_reported(tmp_path):
+    data = tmp_path / "data/spot/monthly/klines/BTCUSDT/1h"
+    write_zip(data / "BTCUSDT-1h-2024-01.zip", kline_csv(JAN_2024_MS, 5))
+    write_zip(data / "BTCUSDT-1h-2024-01-01.zip", kline_csv(JAN_2024_MS + 3 * HOUR_MS, 4))  # overlaps 2 rows
+    report = import_paths([tmp_path / "data"], Store(tmp_path / "store"))
+    assert (report.rows_in, report.rows) == (9, 7)
+    assert "9 rows in, 7 stored (7 new)" in report.summary() and "2 repeated in overlapping files" in report.summary()
+    one = tmp_path / "spot" / "ETHUSDT-1h-2024-01.csv"  # but one file never repeats a candle: malformed
+    one.parent.mkdir()
+    one.write_bytes(kline_csv(JAN_2024_MS, 3) + kline_csv(JAN_2024_MS + HOUR_MS, 1))
+    with pytest.raises(DataError, match=r"1 row\(s\) repeat an earlier open_time \(first 2024-01-01 01:00"):
+        import_paths([one], Store(tmp_path / "store"))
+
+
+def _deflate64(path: Path, csv_bytes: bytes) -> Path:
+    """A zip whose member claims compression method 9 (Deflate64), which zipfile cannot read."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr(path.stem + ".csv", csv_bytes)
+    raw = bytearray(path.read_bytes())
+    raw[8:10] = (9).to_bytes(2, "little")  # local file header: compression method
+    central = raw.index(b"PK\x01\x02")
+    raw[central + 10:central + 12] = (9).to_bytes(2, "little")  # central directory: compression method
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def _encrypted_flag(path: Path, csv_bytes: bytes) -> Path:
+    """A zip whose member has the "encrypted" flag set: zipfile then demands a password."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(path.stem + ".csv", csv_bytes)
+    raw = bytearray(path.read_bytes())
+    raw[6] |= 0x1  # local file header: general purpose flags
+    central = raw.index(b"PK\x01\x02")
+    raw[central + 8] |= 0x1  # central directory: general purpose flags
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def _latin1_csv(path: Path) -> Path:
+    path = path.with_suffix(".csv")
+    path.write_bytes(b"open_time\xff,open\n1,2\n")
+    return path
+
+
+YEAR_24785_MS = (24785 - 1970) * 8_766 * HOUR_MS  # on the hour, ~7.2e14: read as ms, far outside pandas' range
+
+
+@pytest.mark.parametrize("make, message", [
+    (_latin1_csv, "not UTF-8"),
+    (lambda p: _encrypted_flag(p, kline_csv(JAN_2024_MS, 3)), "encrypted"),
+    (lambda p: _deflate64(p, kline_csv(JAN_2024_MS, 3)), "Deflate64"),
+    (lambda p: write_zip(p, kline_csv(YEAR_24785_MS, 2), checksum=None), "outside 2010-01-01"),
+    (lambda p: write_zip(p, kline_csv(JAN_2024_MS, 2).replace(str(JAN_2024_MS).encode(), b"9" * 25, 1),
+                         checksum=None), "not an epoch time"),
+], ids=["non-utf8", "encrypted", "deflate64", "year-24785", "huge-number"])
+def test_hostile_files_are_one_error_line_and_write_nothing(tmp_path, capsys, make, message):
+    from gnn_market.cli import run_cli
+    from gnn_market.data import main
+
+    folder = tmp_path / "in" / "spot"
+    folder.mkdir(parents=True)
+    bad = make(folder / "BTCUSDT-1h-2024-01.zip")
+    store = tmp_path / "store"
+    assert run_cli(main, ["import-vision", str(bad), "--store", str(store)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0] and bad.name in err[0]
+    assert not store.exists()  # a failed import leaves nothing behind
+
+
+def test_member_size_cap_refuses_a_zip_bomb_before_inflating_it(tmp_path, capsys):
+    from gnn_market.cli import run_cli
+    from gnn_market.data import main
+
+    bomb = tmp_path / "spot" / "BTCUSDT-1h-2024-01.zip"
+    write_zip(bomb, kline_csv(JAN_2024_MS, 24) * 2000, checksum=None)  # ~4 MB of CSV in a small zip
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(DataError, match="expands to .* over the limit"):
+        import_paths([bomb], Store(tmp_path / "store"), max_member_bytes=1_000_000)
+    assert run_cli(main, ["import-vision", str(bomb), "--store", str(tmp_path / "store"),
+                          "--max-member-mb", "1"]) == 2
+    assert "over the limit of 1.0 MiB" in capsys.readouterr().err
+    loose = tmp_path / "spot" / "ETHUSDT-1h-2024-01.csv"
+    loose.write_bytes(kline_csv(JAN_2024_MS, 24) * 100)
+    with pytest.raises(DataError, match="per file"):
+        import_paths([loose], Store(tmp_path / "store"), max_member_bytes=10_000)
+    assert not (tmp_path / "store").exists()
+
+
+def test_member_read_stops_at_the_cap_whatever_the_header_says(tmp_path, monkeypatch):
+    """A header that understates the size: reading stops at cap + 1 bytes and the file is refused."""
+    path = write_zip(tmp_path / "spot/BTCUSDT-1h-2024-01.zip", kline_csv(JAN_2024_MS, 200), checksum=None)
+    real_infolist = zipfile.ZipFile.infolist
+
+    def lying(self):
+        infos = real_infolist(self)
+        for info in infos:
+            info.file_size = 10  # what a crafted header would claim
+        return infos
+
+    monkeypatch.setattr(zipfile.ZipFile, "infolist", lying)
+    with pytest.raises(DataError, match="past the limit|corrupt zip"):
+        import_paths([path], Store(tmp_path / "store"), max_member_bytes=path.stat().st_size + 100)
+
+
+def test_symlinks_out_of_the_folder_are_skipped_not_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "ETHUSDT-1h-2024-01.csv"
+    secret.write_bytes(kline_csv(JAN_2024_MS, 3))
+    (outside / "sub").mkdir()
+    (outside / "sub" / "SOLUSDT-1h-2024-01.csv").write_bytes(kline_csv(JAN_2024_MS, 3))
+    root = tmp_path / "in" / "spot"
+    root.mkdir(parents=True)
+    (root / "BTCUSDT-1h-2024-01.csv").write_bytes(kline_csv(JAN_2024_MS, 3))
+    (root / "ETHUSDT-1h-2024-01.csv").symlink_to(secret)
+    (root / "linked-folder").symlink_to(outside / "sub", target_is_directory=True)
+    inside = root / "copy"
+    inside.mkdir()
+    (inside / "XRPUSDT-1h-2024-01.csv").symlink_to(root / "BTCUSDT-1h-2024-01.csv")  # inside: fine (same file)
+    store = Store(tmp_path / "store")
+    report = import_paths([tmp_path / "in"], store)
+    assert store.symbols("spot") == ["BTCUSDT"]
+    reasons = {s.path.name: s.reason for s in report.skipped}
+    assert "outside" in reasons["ETHUSDT-1h-2024-01.csv"] and "not followed" in reasons["linked-folder"]
+    assert "skipped" in report.summary() and "ETHUSDT-1h-2024-01.csv" in report.summary()
+    # a file named explicitly is the user's choice and is read
+    assert import_paths([root / "ETHUSDT-1h-2024-01.csv"], store).rows == 3
+
+
+def test_import_vision_cli_market_and_symbol_flags_as_documented(tmp_path, capsys):
+    from gnn_market.cli import run_cli
+    from gnn_market.data import main
+
+    odd = tmp_path / "download.csv"
+    odd.write_bytes(kline_csv(JAN_2024_MS, 2))
+    store = tmp_path / "store"
+    assert run_cli(main, ["import-vision", str(odd), "--store", str(store), "--market", "perp",
+                          "--symbol", "solusdt"]) == 0
+    assert Store(store).symbols("perp") == ["SOLUSDT"]
+    assert run_cli(main, ["import-vision", str(odd), "--store", str(store), "--market", "coin"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: ")
+
+
+@pytest.mark.parametrize("command", [
+    ["import-vision", "{tmp}/nope"],
+    ["import-csv", "{tmp}/nope"],
+    ["import-csv", "{tmp}/empty"],
+])
+def test_failed_imports_leave_no_store_folder(tmp_path, capsys, command):
+    from gnn_market.cli import run_cli
+    from gnn_market.data import main
+
+    (tmp_path / "empty").mkdir()
+    store = tmp_path / "new-store"
+    argv = [c.format(tmp=tmp_path) for c in command] + ["--store", str(store)]
+    assert run_cli(main, argv) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert not store.exists()

@@ -27,6 +27,7 @@ in :mod:`.universe`. No API key is ever configured or logged.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -42,7 +43,7 @@ from binance.exceptions import BinanceAPIException, BinanceRequestException
 
 from ..errors import BannedError, BinanceError, DataError, UnknownSymbolError
 from ..timeutil import HOUR_MS
-from .parsers import book_frame, funding_frame, klines_frame, premium_frame, require, stamp_ms
+from .parsers import book_frame, funding_frame, klines_frame, premium_frame, require, snapshot_ms
 from .rate_limit import WeightLimiter, used_weight_header
 from .universe import PERP, SPOT, Universe, build_universe
 
@@ -98,8 +99,13 @@ class ClientConfig:
     def __post_init__(self) -> None:
         self.spot_url = _check_url(self.spot_url, "spot")
         self.futures_url = _check_url(self.futures_url, "futures")
-        if self.timeout <= 0 or self.max_retries < 0 or self.max_workers < 1:
-            raise DataError("timeout must be > 0, max_retries >= 0 and max_workers >= 1")
+        if not (math.isfinite(self.timeout) and self.timeout > 0) or self.max_retries < 0 or self.max_workers < 1:
+            raise DataError(f"timeout must be a finite number > 0 (got {self.timeout}), max_retries >= 0 "
+                            f"and max_workers >= 1")
+        for name in ("backoff_base", "backoff_cap", "max_retry_after", "weight_window", "funding_window"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise DataError(f"{name} must be a finite number >= 0, got {value}")
         if not 0 < self.weight_safety <= 1:
             raise DataError("weight_safety must be in (0, 1]")
 
@@ -340,22 +346,21 @@ class BinanceClient:
             data = self.call(PERP, "klines", "futures_klines", weight=weight, symbol=symbol, **_p(params))
         return require(data, list, f"{market} klines {symbol}")
 
-    def book(self, symbol: str, market: str, levels: int = 20,
-             stamp_tolerance_s: float = 300.0) -> pd.DataFrame:
+    def book(self, symbol: str, market: str, levels: int = 20) -> pd.DataFrame:
         """Top-``levels`` order book as one row of :data:`BOOK_COLUMNS`.
 
-        ``snapshot_time`` is the receive time on the server's clock (local
-        clock + the offset measured by the last :meth:`server_time_ms`; spot
-        depth carries no timestamp), floored to the hour when it falls within
-        ``stamp_tolerance_s`` after an hour (the hourly job's snapshot "at the
-        close of hour t"), else floored to the second.
+        ``snapshot_time`` is the true capture time, never rounded: the
+        futures answer's event time ``E``, or for spot (no time in the answer)
+        the receive time on the server's clock (local clock + the offset
+        measured by the last :meth:`server_time_ms`, good to about one round trip).
         """
         if market == SPOT:
             data = self.call(SPOT, "depth", "get_order_book", symbol=symbol, limit=levels)
         else:
             data = self.call(PERP, "depth", "futures_order_book", symbol=symbol, limit=levels)
-        return book_frame(require(data, dict, f"{market} depth {symbol}"), symbol,
-                          stamp_ms(self.server_now_ms(), stamp_tolerance_s))
+        received = self.server_now_ms()
+        data = require(data, dict, f"{market} depth {symbol}")
+        return book_frame(data, symbol, snapshot_ms(data, received))
 
     def server_now_ms(self) -> int:
         """Local clock corrected by the last measured server offset."""

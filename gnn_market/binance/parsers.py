@@ -7,8 +7,10 @@ rows land on the same index.
 
 * :func:`klines_frame`: kline arrays -> :data:`~gnn_market.store.KLINE_COLUMNS`
   (closed, on-the-hour candles only).
-* :func:`book_frame` and :func:`stamp_ms`: a depth answer -> one
-  :data:`~gnn_market.store.BOOK_COLUMNS` row and its snapshot time.
+* :func:`book_frame` and :func:`snapshot_ms`: a depth answer -> one
+  :data:`~gnn_market.store.BOOK_COLUMNS` row and its true capture time
+  (never rounded: a time rounded down could fall before the close of an hour
+  whose next candle the snapshot already saw).
 * :func:`funding_frame`, :func:`premium_frame`: settled and live funding ->
   :data:`~gnn_market.store.FUNDING_COLUMNS`.
 * :func:`require` and :func:`to_float`: checks of response shapes and values
@@ -75,12 +77,17 @@ def book_frame(data: dict, symbol: str, snapshot_ms: int) -> pd.DataFrame:
     return pd.DataFrame(columns, index=ms_to_utc_index([snapshot_ms], "snapshot_time"))
 
 
-def stamp_ms(received_ms: int, tolerance_s: float = 300.0) -> int:
-    """Snapshot stamp: floored to the hour within ``tolerance_s`` after it, else to the second."""
-    hour = received_ms // HOUR_MS * HOUR_MS
-    if received_ms - hour <= tolerance_s * 1000:
-        return hour
-    return received_ms // 1000 * 1000
+def snapshot_ms(data: dict, received_ms: int) -> int:
+    """Capture time of a depth answer: the server's event time ``E`` (futures) or else ``received_ms``.
+
+    Spot depth carries no time, so the receive time on the server's clock
+    stands for it: no earlier than the snapshot, so a stamp never claims the
+    book was known before it was. Nothing is rounded.
+    """
+    event = data.get("E") if isinstance(data, dict) else None
+    if isinstance(event, int) and not isinstance(event, bool) and event > 0:
+        return event
+    return int(received_ms)
 
 
 def round_funding_time(ms: int) -> int:
