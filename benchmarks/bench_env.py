@@ -75,7 +75,7 @@ def reference_env(wrapped: bool) -> tuple[gym.Env, str]:
     try:  # not a dependency of the package: imported here so that a missing one is a clear message
         import gym_anytrading  # noqa: F401  (registers stocks-v0)
     except ImportError:
-        raise SystemExit("gym-anytrading is not installed: pip install gym-anytrading==2.0.0")
+        raise SystemExit("gym-anytrading is not installed: pip install gym-anytrading==2.0.0") from None
     env = gym.make("stocks-v0")
     return (env if wrapped else env.unwrapped), f"gym-anytrading {_version('gym_anytrading')} stocks-v0"
 

@@ -83,7 +83,7 @@ def fast_pipeline(panel: Panel) -> dict:
     lap()
     r = log_returns(panel)
     n_edges, n_sets, check = 0, 0, 0.0
-    for t, edge_index, edge_attr in iter_edge_sets(r, feats.valid, 0, len(panel.times), GraphConfig()):
+    for t, _edge_index, edge_attr in iter_edge_sets(r, feats.valid, 0, len(panel.times), GraphConfig()):
         n_edges += edge_attr.size
         n_sets += 1
         if t % 997 == 0:

@@ -32,8 +32,17 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 from envs.crypto_graph import CryptoGraphEnv
-from envs.evaluation import (EpisodeResult, all_cash, equal_weight_buy_and_hold, format_table, gnn_greedy,
-                             random_policy, run_policy, sb3_policy, summarize)
+from envs.evaluation import (
+    EpisodeResult,
+    all_cash,
+    equal_weight_buy_and_hold,
+    format_table,
+    gnn_greedy,
+    random_policy,
+    run_policy,
+    sb3_policy,
+    summarize,
+)
 from envs.factory import make_crypto_graph_env
 
 
@@ -93,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:  # an optional dependency, needed only with this flag: checked before the long run
             import tensorboard  # noqa: F401  (SB3 writes its logs through it)
         except ImportError:
-            raise SystemExit("--tensorboard needs the tensorboard package: pip install tensorboard")
+            raise SystemExit("--tensorboard needs the tensorboard package: pip install tensorboard") from None
     torch.manual_seed(args.seed)
     # A 2-layer MLP is too small for intra-op threads: their synchronisation costs more than it
     # saves, and on a busy machine it slows PPO down by 20x. One thread per process.

@@ -563,18 +563,10 @@ class Store:
         for market in MARKETS:
             for sym in self.symbols(market):
                 problems: list[str] = []
-
-                def rows_of(read):
-                    try:
-                        return read()
-                    except StoreError as exc:
-                        problems.append(str(exc))
-                        return None
-
-                k = rows_of(lambda: self.klines(sym, market))
+                k = _read_or_note(problems, self.klines, sym, market)
                 gaps = find_gaps(k.index) if k is not None else find_gaps(pd.DatetimeIndex([], tz="UTC"))
-                funding = rows_of(lambda: self.funding(sym)) if market == "perp" else None
-                book = rows_of(lambda: self.book(sym, market))
+                funding = _read_or_note(problems, self.funding, sym) if market == "perp" else None
+                book = _read_or_note(problems, self.book, sym, market)
                 rows.append({
                     "market": market,
                     "symbol": sym,
@@ -770,3 +762,12 @@ def _same_rows(old: pd.DataFrame, new: pd.DataFrame) -> bool:
     """True if every row of ``new`` is already stored with identical values."""
     common = old.loc[new.index]
     return common.equals(new)
+
+
+def _read_or_note(problems: list[str], read, *args):
+    """``read(*args)``, or None with the StoreError's message appended to ``problems`` (for ``info``)."""
+    try:
+        return read(*args)
+    except StoreError as exc:
+        problems.append(str(exc))
+        return None

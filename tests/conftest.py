@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-
 # --------------------------------------------------------------------------- fake Binance (data layer)
 # A local Binance-compatible server (tests/fake_binance.py) and a client config
 # with tiny backoffs, so fault tests run in milliseconds. No real network.

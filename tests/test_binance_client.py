@@ -7,12 +7,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from fake_binance import FakeBinance, FakeSymbol
 from gnn_market.binance import BinanceClient, ClientConfig
 from gnn_market.binance.parsers import round_funding_time
 from gnn_market.errors import BannedError, BinanceError, DataError, UnknownSymbolError
 from gnn_market.store import BOOK_COLUMNS, FUNDING_COLUMNS, KLINE_COLUMNS
 from gnn_market.timeutil import HOUR_MS
+
+from fake_binance import FakeBinance, FakeSymbol
 
 
 # ----------------------------------------------------------------------------- klines

@@ -1,8 +1,9 @@
 """Weight pacing against the local fake server: the client never goes over the server's weight limit."""
 from __future__ import annotations
 
-from fake_binance import FakeBinance
 from gnn_market.timeutil import HOUR_MS
+
+from fake_binance import FakeBinance
 
 
 def test_weight_pacing_never_exceeds_server_limit(client_for):

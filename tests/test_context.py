@@ -13,8 +13,7 @@ from gnn_market.panel import load_panel
 from gnn_market.pipeline import prepare_market
 from gnn_market.store import Store
 from gnn_market.training import TrainConfig
-from gnn_market.training.context import (CONTEXT_NAMES, MARKET_NAMES, RowInputs, market_context, row_inputs,
-                                         row_windows)
+from gnn_market.training.context import CONTEXT_NAMES, MARKET_NAMES, RowInputs, market_context, row_inputs, row_windows
 from gnn_market.training.graphs import build_graphs, graph_config, labelled_rows
 from gnn_market.windows import lookback_windows
 

@@ -10,7 +10,6 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
-from env_fakes import FakeCheckpoint, FakeEncoder, make_env, make_panel
 
 import envs  # noqa: F401  (registers CryptoGraph-v0)
 from envs.crypto_graph import CryptoGraphEnv, RangeOverlapError
@@ -19,6 +18,8 @@ from envs.protocols import ObservationEncoder
 from gnn_market.errors import CryptoGraphError
 from gnn_market.panel import load_panel
 from gnn_market.store import Store
+
+from env_fakes import FakeCheckpoint, FakeEncoder, make_env, make_panel
 
 FEE = 0.001  # 10 bps, the default
 

@@ -95,8 +95,8 @@ def test_three_year_file_rows_in_equal_rows_stored(tmp_path):
 
 
 def test_cli_import_csv_and_errors(tmp_path, capsys):
-    from gnn_market.data import main
     from gnn_market.cli import run_cli
+    from gnn_market.data import main
 
     src = tmp_path / "src"
     src.mkdir()

@@ -9,11 +9,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from fake_binance import FakeBinance, FakeSymbol
 from gnn_market.cli import run_cli
 from gnn_market.data import main
 from gnn_market.errors import StoreError
 from gnn_market.store import Store
+
+from fake_binance import FakeBinance, FakeSymbol
 
 NOW = 1_709_294_430_000  # 2024-03-01 12:00:30 UTC
 HOUR_MS = 3_600_000

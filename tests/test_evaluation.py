@@ -5,10 +5,20 @@ import math
 
 import numpy as np
 import pytest
-from env_fakes import make_env, make_panel
 
-from envs.evaluation import (all_cash, equal_weight_buy_and_hold, format_table, gnn_greedy, max_drawdown,
-                             random_policy, run_policy, sharpe_ratio, summarize)
+from envs.evaluation import (
+    all_cash,
+    equal_weight_buy_and_hold,
+    format_table,
+    gnn_greedy,
+    max_drawdown,
+    random_policy,
+    run_policy,
+    sharpe_ratio,
+    summarize,
+)
+
+from env_fakes import make_env, make_panel
 
 
 def test_all_cash_is_flat():

@@ -12,6 +12,7 @@ from gnn_market.encoder import EncodedRange, GraphEncoder
 from gnn_market.errors import DataError
 from gnn_market.export import load_encoded, load_encoded_dir, save_encoded, save_encoded_dir
 from gnn_market.predict import main
+
 from train_fixtures import TINY_MARKET, tiny_checkpoint, tiny_store
 
 

@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 
 from gnn_market.classes import IGNORE_INDEX
-from gnn_market.feature_generator import (FEATURE_NAMES, FeatureConfig, compute_features,
-                                          make_labels, neutral_values)
+from gnn_market.feature_generator import FEATURE_NAMES, FeatureConfig, compute_features, make_labels, neutral_values
 from gnn_market.panel import load_panel
 from gnn_market.sample import sample_store
 from gnn_market.store import Store

@@ -9,6 +9,7 @@ from gnn_market.feature_generator import FeatureConfig
 from gnn_market.panel import load_panel
 from gnn_market.pipeline import load_market, prepare_market, simple_returns
 from gnn_market.timeutil import HOUR
+
 from graph_fixtures import build_store
 
 

@@ -6,8 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from envs.portfolio import (PortfolioConfig, logit_offsets, price_growth, scores_to_weights, step,
-                            turnover)
+from envs.portfolio import PortfolioConfig, logit_offsets, price_growth, scores_to_weights, step, turnover
 
 
 def test_zero_scores_give_uniform_weights_over_cash_and_tradable_pairs():

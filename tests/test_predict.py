@@ -12,6 +12,7 @@ from gnn_market.checkpoint import load_checkpoint
 from gnn_market.cli import run_cli
 from gnn_market.panel import load_panel
 from gnn_market.predict import main
+
 from train_fixtures import TINY_MARKET, tiny_checkpoint, tiny_store
 
 

@@ -22,6 +22,7 @@ from gnn_market.pipeline import MarketData, load_market
 from gnn_market.training import TrainConfig, candidate_hours, make_splits, run_fold, run_training
 from gnn_market.training.calibrate import calibrate_fold
 from gnn_market.training.graphs import graph_config
+
 from train_fixtures import TINY_TRAIN, tiny_store
 
 #: Tiny but with room for early stopping to act (up to 4 epochs, patience 1).

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gnn_market.errors import StoreError
 from gnn_market.csv_import import read_kline_csv
+from gnn_market.errors import StoreError
 from gnn_market.sample import SAMPLE_DIR, sample_store
 from gnn_market.sources import open_store
 from gnn_market.store import Store

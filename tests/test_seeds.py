@@ -12,6 +12,7 @@ from gnn_market.significance import DEFAULT_BOOTSTRAP_SEED, paired_day_bootstrap
 from gnn_market.train import build_parser, config_from_args
 from gnn_market.training import TrainConfig, run_training
 from gnn_market.training.evaluation import aggregate_seeds, significance_vs_gnn
+
 from train_fixtures import TINY_TRAIN, tiny_store
 
 

@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, matthews_corrcoef
 
-from gnn_market.significance import (day_confusions, day_ids, macro_f1_from_confusion, mcc_from_confusion,
-                                     paired_day_bootstrap)
+from gnn_market.significance import (
+    day_confusions,
+    day_ids,
+    macro_f1_from_confusion,
+    mcc_from_confusion,
+    paired_day_bootstrap,
+)
 
 
 def _data(seed: int = 0, n_days: int = 40, per_day: int = 24):

@@ -44,7 +44,7 @@ def test_two_writer_processes_lose_nothing(tmp_path):
     time.sleep(1.5)  # both interpreters up and waiting (imports take ~1 s)
     go.touch()
     outputs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outputs):
+    for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err
     acked = {pd.Timestamp(line) for out, _ in outputs for line in out.split()}
     assert len(acked) == 2 * n

@@ -12,6 +12,7 @@ from gnn_market.predict import main as predict_main
 from gnn_market.synthetic import SyntheticConfig, write_synthetic_store
 from gnn_market.train import main
 from gnn_market.training import MODEL_ORDER, TrainConfig, run_training
+
 from train_fixtures import TINY_MARKET, tiny_store
 
 REQUIRED = ("accuracy", "macro_f1", "mcc", "log_loss", "brier", "f1", "confusion", "class_balance",

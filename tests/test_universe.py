@@ -13,6 +13,7 @@ from gnn_market.panel import load_panel
 from gnn_market.store import Store
 from gnn_market.training import TrainConfig, run_training
 from gnn_market.training.universe import liquidity_before, load_training_market, rank_universe
+
 from train_fixtures import TINY_TRAIN, tiny_store
 
 TOP = 3

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from gnn_market.synthetic import SyntheticConfig, write_synthetic_store
 from gnn_market.training import TrainConfig, run_training
 
