@@ -38,11 +38,12 @@ import multiprocessing as mp  # noqa: E402
 
 import requests  # noqa: E402
 
-from fake_binance import FakeBinance, many_symbols, serve_forever_in_process  # noqa: E402
 from gnn_market.binance import PERP, SPOT, BinanceClient, ClientConfig  # noqa: E402
 from gnn_market.data import refresh  # noqa: E402
 from gnn_market.store import Store  # noqa: E402
 from gnn_market.timeutil import HOUR_MS  # noqa: E402
+
+from fake_binance import FakeBinance, many_symbols, serve_forever_in_process  # noqa: E402
 
 NOW = 1_709_294_430_000  # fixed server clock: 2024-03-01 12:00:30 UTC
 

@@ -44,8 +44,8 @@ from tqdm import tqdm
 
 from .binance import PERP, SPOT, BinanceClient, ClientConfig, Universe
 from .cli import parse_symbols, run_cli
-from .errors import BannedError, BinanceError, CryptoGraphError, DataError, StoreError, UnknownSymbolError
 from .csv_import import read_csv_folder
+from .errors import BannedError, BinanceError, CryptoGraphError, DataError, StoreError, UnknownSymbolError
 from .panel import BOOK_TOLERANCE
 from .sources import open_store
 from .store import BadStoreFile, Store
