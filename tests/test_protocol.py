@@ -20,7 +20,7 @@ from gnn_market.classes import IGNORE_INDEX
 from gnn_market.graph_builder import FeatureNormalizer
 from gnn_market.pipeline import MarketData, load_market
 from gnn_market.training import TrainConfig, candidate_hours, make_splits, run_fold, run_training
-from gnn_market.training.calibrate import calibrate_fold
+from gnn_market.training.calibrate import RULE_BASED_MODELS, calibrate_fold
 from gnn_market.training.graphs import graph_config
 
 from train_fixtures import TINY_TRAIN, tiny_store
@@ -96,7 +96,7 @@ def test_b_test_labels_change_no_weight_prediction_or_calibration(folds) -> None
                                               getattr(base.fold, which)[model][0], err_msg=model)
         assert {m: c.state_dict() for m, c in other.calibrations.items()} == \
                {m: c.state_dict() for m, c in base.calibrations.items()}
-    assert set(base.calibrations) == {"gnn", "gnn_no_edges", "logistic", "hist_gb"}
+    assert set(base.calibrations) == set(base.raw.test) - RULE_BASED_MODELS
 
 
 def test_c_early_stopping_never_reads_test(folds) -> None:
