@@ -53,7 +53,7 @@ def _run_training(cfg: TrainConfig) -> dict[str, Any]:
     started = time.perf_counter()
     device = resolve_device(cfg.device)
     out = Path(cfg.out) if cfg.out else default_out()
-    store = open_store(cfg.store, cfg.data)
+    store = open_store(cfg.store, cfg.data, seed=cfg.seed)  # --data synthetic: the seed also draws the market
     t0 = time.perf_counter()
     market = load_market(store, cfg.market, cfg.symbols, cfg.top, cfg.start, cfg.end, cfg.threshold)
     load_s = time.perf_counter() - t0
