@@ -124,6 +124,8 @@ class GATv2Classifier(torch.nn.Module):
         \mathbf{h}^{(0)}_i = \mathbf{s}_L \in \mathbb{R}^d,
 
     followed by dropout, so the graph mixes states rather than single-hour snapshots.
+    Nodes outside ``node_mask`` (no valid row at :math:`t`) get the state 0,
+    as their features are 0 in a snapshot.
 
     **Message passing.** Each of the layers is a ``GATv2Conv`` (Brody et al.,
     2022) with :math:`H` concatenated heads of width :math:`d/H` and the edge
@@ -230,7 +232,8 @@ class GATv2Classifier(torch.nn.Module):
                 ``None`` means all 1.
             batch: graph id of every node ``[N]`` when several hours are batched.
             x_seq: lookback windows ``[N, L, F + 1]`` (required iff ``config.lookback > 0``).
-            node_mask: ``[N]`` bool, the nodes the market context averages (None = all).
+            node_mask: ``[N]`` bool, the valid nodes (None = all): the market context averages
+                them, and a temporal model zeroes the others' states.
         """
         if edge_attr is None:
             edge_attr = x.new_ones((edge_index.size(1), self.config.edge_dim))
@@ -240,6 +243,8 @@ class GATv2Classifier(torch.nn.Module):
             raise ValueError(f"edge_attr has {edge_attr.size(-1)} features per edge, the model expects "
                              f"{self.config.edge_dim}")
         h = self.encode_nodes(x, x_seq)
+        if self.temporal is not None and node_mask is not None:
+            h = h * node_mask.to(h.dtype)[:, None]  # invalid nodes start from 0, like their features
         state = h
         for conv, norm in zip(self.convs, self.norms):
             h = conv(h, edge_index, edge_attr)

@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=d.patience)
     p.add_argument("--no-class-weights", action="store_false", dest="class_weighted")
     p.add_argument("--folds", type=int, default=d.folds, help="walk-forward folds")
-    p.add_argument("--no-ablation", action="store_false", dest="ablation")
+    p.add_argument("--no-ablation", action="store_false", dest="ablation", help="skip both GNN ablations")
+    p.add_argument("--no-temporal-ablation", action="store_false", dest="temporal_ablation",
+                   help="skip gnn_no_temporal (the GNN without its temporal encoder)")
     p.add_argument("--no-baselines", action="store_false", dest="baselines")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, choices=("cpu", "cuda", "auto"))

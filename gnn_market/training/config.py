@@ -53,7 +53,8 @@ class TrainConfig:
     purge_hours: int | None = None   # None = window + LABEL_HORIZON
     folds: int = 1
     # what to run
-    ablation: bool = True
+    ablation: bool = True            # the no-edge ablation (and the no-temporal one, see temporal_ablation)
+    temporal_ablation: bool = True   # gnn_no_temporal beside a temporal GNN (needs ablation)
     baselines: bool = True
     hist_gb_max_rows: int | None = 60_000
     seed: int = 0

@@ -84,7 +84,7 @@ def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.d
                 for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))}
         timings["graphs_s"] += time.perf_counter() - t0
         fit("gnn_no_edges", model_config, bare)
-        if model_config.temporal:
+        if model_config.temporal and cfg.temporal_ablation:
             fit("gnn_no_temporal", replace(model_config, lookback=0), graphs)
 
     if cfg.baselines:

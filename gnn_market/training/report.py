@@ -29,11 +29,12 @@ def score(results: Sequence[FoldResult], which: str) -> dict[str, dict[str, Any]
 
 def results_table(metrics: dict[str, dict[str, Any]], title: str = "test") -> str:
     """Plain-text table: one row per model, accuracy / macro-F1 / per-class F1 / MCC / log-loss."""
-    head = f"{title:<14}{'accuracy':>10}{'macro-F1':>10}{'F1 DOWN':>9}{'F1 SIDE':>9}{'F1 UP':>9}{'MCC':>9}{'log-loss':>10}"
+    w = max([14, len(title) + 1, *(len(name) + 1 for name in metrics)])   # e.g. gnn_no_temporal
+    head = f"{title:<{w}}{'accuracy':>10}{'macro-F1':>10}{'F1 DOWN':>9}{'F1 SIDE':>9}{'F1 UP':>9}{'MCC':>9}{'log-loss':>10}"
     lines = [head, "-" * len(head)]
     for name, m in metrics.items():
         ll = "n/a" if m["log_loss"] is None else f"{m['log_loss']:.4f}"
-        lines.append(f"{name:<14}{m['accuracy']:>10.4f}{m['macro_f1']:>10.4f}{m['f1']['DOWN']:>9.4f}"
+        lines.append(f"{name:<{w}}{m['accuracy']:>10.4f}{m['macro_f1']:>10.4f}{m['f1']['DOWN']:>9.4f}"
                      f"{m['f1']['SIDEWAYS']:>9.4f}{m['f1']['UP']:>9.4f}{m['mcc']:>9.4f}{ll:>10}")
     return "\n".join(lines)
 
