@@ -6,9 +6,10 @@
 
 The data go through exactly the training pipeline (:mod:`gnn_market.pipeline`:
 panel -> features, without labels -> normaliser fitted at training time ->
-correlation graph), and the output at
-hour t depends only on candles with ``open_time <= t``: features and edges are
-causal and ``GraphNorm`` only mixes the nodes of the same hour.
+correlation graph, and for temporal models each pair's lookback window of
+normalised features), and the output at hour t depends only on candles with
+``open_time <= t``: features, edges and windows are causal, and ``GraphNorm``
+and the market context only mix the nodes of the same hour.
 
 The packaged checkpoint ``gnn_market/checkpoints/sample_gatv2.pt`` was trained
 on the bundled sample with a fit range (train + validation) ending before
@@ -39,6 +40,7 @@ from .panel import Panel, load_panel
 from .pipeline import MarketData, prepare_market
 from .sources import open_store
 from .timeutil import parse_utc
+from .windows import NodeWindows
 
 __all__ = ["EncodedRange", "GraphEncoder", "PACKAGED_CHECKPOINT"]
 
@@ -129,6 +131,9 @@ class GraphEncoder:
         self.model = build_model(checkpoint).to(self.device)
         self.feature_config = _config(FeatureConfig, checkpoint.feature_config)
         self.graph_config = _config(GraphConfig, checkpoint.graph_config)
+        if self.graph_config.edge_dim != self.model.config.edge_dim:
+            raise CheckpointError(f"checkpoint graphs carry {self.graph_config.edge_dim} edge feature(s) but its "
+                                  f"model reads {self.model.config.edge_dim}")
         try:
             self.normalizer = FeatureNormalizer.from_state_dict(checkpoint.normalizer)
         except Exception as exc:
@@ -233,6 +238,9 @@ class GraphEncoder:
         mask = np.zeros((len(hours), n), bool)
         dataset = HourlyGraphDataset(market.features, None, market.log_ret, hours,  # no labels: y unused
                                      self.graph_config, self.normalizer)
+        windows = None
+        if self.model.config.temporal:  # the same normalised [T, N, F] the snapshots read, windows ending at t
+            windows = NodeWindows(dataset.x, dataset.valid, self.model.config.lookback, self.device)
         step = max(1, int(batch_hours))
         bar = tqdm(total=len(hours), desc="encoding", unit="hour", disable=None if progress is None else not progress,
                    file=sys.stderr)
@@ -240,7 +248,7 @@ class GraphEncoder:
         for first in range(0, len(dataset), step):  # graphs built batch by batch: memory stays one batch
             batch = Batch.from_data_list([dataset[i] for i in range(first, min(first + step, len(dataset)))])
             batch = batch.to(self.device)
-            log_probs, z = self.model(batch.x, batch.edge_index, batch.edge_attr, batch.batch)
+            log_probs, z = self.model.forward_batch(batch, windows)
             b = batch.num_graphs
             node_mask = batch.node_mask.view(b, n).cpu().numpy()
             p = log_probs.exp().view(b, n, 3).cpu().numpy()

@@ -15,6 +15,15 @@ Two ways to compute it, both without a per-pair loop:
   path (running sums of ``r r^T`` updated by a rank-2 step per hour), rows of
   pairs with holes are patched with the masked-sum formula. A year is never
   held as a ``T x N x N`` array.
+
+Optional **lead-lag** edge feature (``GraphConfig(lead_lag=True)``): for an
+edge ``j -> i`` at hour ``t``, the Pearson r of ``(r_{j,s-1}, r_{i,s})`` over
+the pairs of consecutive hours inside the same window (``s`` in
+``t-window+2 .. t``), pairwise complete with the same ``min_periods`` and
+zero-variance rules: how well j's previous hour has announced i's hour.
+:func:`lead_lag_matrix` (one hour) and :func:`iter_lead_lag` (chunks, batched
+matrix products) compute it; snapshots then carry ``edge_attr [E, 2]`` =
+(correlation, lead-lag).
 """
 from __future__ import annotations
 
@@ -35,7 +44,8 @@ from .errors import DataError
 from .feature_generator import FLAG_FEATURES, Features, Labels, log_returns
 from .timeutil import to_utc_index
 
-__all__ = ["GraphConfig", "log_returns", "correlation_matrix", "iter_correlations", "edges_from_correlation",
+__all__ = ["GraphConfig", "log_returns", "correlation_matrix", "iter_correlations", "lead_lag_matrix",
+           "iter_lead_lag", "edges_from_correlation",
            "iter_edge_sets", "FeatureNormalizer", "build_snapshot", "HourlyGraphDataset", "hours_between",
            "PASSTHROUGH_FEATURES"]
 
@@ -56,6 +66,7 @@ class GraphConfig:
     top_k: int | None = None  # keep each node's k strongest |corr| neighbours (made symmetric)
     edges: str = "correlation"  # or "none": self-loops only (the no-graph ablation)
     normalisation: str = "global"  # or "cross_sectional"
+    lead_lag: bool = False  # second edge feature: corr(r_j[s-1], r_i[s]) for edge j -> i
 
     def __post_init__(self) -> None:
         if self.window < 2 or self.min_periods < 2:
@@ -67,12 +78,18 @@ class GraphConfig:
         if self.normalisation not in _NORM_MODES:
             raise DataError(f"normalisation must be one of {_NORM_MODES}, got {self.normalisation!r}")
 
+    @property
+    def edge_dim(self) -> int:
+        """Edge features per edge: 1 (correlation) or 2 (+ lead-lag)."""
+        return 2 if self.lead_lag else 1
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "GraphConfig":
-        return cls(**d)
+        """Rebuild from :meth:`to_dict`; a dict without ``lead_lag`` (older checkpoints) means no lead-lag."""
+        return cls(**{"lead_lag": False, **d})
 
 
 # --------------------------------------------------------------------------- correlations
@@ -252,6 +269,65 @@ def _complete_block(r0: np.ndarray, hours: np.ndarray, window: int, n_any: np.nd
     # no clip: |r| exceeds 1 by rounding only (< 1e-6), not worth another pass over the chunk
 
 
+def _lead_lag_from(a: np.ndarray, b: np.ndarray, min_periods: int) -> np.ndarray:
+    """Pairwise-complete Pearson r of ``a[..., :, j]`` with ``b[..., :, i]`` -> ``[..., N, N]`` (j, i).
+
+    ``a``, ``b``: ``[..., S, N]`` with NaN where missing (``a`` the lagged
+    returns, ``b`` the returns one hour later); 0 where undefined.
+    """
+    ma, mb = np.isfinite(a), np.isfinite(b)
+    fa, fb = ma.astype(np.float64), mb.astype(np.float64)
+    # shift every column by its mean over the window: r is shift-invariant and the sums lose less precision
+    a0 = np.where(ma, a - (np.where(ma, a, 0.0).sum(-2, keepdims=True) / np.maximum(fa.sum(-2, keepdims=True), 1)),
+                  0.0)
+    b0 = np.where(mb, b - (np.where(mb, b, 0.0).sum(-2, keepdims=True) / np.maximum(fb.sum(-2, keepdims=True), 1)),
+                  0.0)
+    at = np.swapaxes(a0, -1, -2)
+    fat = np.swapaxes(fa, -1, -2)
+    n = fat @ fb
+    sa, sb = at @ fb, fat @ b0
+    saa, sbb = np.swapaxes(a0 * a0, -1, -2) @ fb, fat @ (b0 * b0)
+    sab = at @ b0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sab - sa * sb / n
+        va = saa - sa * sa / n
+        vb = sbb - sb * sb / n
+        r = cov / np.sqrt(va * vb)
+    ok = (n >= min_periods) & (va > _MIN_VARIANCE * n) & (vb > _MIN_VARIANCE * n) & np.isfinite(r)
+    return np.where(ok, np.clip(r, -1.0, 1.0), 0.0)
+
+
+def lead_lag_matrix(log_ret: np.ndarray, t: int, window: int = 100, min_periods: int = 50) -> np.ndarray:
+    """Lead-lag correlation ``[N, N]`` float32 at hour ``t``: entry ``[j, i]`` = r(``r_{j,s-1}``, ``r_{i,s}``).
+
+    Over the ``window`` log returns ending at ``t`` (``window - 1`` consecutive
+    pairs), pairwise over pairs where both returns exist; 0 with fewer than
+    ``min_periods`` of them or zero variance. The diagonal is each pair's own
+    lag-1 autocorrelation (not used as an edge).
+    """
+    x = _window(log_ret, t, window)
+    return _lead_lag_from(x[:-1], x[1:], min_periods).astype(np.float32)
+
+
+def iter_lead_lag(log_ret: np.ndarray, start: int = 0, stop: int | None = None, window: int = 100,
+                  min_periods: int = 50, chunk_hours: int = 64) -> Iterator[tuple[int, np.ndarray]]:
+    """Lead-lag matrices for hours ``start .. stop-1`` in chunks: yields ``(t0, lag [K, N, N] float32)``.
+
+    Each slice equals :func:`lead_lag_matrix` (up to rounding); a chunk is a
+    handful of batched ``[K, N, W] @ [K, W, N]`` products (no per-pair or
+    per-hour loop).
+    """
+    T, N = log_ret.shape
+    stop = T if stop is None else min(stop, T)
+    padded = np.concatenate([np.full((window - 1, N), np.nan), np.asarray(log_ret, dtype=np.float64)])
+    offsets = np.arange(window)
+    with threadpool_limits(1, user_api="blas"):
+        for t0 in range(start, stop, chunk_hours):
+            hours = np.arange(t0, min(t0 + chunk_hours, stop))
+            win = padded[hours[:, None] + offsets[None, :]]            # [K, W, N]: rows t-W+1 .. t
+            yield t0, _lead_lag_from(win[:, :-1], win[:, 1:], min_periods).astype(np.float32)
+
+
 # --------------------------------------------------------------------------- edges
 def _edge_arrays(corr: np.ndarray | None, node_mask: np.ndarray, top_k: int | None,
                  edges: str) -> tuple[np.ndarray, np.ndarray]:
@@ -296,6 +372,8 @@ def iter_edge_sets(log_ret: np.ndarray, node_mask: np.ndarray, start: int = 0, s
                    config: "GraphConfig" = GraphConfig(), chunk_hours: int = 128
                    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Edge sets for hours ``start .. stop-1``: yields ``(t, edge_index [2, E] int64, edge_attr [E] float32)``.
+
+    Contemporaneous correlation only (``config.lead_lag`` is not read here).
 
     Dense edges of consecutive hours with the same node set share one index
     array and gather their weights in one batched take (arrays are reused:
@@ -418,23 +496,37 @@ class FeatureNormalizer:
 
 # --------------------------------------------------------------------------- snapshots
 def build_snapshot(x: np.ndarray, corr: np.ndarray | None, y: np.ndarray, node_mask: np.ndarray,
-                   time, symbols: list[str], config: GraphConfig = GraphConfig(), hour: int = -1) -> Data:
+                   time, symbols: list[str], config: GraphConfig = GraphConfig(), hour: int = -1,
+                   lag: np.ndarray | None = None) -> Data:
     """One hour's graph with all ``N`` nodes.
 
     Args:
         x: ``[N, F]`` (normalised) features; y: ``[N]`` class indices;
         node_mask: ``[N]`` bool; corr: ``[N, N]`` or None when ``config.edges == "none"``;
-        time: the hour (Timestamp or ns since epoch); hour: its index into T.
-    Returns ``Data(x [N, F] f32, edge_index [2, E] long, edge_attr [E, 1] f32, y [N] long,
-    node_mask [N] bool, time [1] long ns, hour [1] long, symbols list[str])``; invalid
-    nodes have x = 0, y = IGNORE_INDEX and no edges.
+        time: the hour (Timestamp or ns since epoch); hour: its index into T;
+        lag: ``[N, N]`` lead-lag matrix (:func:`lead_lag_matrix`), required when
+            ``config.lead_lag`` and edges are built.
+    Returns ``Data(x [N, F] f32, edge_index [2, E] long, edge_attr [E, D] f32, y [N] long,
+    node_mask [N] bool, time [1] long ns, hour [1] long, symbols list[str])`` with
+    ``D = config.edge_dim``: column 0 the correlation, column 1 (lead-lag only) ``lag[j, i]``
+    for the edge ``j -> i``; self-loops of the ``"none"`` mode carry 1 in every column.
+    Invalid nodes have x = 0, y = IGNORE_INDEX and no edges.
     """
     mask = np.asarray(node_mask, dtype=bool)
     xs = np.where(mask[:, None], np.asarray(x, dtype=np.float32), np.float32(0.0))
     ys = np.where(mask, np.asarray(y, dtype=np.int64), IGNORE_INDEX)
-    edge_index, edge_attr = edges_from_correlation(corr, mask, config.top_k, config.edges)
+    index, attr = _edge_arrays(corr, mask, config.top_k, config.edges)
+    if config.lead_lag:
+        if config.edges == "none":
+            second = np.ones(len(attr), np.float32)
+        elif lag is None:
+            raise DataError("GraphConfig(lead_lag=True) needs the hour's lead-lag matrix")
+        else:
+            second = np.asarray(lag, dtype=np.float32)[index[0], index[1]]
+        attr = np.stack([attr, second], axis=1)
+    edge_attr = torch.from_numpy(np.ascontiguousarray(attr, dtype=np.float32)).reshape(-1, config.edge_dim)
     ns = time.value if isinstance(time, pd.Timestamp) else int(time)
-    return Data(x=torch.from_numpy(np.ascontiguousarray(xs, dtype=np.float32)), edge_index=edge_index,
+    return Data(x=torch.from_numpy(np.ascontiguousarray(xs, dtype=np.float32)), edge_index=torch.from_numpy(index),
                 edge_attr=edge_attr, y=torch.from_numpy(ys), node_mask=torch.from_numpy(mask.copy()),
                 time=torch.tensor([ns], dtype=torch.long), hour=torch.tensor([int(hour)], dtype=torch.long),
                 symbols=list(symbols))
@@ -456,7 +548,7 @@ class HourlyGraphDataset(torch.utils.data.Dataset):
 
     Shapes: item i is one :func:`build_snapshot` ``Data`` of hour ``t = hours[i]``
     with ``x [N, F]``, ``edge_index [2, E]``, ``edge_attr [E, 1]``, ``y [N]``,
-    ``node_mask [N]``. Without labels (``labels=None``, inference) ``y`` is still
+    ``node_mask [N]`` (``edge_attr [E, 2]`` with ``config.lead_lag``). Without labels (``labels=None``, inference) ``y`` is still
     there, all ``IGNORE_INDEX``: snapshots keep one layout, so batching, the model
     and the loss code never branch on whether labels exist.
 
@@ -468,8 +560,9 @@ class HourlyGraphDataset(torch.utils.data.Dataset):
         config: graph options.
         normalizer: fitted :class:`FeatureNormalizer` (global mode: fit on the
             training hours only); None is allowed for ``normalisation="cross_sectional"``.
-        cache_mb: precompute the correlations of all ``hours`` (float32, via
-            :func:`iter_correlations`) when they fit in this many MB; 0 = always lazy.
+        cache_mb: precompute the correlations (and lead-lag matrices) of all ``hours``
+            (float32, via :func:`iter_correlations` / :func:`iter_lead_lag`) when they fit
+            in this many MB; 0 = always lazy.
     """
 
     def __init__(self, features: Features, labels: Labels | None, log_ret: np.ndarray, hours,
@@ -497,14 +590,18 @@ class HourlyGraphDataset(torch.utils.data.Dataset):
         self.y = np.where(self.valid, classes, IGNORE_INDEX)
         self.log_ret = log_ret
         self._corr: dict[int, np.ndarray] | None = None
-        if config.edges != "none" and len(self.hours) and len(self.hours) * N * N * 4 <= cache_mb * 2**20:
-            self._corr = self._precompute()
+        self._lag: dict[int, np.ndarray] | None = None
+        matrices = 2 if config.lead_lag else 1
+        if config.edges != "none" and len(self.hours) and len(self.hours) * N * N * 4 * matrices <= cache_mb * 2**20:
+            self._corr = self._precompute(iter_correlations)
+            if config.lead_lag:
+                self._lag = self._precompute(iter_lead_lag)
 
-    def _precompute(self) -> dict[int, np.ndarray]:
+    def _precompute(self, chunks) -> dict[int, np.ndarray]:
         wanted = set(self.hours.tolist())
         out = {}
         lo, hi = int(self.hours.min()), int(self.hours.max()) + 1
-        for t0, chunk in iter_correlations(self.log_ret, lo, hi, self.config.window, self.config.min_periods):
+        for t0, chunk in chunks(self.log_ret, lo, hi, self.config.window, self.config.min_periods):
             for k in range(len(chunk)):
                 if t0 + k in wanted:
                     out[t0 + k] = chunk[k]  # views into fresh chunks: no copy needed
@@ -515,10 +612,13 @@ class HourlyGraphDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> Data:
         t = int(self.hours[i])
-        corr = None
+        corr = lag = None
         if self._corr is not None:
             corr = self._corr[t]
+            lag = None if self._lag is None else self._lag[t]
         elif self.config.edges != "none":
             corr = correlation_matrix(self.log_ret, t, self.config.window, self.config.min_periods)
+            if self.config.lead_lag:
+                lag = lead_lag_matrix(self.log_ret, t, self.config.window, self.config.min_periods)
         return build_snapshot(self.x[t], corr, self.y[t], self.valid[t], self.times[t], self.symbols,
-                              self.config, hour=t)
+                              self.config, hour=t, lag=lag)

@@ -21,13 +21,15 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def open_store(store: str | os.PathLike | Store | None = None, data: str = "sample") -> Store:
+def open_store(store: str | os.PathLike | Store | None = None, data: str = "sample", seed: int = 0) -> Store:
     """Resolve a user's data choice to a readable :class:`Store`.
 
     Args:
         store: a store folder or a :class:`Store`; wins over ``data``.
-        data: ``"sample"`` (bundled real data) or ``"synthetic"`` (seeded
-            simulator with the default config, generated once into the cache).
+        data: ``"sample"`` (bundled real data) or ``"synthetic"`` (the
+            simulator with the default config and ``seed``, generated once into
+            the cache, one folder per seed).
+        seed: the simulated market's seed (``data="synthetic"`` only).
     """
     if isinstance(store, Store):
         resolved = store
@@ -38,7 +40,7 @@ def open_store(store: str | os.PathLike | Store | None = None, data: str = "samp
     elif data == "synthetic":
         from .synthetic import SyntheticConfig, write_synthetic_store
 
-        config = SyntheticConfig()
+        config = SyntheticConfig(seed=seed)  # the fingerprint, and so the cache folder, includes the seed
         path = cache_dir() / f"synthetic-{config.fingerprint()}"
         resolved = Store(path) if (path / "STORE.json").exists() else write_synthetic_store(path, config)
     else:

@@ -1,7 +1,7 @@
 """Train the GATv2 next-hour classifier and score it honestly against baselines.
 
     python -m gnn_market.train                      # bundled sample, a few minutes on 2 CPU cores
-    python -m gnn_market.train --data synthetic     # simulator with planted lead-lag structure
+    python -m gnn_market.train --data synthetic --seed 3   # simulator (market seed 3) with planted lead-lag structure
     python -m gnn_market.train --store DIR --top 100 --top-k 10 --folds 3
 
 Protocol (see ``docs/model.md``):
@@ -18,7 +18,8 @@ Protocol (see ``docs/model.md``):
   only; early stopping and every other choice use validation macro-F1, never
   test.
 - The same network, hyper-parameters and seed are trained again on graphs
-  without edges (self-loops only): the no-edge ablation. Majority,
+  without edges (self-loops only): the no-edge ablation; and, for the temporal
+  model, without its temporal encoder: the no-temporal ablation. Majority,
   persistence, logistic regression and histogram gradient boosting are fitted
   on the same training rows and scored on the same test nodes.
 - Every learned model's probabilities are vector-scaled and its decision rule
@@ -59,13 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heads", type=int, default=d.heads)
     p.add_argument("--layers", type=int, default=d.layers)
     p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--lookback", type=int, default=d.lookback,
+                   help="hours of each pair's history read by the per-node GRU (0 = no temporal encoder)")
+    p.add_argument("--context", action=argparse.BooleanOptionalAction, default=d.context,
+                   help="add the per-hour mean node state (market context) to every node")
+    p.add_argument("--lead-lag", action=argparse.BooleanOptionalAction, default=d.lead_lag, dest="lead_lag",
+                   help="second edge feature: correlation of the source's previous-hour return with the target's")
+    p.add_argument("--edge-gain", type=float, default=d.edge_gain, dest="edge_gain",
+                   help="init gain of the attention's edge projection")
     p.add_argument("--top-k", type=int, dest="top_k", help="keep each node's k strongest |correlation| edges")
     p.add_argument("--batch-hours", type=int, default=d.batch_hours, dest="batch_hours")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--patience", type=int, default=d.patience)
     p.add_argument("--no-class-weights", action="store_false", dest="class_weighted")
     p.add_argument("--folds", type=int, default=d.folds, help="walk-forward folds")
-    p.add_argument("--no-ablation", action="store_false", dest="ablation")
+    p.add_argument("--no-ablation", action="store_false", dest="ablation", help="skip both GNN ablations")
+    p.add_argument("--no-temporal-ablation", action="store_false", dest="temporal_ablation",
+                   help="skip gnn_no_temporal (the GNN without its temporal encoder)")
     p.add_argument("--no-baselines", action="store_false", dest="baselines")
     p.add_argument("--mlp-window", type=int, default=d.mlp_window, dest="mlp_window",
                    help="hours of lookback the MLP baseline sees per pair")

@@ -1,9 +1,11 @@
-"""GraphEncoder: batched == per-hour, schema check, no look-ahead, packaged checkpoint."""
+"""GraphEncoder: batched == per-hour, schema check, no look-ahead (temporal and legacy models), packaged
+checkpoint, legacy checkpoints with identical outputs, training and inference paths agree."""
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,9 +13,15 @@ import pytest
 import torch
 
 from gnn_market.checkpoint import PACKAGED_CHECKPOINT, load_checkpoint, save_checkpoint
+from gnn_market.classes import IGNORE_INDEX
 from gnn_market.encoder import EncodedRange, GraphEncoder
 from gnn_market.errors import CheckpointError
+from gnn_market.graph_builder import FeatureNormalizer, GraphConfig
 from gnn_market.panel import load_panel
+from gnn_market.pipeline import load_market
+from gnn_market.training import predict_graphs
+from gnn_market.training.graphs import build_graphs
+from gnn_market.windows import NodeWindows
 from train_fixtures import TINY_MARKET, tiny_checkpoint, tiny_store
 
 
@@ -60,7 +68,9 @@ def test_encode_range_equals_per_hour_encode(trained, encoder) -> None:
 
 
 def test_no_look_ahead(trained, encoder) -> None:
-    """Changing every candle after hour t leaves the encoding of hours <= t unchanged."""
+    """Changing every candle after hour t leaves the encoding of hours <= t unchanged (temporal model:
+    lookback windows, lead-lag edges and market context included)."""
+    assert encoder.model.config.temporal and encoder.model.config.context and encoder.graph_config.lead_lag
     panel = load_panel(trained[0])
     t = 300
     rng = np.random.default_rng(0)
@@ -213,3 +223,67 @@ def test_malformed_calibration_is_refused(trained, tmp_path, calibration, rule) 
         load_checkpoint(path)
     with pytest.raises(CheckpointError):
         GraphEncoder.load(path)
+
+
+# --------------------------------------------------------------------------- temporal model and legacy checkpoints
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_default_checkpoint_is_the_temporal_model_and_matches_the_training_path(trained, encoder) -> None:
+    """The encoder feeds the temporal model the same windows and graphs as training does."""
+    config = encoder.model.config
+    assert config.temporal and config.context and config.edge_dim == 2 and encoder.graph_config.lead_lag
+    store, path = trained
+    market = load_market(store)
+    hours = np.arange(300, 340)
+    ckpt = load_checkpoint(path)
+    normalizer = FeatureNormalizer.from_state_dict(ckpt.normalizer)
+    graphs = build_graphs(market, hours, GraphConfig.from_dict(ckpt.graph_config), normalizer)
+    windows = NodeWindows(normalizer.transform(market.features.values, market.features.valid),
+                          market.features.valid, config.lookback)
+    _, probs = predict_graphs(encoder.model, graphs, 16, torch.device("cpu"), windows)
+    out = encoder.encode_range(store.root, start=market.times[300], end=market.times[339])
+    labelled = np.concatenate([(g.y != IGNORE_INDEX).numpy() for g in graphs])
+    np.testing.assert_allclose(out.probs.reshape(-1, 3)[labelled], probs, atol=1e-6)
+
+
+def test_legacy_tiny_checkpoint_loads_as_the_original_network_with_identical_outputs(trained) -> None:
+    """A checkpoint written before the temporal model (no lookback/context/edge_dim/lead_lag fields)."""
+    enc = GraphEncoder.load(FIXTURES / "legacy_tiny.pt")
+    assert "lookback" not in enc.checkpoint.model_config and "lead_lag" not in enc.checkpoint.graph_config
+    assert not enc.model.config.temporal and enc.model.context is None and enc.model.config.edge_dim == 1
+    ref = np.load(FIXTURES / "legacy_tiny_outputs.npz")
+    out = enc.encode_range(trained[0].root)
+    n = len(ref["probs"])
+    np.testing.assert_array_equal(out.mask[-n:], ref["mask"])
+    np.testing.assert_allclose(out.probs[-n:], ref["probs"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out.embeddings[-n:], ref["emb"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(not PACKAGED_CHECKPOINT.is_file(), reason="packaged checkpoint not built")
+def test_packaged_checkpoint_outputs_are_unchanged() -> None:
+    enc = GraphEncoder.load()
+    ref = np.load(FIXTURES / "packaged_outputs.npz")
+    out = enc.encode_range(None, start="2023-09-01", end="2023-09-01T11:00")
+    np.testing.assert_allclose(out.probs, ref["probs"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out.embeddings, ref["emb"], rtol=0, atol=1e-5)
+
+
+def test_legacy_model_has_no_look_ahead_either(trained) -> None:
+    panel = load_panel(trained[0])
+    enc = GraphEncoder.load(FIXTURES / "legacy_tiny.pt")
+    t = 300
+    factor = np.exp(np.random.default_rng(1).normal(scale=0.05, size=panel.close[t + 1:].shape))
+    perturbed = dataclasses.replace(panel, **{name: np.concatenate([getattr(panel, name)[:t + 1],
+                                                                    getattr(panel, name)[t + 1:] * factor])
+                                              for name in ("open", "high", "low", "close")})
+    a = enc.encode_range(panel, start=panel.times[250])
+    b = enc.encode_range(perturbed, start=panel.times[250])
+    np.testing.assert_allclose(a.probs[:t - 250 + 1], b.probs[:t - 250 + 1], rtol=0, atol=1e-6)
+
+
+def test_edge_width_mismatch_is_refused(trained, tmp_path) -> None:
+    ckpt = load_checkpoint(trained[1])
+    ckpt.graph_config = {**ckpt.graph_config, "lead_lag": False}
+    with pytest.raises(CheckpointError, match="edge feature"):
+        GraphEncoder.load(save_checkpoint(ckpt, tmp_path / "mismatch.pt"))

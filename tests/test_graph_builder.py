@@ -14,7 +14,8 @@ from gnn_market.classes import IGNORE_INDEX
 from gnn_market.feature_generator import compute_features, make_labels
 from gnn_market.graph_builder import (PASSTHROUGH_FEATURES, FeatureNormalizer, GraphConfig, HourlyGraphDataset,
                                       build_snapshot, correlation_matrix, edges_from_correlation, hours_between,
-                                      iter_correlations, iter_edge_sets, log_returns)
+                                      iter_correlations, iter_edge_sets, iter_lead_lag, lead_lag_matrix,
+                                      log_returns)
 from gnn_market.panel import load_panel
 from gnn_market.sample import sample_store
 
@@ -253,3 +254,77 @@ def test_dataset_cached_and_lazy_correlations_agree(sample):
         a, b = cached[i], lazy[i]
         assert torch.equal(a.edge_index, b.edge_index)
         assert torch.allclose(a.edge_attr, b.edge_attr, atol=2e-6)
+
+
+# --------------------------------------------------------------------------- lead-lag edges
+def lead_lag_by_loop(r: np.ndarray, t: int, window: int = 100, min_periods: int = 50) -> np.ndarray:
+    """corr(r_j[s-1], r_i[s]) over consecutive hours inside the window ending at t, one pair at a time."""
+    lo = max(0, t - window + 1)
+    n = r.shape[1]
+    out = np.zeros((n, n))
+    for j in range(n):
+        for i in range(n):
+            a, b = r[lo:t, j], r[lo + 1:t + 1, i]
+            ok = np.isfinite(a) & np.isfinite(b)
+            if ok.sum() >= min_periods and a[ok].std() > 0 and b[ok].std() > 0:
+                out[j, i] = np.corrcoef(a[ok], b[ok])[0, 1]
+    return out
+
+
+def test_lead_lag_equals_a_pairwise_loop_with_gaps_and_constant_series(panel):
+    rng = np.random.default_rng(0)
+    r = rng.normal(size=(260, 5))
+    r[1:, 1] += 0.8 * r[:-1, 0]          # 0 leads 1
+    r[120:140, 2] = np.nan               # a hole
+    r[:, 4] = 0.0                        # zero variance
+    for t in (10, 60, 99, 135, 259):
+        np.testing.assert_allclose(lead_lag_matrix(r, t), lead_lag_by_loop(r, t), atol=1e-6)
+    chunks = np.concatenate([c for _, c in iter_lead_lag(r, 0, 260, chunk_hours=37)])
+    np.testing.assert_allclose(chunks, np.stack([lead_lag_by_loop(r, t) for t in range(260)]), atol=1e-6)
+    lag = lead_lag_matrix(r, 259)
+    assert lag[0, 1] > 0.5 and abs(lag[1, 0]) < 0.3 and (lag[4] == 0).all() and (lag[:, 4] == 0).all()
+    real = log_returns(panel)              # listings, delistings and gaps of the graph fixture store
+    for t in (130, 210, 300):
+        np.testing.assert_allclose(lead_lag_matrix(real, t), lead_lag_by_loop(real, t), atol=1e-6)
+
+
+def test_lead_lag_snapshot_carries_both_edge_features(sample):
+    p, feats, labels, r = sample
+    t = 300
+    mask = feats.valid[t].copy()
+    mask[4] = False
+    corr, lag = correlation_matrix(r, t), lead_lag_matrix(r, t)
+    config = GraphConfig(lead_lag=True)
+    data = build_snapshot(feats.values[t], corr, labels.classes[t], mask, p.times[t], p.symbols, config, hour=t,
+                          lag=lag)
+    src, dst = data.edge_index
+    assert data.edge_attr.shape == (29 * 28, 2) and config.edge_dim == 2
+    np.testing.assert_array_equal(data.edge_attr[:, 0].numpy(), corr[src, dst])
+    np.testing.assert_array_equal(data.edge_attr[:, 1].numpy(), lag[src, dst])   # edge j -> i: j leads i
+    bare = build_snapshot(feats.values[t], None, labels.classes[t], mask, p.times[t], p.symbols,
+                          GraphConfig(edges="none", lead_lag=True), hour=t)
+    assert bare.edge_attr.shape == (29, 2) and (bare.edge_attr == 1).all()
+    with pytest.raises(DataError, match="lead-lag"):
+        build_snapshot(feats.values[t], corr, labels.classes[t], mask, p.times[t], p.symbols, config, hour=t)
+    norm = FeatureNormalizer().fit(feats, np.arange(150, 190))
+    cached = HourlyGraphDataset(feats, labels, r, np.arange(280, 320), config, norm)
+    lazy = HourlyGraphDataset(feats, labels, r, np.arange(280, 320), config, norm, cache_mb=0)
+    assert cached._lag is not None and lazy._lag is None
+    for i in (0, 20, 39):
+        assert torch.equal(cached[i].edge_index, lazy[i].edge_index)
+        torch.testing.assert_close(cached[i].edge_attr, lazy[i].edge_attr, atol=2e-6, rtol=0)
+
+
+def test_lead_lag_has_no_look_ahead(store, panel, tmp_path):
+    t = 230
+    changed = load_panel(_perturb_after(store, tmp_path / "perturbed", panel.times[t]))
+    r0, r1 = log_returns(panel), log_returns(changed)
+    for h in range(100, t + 1, 13):
+        assert np.array_equal(lead_lag_matrix(r0, h), lead_lag_matrix(r1, h))
+    assert not np.array_equal(lead_lag_matrix(r0, t + 5), lead_lag_matrix(r1, t + 5))
+
+
+def test_older_graph_configs_mean_no_lead_lag():
+    old = {"window": 100, "min_periods": 50, "top_k": None, "edges": "correlation", "normalisation": "global"}
+    assert GraphConfig.from_dict(old) == GraphConfig() and GraphConfig.from_dict(old).edge_dim == 1
+    assert GraphConfig.from_dict(GraphConfig(lead_lag=True).to_dict()).lead_lag

@@ -13,7 +13,8 @@ MIN_SEGMENT_HOURS = 24  # fewest hours a train / val / test segment may have
 RESERVED_START = pd.Timestamp("2023-09-01", tz="UTC")
 PACKAGED_COMMAND = "python -m gnn_market.train --end 2023-08-31T23:00 --out runs/packaged --save-packaged"
 #: Row order of the results tables and of ``metrics.json``'s per-model entries.
-MODEL_ORDER = ("gnn", "gnn_no_edges", "majority", "persistence", "logistic", "hist_gb", "hist_gb_context", "mlp")
+MODEL_ORDER = ("gnn", "gnn_no_edges", "gnn_no_temporal", "majority", "persistence", "logistic", "hist_gb",
+               "hist_gb_context", "mlp")
 
 
 @dataclass
@@ -33,9 +34,13 @@ class TrainConfig:
     heads: int = 2
     layers: int = 2
     dropout: float = 0.1
+    lookback: int = 24               # L hours read by the per-node GRU (0 = no temporal encoder)
+    context: bool = True             # per-hour market summary added to every node
+    edge_gain: float = 5.0           # init gain of the edge projections (model.EDGE_INIT_GAIN)
     # graph
     window: int = 100
     top_k: int | None = None
+    lead_lag: bool = True            # second edge feature: corr(r_j[s-1], r_i[s])
     # optimisation
     epochs: int = 8
     batch_hours: int = 64
@@ -49,7 +54,8 @@ class TrainConfig:
     purge_hours: int | None = None   # None = window + LABEL_HORIZON
     folds: int = 1
     # what to run
-    ablation: bool = True
+    ablation: bool = True            # the no-edge ablation (and the no-temporal one, see temporal_ablation)
+    temporal_ablation: bool = True   # gnn_no_temporal beside a temporal GNN (needs ablation)
     baselines: bool = True
     hist_gb_max_rows: int | None = 60_000   # also hist_gb_context's (same rows as hist_gb)
     mlp_window: int = 24             # hours of each pair's normalised features the MLP baseline sees
@@ -73,6 +79,10 @@ class TrainConfig:
             raise DataError(f"--mlp-window must be >= 1, got {self.mlp_window}")
         if self.top_k is not None and self.top_k < 1:
             raise DataError(f"--top-k must be >= 1, got {self.top_k}")
+        if self.lookback < 0:
+            raise DataError(f"--lookback must be >= 0 (0 = no temporal encoder), got {self.lookback}")
+        if self.edge_gain <= 0:
+            raise DataError(f"--edge-gain must be > 0, got {self.edge_gain}")
         if self.hidden % self.heads:
             raise DataError(f"--hidden ({self.hidden}) must be a multiple of --heads ({self.heads})")
         if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):

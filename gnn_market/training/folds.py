@@ -1,8 +1,18 @@
-"""One fold of the protocol: the GNN, its no-edge ablation and the baselines on one split."""
+"""One fold of the protocol: the GNN, its ablations and the baselines on one split.
+
+Ablations (same seed, initial weights where the architecture allows, batch
+order and hyper-parameters as the GNN):
+
+- ``gnn_no_edges``: the same network (temporal encoder, context, edge width)
+  on graphs without edges (self-loops only);
+- ``gnn_no_temporal``: the same graphs and network without the temporal
+  encoder (each node starts from its current hour's features), run only when
+  the GNN has one (``lookback > 0``).
+"""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -11,6 +21,7 @@ from ..errors import DataError
 from ..graph_builder import FeatureNormalizer
 from ..model import GATv2Classifier, ModelConfig
 from ..pipeline import MarketData
+from ..windows import NodeWindows
 from .baselines import balanced_weights, make_baselines
 from .config import TrainConfig
 from .context import row_inputs
@@ -51,27 +62,33 @@ def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.d
         raise DataError("a split has no labelled nodes (is the data mostly missing?)")
     weights = balanced_weights(rows["train"].y) if cfg.class_weighted else None
     model_config = ModelConfig(in_channels=market.features.values.shape[-1], hidden=cfg.hidden,
-                               heads=cfg.heads, layers=cfg.layers, dropout=cfg.dropout)
+                               heads=cfg.heads, layers=cfg.layers, dropout=cfg.dropout, lookback=cfg.lookback,
+                               context=cfg.context, edge_dim=graph_config(cfg).edge_dim, edge_gain=cfg.edge_gain)
+    windows = None
+    if cfg.lookback:  # one shared [T, N, F + 1] array; each batch gathers its [B * N, L, F + 1] windows
+        values = normalizer.transform(market.features.values, market.features.valid)
+        windows = NodeWindows(values, market.features.valid, cfg.lookback, device)
 
     test, val, histories = {}, {}, {}
-    model, histories["gnn"] = train_model(graphs["train"], graphs["val"], model_config, weights, cfg, device,
-                                          f"gnn{fold_name}")
-    timings["gnn_s"] = histories["gnn"].seconds
-    for split_name, out in (("test", test), ("val", val)):
-        _, probs = predict_graphs(model, graphs[split_name], cfg.batch_hours, device)
-        out["gnn"] = (probs.argmax(1), probs)
 
+    def fit(name: str, config: ModelConfig, sets: dict) -> GATv2Classifier:
+        net, histories[name] = train_model(sets["train"], sets["val"], config, weights, cfg, device,
+                                           f"{name}{fold_name}", windows)
+        timings[f"{name}_s"] = histories[name].seconds
+        for split_name, out in (("test", test), ("val", val)):
+            _, probs = predict_graphs(net, sets[split_name], cfg.batch_hours, device, windows)
+            out[name] = (probs.argmax(1), probs)
+        return net
+
+    model = fit("gnn", model_config, graphs)
     if cfg.ablation:
         t0 = time.perf_counter()
         bare = {name: build_graphs(market, idx, graph_config(cfg, edges="none"), normalizer)
                 for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))}
         timings["graphs_s"] += time.perf_counter() - t0
-        ablated, histories["gnn_no_edges"] = train_model(bare["train"], bare["val"], model_config, weights, cfg,
-                                                         device, f"gnn_no_edges{fold_name}")
-        timings["gnn_no_edges_s"] = histories["gnn_no_edges"].seconds
-        for split_name, out in (("test", test), ("val", val)):
-            _, probs = predict_graphs(ablated, bare[split_name], cfg.batch_hours, device)
-            out["gnn_no_edges"] = (probs.argmax(1), probs)
+        fit("gnn_no_edges", model_config, bare)
+        if model_config.temporal and cfg.temporal_ablation:
+            fit("gnn_no_temporal", replace(model_config, lookback=0), graphs)
 
     if cfg.baselines:
         t0 = time.perf_counter()

@@ -15,7 +15,7 @@ from .context import RowInputs, market_context
 
 def graph_config(cfg: TrainConfig, edges: str = "correlation") -> GraphConfig:
     """The run's :class:`GraphConfig`; ``edges="none"`` for the no-edge ablation."""
-    return GraphConfig(window=cfg.window, top_k=cfg.top_k, edges=edges)
+    return GraphConfig(window=cfg.window, top_k=cfg.top_k, edges=edges, lead_lag=cfg.lead_lag)
 
 
 def build_graphs(market: MarketData, hours: np.ndarray, gconfig: GraphConfig, normalizer: FeatureNormalizer,

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from ..classes import IGNORE_INDEX
 from ..errors import DataError
 from ..model import GATv2Classifier, ModelConfig
+from ..windows import NodeWindows
 from .config import TrainConfig
 from .metrics import classification_metrics
 
@@ -47,13 +48,16 @@ class History:
 
 @torch.no_grad()
 def predict_graphs(model: GATv2Classifier, graphs: list[Data], batch_hours: int,
-                   device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """``(y [M], probs [M, 3])`` over the labelled nodes of ``graphs``, in graph order."""
+                   device: torch.device, windows: NodeWindows | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(y [M], probs [M, 3])`` over the labelled nodes of ``graphs``, in graph order.
+
+    ``windows``: the run's lookback windows (needed by temporal models).
+    """
     model.eval()
     ys, probs = [], []
     for batch in DataLoader(graphs, batch_size=batch_hours, shuffle=False):
         batch = batch.to(device)
-        log_probs, _ = model(batch.x, batch.edge_index, batch.edge_attr, batch.batch)
+        log_probs, _ = model.forward_batch(batch, windows)
         keep = batch.y != IGNORE_INDEX
         ys.append(batch.y[keep].cpu().numpy())
         probs.append(log_probs[keep].exp().cpu().numpy())
@@ -62,10 +66,12 @@ def predict_graphs(model: GATv2Classifier, graphs: list[Data], batch_hours: int,
 
 def train_model(train_graphs: list[Data], val_graphs: list[Data], model_config: ModelConfig,
                 class_weights: np.ndarray | None, cfg: TrainConfig, device: torch.device,
-                desc: str) -> tuple[GATv2Classifier, History]:
+                desc: str, windows: NodeWindows | None = None) -> tuple[GATv2Classifier, History]:
     """Adam on NLLLoss; keep the weights of the epoch with the best validation macro-F1.
 
-    ``class_weights`` ``[3]`` (None = unweighted); returns the model in eval mode and its history.
+    ``class_weights`` ``[3]`` (None = unweighted); ``windows`` the lookback windows of
+    every hour (temporal models), gathered per batch. Returns the model in eval mode
+    and its history.
     """
     seed_everything(cfg.seed)  # same init and batch order for the GNN and its ablation
     model = GATv2Classifier(model_config).to(device)
@@ -83,13 +89,13 @@ def train_model(train_graphs: list[Data], val_graphs: list[Data], model_config: 
         for batch in loader:
             batch = batch.to(device)
             optimiser.zero_grad()
-            log_probs, _ = model(batch.x, batch.edge_index, batch.edge_attr, batch.batch)
+            log_probs, _ = model.forward_batch(batch, windows)
             loss = loss_fn(log_probs, batch.y)
             loss.backward()
             optimiser.step()
             total += float(loss.detach()) * batch.num_graphs
             count += batch.num_graphs
-        y_val, p_val = predict_graphs(model, val_graphs, cfg.batch_hours, device)
+        y_val, p_val = predict_graphs(model, val_graphs, cfg.batch_hours, device, windows)
         f1 = classification_metrics(y_val, p_val.argmax(1))["macro_f1"]
         history.train_loss.append(total / max(count, 1))
         history.val_macro_f1.append(f1)

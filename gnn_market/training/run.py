@@ -65,7 +65,7 @@ def _run_training(cfg: TrainConfig) -> dict[str, Any]:
     started = time.perf_counter()
     device = resolve_device(cfg.device)
     out = Path(cfg.out) if cfg.out else default_out()
-    store = open_store(cfg.store, cfg.data)
+    store = open_store(cfg.store, cfg.data, seed=cfg.seed)  # --data synthetic: the seed also draws the market
     t0 = time.perf_counter()
     market, splits, data = load_training_market(store, cfg)
     load_s = time.perf_counter() - t0

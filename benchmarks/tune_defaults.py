@@ -1,0 +1,72 @@
+"""Choose training defaults on VALIDATION macro-F1 of seeded synthetic markets (never on test).
+
+One call = one configuration over several market seeds: ``--data synthetic
+--seed S`` with ``TrainConfig`` fields overridden as ``key=value``. Appends one
+JSON line per (configuration, seed) with validation macro-F1 of every model,
+the GNN's validation margins, the best epochs and the wall time, to
+``benchmarks/results/tuning.jsonl``. Test metrics are computed by the run
+(the protocol always scores test) but neither printed nor stored here.
+
+    python benchmarks/tune_defaults.py --seeds 10 11 12 lookback=24 batch_hours=32
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gnn_market.training import TrainConfig, run_training  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "tuning.jsonl"
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[10, 11, 12])
+    p.add_argument("--data", default="synthetic")
+    p.add_argument("--tag", default="")
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("overrides", nargs="*", help="TrainConfig fields as key=value")
+    args = p.parse_args()
+    overrides = dict(parse_override(o) for o in args.overrides)
+    for seed in args.seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+            cfg = TrainConfig(data=args.data, seed=seed, out=tmp, progress=False, threads=1, **overrides)
+            m = run_training(cfg)
+            cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        val = {k: round(v["macro_f1"], 4) for k, v in m["val"].items()}
+        tabular = [v for k, v in val.items() if not k.startswith("gnn")]
+        row = {"tag": args.tag, "data": args.data, "seed": seed, "overrides": overrides, "val_macro_f1": val,
+               "val_margin_no_edges": round(val["gnn"] - val.get("gnn_no_edges", float("nan")), 4),
+               "val_margin_best_baseline": round(val["gnn"] - max(tabular), 4) if tabular else None,
+               "best_epochs": {k: h["best_epoch"] for k, h in m["history"].items()},
+               "epochs_run": {k: len(h["train_loss"]) for k, h in m["history"].items()},
+               "val_curves": {k: [round(x, 4) for x in h["val_macro_f1"]] for k, h in m["history"].items()},
+               "seconds": round(time.perf_counter() - started, 1),
+               "cpu_seconds": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1)}
+        print(json.dumps(row), flush=True)
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        with args.results.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
