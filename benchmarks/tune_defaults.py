@@ -25,7 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 from gnn_market.training import TrainConfig, run_training  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "tuning.jsonl"
+#: Default output: an ignored folder; the published log is benchmarks/results/tuning.jsonl (--results).
+LOCAL_RESULTS = ROOT / "benchmarks" / "results" / "local"
+RESULTS = LOCAL_RESULTS / "tuning.jsonl"
 
 
 def parse_override(text: str) -> tuple[str, object]:

@@ -244,7 +244,8 @@ def test_default_checkpoint_is_the_temporal_model_and_matches_the_training_path(
     _, probs = predict_graphs(encoder.model, graphs, 16, torch.device("cpu"), windows)
     out = encoder.encode_range(store.root, start=market.times[300], end=market.times[339])
     labelled = np.concatenate([(g.y != IGNORE_INDEX).numpy() for g in graphs])
-    np.testing.assert_allclose(out.probs.reshape(-1, 3)[labelled], probs, atol=1e-6)
+    # the encoder serves the checkpoint's calibration of the network's softmax
+    np.testing.assert_allclose(out.probs.reshape(-1, 3)[labelled], encoder.scaling.transform(probs), atol=1e-5)
 
 
 def test_legacy_tiny_checkpoint_loads_as_the_original_network_with_identical_outputs(trained) -> None:
