@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_graphs import random_panel  # noqa: E402
+
 from gnn_market.checkpoint import Checkpoint  # noqa: E402
 from gnn_market.encoder import GraphEncoder  # noqa: E402
 from gnn_market.feature_generator import FeatureConfig  # noqa: E402

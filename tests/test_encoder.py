@@ -22,6 +22,7 @@ from gnn_market.pipeline import load_market
 from gnn_market.training import predict_graphs
 from gnn_market.training.graphs import build_graphs
 from gnn_market.windows import NodeWindows
+
 from train_fixtures import TINY_MARKET, tiny_checkpoint, tiny_store
 
 
@@ -76,7 +77,7 @@ def test_no_look_ahead(trained, encoder) -> None:
     rng = np.random.default_rng(0)
     noisy = {name: getattr(panel, name).copy() for name in ("open", "high", "low", "close", "volume", "quote_volume")}
     factor = np.exp(rng.normal(scale=0.05, size=noisy["close"][t + 1:].shape))
-    for name, values in noisy.items():
+    for values in noisy.values():
         values[t + 1:] *= factor
     perturbed = dataclasses.replace(panel, **noisy)
     a = encoder.encode_range(panel, start=panel.times[250], end=panel.times[-1])
