@@ -31,8 +31,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gnn_market.feature_generator import compute_features, make_labels  # noqa: E402
-from gnn_market.graph_builder import GraphConfig, iter_edge_sets, log_returns  # noqa: E402
+from gnn_market.feature_generator import (  # noqa: E402
+    compute_features,
+    log_returns,  # noqa: E402
+    make_labels,
+)
+from gnn_market.graph_builder import GraphConfig, iter_edge_sets  # noqa: E402
 from gnn_market.panel import Panel  # noqa: E402
 
 #: Default output: an ignored folder, so running a benchmark never dirties the checkout. Pass the

@@ -52,8 +52,9 @@ from bench_graphs import random_panel  # noqa: E402
 from gnn_market.checkpoint import Checkpoint  # noqa: E402
 from gnn_market.encoder import GraphEncoder  # noqa: E402
 from gnn_market.feature_generator import FeatureConfig  # noqa: E402
-from gnn_market.graph_builder import FeatureNormalizer, GraphConfig, HourlyGraphDataset  # noqa: E402
+from gnn_market.graph_builder import GraphConfig, HourlyGraphDataset  # noqa: E402
 from gnn_market.model import GATv2Classifier, ModelConfig  # noqa: E402
+from gnn_market.normalizer import FeatureNormalizer  # noqa: E402
 from gnn_market.pipeline import prepare_market  # noqa: E402
 from gnn_market.training import TrainConfig  # noqa: E402
 from gnn_market.windows import NodeWindows  # noqa: E402

@@ -35,7 +35,8 @@ from .checkpoint import PACKAGED_CHECKPOINT, Checkpoint, build_model, load_check
 from .classes import CLASS_NAMES
 from .errors import CheckpointError, CryptoGraphError, DataError
 from .feature_generator import FeatureConfig
-from .graph_builder import FeatureNormalizer, GraphConfig, HourlyGraphDataset
+from .graph_builder import GraphConfig, HourlyGraphDataset
+from .normalizer import FeatureNormalizer
 from .panel import Panel, load_panel
 from .pipeline import MarketData, prepare_market
 from .sources import open_store

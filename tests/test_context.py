@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gnn_market.graph_builder import FeatureNormalizer
+from gnn_market.normalizer import FeatureNormalizer
 from gnn_market.panel import load_panel
 from gnn_market.pipeline import prepare_market
 from gnn_market.store import Store

@@ -16,7 +16,8 @@ from gnn_market.checkpoint import PACKAGED_CHECKPOINT, load_checkpoint, save_che
 from gnn_market.classes import IGNORE_INDEX
 from gnn_market.encoder import EncodedRange, GraphEncoder
 from gnn_market.errors import CheckpointError
-from gnn_market.graph_builder import FeatureNormalizer, GraphConfig
+from gnn_market.graph_builder import GraphConfig
+from gnn_market.normalizer import FeatureNormalizer
 from gnn_market.panel import load_panel
 from gnn_market.pipeline import load_market
 from gnn_market.training import predict_graphs

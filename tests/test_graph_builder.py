@@ -10,23 +10,18 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from gnn_market.classes import IGNORE_INDEX
+from gnn_market.correlations import correlation_matrix, iter_correlations, iter_lead_lag, lead_lag_matrix
 from gnn_market.errors import DataError
-from gnn_market.feature_generator import compute_features, make_labels
+from gnn_market.feature_generator import compute_features, log_returns, make_labels
 from gnn_market.graph_builder import (
-    PASSTHROUGH_FEATURES,
-    FeatureNormalizer,
     GraphConfig,
     HourlyGraphDataset,
     build_snapshot,
-    correlation_matrix,
     edges_from_correlation,
     hours_between,
-    iter_correlations,
     iter_edge_sets,
-    iter_lead_lag,
-    lead_lag_matrix,
-    log_returns,
 )
+from gnn_market.normalizer import PASSTHROUGH_FEATURES, FeatureNormalizer
 from gnn_market.panel import load_panel
 from gnn_market.sample import sample_store
 

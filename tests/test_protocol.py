@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from gnn_market.checkpoint import load_checkpoint
 from gnn_market.classes import IGNORE_INDEX
-from gnn_market.graph_builder import FeatureNormalizer
+from gnn_market.normalizer import FeatureNormalizer
 from gnn_market.pipeline import MarketData, load_market
 from gnn_market.training import TrainConfig, candidate_hours, make_splits, run_fold, run_training
 from gnn_market.training.calibrate import RULE_BASED_MODELS, calibrate_fold

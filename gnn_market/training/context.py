@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..feature_generator import window_sum
-from ..graph_builder import FeatureNormalizer
+from ..normalizer import FeatureNormalizer
 from ..pipeline import MarketData
 from ..windows import lookback_windows
 

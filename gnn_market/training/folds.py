@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..graph_builder import FeatureNormalizer
 from ..model import GATv2Classifier, ModelConfig
+from ..normalizer import FeatureNormalizer
 from ..pipeline import MarketData
 from ..windows import NodeWindows
 from .baselines import balanced_weights, make_baselines

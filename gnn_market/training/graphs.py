@@ -6,7 +6,8 @@ from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
 from ..classes import IGNORE_INDEX
-from ..graph_builder import FeatureNormalizer, GraphConfig, HourlyGraphDataset
+from ..graph_builder import GraphConfig, HourlyGraphDataset
+from ..normalizer import FeatureNormalizer
 from ..pipeline import MarketData
 from .baselines import TabularData
 from .config import TrainConfig
