@@ -6,7 +6,7 @@ import sys
 from typing import Callable, Sequence
 
 from .errors import CryptoGraphError, DataError
-from .store import validate_symbol
+from .store_schema import validate_symbol
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

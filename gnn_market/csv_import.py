@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .store import KLINE_COLUMNS, MIN_TIME_MS, Store, checked_frame, validate_symbol
+from .store import Store
+from .store_schema import KLINE_COLUMNS, MIN_TIME_MS, checked_frame, validate_symbol
 from .timeutil import HOUR_MS, ms_to_utc_index, to_utc_index
 
 REQUIRED = ("open_time", "open", "high", "low", "close", "volume")

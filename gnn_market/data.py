@@ -48,7 +48,8 @@ from .csv_import import read_csv_folder
 from .errors import BannedError, BinanceError, CryptoGraphError, DataError, StoreError, UnknownSymbolError
 from .panel import BOOK_TOLERANCE
 from .sources import open_store
-from .store import BadStoreFile, Store
+from .store import Store
+from .store_schema import BadStoreFile
 from .timeutil import HOUR_MS
 from .vision import MAX_MEMBER_BYTES, import_paths
 

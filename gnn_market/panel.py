@@ -43,7 +43,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .store import LEGACY_BOOK_DELAY, Store, validate_market
+from .store import Store
+from .store_schema import LEGACY_BOOK_DELAY, validate_market
 from .timeutil import HOUR, to_utc_index
 
 #: Row ``t`` takes the latest book snapshot in ``(t + 1h - BOOK_TOLERANCE, t + 1h]``: at most this old at the close.

@@ -42,7 +42,8 @@ import pandas as pd
 from scipy.signal import lfilter
 
 from .errors import DataError, StoreError
-from .store import BOOK_COLUMNS, FUNDING_COLUMNS, KLINE_COLUMNS, Store, validate_symbol
+from .store import Store
+from .store_schema import BOOK_COLUMNS, FUNDING_COLUMNS, KLINE_COLUMNS, validate_symbol
 from .timeutil import HOUR
 
 #: Bump when the simulator's output for a given config changes, so cached

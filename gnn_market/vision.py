@@ -64,7 +64,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .store import MIN_TIME_MS, Store, checked_frame, is_valid_symbol, validate_market
+from .store import Store
+from .store_schema import MIN_TIME_MS, checked_frame, is_valid_symbol, validate_market
 from .timeutil import HOUR_MS
 
 log = logging.getLogger(__name__)

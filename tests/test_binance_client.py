@@ -10,7 +10,7 @@ import pytest
 from gnn_market.binance import BinanceClient, ClientConfig
 from gnn_market.binance.parsers import round_funding_time
 from gnn_market.errors import BannedError, BinanceError, DataError, UnknownSymbolError
-from gnn_market.store import BOOK_COLUMNS, FUNDING_COLUMNS, KLINE_COLUMNS
+from gnn_market.store_schema import BOOK_COLUMNS, FUNDING_COLUMNS, KLINE_COLUMNS
 from gnn_market.timeutil import HOUR_MS
 
 from fake_binance import FakeBinance, FakeSymbol

@@ -185,7 +185,8 @@ def test_fast_reader_equals_pyarrow_to_pandas_for_every_kind(tmp_path):
     """The store's own-schema fast path gives exactly what pyarrow's pandas conversion gives."""
     import pyarrow.parquet as pq
 
-    from gnn_market.store import BOOK, FUNDING, KLINES, _frame_from_own_table
+    from gnn_market.store import _frame_from_own_table
+    from gnn_market.store_schema import BOOK, FUNDING, KLINES
     from gnn_market.synthetic import SyntheticConfig, write_synthetic_store
 
     config = SyntheticConfig(n_symbols=4, hours=72, seed=1, n_sectors=1, leaders_per_sector=1)
@@ -225,7 +226,8 @@ def test_direct_arrow_writer_equals_pyarrow_from_pandas(tmp_path):
     """Files stay exactly what ``Table.from_pandas`` would write, metadata included."""
     import pyarrow as pa
 
-    from gnn_market.store import BOOK, FUNDING, KLINES, _table_from_frame
+    from gnn_market.store import _table_from_frame
+    from gnn_market.store_schema import BOOK, FUNDING, KLINES
     from gnn_market.synthetic import SyntheticConfig, write_synthetic_store
 
     config = SyntheticConfig(n_symbols=4, hours=72, seed=2, n_sectors=1, leaders_per_sector=1)
@@ -329,11 +331,11 @@ def test_invalid_values_in_a_stored_file_are_refused_on_read_and_on_write(tmp_pa
 
 
 def test_ohlc_rule_tolerates_float_round_trips_only():
-    from gnn_market.store import KLINES, OHLC_TOLERANCE, row_faults
+    from gnn_market.store_schema import KLINES, OHLC_TOLERANCE, row_faults
 
     df = candles("2024-01-01", 3).assign(open=100.0, close=100.0, low=100.0)
     df["high"] = 100.0 * (1 - OHLC_TOLERANCE / 10)  # a last-digit difference: accepted
-    from gnn_market.store import _normalise
+    from gnn_market.store_schema import _normalise
 
     assert row_faults(_normalise(df, KLINES, check=False), KLINES) == {}
     df["high"] = 99.99

@@ -10,7 +10,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 from gnn_market.errors import DataError
-from gnn_market.store import BOOK_COLUMNS, FUNDING_COLUMNS, KLINE_COLUMNS, Store, is_valid_symbol
+from gnn_market.store import Store
+from gnn_market.store_schema import BOOK_COLUMNS, FUNDING_COLUMNS, KLINE_COLUMNS, is_valid_symbol
 from gnn_market.synthetic import SyntheticConfig, SyntheticMarket, simulate_market, write_synthetic_store
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BinanceError, DataError
-from ..store import BOOK_COLUMNS, FUNDING_COLUMNS, KLINE_COLUMNS
+from ..store_schema import BOOK_COLUMNS, FUNDING_COLUMNS, KLINE_COLUMNS
 from ..timeutil import HOUR_MS, ms_to_utc_index
 
 log = logging.getLogger(__name__)

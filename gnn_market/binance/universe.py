@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..store import is_valid_symbol
+from ..store_schema import is_valid_symbol
 from .parsers import to_float
 
 log = logging.getLogger(__name__)
