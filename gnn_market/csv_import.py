@@ -30,7 +30,7 @@ import pandas as pd
 
 from .errors import DataError
 from .store import Store
-from .store_schema import KLINE_COLUMNS, MIN_TIME_MS, checked_frame, validate_symbol
+from .store_schema import KLINE_COLUMNS, checked_frame, first_time_out_of_range, validate_symbol
 from .timeutil import HOUR_MS, ms_to_utc_index, to_utc_index
 
 REQUIRED = ("open_time", "open", "high", "low", "close", "volume")
@@ -64,11 +64,8 @@ def _open_time_index(values: pd.Series, path: Path) -> pd.DatetimeIndex:
         ms = numeric.to_numpy(dtype=np.float64)
         if not np.isfinite(ms).all() or (ms != np.round(ms)).any():
             raise DataError(f"{path}: open_time holds non-integer milliseconds")
-        # Checked before any conversion: a far-future value (year 24785) would overflow pandas' time range.
-        latest = pd.Timestamp.now(tz="UTC").value // 1_000_000 + 24 * HOUR_MS
-        outside = (ms < MIN_TIME_MS) | (ms > latest)
-        if outside.any():
-            bad = int(np.flatnonzero(outside)[0])
+        bad = first_time_out_of_range(ms)
+        if bad is not None:
             raise DataError(f"{path}: row {bad + 1}: open_time {ms[bad]:.0f} is outside 2010-01-01 .. tomorrow "
                             f"in milliseconds (a unit or format mistake?)")
         ms = ms.astype(np.int64)

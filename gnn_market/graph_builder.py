@@ -3,30 +3,9 @@
 The statistics live in :mod:`gnn_market.correlations`, the feature scaling in
 :mod:`gnn_market.normalizer`; this module turns them into graphs.
 
-The correlation at hour ``t`` is Pearson's r between two pairs' hourly log
-returns ``r_s = ln(close_s / close_{s-1})`` for ``s`` in ``t-window+1 .. t``,
-over the hours where both returns exist (pairwise complete). Fewer than
-``min_periods`` common returns, or a (near-)zero variance over them, give 0;
-the diagonal is 1. Only rows ``<= t`` are read: no look-ahead.
-
-Two ways to compute it, both without a per-pair loop:
-
-* :func:`correlation_matrix` for one hour (the dataset calls it lazily):
-  masked sums as matrix products (counts ``M^T M``, sums ``X^T M``, ...).
-* :func:`iter_correlations` for many hours (benchmarks, precomputation): in
-  float32 chunks ``[K, N, N]``; pairs whose windows are complete take the fast
-  path (running sums of ``r r^T`` updated by a rank-2 step per hour), rows of
-  pairs with holes are patched with the masked-sum formula. A year is never
-  held as a ``T x N x N`` array.
-
-Optional **lead-lag** edge feature (``GraphConfig(lead_lag=True)``): for an
-edge ``j -> i`` at hour ``t``, the Pearson r of ``(r_{j,s-1}, r_{i,s})`` over
-the pairs of consecutive hours inside the same window (``s`` in
-``t-window+2 .. t``), pairwise complete with the same ``min_periods`` and
-zero-variance rules: how well j's previous hour has announced i's hour.
-:func:`lead_lag_matrix` (one hour) and :func:`iter_lead_lag` (chunks, batched
-matrix products) compute it; snapshots then carry ``edge_attr [E, 2]`` =
-(correlation, lead-lag).
+Edges carry the correlation at hour ``t`` (and, with ``GraphConfig(lead_lag=True)``,
+the lead-lag correlation): ``edge_attr [E, 1]`` or ``[E, 2]``. Only return rows
+``<= t`` enter them (see :mod:`gnn_market.correlations` for the definitions).
 """
 from __future__ import annotations
 

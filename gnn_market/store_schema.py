@@ -267,3 +267,14 @@ def _has_schema(df: pd.DataFrame, kind: _Kind) -> bool:
             and index.name == kind.index and list(df.columns) == list(kind.columns)
             and [str(t) for t in df.dtypes] == list(kind.columns.values())
             and index.is_monotonic_increasing and index.is_unique)
+
+
+def first_time_out_of_range(ms: np.ndarray) -> int | None:
+    """Index of the first epoch-ms value before 2010-01-01 or after tomorrow (UTC), or None.
+
+    Importers check raw timestamps with it before any conversion: a far-future value
+    (year 24785) would overflow pandas' time range, a too-early one is a unit mistake.
+    """
+    latest = pd.Timestamp.now(tz="UTC").value // 1_000_000 + 24 * 3_600_000
+    outside = (ms < MIN_TIME_MS) | (ms > latest)
+    return int(np.flatnonzero(outside)[0]) if outside.any() else None

@@ -65,7 +65,7 @@ import pandas as pd
 
 from .errors import DataError
 from .store import Store
-from .store_schema import MIN_TIME_MS, checked_frame, is_valid_symbol, validate_market
+from .store_schema import checked_frame, first_time_out_of_range, is_valid_symbol, validate_market
 from .timeutil import HOUR_MS
 
 log = logging.getLogger(__name__)
@@ -553,10 +553,8 @@ def _to_ms(values: np.ndarray, source: str | Path, what: str) -> np.ndarray:
                         f"is not an epoch time in ms or µs")
     as_int = values.astype("int64")
     ms = np.where(as_int >= MICROSECOND_THRESHOLD, as_int // 1000, as_int)
-    latest = pd.Timestamp.now(tz="UTC").value // 1_000_000 + 24 * HOUR_MS
-    out_of_range = (ms < MIN_TIME_MS) | (ms > latest)
-    if out_of_range.any():
-        row = int(np.flatnonzero(out_of_range)[0])
+    row = first_time_out_of_range(ms)
+    if row is not None:
         raise DataError(f"{source}: row {row + 1} {what} {as_int[row]} is {_ms_text(ms[row])}, outside "
                         f"2010-01-01 .. tomorrow (a unit or format mistake?)")
     return ms
