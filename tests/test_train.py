@@ -156,3 +156,16 @@ def test_gnn_beats_ablation_and_tabular_baselines_on_lead_lag_market(tmp_path) -
 def test_readme_import_path_keeps_working() -> None:
     """README: ``from gnn_market.train import TrainConfig, run_training`` (the CLI module imports them)."""
     assert train_cli.TrainConfig is TrainConfig and train_cli.run_training is run_training
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lr", "nan"], "--lr"), (["--lr", "-1"], "--lr"), (["--lr", "1e12"], "--lr"),
+    (["--dropout", "2"], "--dropout"), (["--dropout", "-0.5"], "--dropout"),
+    (["--layers", "0"], "--layers"), (["--hidden", "0"], "--hidden"), (["--heads", "0"], "--heads"),
+    (["--seed", "-1"], "seeds must be >= 0"), (["--hidden", "100000", "--heads", "1"], "--hidden must be <="),
+])
+def test_bad_hyper_parameters_are_one_error_line_before_any_work(argv, message, tmp_path, capsys) -> None:
+    code = run_cli(main, [*argv, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()  # refused before loading data or training

@@ -1,6 +1,7 @@
 """What defines a training run: :class:`TrainConfig` and the protocol's constants."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -13,6 +14,9 @@ MIN_SEGMENT_HOURS = 24  # fewest hours a train / val / test segment may have
 RESERVED_START = pd.Timestamp("2023-09-01", tz="UTC")
 PACKAGED_COMMAND = "python -m gnn_market.train --end 2023-08-31T23:00 --out runs/packaged --save-packaged"
 #: Row order of the results tables and of ``metrics.json``'s per-model entries.
+#: Largest accepted learning rate and hidden width: beyond them a run diverges or cannot allocate.
+MAX_LR = 1.0
+MAX_HIDDEN = 4096
 MODEL_ORDER = ("gnn", "gnn_no_edges", "gnn_no_temporal", "majority", "persistence", "logistic", "hist_gb",
                "hist_gb_context", "mlp")
 
@@ -83,6 +87,20 @@ class TrainConfig:
             raise DataError(f"--lookback must be >= 0 (0 = no temporal encoder), got {self.lookback}")
         if self.edge_gain <= 0:
             raise DataError(f"--edge-gain must be > 0, got {self.edge_gain}")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
+            raise DataError(f"--lr must be a finite number in (0, {MAX_LR}], got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise DataError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
+        if not (math.isfinite(self.dropout) and 0 <= self.dropout < 1):
+            raise DataError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for flag, value in (("--layers", self.layers), ("--hidden", self.hidden), ("--heads", self.heads)):
+            if value < 1:
+                raise DataError(f"{flag} must be >= 1, got {value}")
+        if self.hidden > MAX_HIDDEN:
+            raise DataError(f"--hidden must be <= {MAX_HIDDEN} (a larger width does not fit a CPU run), "
+                            f"got {self.hidden}")
+        if any(s < 0 for s in [self.seed, *(self.seeds or [])]):
+            raise DataError(f"seeds must be >= 0, got {self.seeds or self.seed}")
         if self.hidden % self.heads:
             raise DataError(f"--hidden ({self.hidden}) must be a multiple of --heads ({self.heads})")
         if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
