@@ -42,6 +42,18 @@ from .errors import DataError
 _MIN_VARIANCE = 1e-20
 
 
+def _pearson(n: np.ndarray, sx: np.ndarray, sy: np.ndarray, sxx: np.ndarray, syy: np.ndarray, sxy: np.ndarray,
+             min_periods: int) -> np.ndarray:
+    """Pearson r from pairwise-complete sums; 0 with fewer than ``min_periods`` observations or ~zero variance."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sxy - sx * sy / n
+        vx = sxx - sx * sx / n
+        vy = syy - sy * sy / n
+        r = cov / np.sqrt(vx * vy)
+    ok = (n >= min_periods) & (vx > _MIN_VARIANCE * n) & (vy > _MIN_VARIANCE * n) & np.isfinite(r)
+    return np.where(ok, np.clip(r, -1.0, 1.0), 0.0)
+
+
 def _window(log_ret: np.ndarray, t: int, window: int) -> np.ndarray:
     """Rows ``t-window+1 .. t`` of ``log_ret`` (fewer at the start), float64."""
     if not 0 <= t < len(log_ret):
@@ -76,13 +88,7 @@ def _pairwise_from(x0: np.ndarray, mf: np.ndarray, x0sq: np.ndarray, rows: np.nd
     n, sx, sxx = np.split(left @ mf, 3)  # common observations; sums of x_p, x_p^2 where j exists
     sy, sxy = np.split(left[: 2 * p] @ x0, 2)  # sum of x_j where p exists; sum of x_p x_j
     syy = mp.T @ x0sq
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cov = sxy - sx * sy / n
-        vx = sxx - sx * sx / n
-        vy = syy - sy * sy / n
-        r = cov / np.sqrt(vx * vy)
-    ok = (n >= min_periods) & (vx > _MIN_VARIANCE * n) & (vy > _MIN_VARIANCE * n) & np.isfinite(r)
-    return np.where(ok, np.clip(r, -1.0, 1.0), 0.0)
+    return _pearson(n, sx, sy, sxx, syy, sxy, min_periods)
 
 
 def correlation_matrix(log_ret: np.ndarray, t: int, window: int = 100, min_periods: int = 50) -> np.ndarray:
@@ -237,13 +243,7 @@ def _lead_lag_from(a: np.ndarray, b: np.ndarray, min_periods: int) -> np.ndarray
     sa, sb = at @ fb, fat @ b0
     saa, sbb = np.swapaxes(a0 * a0, -1, -2) @ fb, fat @ (b0 * b0)
     sab = at @ b0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cov = sab - sa * sb / n
-        va = saa - sa * sa / n
-        vb = sbb - sb * sb / n
-        r = cov / np.sqrt(va * vb)
-    ok = (n >= min_periods) & (va > _MIN_VARIANCE * n) & (vb > _MIN_VARIANCE * n) & np.isfinite(r)
-    return np.where(ok, np.clip(r, -1.0, 1.0), 0.0)
+    return _pearson(n, sa, sb, saa, sbb, sab, min_periods)
 
 
 def lead_lag_matrix(log_ret: np.ndarray, t: int, window: int = 100, min_periods: int = 50) -> np.ndarray:
