@@ -101,13 +101,13 @@ def test_schema_and_time_grid(market):
 def test_ohlc_volume_and_book_invariants(market):
     for name in ("spot", "perp"):
         for sym, df in market.klines[name].items():
-            o, h, l, c = (df[k].to_numpy() for k in ("open", "high", "low", "close"))
-            assert (l > 0).all() and (h >= np.maximum(o, c)).all() and (l <= np.minimum(o, c)).all()
+            o, h, lo, c = (df[k].to_numpy() for k in ("open", "high", "low", "close"))
+            assert (lo > 0).all() and (h >= np.maximum(o, c)).all() and (lo <= np.minimum(o, c)).all()
             assert (o[1:] == c[:-1]).all()  # continuous trading: open = previous close
             v, qv = df["volume"].to_numpy(), df["quote_volume"].to_numpy()
             assert (v > 0).all() and (df["trades"].to_numpy(dtype="int64") >= 1).all()
             price = qv / v  # implied average price lies inside the candle
-            assert (price >= l * (1 - 1e-12)).all() and (price <= h * (1 + 1e-12)).all()
+            assert (price >= lo * (1 - 1e-12)).all() and (price <= h * (1 + 1e-12)).all()
             assert (df["taker_buy_volume"] < v).all() and (df["taker_buy_quote_volume"] < qv).all()
             book = market.book[name][sym]
             assert (book["best_ask"] > book["best_bid"]).all() and (book["best_bid"] > 0).all()
@@ -128,7 +128,7 @@ def test_sector_mates_correlate_more_than_other_sectors(market):
     # Every leader-follower pair of a sector is clearly positively correlated,
     # so correlation edges connect followers to their leaders.
     idx = {s: i for i, s in enumerate(market.symbols)}
-    lf = [corr_mat[idx[f], idx[l]] for f in market.followers for l in market.leaders_of(f)]
+    lf = [corr_mat[idx[f], idx[ld]] for f in market.followers for ld in market.leaders_of(f)]
     assert min(lf) > 0.2
 
 
@@ -137,16 +137,16 @@ def test_lead_lag_is_planted_and_own_past_is_uninformative(market):
     idx = {s: i for i, s in enumerate(market.symbols)}
     expected = market.expected_lead_corr()
     assert 0.5 < expected < 0.75
-    lead_lag = [corr(r[:-1, idx[l]], r[1:, idx[f]]) for f in market.followers for l in market.leaders_of(f)]
+    lead_lag = [corr(r[:-1, idx[ld]], r[1:, idx[f]]) for f in market.followers for ld in market.leaders_of(f)]
     assert abs(np.mean(lead_lag) - expected) < 0.05 and min(lead_lag) > expected - 0.15
     # ...and the relation runs one way: followers don't lead their leaders.
-    reverse = [corr(r[:-1, idx[f]], r[1:, idx[l]]) for f in market.followers for l in market.leaders_of(f)]
+    reverse = [corr(r[:-1, idx[f]], r[1:, idx[ld]]) for f in market.followers for ld in market.leaders_of(f)]
     assert max(np.abs(reverse)) < 0.1
     own = [corr(r[:-1, i], r[1:, i]) for i in range(r.shape[1])]
     assert max(np.abs(own)) < 0.1
     # The other sectors' leaders carry nothing.
-    foreign = [corr(r[:-1, idx[l]], r[1:, idx[f]]) for f in market.followers for l in market.leaders
-               if market.sectors[l] != market.sectors[f]]
+    foreign = [corr(r[:-1, idx[ld]], r[1:, idx[f]]) for f in market.followers for ld in market.leaders
+               if market.sectors[ld] != market.sectors[f]]
     assert max(np.abs(foreign)) < 0.1
 
 
@@ -164,7 +164,7 @@ def _follower_dataset(market: SyntheticMarket, with_leaders: bool) -> tuple[np.n
         vol24 = pd.Series(own).rolling(24).std().to_numpy()
         cols = [own[rows], own[rows - 1], own[rows - 2], np.abs(own[rows]), vol24[rows]]
         if with_leaders:
-            lead_mean = r[:, [idx[l] for l in market.leaders_of(f)]].mean(axis=1)
+            lead_mean = r[:, [idx[ld] for ld in market.leaders_of(f)]].mean(axis=1)
             cols += [lead_mean[rows], np.abs(lead_mean[rows])]
         nxt = simple_next[rows]  # simple_next[k] pairs with r[k]
         nxt = nxt[:, i]
