@@ -2,12 +2,13 @@
 
 For N = 100 and N = 300 pairs, dense graphs (N(N-1) edges per hour) and
 top-k graphs (k = 10, symmetrised), on a random-walk panel
-(``bench_graphs.random_panel``), hidden 32, 2 heads, 2 layers on CPU, two models:
+(``bench_graphs.random_panel``), hidden 32, 2 heads on CPU, two models:
 
-- ``gatv2``: the original snapshot model (no temporal encoder, no context,
-  correlation as the only edge feature);
+- ``gatv2``: the original snapshot model and default before issue 12 (2 layers,
+  no temporal encoder, no context, correlation as the only edge feature);
 - ``temporal``: the default of ``python -m gnn_market.train`` (per-node GRU
-  over ``TrainConfig.lookback`` hours, market context, lead-lag edge feature);
+  over ``TrainConfig.lookback`` hours, ``TrainConfig.layers`` GATv2 layer(s),
+  market context, lead-lag edge feature);
   its lookback windows are gathered per batch from the shared ``[T, N, F + 1]``
   array, which counts as data time (outside the model).
 
@@ -102,7 +103,7 @@ def model_setup(kind: str) -> tuple[dict, bool]:
     if kind == "gatv2":
         return {}, False
     d = TrainConfig()
-    return {"lookback": d.lookback, "context": d.context, "edge_dim": 2 if d.lead_lag else 1,
+    return {"layers": d.layers, "lookback": d.lookback, "context": d.context, "edge_dim": 2 if d.lead_lag else 1,
             "edge_gain": d.edge_gain}, d.lead_lag
 
 
@@ -151,7 +152,7 @@ def bench_case(n: int, top_k: int | None, steps: int, batch_hours: int, device: 
         encoder.encode(history)  # returns numpy arrays, so the GPU work is finished when it returns
         lat.append(time.perf_counter() - t0)
     return {
-        "device": device.type, "model": kind, "lookback": fields.get("lookback", 0),
+        "device": device.type, "model": kind, "lookback": fields.get("lookback", 0), "layers": model.config.layers,
         "symbols": n, "graph": "dense" if top_k is None else f"top-{top_k}",
         "edges_per_hour": edges,
         "batch_hours": batch_hours, "steps": steps,
@@ -189,13 +190,13 @@ def main() -> None:
                 rows.append(bench_case(n, top_k, args.steps, bh, device, kind))
                 r = rows[-1]
                 print(f"done N={n} {r['graph']} {kind}", file=sys.stderr)
-    head = (f"{'model':>9} {'N':>5} {'graph':>7} {'edges/h':>9} {'hours/step':>10} {'train h/s':>10} {'step s':>8} "
+    head = (f"{'model':>11} {'N':>5} {'graph':>7} {'edges/h':>9} {'hours/step':>10} {'train h/s':>10} {'step s':>8} "
             f"{'outside (collate)':>18} {'outside (lazy)':>15} {'build ms/h':>11} {'predict ms':>11}")
     print(head)
     print("-" * len(head))
     for r in rows:
-        name = r["model"] if r["model"] == "gatv2" else f"temp L{r['lookback']}"
-        print(f"{name:>9} {r['symbols']:>5} {r['graph']:>7} {r['edges_per_hour']:>9.0f} {r['batch_hours']:>10} "
+        name = r["model"] if r["model"] == "gatv2" else f"temp L{r['lookback']}/{r['layers']}"
+        print(f"{name:>11} {r['symbols']:>5} {r['graph']:>7} {r['edges_per_hour']:>9.0f} {r['batch_hours']:>10} "
               f"{r['train_hours_per_s']:>10.1f} {r['step_s']:>8.3f} {r['outside_share_collate']:>18.1%} "
               f"{r['outside_share_lazy']:>15.1%} {r['graph_build_ms_per_hour']:>11.1f} {r['predict_latency_ms']:>11.1f}")
     results.parent.mkdir(parents=True, exist_ok=True)

@@ -36,9 +36,9 @@ class TrainConfig:
     # model
     hidden: int = 32
     heads: int = 2
-    layers: int = 2
+    layers: int = 1
     dropout: float = 0.1
-    lookback: int = 24               # L hours read by the per-node GRU (0 = no temporal encoder)
+    lookback: int = 12               # L hours read by the per-node GRU (0 = no temporal encoder)
     context: bool = True             # per-hour market summary added to every node
     edge_gain: float = 5.0           # init gain of the edge projections (model.EDGE_INIT_GAIN)
     # graph
@@ -46,8 +46,8 @@ class TrainConfig:
     top_k: int | None = None
     lead_lag: bool = True            # second edge feature: corr(r_j[s-1], r_i[s])
     # optimisation
-    epochs: int = 8
-    batch_hours: int = 64
+    epochs: int = 6
+    batch_hours: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-4
     patience: int = 3
