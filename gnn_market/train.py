@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device, choices=("cpu", "cuda", "auto"))
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
     p.add_argument("--out", help="output folder (default runs/<UTC timestamp>)")
+    p.add_argument("--resume", action="store_true",
+                   help="save each (seed, fold) result under OUT/parts/ and re-use the ones already there "
+                        "(same flags): continues an interrupted run, or assembles seeds run in parallel")
     p.add_argument("--no-progress", action="store_false", dest="progress")
     p.add_argument("--save-packaged", action="store_true", dest="save_packaged",
                    help="also install model.pt as gnn_market/checkpoints/sample_gatv2.pt (+ .json sidecar); "

@@ -71,6 +71,7 @@ class TrainConfig:
     out: str | None = None
     progress: bool = True
     save_packaged: bool = False
+    resume: bool = False             # save each (seed, fold) result in out/parts/ and re-use saved ones
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:

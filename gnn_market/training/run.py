@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from .. import __version__
 from ..atomic import write_text_atomic
 from ..checkpoint import Checkpoint, iso_range, save_checkpoint
+from ..errors import DataError
 from ..pipeline import MarketData
 from ..sources import open_store
 from .calibrate import CalibratedFold, ModelCalibration, calibrate_fold
@@ -35,6 +36,7 @@ from .graphs import graph_config
 from .loop import resolve_device
 from .packaging import save_packaged
 from .report import write_report
+from .resume import load_part, part_path, run_key, save_part
 from .universe import load_training_market
 
 
@@ -65,6 +67,7 @@ def _run_training(cfg: TrainConfig) -> dict[str, Any]:
     started = time.perf_counter()
     device = resolve_device(cfg.device)
     out = Path(cfg.out) if cfg.out else default_out()
+    prepare_out(out, cfg.resume)
     store = open_store(cfg.store, cfg.data, seed=cfg.seed)  # --data synthetic: the seed also draws the market
     t0 = time.perf_counter()
     market, splits, data = load_training_market(store, cfg)
@@ -77,7 +80,16 @@ def _run_training(cfg: TrainConfig) -> dict[str, Any]:
         for k, split in enumerate(splits):
             name = (f" seed {seed}" if len(seeds) > 1 else "") + (f" fold {k + 1}/{len(splits)}" if len(splits) > 1
                                                                   else "")
-            fold = run_fold(market, split, seed_cfg, device, name)
+            fold = None
+            if cfg.resume:  # parts: finished (seed, fold) results survive an interruption
+                key, path = run_key(cfg, market.panel.symbols, market.times, split), part_path(out, seed, k)
+                fold = load_part(path, key, split)
+                if fold is not None and cfg.progress:
+                    print(f"loaded{name or ' the fold'} from {path}", flush=True)
+            if fold is None:
+                fold = run_fold(market, split, seed_cfg, device, name)
+                if cfg.resume:
+                    save_part(path, fold, key)
             t0 = time.perf_counter()
             folds.append(calibrate_fold(fold))
             fold.timings["calibration_s"] = time.perf_counter() - t0
@@ -124,6 +136,24 @@ def _run_training(cfg: TrainConfig) -> dict[str, Any]:
         save_packaged(out / "model.pt", metrics, replace(cfg, seed=seeds[0], seeds=None))  # model.pt's seed
     metrics["out"] = str(out)
     return metrics
+
+
+def prepare_out(out: Path, resume: bool) -> None:
+    """Refuse an unusable ``--out`` before any work (not after hours of training).
+
+    An existing run is never silently overwritten: it is continued with ``--resume``.
+    """
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file, not a folder")
+    if not resume and out.is_dir() and any((out / name).exists() for name in ("metrics.json", "model.pt", "parts")):
+        raise DataError(f"--out {out} already holds a training run; pass --resume to continue or re-assemble it, "
+                        f"or choose another folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / ".write-check", "")
+        (out / ".write-check").unlink()
+    except OSError as exc:
+        raise DataError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
 
 
 def reliability_curves(folds: list[CalibratedFold], val_metrics: dict[str, dict[str, Any]]

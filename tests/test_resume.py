@@ -1,0 +1,99 @@
+"""Resumable training runs: saved (seed, fold) parts, refusal of foreign parts, the --out guard."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import gnn_market.training.run as run_module
+from gnn_market.cli import run_cli
+from gnn_market.errors import DataError
+from gnn_market.train import main
+from gnn_market.training import TrainConfig, run_training
+from gnn_market.training.resume import part_path
+
+from train_fixtures import TINY_TRAIN, tiny_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return tiny_store(tmp_path_factory.mktemp("resume"))
+
+
+def _cfg(store, out, **kw) -> TrainConfig:
+    return TrainConfig(store=str(store.root), out=str(out), temporal_ablation=False, lookback=4,
+                       **{**TINY_TRAIN, **kw})
+
+
+def test_resumed_run_equals_an_uninterrupted_one_and_skips_saved_folds(store, tmp_path, monkeypatch) -> None:
+    whole = run_training(_cfg(store, tmp_path / "whole", seeds=[0, 1], folds=2))
+    out = tmp_path / "parts-run"
+    run_training(_cfg(store, out, seeds=[1], folds=2, resume=True))   # as if a parallel process did seed 1
+    assert part_path(out, 1, 0).exists() and part_path(out, 1, 1).exists()
+    trained = []
+    real_run_fold = run_module.run_fold
+
+    def counting_run_fold(market, split, cfg, *args, **kwargs):
+        trained.append(cfg.seed)
+        return real_run_fold(market, split, cfg, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "run_fold", counting_run_fold)
+    resumed = run_training(_cfg(store, out, seeds=[0, 1], folds=2, resume=True))
+    assert trained == [0, 0]  # seed 1's two folds came from the parts
+    for name, m in whole["test"].items():
+        for metric in ("macro_f1", "mcc", "log_loss", "brier", "macro_f1_sd"):
+            assert resumed["test"][name][metric] == pytest.approx(m[metric], abs=1e-9), (name, metric)
+    assert resumed["significance"]["gnn_vs"] == whole["significance"]["gnn_vs"]
+    # The checkpoint is the first seed's network either way.
+    a = (tmp_path / "whole" / "model.pt").read_bytes()
+    assert len(a) > 0 and (out / "model.pt").exists()
+    trained.clear()
+    again = run_training(_cfg(store, out, seeds=[0, 1], folds=2, resume=True))   # nothing left to train
+    assert trained == [] and again["test"]["gnn"]["macro_f1"] == resumed["test"]["gnn"]["macro_f1"]
+
+
+def test_parts_of_other_settings_or_corrupt_parts_are_refused(store, tmp_path) -> None:
+    out = tmp_path / "run"
+    run_training(_cfg(store, out, resume=True))
+    with pytest.raises(DataError, match="other settings or data"):
+        run_training(_cfg(store, out, resume=True, lr=1e-3))
+    part = part_path(out, 0, 0)
+    part.write_bytes(b"not a torch file")
+    with pytest.raises(DataError, match="cannot read the saved fold result"):
+        run_training(_cfg(store, out, resume=True))
+
+
+def cli(argv: list[str]) -> int:
+    return run_cli(main, argv)
+
+
+def test_existing_or_unwritable_out_is_refused_before_training(store, tmp_path, capsys, monkeypatch) -> None:
+    out = tmp_path / "run"
+    run_training(_cfg(store, out))
+    before = (out / "metrics.json").read_bytes()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(run_module, "load_training_market", no_training)
+    assert cli(["--store", str(store.root), "--out", str(out), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "already holds a training run" in err and "--resume" in err
+    assert (out / "metrics.json").read_bytes() == before   # the old run is intact
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    assert cli(["--store", str(store.root), "--out", str(afile)]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_read_only_out_is_refused_before_training(store, tmp_path, capsys) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permissions
+            pytest.skip("this user can write to read-only folders")
+        assert cli(["--store", str(store.root), "--out", str(locked / "sub")]) == 2
+        assert "cannot write to --out" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o700)
