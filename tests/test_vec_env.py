@@ -88,15 +88,15 @@ def test_workers_started_together_encode_once_under_the_cache_lock(setup):
 
 def test_gym_make_vec_async_encodes_once(setup):
     log, kwargs, expected = setup
-    vec = gym.make_vec("CryptoGraph-v0", num_envs=4, vectorization_mode="async",
+    vec = gym.make_vec("CryptoGraph-v0", num_envs=N_ENVS, vectorization_mode="async",
                        vector_kwargs={"context": "fork"}, **kwargs)
     try:
         vec.reset(seed=0, options={"start": START})
-        obs, rewards, *_ = vec.step(np.zeros((4, 5), np.float32))
+        obs, rewards, *_ = vec.step(np.zeros((N_ENVS, 5), np.float32))
     finally:
         vec.close()
-    assert encodings(log) == 1
-    np.testing.assert_array_equal(obs, np.stack([expected[0]] * 4))
+    assert encodings(log) == 1  # Gymnasium's AsyncVectorEnv makes one environment in the parent first
+    np.testing.assert_array_equal(obs, np.stack([expected[0]] * N_ENVS))
     assert np.isfinite(rewards).all()
 
 
