@@ -96,6 +96,23 @@ def run_one(mode: str, n_envs: int, store: str, cache: str, steps: int, start_me
             "obs_floats": obs_floats, "encoded_entry_mb": round(encoded_mb, 2)}
 
 
+def save(args: argparse.Namespace, rows: list[dict]) -> None:
+    """Write the rows so far, with the settings and the machine's state, atomically to ``args.out``."""
+    from gnn_market.atomic import write_text_atomic
+
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    result = {"benchmark": "bench_vec_env", "pairs": args.pairs, "hours": args.hours, "steps": args.steps,
+              "start_method": args.start_method, "checkpoint": "packaged", "rows": rows,
+              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                          "load_average_at_last_row": load, "platform": platform.platform()},
+              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pairs", type=int, default=30)
@@ -132,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
                 row = json.loads(done.stdout.strip().splitlines()[-1])
                 rows.append(row)
+                save(args, rows)  # after every configuration: an interrupted run keeps what it measured
                 print(f"  {obs_mode} {mode:>6} x{n}: build {row['build_s']:6.1f} s  PSS {row['pss_mb']:7.0f} MB  "
                       f"RSS {row['rss_mb']:7.0f} MB  {row['env_steps_per_s']:8.0f} env steps/s", flush=True)
     shutil.rmtree(work, ignore_errors=True)
@@ -143,19 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"| {r['obs_mode']} | {r['n_envs']} | {r['mode']} | {r['build_s']:.1f} | {r['pss_mb']:,.0f} | {r['rss_mb']:,.0f} | "
               f"{r['env_steps_per_s']:,.0f} |")
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    result = {"benchmark": "bench_vec_env", "pairs": args.pairs, "hours": args.hours, "steps": args.steps,
-              "start_method": args.start_method, "checkpoint": "packaged", "rows": rows,
-              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                          "load_average_at_end": load, "platform": platform.platform()},
-              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    from gnn_market.atomic import write_text_atomic
-
-    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
+    save(args, rows)
     print(f"\nwrote {args.out}")
     return 0
 
