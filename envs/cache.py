@@ -6,6 +6,11 @@ written to a temporary folder and renamed), read back memory-mapped: every
 environment process built on one entry shares one copy of the arrays. ``key``
 hashes the panel's content (hours, symbols, market and every array in
 :data:`gnn_market.panel.ARRAY_FIELDS`), the model's fingerprint and the range.
+
+Creating an entry holds a cross-process lock (``.encoded-<key>.lock`` beside
+it), so environments started together (``SubprocVecEnv`` workers,
+``gym.make_vec``) encode a range once: the first encodes and writes the
+entry, the others wait and then map it.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 
 from gnn_market.encoder import EncodedRange
 from gnn_market.export import load_encoded_dir, save_encoded_dir
@@ -68,15 +74,27 @@ def encode_cached(encoder: ObservationEncoder, panel: Panel, start: pd.Timestamp
     if cache is None or model_key is None:  # unknown model identity: never risk serving another model's outputs
         return _encode(encoder, panel, start, end, batch_hours)
     path = entry_path(Path(cache), panel, model_key, start, end)
-    if path.exists():
+    if path.exists():  # the common case, lock-free: an entry is complete once its folder exists
         try:
             return load_encoded_dir(path)
         except Exception as exc:  # a corrupt entry is re-created, never trusted
             warnings.warn(f"ignoring unreadable cache entry {path}: {exc}", stacklevel=3)
-    encoded = _encode(encoder, panel, start, end, batch_hours)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_encoded_dir(_as_encoded_range(encoded), path)
+    # No timeout: encoding a long range takes minutes, and the OS drops the lock of a dead process.
+    with FileLock(lock_path(path)):
+        if path.exists():  # another process encoded it while this one waited
+            try:
+                return load_encoded_dir(path)
+            except Exception:  # still the corrupt entry (warned above): replaced below
+                pass
+        encoded = _encode(encoder, panel, start, end, batch_hours)
+        save_encoded_dir(_as_encoded_range(encoded), path)
     return load_encoded_dir(path)
+
+
+def lock_path(entry: Path) -> Path:
+    """The lock file held while ``entry`` is being created (hidden, beside it)."""
+    return entry.with_name(f".{entry.name}.lock")
 
 
 def _encode(encoder: ObservationEncoder, panel: Panel, start: pd.Timestamp, end: pd.Timestamp,

@@ -12,26 +12,35 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from gnn_market.encoder import GraphEncoder
-from gnn_market.errors import CryptoGraphError
 from gnn_market.panel import Panel, load_panel
 from gnn_market.sources import open_store
 from gnn_market.store import Store
-from gnn_market.timeutil import HOUR, parse_utc
+from gnn_market.timeutil import parse_utc
 
 from . import portfolio
 from .cache import default_cache_dir, encode_cached
-from .crypto_graph import CryptoGraphEnv, RangeOverlapError
+from .crypto_graph import CryptoGraphEnv
 from .market_arrays import MarketArrays
 from .options import EnvOptions
 from .portfolio import PortfolioConfig
 from .protocols import ObservationEncoder
+from .ranges import (
+    check_market,
+    check_overlap,
+    default_start,
+    rank_window,
+    resolve_range,
+    resolve_within,
+    store_coverage,
+)
+
+__all__ = ["build_env", "check_overlap", "default_start", "make_crypto_graph_env", "resolve_range"]
 
 
 def make_crypto_graph_env(store: str | os.PathLike | Store | None = None,
@@ -51,8 +60,8 @@ def make_crypto_graph_env(store: str | os.PathLike | Store | None = None,
     options.validate(CryptoGraphEnv.metadata["render_modes"])  # before the slow loading
     encoder = _resolve_encoder(encoder, checkpoint)
     start_ts, end_ts = parse_utc(start), parse_utc(end)
-    panel = _resolve_panel(panel, store, market or encoder.market or "spot", symbols, top, start_ts, end_ts,
-                           encoder)
+    panel, start_ts, end_ts = _resolve_panel(panel, store, market or encoder.market or "spot", symbols, top,
+                                             start_ts, end_ts, encoder)
     cache = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) if use_cache else None
     return build_env(panel, encoder, start=start_ts, end=end_ts, options=options, allow_overlap=allow_overlap,
                      cache_dir=cache, batch_hours=batch_hours)
@@ -78,58 +87,6 @@ def build_env(panel: Panel, encoder: ObservationEncoder, start: Any = None, end:
     return CryptoGraphEnv(MarketArrays.build(panel, encoded), options)
 
 
-def default_start(encoder: ObservationEncoder) -> pd.Timestamp | None:
-    """First UTC midnight after every hour the checkpoint's training run used.
-
-    That is the fit range (train + validation) and, where the checkpoint
-    records it, its test split too: the encoder's own held-out hours were seen
-    by whoever chose the model, so the environment's default range starts after
-    them (2023-09-01 for the packaged checkpoint on the bundled sample).
-    """
-    ends = []
-    fit = encoder.fit_range
-    if fit and fit[1] is not None:
-        ends.append(parse_utc(fit[1]))
-    ranges = encoder.checkpoint.ranges if encoder.checkpoint is not None else {}
-    for span in (ranges or {}).values():
-        if span and span[1] is not None:
-            ends.append(parse_utc(span[1]))
-    return (max(ends) + HOUR).ceil("D") if ends else None
-
-
-def resolve_range(panel: Panel, encoder: ObservationEncoder, start: pd.Timestamp | None,
-                  end: pd.Timestamp | None) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """``[start, end]`` within the panel's hours; ``start`` defaults to :func:`default_start`."""
-    if len(panel.times) == 0:
-        raise CryptoGraphError("the panel holds no hours")
-    first, last = panel.times[0], panel.times[-1]
-    if start is None:
-        start = max(default_start(encoder) or first, first)
-    end = last if end is None else min(end, last)
-    if start >= end:
-        raise CryptoGraphError(f"empty range: start {start} is not before end {end} (data {first} .. {last})")
-    return start, end
-
-
-def check_overlap(encoder: ObservationEncoder, start: pd.Timestamp, end: pd.Timestamp, allow: bool) -> None:
-    """Refuse (:class:`RangeOverlapError`) or, with ``allow``, loudly warn about hours the encoder was fitted on."""
-    fit = encoder.fit_range
-    if not fit or fit[0] is None or fit[1] is None:
-        warnings.warn("the encoder reports no fit range: cannot check that the environment's hours are "
-                      "unseen by it", stacklevel=3)
-        return
-    fit_start, fit_end = parse_utc(fit[0]), parse_utc(fit[1])
-    if start > fit_end or end < fit_start:
-        return
-    message = (f"environment range {start} .. {end} overlaps the checkpoint's fit range {fit_start} .. "
-               f"{fit_end}: the encoder was trained on those hours, so an agent evaluated there sees "
-               f"in-sample predictions")
-    if not allow:
-        raise RangeOverlapError(message + f". Start after {fit_end}, or pass allow_overlap=True.")
-    warnings.warn("!!! " + message + " (allow_overlap=True) — results on these hours are optimistic !!!",
-                  UserWarning, stacklevel=3)
-
-
 def _resolve_encoder(encoder: ObservationEncoder | None, checkpoint: str | os.PathLike | None) -> ObservationEncoder:
     if encoder is None:
         return GraphEncoder.load(checkpoint)
@@ -143,18 +100,26 @@ def _resolve_encoder(encoder: ObservationEncoder | None, checkpoint: str | os.Pa
 
 def _resolve_panel(panel: Panel | None, store: str | os.PathLike | Store | None, market: str,
                    symbols: list[str] | None, top: int | None, start: pd.Timestamp | None,
-                   end: pd.Timestamp | None, encoder: ObservationEncoder) -> Panel:
-    """The given panel, or one loaded from ``store`` with all history up to ``end``."""
+                   end: pd.Timestamp | None,
+                   encoder: ObservationEncoder) -> tuple[Panel, pd.Timestamp | None, pd.Timestamp | None]:
+    """The given panel, or one loaded from ``store`` with all history up to ``end``; and the range.
+
+    From a store, the range is resolved (and refused with a clear message) from
+    the stored time columns before anything slow is loaded.
+    """
     if panel is not None:
         if store is not None or symbols is not None or top is not None:
             raise ValueError("pass either panel= or store=/symbols=/top=, not both")
-        return panel
+        return panel, start, end
     st = open_store(store)
+    check_market(encoder, market, str(st.root))
+    cov = store_coverage(st, market, symbols)
+    explicit = start is not None
+    start, end = resolve_within(cov, encoder, start, end)
     if top is not None and symbols is None:
         # Rank the universe on history before the range only: no survivorship look-ahead.
-        first = start if start is not None else default_start(encoder)
-        ranked = load_panel(st, market=market, end=first - HOUR, top=top) if first is not None else None
-        if ranked is not None and len(ranked.times):
-            symbols, top = list(ranked.symbols), None
+        start, ranked_to = rank_window(cov, start, explicit)
+        ranked = load_panel(st, market=market, end=ranked_to, top=top)
+        symbols, top = list(ranked.symbols), None
     # Everything up to `end`: the encoder needs the history before `start` to warm up.
-    return load_panel(st, market=market, symbols=symbols, end=end, top=top)
+    return load_panel(st, market=market, symbols=symbols, end=end, top=top), start, end

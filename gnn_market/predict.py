@@ -17,6 +17,13 @@ checkpoint without calibration), so it need not be the most probable class.
 range) to a file instead of printing it: ``.parquet`` or ``.csv`` (one row per
 hour and pair, with the embedding columns ``emb_0 ..`` unless ``--no-embeddings``)
 or ``.npz`` (the arrays); see :mod:`gnn_market.export`.
+
+``--follow --out FILE`` (``.parquet`` or ``.csv``) keeps running: every
+``--interval`` seconds it appends each newly stored hour's predictions and
+embeddings to FILE, with a ``model`` column (checkpoint SHA-256 prefix); an hour
+is never written twice and hours missed while it was stopped are filled in on
+restart. ``--iterations N`` stops after N polls (``--once``: one). See
+:mod:`gnn_market.follow`.
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ import csv
 import io
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -34,7 +42,9 @@ from .cli import parse_symbols, run_cli
 from .encoder import EncodedRange, GraphEncoder
 from .errors import DataError
 from .export import SUFFIXES, save_encoded
+from .follow import FollowConfig, follow
 from .sources import open_store
+from .timeutil import parse_utc
 
 FORMATS = ("table", "json", "csv")
 
@@ -85,11 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symbols", help="comma-separated symbols (default: all in the store)")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    live = p.add_argument_group("live predictions (--follow)")
+    live.add_argument("--follow", action="store_true",
+                      help="keep appending each newly stored hour to --out (.parquet or .csv); --start: first "
+                           "hour of a new file (default: the latest stored hour)")
+    live.add_argument("--interval", type=float, default=60.0, help="seconds between polls of the store (60)")
+    live.add_argument("--iterations", type=int, help="stop after this many polls (default: run until Ctrl-C)")
+    live.add_argument("--once", action="store_true", help="one poll, then exit (= --iterations 1)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.follow or args.once or args.iterations is not None:
+        return _follow(args)
     ranged = args.start is not None or args.end is not None
     if ranged and args.time is not None:
         raise DataError("--time names one hour; use either it or --start/--end")
@@ -112,6 +131,26 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{encoded.times[-1].isoformat()}) to {path}")
         return 0
     print(render(prediction_frame(encoded), encoded.times[-1], args.format))
+    return 0
+
+
+def _follow(args: argparse.Namespace) -> int:
+    """``--follow``: the live loop of :mod:`gnn_market.follow`."""
+    if not args.follow:
+        raise DataError("--once and --iterations apply to --follow")
+    if args.out is None:
+        raise DataError("--follow appends to a file: give --out FILE (.parquet or .csv)")
+    if args.time is not None or args.end is not None:
+        raise DataError("--follow writes every new hour as it is stored: --time and --end do not apply")
+    if args.once and args.iterations is not None:
+        raise DataError("give either --once or --iterations")
+    config = FollowConfig(out=Path(args.out).expanduser(), symbols=parse_symbols(args.symbols),
+                          start=parse_utc(args.start, "start"), interval_s=args.interval,
+                          iterations=1 if args.once else args.iterations, embeddings=not args.no_embeddings)
+    config.validate()  # before loading the checkpoint
+    encoder = GraphEncoder.load(args.checkpoint, device=args.device)
+    hours = follow(encoder, open_store(args.store, args.data), config)
+    print(f"wrote {len(hours)} new hour(s) to {config.out}")
     return 0
 
 

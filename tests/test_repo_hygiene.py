@@ -18,7 +18,8 @@ def _ignored(path: str) -> bool:
 
 
 @pytest.mark.parametrize("path", ["data/", "data/klines/spot/BTCUSDT.parquet", "preds.parquet", "preds.csv",
-                                  "preds.npz", "benchmarks/results/local/refresh.json", "runs/x/model.pt"])
+                                  "preds.npz", "live.parquet", "live.csv", "benchmarks/results/local/refresh.json",
+                                  "runs/x/model.pt"])
 def test_documented_outputs_are_ignored(path):
     assert _ignored(path)
 

@@ -1,0 +1,108 @@
+"""Vectorised CryptoGraph-v0: N workers share one encoded range (encoded once, memory-mapped) and agree."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.vec_env import SubprocVecEnv
+
+import envs  # noqa: F401  (registers CryptoGraph-v0)
+from envs.vector import env_fns, warm_cache
+
+from env_fakes import FakeEncoder, make_env, make_panel
+
+N_ENVS = 8
+START = 40  # a common start hour, so every worker's observations can be compared
+
+
+@dataclass
+class CountingEncoder(FakeEncoder):
+    """A FakeEncoder that appends one line to ``log`` per encoding, in whatever process runs it."""
+
+    log: str = ""
+    delay: float = 0.0  # seconds: a slow encoder, so that workers started together overlap
+
+    def encode_range(self, panel, start=None, end=None, batch_hours: int = 64, progress=None):
+        with open(self.log, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        time.sleep(self.delay)
+        return super().encode_range(panel, start, end, batch_hours, progress)
+
+
+def encodings(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+@pytest.fixture
+def setup(tmp_path):
+    log = tmp_path / "encodings.log"
+    kwargs = dict(panel=make_panel(), encoder=CountingEncoder(log=str(log)), cache_dir=tmp_path / "cache",
+                  episode_hours=24)
+    reference = make_env(panel=kwargs["panel"], encoder=FakeEncoder())  # uncached, in this process
+    reference.reset(options={"start": START})
+    expected = [reference.step(np.zeros(5))[0] for _ in range(3)]
+    return log, kwargs, expected
+
+
+def run_workers(vec, n: int) -> list[np.ndarray]:
+    """Reset every worker at START, take three zero-action steps; the observations of each step."""
+    vec.set_options({"start": START})
+    vec.reset()
+    return [vec.step(np.zeros((n, 5), np.float32))[0] for _ in range(3)]
+
+
+def test_subproc_workers_map_the_cache_instead_of_encoding(setup):
+    log, kwargs, expected = setup
+    fns = env_fns(N_ENVS, **kwargs)  # encodes once, here
+    assert encodings(log) == 1
+    vec = SubprocVecEnv(fns, start_method="fork")
+    try:
+        observed = run_workers(vec, N_ENVS)
+        assert encodings(log) == 1  # no worker encoded
+        assert set(log.read_text().split()) == {str(os.getpid())}
+        for got, want in zip(observed, expected):
+            for row in got:
+                np.testing.assert_array_equal(row, want)  # identical to an uncached environment
+    finally:
+        vec.close()
+
+
+def test_workers_started_together_encode_once_under_the_cache_lock(setup):
+    """Factories of one's own, no warming: the workers race for the entry and only the first encodes."""
+    log, kwargs, expected = setup
+    kwargs["encoder"].delay = 1.0  # without the lock, every worker started within that second encodes too
+    vec = SubprocVecEnv([lambda: gym.make("CryptoGraph-v0", **kwargs)] * N_ENVS, start_method="fork")
+    try:
+        observed = run_workers(vec, N_ENVS)
+    finally:
+        vec.close()
+    assert encodings(log) == 1
+    assert len(list((kwargs["cache_dir"]).glob("encoded-*"))) == 1
+    np.testing.assert_array_equal(observed[-1], np.stack([expected[-1]] * N_ENVS))
+
+
+def test_gym_make_vec_async_encodes_once(setup):
+    log, kwargs, expected = setup
+    vec = gym.make_vec("CryptoGraph-v0", num_envs=N_ENVS, vectorization_mode="async",
+                       vector_kwargs={"context": "fork"}, **kwargs)
+    try:
+        vec.reset(seed=0, options={"start": START})
+        obs, rewards, *_ = vec.step(np.zeros((N_ENVS, 5), np.float32))
+    finally:
+        vec.close()
+    assert encodings(log) == 1  # Gymnasium's AsyncVectorEnv makes one environment in the parent first
+    np.testing.assert_array_equal(obs, np.stack([expected[0]] * N_ENVS))
+    assert np.isfinite(rewards).all()
+
+
+def test_warm_cache_refuses_to_run_without_the_cache(setup):
+    _, kwargs, _ = setup
+    with pytest.raises(ValueError, match="every worker would encode|its own copy"):
+        warm_cache(**{**kwargs, "use_cache": False})
+    with pytest.raises(ValueError, match="num_envs"):
+        env_fns(0, **kwargs)
