@@ -192,6 +192,8 @@ class CryptoGraphEnv(gym.Env):
         self._scale = pf.action_scale
         self._initial_value = pf.initial_value
         self._threshold, self._rate, self._every = pf.rebalance_threshold, pf.rebalance_rate, pf.rebalance_every
+        self._uncontrolled = self._threshold == 0.0 and self._rate == 1.0
+        self._scratch = np.empty(n + 1)
         self._keep_on_stop = 1.0 - pf.delist_haircut
         self.obs_source = options.obs_source
         self._obs_arrays = _observation_arrays(data, options)  # name -> [T, N, k], in observation order
@@ -286,7 +288,7 @@ class CryptoGraphEnv(gym.Env):
 
         ``step_weights(env.action_to_weights(a))`` is exactly ``step(a)``.
         """
-        return self._control(self._scores_to_weights(action))
+        return self._control(self._scores_to_weights(action))[0]
 
     # ------------------------------------------------------------------- API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -308,23 +310,27 @@ class CryptoGraphEnv(gym.Env):
         return self._observation(), self._info()
 
     def step(self, action: np.ndarray):
-        return self._advance(self._control(self._scores_to_weights(action)))
+        return self._advance(*self._control(self._scores_to_weights(action)))
 
-    def _control(self, target: np.ndarray) -> np.ndarray:
+    def _control(self, target: np.ndarray) -> tuple[np.ndarray, float | None]:
         """The turnover control (class docstring): ``target`` (fresh, consumed) -> the weights traded to.
 
-        Same result as :func:`envs.portfolio.controlled_target`, in place.
+        Same result as :func:`envs.portfolio.controlled_target`, in place, with
+        the turnover it costs (``r D``; None: not computed) so that the step does
+        not measure it again.
         """
         held = self._weights
         if self._steps % self._every:
-            return held.copy()
+            return held.copy(), 0.0  # bit-exact holdings: no turnover, no fee
+        if self._uncontrolled:  # b = 0, r = 1: the target itself, bit for bit
+            return target, None
         target -= held  # a - w
-        if self._threshold > 0.0 and np.abs(target).dot(self._pair_ones) < self._threshold:
-            return held.copy()  # bit-exact holdings: no turnover, no fee
-        if self._rate != 1.0:
-            target *= self._rate
+        full = float(np.abs(target, out=self._scratch).dot(self._pair_ones))  # D
+        if full < self._threshold:
+            return held.copy(), 0.0
+        target *= self._rate
         target += held
-        return target
+        return target, self._rate * full
 
     def step_weights(self, weights: np.ndarray):
         """Step with explicit target weights ``[N + 1]`` (cash first) instead of scores.
@@ -376,8 +382,10 @@ class CryptoGraphEnv(gym.Env):
             raise ValueError(f"action has NaN/inf scores at positions {bad.tolist()}: {raw.tolist()}")
         return z - z.max()  # large but finite scores: shift so exp cannot overflow
 
-    def _advance(self, target: np.ndarray):
+    def _advance(self, target: np.ndarray, traded: float | None = None):
         """Rebalance to ``target`` (a fresh array, consumed), hold one hour, build the step's outputs.
+
+        ``traded``: the turnover if the caller already knows it (the turnover control does).
 
         Inline version of :func:`envs.portfolio.step` (tests check they agree):
         about a dozen numpy calls on ``N + 1`` floats, sums done as dot products.
@@ -385,9 +393,10 @@ class CryptoGraphEnv(gym.Env):
         t = self._t
         if t >= self._last_t:
             raise CryptoGraphError("the episode has ended (no next hour): call reset()")
-        diff = target - self._weights
-        np.abs(diff, out=diff)
-        traded = float(diff.dot(self._pair_ones))  # pairs only: cash is the other side of every trade
+        if traded is None:
+            diff = target - self._weights
+            np.abs(diff, out=diff)
+            traded = float(diff.dot(self._pair_ones))  # pairs only: cash is the other side of every trade
         value = self._value
         fee = self._fee_rate * traded * value
         invested = value - fee
