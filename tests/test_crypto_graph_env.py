@@ -277,7 +277,8 @@ def test_fast_step_matches_the_reference_portfolio_arithmetic():
         t = env.hour_index(env.current_time)
         action = rng.uniform(-1.5, 1.5, 5) * (0.02 if step % 7 == 0 else 1.0)  # some inside the no-trade band
         target = portfolio.scores_to_weights(action, mask=env.current_mask)
-        target = portfolio.controlled_target(target, held, 0.05, 0.5, trade_now=step % 2 == 0)  # the defaults
+        target = portfolio.controlled_target(target, held, portfolio.REBALANCE_THRESHOLD, portfolio.REBALANCE_RATE,
+                                             trade_now=step % 2 == 0)  # the default band and rate
         ref = portfolio.step(value, held, target, env._data.growth[t], FEE, env._data.funding[t],
                              stops=env._data.stops[t], haircut=0.05)
         _, reward, terminated, _, info = env.step(action)
