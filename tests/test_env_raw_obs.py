@@ -158,7 +158,7 @@ def test_real_raw_observation_is_exactly_what_the_encoder_reads_at_t(real):
         if windows is not None:  # and the last row of each pair's lookback window
             import torch
 
-            last = windows.gather(torch.tensor([hours[i]]))[0, :, -1].numpy()
+            last = windows.gather(torch.tensor([hours[i]]))[:, -1, :-1].numpy()  # [N, L, F + 1]: step t, no flag
             np.testing.assert_array_equal(obs["features"], last)
 
 
