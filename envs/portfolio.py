@@ -51,7 +51,7 @@ REBALANCE_THRESHOLD = 0.05
 #: Default share of the way to the target moved per step. An exponential average of the agent's
 #: targets: hour-to-hour noise mostly cancels (a random agent trades ~1/5 as much as without
 #: it), a target held for 8 hours is reached to within (1 - 0.25)^8 = 10%, and GNN-greedy keeps
-#: its gross return (+94% instead of +81%, Sep-Dec 2023 on the sample) at a quarter of the
+#: its gross return (+94% instead of +81%, Sep-Dec 2023 on the sample, previous checkpoint) at a quarter of the
 #: turnover. 0.5 left it at half the turnover and -58% net; see docs/environment.md.
 REBALANCE_RATE = 0.25
 #: Default haircut on a position closed because its pair's data stop (delisting, long halt): the
