@@ -34,8 +34,11 @@ class CryptoGraphEnv(gym.Env):
     cross-asset graph at ``t`` (predicted probabilities of the next hour being
     DOWN / SIDEWAYS / UP, and the node embedding), plus its own portfolio
     weights. It chooses a long-only allocation over cash and the ``N`` pairs,
-    pays a proportional fee on what it trades, and holds that allocation for
-    the next hour (plus perpetual funding on perp markets).
+    moves toward it under the turnover control, pays a proportional fee on
+    what it trades, and holds the result for the next hour (plus perpetual
+    funding on perp markets). With ``obs_source="raw"`` it sees the encoder's
+    normalised input features at ``t`` instead of its outputs (the ablation
+    that asks what the graph network adds).
 
     Encoder outputs for every hour in range are computed once when the
     environment is made (batched) and cached on disk, keyed by a hash of the
@@ -55,6 +58,26 @@ class CryptoGraphEnv(gym.Env):
     weights ``w > 0``. A NaN/inf action, or one of the wrong shape, raises
     ``ValueError``. :meth:`step_weights` takes target weights directly.
 
+    ## Turnover control
+
+    An agent's target ``a`` (the softmax of its action) is not traded as it is.
+    With ``w`` the weights held (after the last hour's drift), ``s`` the steps
+    taken since :meth:`reset`, ``b = rebalance_threshold`` (default 0.05),
+    ``r = rebalance_rate`` (default 0.25) and ``k = rebalance_every`` (default 1)::
+
+        D  = sum_{i >= 1} |a_i - w_i|             (the turnover a full move would cost)
+        w' = w                    if s mod k != 0 or D < b     (hold: no trade, no fee)
+        w' = w + r (a - w)        otherwise                     (turnover r D)
+
+    ``w'`` is what is traded to and held for the hour: an exponential average
+    of the agent's targets. The band removes dust trades; the partial move
+    lets an agent's hour-to-hour noise cancel (uniformly random actions trade
+    1.54 of the portfolio per hour without the control, 0.33 with the
+    defaults), while a target held for 8 hours is reached to within
+    ``(1 - r)^8 = 10%``. ``b = 0, r = 1, k = 1`` is the uncontrolled environment.
+    :meth:`action_to_weights` returns ``w'``; :meth:`step_weights` trades to
+    the weights it is given exactly (rule-based policies state their own trades).
+
     ## Observation Space
 
     With ``d`` the encoder's embedding width (``GraphEncoder.embedding_dim``):
@@ -67,6 +90,13 @@ class CryptoGraphEnv(gym.Env):
     - ``obs_mode="flat"`` (``MlpPolicy``): the same, flattened and concatenated
       in that order into one ``float32`` vector of length ``N*3 + N*d + N + N + 1``.
 
+    With ``obs_source="raw"``, ``"features"`` ``(N, F)`` (the checkpoint's ``F``
+    normalised node features at ``t``, exactly the encoder's input row for hour
+    ``t``) takes the place of ``"probs"`` and ``"embeddings"``: flat length
+    ``N*F + N + N + 1``. A temporal encoder also reads each pair's previous
+    ``lookback - 1`` rows and the graph's edges (correlations); ``raw`` gives
+    only hour ``t``'s row (see docs/environment.md).
+
     Pairs without data at ``t`` are masked: zeros and ``mask = 0``; they are
     never dropped, so shapes never change.
 
@@ -74,11 +104,16 @@ class CryptoGraphEnv(gym.Env):
 
     ``log(V_{t+1} / V_t)``: the log growth of portfolio value over the hour after
     the decision, net of ``fee_bps / 1e4 x turnover x V_t`` where
-    ``turnover = sum_i |w_i - w_prev_i|`` over the pairs, measured against the
+    ``turnover = sum_i |w'_i - w_i|`` over the pairs, measured against the
     weights after the previous hour's drift. Prices move by
     ``close[t+1] / close[t]``; on ``market="perp"`` a funding event settling
     inside the held hour is paid by longs when positive (received when negative).
-    See :mod:`envs.portfolio`.
+    A position in a pair whose data stop after ``t`` (delisted, or a gap longer
+    than the panel's forward-fill limit) is closed to cash at its last price
+    ``close[t]`` times ``1 - delist_haircut`` (default 5%); a pair that comes
+    back after such a gap starts with no position, never marked across the gap.
+    Gaps within the forward-fill limit are filled by the panel with the last
+    close, so their return lands on the next real candle. See :mod:`envs.portfolio`.
 
     ## Starting State
 
@@ -106,7 +141,10 @@ class CryptoGraphEnv(gym.Env):
       first UTC midnight after the hours the checkpoint's training run used
       (its train/validation/test splits) to the end of the data.
     - ``episode_hours`` (168), ``fee_bps`` (10), ``action_scale`` (5), ``initial_value`` (1.0).
-    - ``obs_mode`` (``"flat"`` or ``"dict"``), ``include_embeddings`` (True).
+    - ``obs_source`` (``"gnn"`` or ``"raw"``), ``obs_mode`` (``"flat"`` or ``"dict"``),
+      ``include_embeddings`` (True; ignored with ``"raw"``).
+    - ``rebalance_threshold`` (0.05), ``rebalance_rate`` (0.25), ``rebalance_every`` (1):
+      the turnover control; ``delist_haircut`` (0.05).
     - ``render_mode``: ``"ansi"`` (text) or ``"rgb_array"`` (equity curve and weights).
     - ``allow_overlap``: permit a range overlapping the checkpoint's fit range
       (otherwise :class:`RangeOverlapError`); warns loudly.
@@ -123,7 +161,10 @@ class CryptoGraphEnv(gym.Env):
 
     ## Version History
 
-    - v0: initial version.
+    - v0: initial version. Later, with defaults: ``obs_source``, the turnover
+      control (its defaults change an agent's trades: pass ``rebalance_threshold=0,
+      rebalance_rate=1`` for the original behaviour) and delisting closes.
+      ``env.metadata["options"]`` records every option in force.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
@@ -131,6 +172,8 @@ class CryptoGraphEnv(gym.Env):
     def __init__(self, data: MarketArrays, options: EnvOptions = EnvOptions()) -> None:
         options.validate(self.metadata["render_modes"])
         self._setup(data, options)
+        # per instance: the class attribute stays what gym.make reads before an environment exists
+        self.metadata = {**type(self).metadata, "options": options.as_dict()}
 
     # ------------------------------------------------------------------ setup
     def _setup(self, data: MarketArrays, options: EnvOptions) -> None:
@@ -141,21 +184,27 @@ class CryptoGraphEnv(gym.Env):
         self.render_mode = options.render_mode
         self.symbols: list[str] = list(data.symbols)
         self.times: pd.DatetimeIndex = data.times
-        n, d = len(self.symbols), data.embeddings.shape[-1]
-        self.embedding_dim = d
+        n = len(self.symbols)
         self._n_hours = len(data.times)
         self._times_py = list(data.times)  # Timestamps made once: info["time"] costs nothing per step
-        self._fee_rate = options.portfolio.fee_rate
-        self._scale = options.portfolio.action_scale
-        self._initial_value = options.portfolio.initial_value
-        self._emb = options.include_embeddings
+        pf = options.portfolio
+        self._fee_rate = pf.fee_rate
+        self._scale = pf.action_scale
+        self._initial_value = pf.initial_value
+        self._threshold, self._rate, self._every = pf.rebalance_threshold, pf.rebalance_rate, pf.rebalance_every
+        self._uncontrolled = self._threshold == 0.0 and self._rate == 1.0
+        self._scratch = np.empty(n + 1)
+        self._keep_on_stop = 1.0 - pf.delist_haircut
+        self.obs_source = options.obs_source
+        self._obs_arrays = _observation_arrays(data, options)  # name -> [T, N, k], in observation order
+        #: encoder embedding width ``d`` (None with obs_source="raw"), and node feature count ``F`` (raw only)
+        self.embedding_dim = None if data.embeddings is None else data.embeddings.shape[-1]
+        self.feature_dim = None if data.features is None else data.features.shape[-1]
         self._flat = options.obs_mode == "flat"
         self.action_space = spaces.Box(-1.0, 1.0, (n + 1,), np.float32)
-        self.observation_space = _observation_space(n, d, options)
+        self.observation_space = _observation_space(n, self._obs_arrays, options.obs_mode)
         if self._flat:
-            parts = [data.probs.reshape(self._n_hours, -1)]
-            if self._emb:
-                parts.append(data.embeddings.reshape(self._n_hours, -1))
+            parts = [a.reshape(self._n_hours, -1) for a in self._obs_arrays.values()]
             parts.append(data.mask.astype(np.float32))
             parts.append(np.zeros((self._n_hours, n + 1), np.float32))  # the weights' slot, filled per step
             self._features = np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
@@ -165,6 +214,8 @@ class CryptoGraphEnv(gym.Env):
         self._action_shape = (n + 1,)
         self._offsets, self._growth, self._funding = data.offsets, data.growth, data.funding
         self._funding_keep = None if data.funding is None else 1.0 - data.funding
+        self._stops = data.stops
+        self._stop_any = np.zeros(max(self._n_hours - 1, 0), bool) if data.stops is None else data.stops.any(axis=1)
         self._last_t = self._n_hours - 1
         self._limit = options.episode_hours
         self._ones = np.ones(n + 1)
@@ -185,7 +236,7 @@ class CryptoGraphEnv(gym.Env):
         No re-encoding: used to split one encoded range into training and
         evaluation environments. ``overrides`` may change ``episode_hours``,
         ``fee_bps``, ``obs_mode``, ``include_embeddings``, ``render_mode``,
-        ``action_scale`` and ``initial_value``.
+        ``action_scale``, ``initial_value``, the turnover control and ``delist_haircut``.
         """
         i0 = 0 if start is None else self.hour_index(start)
         i1 = self._n_hours - 1 if end is None else self.hour_index(end)
@@ -210,6 +261,8 @@ class CryptoGraphEnv(gym.Env):
     @property
     def current_probs(self) -> np.ndarray:
         """Encoder probabilities ``[N, 3]`` (DOWN, SIDEWAYS, UP) at the current hour (0 where masked)."""
+        if self._data.probs is None:
+            raise CryptoGraphError("an obs_source='raw' environment has no encoder probabilities")
         return self._data.probs[self._t].copy()
 
     @property
@@ -231,8 +284,11 @@ class CryptoGraphEnv(gym.Env):
         return int(idx)
 
     def action_to_weights(self, action: np.ndarray) -> np.ndarray:
-        """Target weights the action would produce at the current hour (validates the action)."""
-        return self._scores_to_weights(action)
+        """Weights the action would trade to at the current hour, turnover control included (validates it).
+
+        ``step_weights(env.action_to_weights(a))`` is exactly ``step(a)``.
+        """
+        return self._control(self._scores_to_weights(action))[0]
 
     # ------------------------------------------------------------------- API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -254,7 +310,27 @@ class CryptoGraphEnv(gym.Env):
         return self._observation(), self._info()
 
     def step(self, action: np.ndarray):
-        return self._advance(self._scores_to_weights(action))
+        return self._advance(*self._control(self._scores_to_weights(action)))
+
+    def _control(self, target: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """The turnover control (class docstring): ``target`` (fresh, consumed) -> the weights traded to.
+
+        Same result as :func:`envs.portfolio.controlled_target`, in place, with
+        the turnover it costs (``r D``; None: not computed) so that the step does
+        not measure it again.
+        """
+        held = self._weights
+        if self._steps % self._every:
+            return held.copy(), 0.0  # bit-exact holdings: no turnover, no fee
+        if self._uncontrolled:  # b = 0, r = 1: the target itself, bit for bit
+            return target, None
+        target -= held  # a - w
+        full = float(np.abs(target, out=self._scratch).dot(self._pair_ones))  # D
+        if full < self._threshold:
+            return held.copy(), 0.0
+        target *= self._rate
+        target += held
+        return target, self._rate * full
 
     def step_weights(self, weights: np.ndarray):
         """Step with explicit target weights ``[N + 1]`` (cash first) instead of scores.
@@ -306,8 +382,10 @@ class CryptoGraphEnv(gym.Env):
             raise ValueError(f"action has NaN/inf scores at positions {bad.tolist()}: {raw.tolist()}")
         return z - z.max()  # large but finite scores: shift so exp cannot overflow
 
-    def _advance(self, target: np.ndarray):
+    def _advance(self, target: np.ndarray, traded: float | None = None):
         """Rebalance to ``target`` (a fresh array, consumed), hold one hour, build the step's outputs.
+
+        ``traded``: the turnover if the caller already knows it (the turnover control does).
 
         Inline version of :func:`envs.portfolio.step` (tests check they agree):
         about a dozen numpy calls on ``N + 1`` floats, sums done as dot products.
@@ -315,13 +393,18 @@ class CryptoGraphEnv(gym.Env):
         t = self._t
         if t >= self._last_t:
             raise CryptoGraphError("the episode has ended (no next hour): call reset()")
-        diff = target - self._weights
-        np.abs(diff, out=diff)
-        traded = float(diff.dot(self._pair_ones))  # pairs only: cash is the other side of every trade
+        if traded is None:
+            diff = target - self._weights
+            np.abs(diff, out=diff)
+            traded = float(diff.dot(self._pair_ones))  # pairs only: cash is the other side of every trade
         value = self._value
         fee = self._fee_rate * traded * value
         invested = value - fee
         target *= self._growth[t]  # value of each holding at the end of the hour, per unit invested
+        if self._stop_any[t]:  # data stop after t: closed at the last price, less the haircut
+            stopped = self._stops[t]
+            target[0] += self._keep_on_stop * float(target[stopped].sum())
+            target[stopped] = 0.0
         paid = 0.0
         if self._funding is not None:
             paid = invested * float(target.dot(self._funding[t]))
@@ -346,9 +429,7 @@ class CryptoGraphEnv(gym.Env):
             obs = self._features[t].copy()  # fresh array; copy + one slice write beats concatenate
             obs[self._weights_at:] = self._weights
             return obs
-        obs = {"probs": self._data.probs[t].copy()}
-        if self._emb:
-            obs["embeddings"] = self._data.embeddings[t].copy()
+        obs = {name: arr[t].copy() for name, arr in self._obs_arrays.items()}
         obs["mask"] = self._mask_f32[t].copy()
         obs["weights"] = self._weights.astype(np.float32)
         return obs
@@ -393,13 +474,26 @@ class CryptoGraphEnv(gym.Env):
         return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def _observation_space(n: int, d: int, options: EnvOptions) -> spaces.Space:
-    parts = {"probs": spaces.Box(0.0, 1.0, (n, 3), np.float32)}
+def _observation_arrays(data: MarketArrays, options: EnvOptions) -> dict[str, np.ndarray]:
+    """The per-pair observation arrays ``{name: [T, N, k]}`` of ``options.obs_source``, in observation order."""
+    if options.obs_source == "raw":
+        if data.features is None:
+            raise CryptoGraphError("obs_source='raw' needs node features (MarketArrays.build_raw)")
+        return {"features": data.features}
+    if data.probs is None or data.embeddings is None:
+        raise CryptoGraphError("obs_source='gnn' needs encoder outputs (MarketArrays.build)")
+    arrays = {"probs": data.probs}
     if options.include_embeddings:
-        parts["embeddings"] = spaces.Box(-np.inf, np.inf, (n, d), np.float32)
+        arrays["embeddings"] = data.embeddings
+    return arrays
+
+
+def _observation_space(n: int, arrays: dict[str, np.ndarray], obs_mode: str) -> spaces.Space:
+    parts = {name: spaces.Box(0.0, 1.0, (n, 3), np.float32) if name == "probs"
+             else spaces.Box(-np.inf, np.inf, (n, arr.shape[-1]), np.float32) for name, arr in arrays.items()}
     parts["mask"] = spaces.Box(0.0, 1.0, (n,), np.float32)
     parts["weights"] = spaces.Box(0.0, 1.0, (n + 1,), np.float32)
-    if options.obs_mode == "dict":
+    if obs_mode == "dict":
         return spaces.Dict(parts)
     low = np.concatenate([np.broadcast_to(s.low, s.shape).ravel() for s in parts.values()])
     high = np.concatenate([np.broadcast_to(s.high, s.shape).ravel() for s in parts.values()])

@@ -150,6 +150,62 @@ def summarize(result: EpisodeResult) -> dict[str, float]:
     }
 
 
+def gross_return(result: EpisodeResult) -> float:
+    """Total return before fees: the same holdings' growth with each hour's fee given back.
+
+    ``prod_t V_{t+1} / (V_t - fee_t) - 1``. The weights' path does not depend on
+    the fee (it scales the whole portfolio), so this is the run's return at 0 bps.
+    """
+    invested = result.values[:-1] - result.fees
+    return float(np.prod(result.values[1:] / invested) - 1.0) if len(invested) else 0.0
+
+
+#: The per-run numbers :func:`across_seeds` aggregates: results.json field prefix -> summarize()/gross key.
+SEED_METRICS = {"net_return": "total_return", "gross_return": "gross_return", "sharpe": "sharpe",
+                "max_drawdown": "max_drawdown", "turnover": "mean_turnover"}
+
+
+def run_summary(result: EpisodeResult) -> dict[str, float]:
+    """:func:`summarize` plus :func:`gross_return`."""
+    return {**summarize(result), "gross_return": gross_return(result)}
+
+
+def across_seeds(runs: list[dict[str, float]], seeds: list[int], deterministic: bool = False) -> dict[str, Any]:
+    """Mean and sample sd (ddof 1) over seeds of each :data:`SEED_METRICS` entry; JSON-ready.
+
+    ``runs`` holds one :func:`run_summary` per seed (one run in all for a
+    deterministic policy, whose sd is 0). Undefined values (the Sharpe of all
+    cash, an sd over one seed) are None, never NaN.
+    """
+    out: dict[str, Any] = {}
+    for name, key in SEED_METRICS.items():
+        x = np.array([r[key] for r in runs], dtype=np.float64)
+        mean = float(x.mean()) if np.isfinite(x).all() else math.nan
+        sd = 0.0 if deterministic else (float(x.std(ddof=1)) if len(x) > 1 else math.nan)
+        out[f"{name}_mean"] = mean if math.isfinite(mean) else None
+        out[f"{name}_sd"] = sd if math.isfinite(sd) and math.isfinite(mean) else None
+    out["seeds"] = [int(s) for s in seeds]
+    return out
+
+
+def format_seed_table(rows: dict[str, dict[str, Any]], title: str | None = None) -> str:
+    """Markdown table of :func:`across_seeds` rows: mean ± sd over seeds (no sd shown where it is 0)."""
+    head = ["policy", "net return", "gross return", "Sharpe (ann.)", "max drawdown", "turnover/h"]
+    lines = [f"| {' | '.join(head)} |", "|" + "|".join("---" for _ in head) + "|"]
+
+    def cell(row: dict[str, Any], name: str, fmt: str) -> str:
+        mean, sd = row[f"{name}_mean"], row.get(f"{name}_sd")
+        if mean is None:
+            return "n/a"
+        return format(mean, fmt) + ("" if sd is None or sd == 0 else " ± " + format(sd, fmt.replace("+", "")))
+
+    for name, r in rows.items():
+        cells = [name, cell(r, "net_return", "+.2%"), cell(r, "gross_return", "+.2%"), cell(r, "sharpe", ".2f"),
+                 cell(r, "max_drawdown", ".2%"), cell(r, "turnover", ".3f")]
+        lines.append(f"| {' | '.join(cells)} |")
+    return "\n".join(([title, ""] if title else []) + lines)
+
+
 def format_table(rows: dict[str, dict[str, float]], title: str | None = None) -> str:
     """A fixed-width table, one row per policy (Markdown-compatible)."""
     head = ["policy", "total return", "Sharpe (ann.)", "max drawdown", "mean turnover/h", "fees (% of V0)"]

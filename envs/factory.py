@@ -29,7 +29,7 @@ from .crypto_graph import CryptoGraphEnv
 from .market_arrays import MarketArrays
 from .options import EnvOptions
 from .portfolio import PortfolioConfig
-from .protocols import ObservationEncoder
+from .protocols import FeatureEncoder, ObservationEncoder
 from .ranges import (
     check_market,
     check_overlap,
@@ -51,12 +51,18 @@ def make_crypto_graph_env(store: str | os.PathLike | Store | None = None,
                           allow_overlap: bool = False, cache_dir: str | os.PathLike | None = None,
                           use_cache: bool = True, action_scale: float = portfolio.ACTION_SCALE,
                           initial_value: float = 1.0, encoder: ObservationEncoder | None = None,
-                          panel: Panel | None = None, batch_hours: int = 64) -> CryptoGraphEnv:
+                          panel: Panel | None = None, batch_hours: int = 64, obs_source: str = "gnn",
+                          rebalance_threshold: float = portfolio.REBALANCE_THRESHOLD,
+                          rebalance_rate: float = portfolio.REBALANCE_RATE, rebalance_every: int = 1,
+                          delist_haircut: float = portfolio.DELIST_HAIRCUT) -> CryptoGraphEnv:
     """The ``CryptoGraph-v0`` entry point; the keywords are documented on :class:`CryptoGraphEnv`."""
     options = EnvOptions(episode_hours=episode_hours, obs_mode=obs_mode, include_embeddings=include_embeddings,
-                         render_mode=render_mode,
+                         render_mode=render_mode, obs_source=obs_source,
                          portfolio=PortfolioConfig(fee_bps=fee_bps, action_scale=action_scale,
-                                                   initial_value=initial_value))
+                                                   initial_value=initial_value,
+                                                   rebalance_threshold=rebalance_threshold,
+                                                   rebalance_rate=rebalance_rate, rebalance_every=rebalance_every,
+                                                   delist_haircut=delist_haircut))
     options.validate(CryptoGraphEnv.metadata["render_modes"])  # before the slow loading
     encoder = _resolve_encoder(encoder, checkpoint)
     start_ts, end_ts = parse_utc(start), parse_utc(end)
@@ -79,10 +85,19 @@ def build_env(panel: Panel, encoder: ObservationEncoder, start: Any = None, end:
 
     ``panel`` holds all history up to ``end`` (the encoder warms up on the hours
     before ``start``). Default range, overlap rule and caching as for
-    ``gym.make``; ``cache_dir=None`` encodes without caching.
+    ``gym.make``; ``cache_dir=None`` encodes without caching. With
+    ``options.obs_source == "raw"`` the encoder only computes its normalised
+    input features (:class:`~envs.protocols.FeatureEncoder`; no model run, not cached:
+    it costs about as much as reading a cache entry).
     """
+    options.validate(CryptoGraphEnv.metadata["render_modes"])
     start_ts, end_ts = resolve_range(panel, encoder, parse_utc(start), parse_utc(end))
     check_overlap(encoder, start_ts, end_ts, allow_overlap)
+    if options.obs_source == "raw":
+        if not isinstance(encoder, FeatureEncoder):
+            raise TypeError(f"obs_source='raw' needs an encoder with node_features() (envs.protocols.FeatureEncoder), "
+                            f"got {type(encoder).__name__}")
+        return CryptoGraphEnv(MarketArrays.build_raw(panel, encoder.node_features(panel, start_ts, end_ts)), options)
     encoded = encode_cached(encoder, panel, start_ts, end_ts, batch_hours, cache_dir)
     return CryptoGraphEnv(MarketArrays.build(panel, encoded), options)
 

@@ -10,52 +10,81 @@ from gnn_market.errors import CryptoGraphError
 from gnn_market.panel import Panel
 
 from . import portfolio
-from .protocols import EncoderOutput
+from .protocols import EncoderOutput, NodeFeatureOutput
 
 
 @dataclass
 class MarketArrays:
     """What a step reads, precomputed for every hour of the range (``T`` hours, ``N`` pairs).
 
-    ``growth[t]`` and ``funding[t]`` describe the hour held after deciding at
-    ``t`` (rows ``0 .. T-2``); ``offsets[t]`` are the softmax offsets masking
-    pairs without data at ``t``. ``probs``, ``embeddings`` and ``mask`` are
-    read-only: environments made by ``subrange`` share them, and those read from
-    the encoder cache stay memory-mapped (one copy for every process).
+    ``growth[t]``, ``stops[t]`` and ``funding[t]`` describe the hour held after
+    deciding at ``t`` (rows ``0 .. T-2``); ``offsets[t]`` are the softmax offsets
+    masking pairs without data at ``t``. The observation arrays are the
+    encoder's ``probs`` and ``embeddings`` (``obs_source="gnn"``) or the
+    normalised node ``features`` (``"raw"``); the others are None. They and
+    ``mask`` are read-only: environments made by ``subrange`` share them, and
+    those read from the encoder cache stay memory-mapped (one copy for every process).
     """
 
     times: pd.DatetimeIndex        # [T]
     symbols: list[str]             # [N]
-    probs: np.ndarray              # [T, N, 3] float32, 0 where masked
-    embeddings: np.ndarray         # [T, N, d] float32, 0 where masked
+    probs: np.ndarray | None       # [T, N, 3] float32, 0 where masked (gnn)
+    embeddings: np.ndarray | None  # [T, N, d] float32, 0 where masked (gnn)
     mask: np.ndarray               # [T, N] bool
     offsets: np.ndarray            # [T, N + 1] float64: 0 or -inf
-    growth: np.ndarray             # [T - 1, N + 1] float64
+    growth: np.ndarray             # [T - 1, N + 1] float64, 1 where either price is unknown
     funding: np.ndarray | None     # [T - 1, N + 1] float64 or None (spot)
+    stops: np.ndarray | None = None     # [T - 1, N + 1] bool: price at t, none at t + 1 (position closed)
+    features: np.ndarray | None = None  # [T, N, F] float32, 0 where masked (raw)
 
     @classmethod
     def build(cls, panel: Panel, encoded: EncoderOutput) -> "MarketArrays":
         """Line the encoder outputs up with the panel's prices (and funding on perp)."""
-        rows = panel.times.get_indexer(encoded.times)
-        if (rows < 0).any() or list(encoded.symbols) != list(panel.symbols):
-            raise CryptoGraphError("encoder output does not line up with the panel (hours or symbols differ)")
-        close = np.asarray(panel.close, dtype=np.float64)[rows]
-        has_price = np.asarray(panel.mask, dtype=bool)[rows] & np.isfinite(close) & (close > 0)
+        rows, close, has_price = _prices(panel, encoded)
         mask = np.asarray(encoded.mask, dtype=bool) & has_price
         probs, emb = _masked_outputs(encoded, mask)
         for arr in (probs, emb, mask):
             arr.setflags(write=False)  # shared between environments made by subrange()
         return cls(times=pd.DatetimeIndex(encoded.times), symbols=list(encoded.symbols), probs=probs,
                    embeddings=emb, mask=mask, offsets=portfolio.logit_offsets(mask),
-                   growth=portfolio.price_growth(close, has_price), funding=funding_per_hour(panel, rows))
+                   growth=portfolio.price_growth(close, has_price), funding=funding_per_hour(panel, rows),
+                   stops=portfolio.data_stops(has_price))
+
+    @classmethod
+    def build_raw(cls, panel: Panel, nodes: NodeFeatureOutput) -> "MarketArrays":
+        """Line the normalised node features up with the panel's prices: the ``obs_source="raw"`` arrays."""
+        rows, close, has_price = _prices(panel, nodes)
+        mask = np.asarray(nodes.mask, dtype=bool) & has_price
+        features = np.where(mask[..., None], nodes.values, 0.0).astype(np.float32)
+        for arr in (features, mask):
+            arr.setflags(write=False)
+        return cls(times=pd.DatetimeIndex(nodes.times), symbols=list(nodes.symbols), probs=None,
+                   embeddings=None, mask=mask, offsets=portfolio.logit_offsets(mask),
+                   growth=portfolio.price_growth(close, has_price), funding=funding_per_hour(panel, rows),
+                   stops=portfolio.data_stops(has_price), features=features)
 
     def slice(self, i0: int, i1: int) -> "MarketArrays":
         """Hours ``i0 .. i1`` inclusive (views: no copy)."""
         hours, held = slice(i0, i1 + 1), slice(i0, i1)
-        return MarketArrays(times=self.times[hours], symbols=self.symbols, probs=self.probs[hours],
-                            embeddings=self.embeddings[hours], mask=self.mask[hours],
+
+        def cut(a: np.ndarray | None, rows: slice) -> np.ndarray | None:
+            return None if a is None else a[rows]
+
+        return MarketArrays(times=self.times[hours], symbols=self.symbols, probs=cut(self.probs, hours),
+                            embeddings=cut(self.embeddings, hours), mask=self.mask[hours],
                             offsets=self.offsets[hours], growth=self.growth[held],
-                            funding=None if self.funding is None else self.funding[held])
+                            funding=cut(self.funding, held), stops=cut(self.stops, held),
+                            features=cut(self.features, hours))
+
+
+def _prices(panel: Panel, out: EncoderOutput | NodeFeatureOutput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Panel rows of ``out``'s hours ``[T]``, their closes ``[T, N]`` and where a close is known ``[T, N]``."""
+    rows = panel.times.get_indexer(out.times)
+    if (rows < 0).any() or list(out.symbols) != list(panel.symbols):
+        raise CryptoGraphError("encoder output does not line up with the panel (hours or symbols differ)")
+    close = np.asarray(panel.close, dtype=np.float64)[rows]
+    has_price = np.asarray(panel.mask, dtype=bool)[rows] & np.isfinite(close) & (close > 0)
+    return rows, close, has_price
 
 
 def _masked_outputs(encoded: EncoderOutput, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -72,3 +72,31 @@ class ObservationEncoder(Protocol):
     def checkpoint(self) -> CheckpointInfo | None: ...
 
     def fingerprint(self) -> str | None: ...
+
+
+class NodeFeatureOutput(Protocol):
+    """Normalised node features for ``T`` hours and ``N`` pairs (:class:`gnn_market.encoder.NodeFeatures`)."""
+
+    @property
+    def times(self) -> pd.DatetimeIndex: ...        # [T]
+
+    @property
+    def symbols(self) -> Sequence[str]: ...          # [N]
+
+    @property
+    def values(self) -> np.ndarray: ...              # [T, N, F] float32, 0 where masked
+
+    @property
+    def mask(self) -> np.ndarray: ...                # [T, N] bool
+
+
+@runtime_checkable
+class FeatureEncoder(Protocol):
+    """An encoder that can also hand out its normalised input features (``obs_source="raw"``).
+
+    ``node_features(panel, start, end)``: what the model reads at every hour of
+    ``[start, end]``, from candles up to each hour only.
+    """
+
+    def node_features(self, panel: Panel, start: pd.Timestamp | None = None,
+                      end: pd.Timestamp | None = None) -> NodeFeatureOutput: ...

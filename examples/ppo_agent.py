@@ -1,20 +1,24 @@
-"""PPO on CryptoGraph-v0: hourly allocation over crypto pairs seen through the GATv2 encoder.
+"""PPO on CryptoGraph-v0, over seeds and observation sources, against four reference policies.
 
-Trains a Stable-Baselines3 PPO agent (``MlpPolicy`` on the flat observation)
-on the first part of the environment's range and evaluates it
-deterministically on the held-out rest, next to four simple policies:
-equal-weight buy-and-hold, all cash, GNN-greedy (weights proportional to the
-positive part of P(UP) - P(DOWN), rebalanced hourly) and random actions.
+For each ``--obs-source`` (``gnn``: the encoder's probabilities and
+embeddings; ``raw``: the normalised node features it reads) and each seed, a
+Stable-Baselines3 PPO agent (``MlpPolicy`` on the flat observation) trains on
+the first part of the environment's range and is evaluated deterministically
+on the held-out rest, next to equal-weight buy-and-hold, all cash, GNN-greedy
+(weights proportional to the positive part of P(UP) - P(DOWN), rebalanced
+hourly) and random actions (one run per seed). PPO and random act through the
+environment's turnover control; the rule-based policies trade exactly as they say.
 
-The environment's default range starts after the checkpoint's fit range, so
-the encoder never saw any of these hours; on the bundled sample (2023) and the
-packaged checkpoint that is September to December 2023: PPO trains on
-September-October and is evaluated on November-December.
+The environment's default range starts after every hour the checkpoint's
+training run used; on the bundled sample and the packaged checkpoint that is
+September to December 2023: PPO trains on September-October, evaluation is
+November-December.
 
-    python examples/ppo_agent.py                       # < 10 minutes on 2 CPU cores
-    python examples/ppo_agent.py --timesteps 500000 --n-envs 8 --tensorboard runs/tb
+    python examples/ppo_agent.py --timesteps 20000                 # one seed, GNN observations: a quick look
+    python examples/ppo_agent.py --seeds 0 1 2 --obs-source gnn raw --out runs/ppo_study
 
-Prints one table; writes the agent, the equity-curve PNG and the table to ``--out``.
+Prints the table (mean ± sd over seeds); writes ``results.json``, ``results.md``,
+``equity.png`` and the agents to ``--out``.
 """
 from __future__ import annotations
 
@@ -22,8 +26,9 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
@@ -34,27 +39,35 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 from envs.crypto_graph import CryptoGraphEnv
 from envs.evaluation import (
     EpisodeResult,
+    across_seeds,
     all_cash,
     equal_weight_buy_and_hold,
-    format_table,
+    format_seed_table,
     gnn_greedy,
     random_policy,
     run_policy,
+    run_summary,
     sb3_policy,
-    summarize,
 )
 from envs.factory import make_crypto_graph_env
+
+DETERMINISTIC = {"equal_weight": equal_weight_buy_and_hold, "cash": all_cash, "gnn_greedy": gnn_greedy}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--timesteps", type=int, default=200_000, help="PPO environment steps (default 200k)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="PPO (and random policy) seeds")
+    p.add_argument("--obs-source", nargs="+", choices=["gnn", "raw"], default=["gnn"],
+                   help="observation sources to train PPO on")
+    p.add_argument("--timesteps", type=int, default=200_000, help="PPO environment steps per run (default 200k)")
     p.add_argument("--store", help="market store folder (default: the bundled sample)")
     p.add_argument("--checkpoint", help="encoder checkpoint (default: the packaged one)")
     p.add_argument("--fee-bps", type=float, default=10.0, help="fee per unit of turnover, basis points")
+    p.add_argument("--rebalance-threshold", type=float, help="no-trade band (default: the environment's, 0.05)")
+    p.add_argument("--rebalance-rate", type=float, help="share of the way to the target per step (default 0.5)")
+    p.add_argument("--rebalance-every", type=int, help="trade every k hours (default 1)")
     p.add_argument("--n-envs", type=int, default=4, help="parallel training environments")
     p.add_argument("--subproc", action="store_true", help="one process per environment (SubprocVecEnv)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-fraction", type=float, default=0.5, help="share of the range PPO trains on")
     p.add_argument("--episode-hours", type=int, default=168, help="training episode length")
     p.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs to DIR")
@@ -70,80 +83,94 @@ def split_hour(times: pd.DatetimeIndex, fraction: float) -> pd.Timestamp:
     return cut
 
 
-def train(env: CryptoGraphEnv, args: argparse.Namespace) -> PPO:
+def train(env: CryptoGraphEnv, seed: int, args: argparse.Namespace) -> PPO:
     """PPO with SB3's defaults except a rollout sized for a few thousand hours of data."""
-    vec = make_vec_env(lambda: env.subrange(), n_envs=args.n_envs, seed=args.seed,
+    torch.manual_seed(seed)
+    vec = make_vec_env(lambda: env.subrange(), n_envs=args.n_envs, seed=seed,
                        vec_env_cls=SubprocVecEnv if args.subproc else DummyVecEnv)
-    model = PPO("MlpPolicy", vec, n_steps=512, batch_size=256, n_epochs=5, learning_rate=3e-4,
-                gamma=0.99, ent_coef=0.0, seed=args.seed, device="cpu", verbose=0,
+    n_steps = max(8, min(512, args.timesteps // args.n_envs))  # tiny --timesteps: a short rollout, not 512
+    model = PPO("MlpPolicy", vec, n_steps=n_steps, batch_size=min(256, n_steps * args.n_envs), n_epochs=5,
+                learning_rate=3e-4, gamma=0.99, ent_coef=0.0, seed=seed, device="cpu", verbose=0,
                 tensorboard_log=args.tensorboard, policy_kwargs={"net_arch": [128, 128]})
     model.learn(total_timesteps=args.timesteps)
     vec.close()
     return model
 
 
-def plot_equity(results: dict[str, EpisodeResult], path: Path) -> None:
+def plot_equity(curves: dict[str, list[EpisodeResult]], path: Path) -> None:
+    """Every policy's equity curve; over several seeds the mean and a min-max band."""
     fig = Figure(figsize=(9, 4.5))  # no pyplot: no GUI backend, no global figure state
     ax = fig.subplots()
-    for name, res in results.items():
-        ax.plot(res.times, res.values / res.values[0], label=name, lw=1.2)
+    for name, runs in curves.items():
+        v = np.stack([r.values / r.values[0] for r in runs])
+        line, = ax.plot(runs[0].times, v.mean(axis=0), label=name if len(runs) == 1 else f"{name} ({len(runs)} seeds)",
+                        lw=1.2)
+        if len(runs) > 1:
+            ax.fill_between(runs[0].times, v.min(axis=0), v.max(axis=0), color=line.get_color(), alpha=0.2, lw=0)
     ax.set_ylabel("portfolio value (start = 1)")
-    ax.set_title("CryptoGraph-v0, held-out range (deterministic)")
+    ax.set_title("CryptoGraph-v0, held-out range (deterministic PPO; band = min..max over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, **env_kwargs: Any) -> dict[str, Any]:
+    """Run the study; ``env_kwargs`` go to every ``make_crypto_graph_env`` call (tests pass fakes)."""
     args = parse_args(argv)
     if args.tensorboard:
         try:  # an optional dependency, needed only with this flag: checked before the long run
             import tensorboard  # noqa: F401  (SB3 writes its logs through it)
         except ImportError:
             raise SystemExit("--tensorboard needs the tensorboard package: pip install tensorboard") from None
-    torch.manual_seed(args.seed)
     # A 2-layer MLP is too small for intra-op threads: their synchronisation costs more than it
     # saves, and on a busy machine it slows PPO down by 20x. One thread per process.
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    control = {k: v for k in ("rebalance_threshold", "rebalance_rate", "rebalance_every")
+               if (v := getattr(args, k)) is not None}
 
-    # Encode the whole range once (cached on disk); train/test share those arrays.
-    full = make_crypto_graph_env(store=args.store, checkpoint=args.checkpoint, fee_bps=args.fee_bps)
-    cut = split_hour(full.times, args.train_fraction)
-    train_env = full.subrange(end=cut - pd.Timedelta(hours=1), episode_hours=args.episode_hours)
-    test_env = full.subrange(start=cut, episode_hours=None)
-    print(f"{len(full.symbols)} pairs, embeddings d={full.embedding_dim}; "
-          f"train {train_env.times[0]:%Y-%m-%d} .. {train_env.times[-1]:%Y-%m-%d %H:%M}, "
-          f"test {test_env.times[0]:%Y-%m-%d} .. {test_env.times[-1]:%Y-%m-%d %H:%M} "
-          f"(encoding {time.perf_counter() - t0:.0f} s)")
+    # One environment per observation source over the same range (GNN outputs encoded once, cached).
+    full = {src: make_crypto_graph_env(store=args.store, checkpoint=args.checkpoint, fee_bps=args.fee_bps,
+                                       obs_source=src, **control, **env_kwargs)
+            for src in dict.fromkeys(["gnn", *args.obs_source])}
+    cut = split_hour(full["gnn"].times, args.train_fraction)
+    test = {src: env.subrange(start=cut, episode_hours=None) for src, env in full.items()}
+    ref = test["gnn"]
+    print(f"{len(ref.symbols)} pairs; train {full['gnn'].times[0]:%Y-%m-%d} .. {cut - pd.Timedelta(hours=1):%Y-%m-%d %H:%M}, "
+          f"test {ref.times[0]:%Y-%m-%d} .. {ref.times[-1]:%Y-%m-%d %H:%M} ({time.perf_counter() - t0:.0f} s)")
 
-    t1 = time.perf_counter()
-    model = train(train_env, args)
-    model.save(args.out / "ppo_cryptograph")
-    print(f"PPO: {args.timesteps:,} steps in {time.perf_counter() - t1:.0f} s -> {args.out / 'ppo_cryptograph.zip'}")
+    curves: dict[str, list[EpisodeResult]] = {}
+    for src in args.obs_source:
+        train_env = full[src].subrange(end=cut - pd.Timedelta(hours=1), episode_hours=args.episode_hours)
+        for seed in args.seeds:
+            t1 = time.perf_counter()
+            model = train(train_env, seed, args)
+            model.save(args.out / f"ppo_{src}_seed{seed}")
+            curves.setdefault(f"ppo_{src}", []).append(run_policy(test[src], sb3_policy(model)))
+            print(f"ppo_{src} seed {seed}: {args.timesteps:,} steps in {time.perf_counter() - t1:.0f} s")
+    for name, policy in DETERMINISTIC.items():
+        curves[name] = [run_policy(ref, policy)]
+    curves["random"] = [run_policy(ref, random_policy(seed)) for seed in args.seeds]
 
-    policies = {
-        "PPO (GNN observations)": sb3_policy(model),
-        "equal-weight buy & hold": equal_weight_buy_and_hold,
-        "all cash": all_cash,
-        "GNN-greedy": gnn_greedy,
-        "random": random_policy(args.seed),
-    }
-    results = {name: run_policy(test_env, policy) for name, policy in policies.items()}
-    rows = {name: summarize(res) for name, res in results.items()}
-    title = (f"Held-out {test_env.times[0]:%Y-%m-%d} .. {test_env.times[-1]:%Y-%m-%d} "
-             f"({len(test_env.times) - 1} hours, {len(full.symbols)} pairs, fee {args.fee_bps:g} bps)")
-    table = format_table(rows, title)
+    rows = {name: across_seeds([run_summary(r) for r in runs], args.seeds, deterministic=name in DETERMINISTIC)
+            for name, runs in curves.items()}
+    title = (f"Held-out {ref.times[0]:%Y-%m-%d} .. {ref.times[-1]:%Y-%m-%d} ({len(ref.times) - 1} hours, "
+             f"{len(ref.symbols)} pairs, fee {args.fee_bps:g} bps, PPO {args.timesteps:,} steps; "
+             f"mean ± sd over seeds {args.seeds})")
+    table = format_seed_table(rows, title)
     print("\n" + table + "\n")
-    plot_equity(results, args.out / "equity.png")
+    results = {"policies": rows, "test_range": [ref.times[0].isoformat(), ref.times[-1].isoformat()],
+               "timesteps": args.timesteps, "options": ref.metadata["options"]}
+    (args.out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
     (args.out / "results.md").write_text(table + "\n")
-    (args.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"equity curve {args.out / 'equity.png'}; {time.perf_counter() - t0:.0f} s total")
-    return 0
+    plot_equity(curves, args.out / "equity.png")
+    print(f"{args.out / 'results.json'}, equity curves {args.out / 'equity.png'}; {time.perf_counter() - t0:.0f} s")
+    return results
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()
+    raise SystemExit(0)

@@ -35,7 +35,7 @@ from .checkpoint import PACKAGED_CHECKPOINT, Checkpoint, build_model, load_check
 from .classes import CLASS_NAMES
 from .errors import CheckpointError, CryptoGraphError, DataError
 from .feature_generator import FeatureConfig
-from .graph_builder import GraphConfig, HourlyGraphDataset
+from .graph_builder import GraphConfig, HourlyGraphDataset, normalised_node_features
 from .normalizer import FeatureNormalizer
 from .panel import Panel, load_panel
 from .pipeline import MarketData, prepare_market
@@ -43,7 +43,7 @@ from .sources import open_store
 from .timeutil import parse_utc
 from .windows import NodeWindows
 
-__all__ = ["EncodedRange", "GraphEncoder", "PACKAGED_CHECKPOINT"]
+__all__ = ["EncodedRange", "GraphEncoder", "NodeFeatures", "PACKAGED_CHECKPOINT"]
 
 
 @dataclass
@@ -93,6 +93,21 @@ class EncodedRange:
                                columns=[f"emb_{i}" for i in range(d)])
             frame = pd.concat([frame, emb], axis=1)
         return frame
+
+
+@dataclass
+class NodeFeatures:
+    """The model's normalised node features for T consecutive hours of N pairs: its input at each hour.
+
+    For a temporal checkpoint this is the last row of each pair's lookback
+    window (the window's earlier rows are the same arrays at earlier hours).
+    """
+
+    times: pd.DatetimeIndex   # [T]
+    symbols: list[str]        # [N]
+    names: list[str]          # [F] feature names (the checkpoint's schema)
+    values: np.ndarray        # [T, N, F] float32 (0 where mask is False)
+    mask: np.ndarray          # [T, N] bool: the pair is a node of hour t's graph
 
 
 def _config(cls: type, d: dict[str, Any]):
@@ -266,6 +281,34 @@ class GraphEncoder:
                             rule_weights=None if self.checkpoint.decision_rule is None
                             else np.array(self.rule.weights, dtype=np.float64))
 
+    def node_features(self, store_or_panel: Any, start: Any = None, end: Any = None,
+                      **panel_kwargs: Any) -> NodeFeatures:
+        """The normalised node features the model reads at every hour in ``[start, end]`` (inclusive).
+
+        Same pipeline and normaliser as :meth:`encode_range` (no model run):
+        features from candles up to each hour only, scaled with the
+        checkpoint's normaliser. Used by ``CryptoGraph-v0``'s ``obs_source="raw"``.
+        """
+        t0, t1 = parse_utc(start, "start"), parse_utc(end, "end")
+        market = self._prepare(self._panel(store_or_panel, t1, panel_kwargs))
+        hours = self._hours(market.times, t0, t1)
+        x = normalised_node_features(market.features, self.normalizer)
+        return NodeFeatures(market.times[hours], list(market.panel.symbols), list(market.features.names),
+                            np.ascontiguousarray(x[hours]), np.asarray(market.features.valid)[hours])
+
+    @staticmethod
+    def _hours(times: pd.DatetimeIndex, t0: pd.Timestamp | None, t1: pd.Timestamp | None) -> np.ndarray:
+        """Indices of ``times`` in ``[t0, t1]``; DataError when there are none."""
+        keep = np.ones(len(times), bool)
+        if t0 is not None:
+            keep &= times >= t0
+        if t1 is not None:
+            keep &= times <= t1
+        hours = np.flatnonzero(keep)
+        if len(hours) == 0:
+            raise DataError(f"no hours between {t0} and {t1} in the data ({times[0]} .. {times[-1]})")
+        return hours
+
     def encode(self, store_or_panel: Any, time: Any = None, **panel_kwargs: Any) -> EncodedRange:
         """Encode one hour (the latest of the data when ``time`` is None); ``T = 1``."""
         t = parse_utc(time, "time")
@@ -288,13 +331,4 @@ class GraphEncoder:
         """
         t0, t1 = parse_utc(start, "start"), parse_utc(end, "end")
         market = self._prepare(self._panel(store_or_panel, t1, panel_kwargs))
-        times = market.times
-        keep = np.ones(len(times), bool)
-        if t0 is not None:
-            keep &= times >= t0
-        if t1 is not None:
-            keep &= times <= t1
-        hours = np.flatnonzero(keep)
-        if len(hours) == 0:
-            raise DataError(f"no hours between {t0} and {t1} in the data ({times[0]} .. {times[-1]})")
-        return self._run(market, hours, batch_hours, progress)
+        return self._run(market, self._hours(market.times, t0, t1), batch_hours, progress)

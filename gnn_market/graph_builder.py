@@ -192,6 +192,18 @@ def hours_between(times: pd.DatetimeIndex, start=None, end=None) -> np.ndarray:
     return np.arange(lo, hi, dtype=np.int64)
 
 
+def normalised_node_features(features: Features, normalizer: FeatureNormalizer) -> np.ndarray:
+    """What the model reads as node features: ``normalizer.transform`` of ``features``, 0 where invalid.
+
+    ``[T, N, F]`` float32. The one place both the graph snapshots (and the
+    temporal windows built from them) and ``CryptoGraph-v0``'s ``obs_source="raw"``
+    get their node features from, so the two can never disagree.
+    """
+    x = normalizer.transform(features.values, features.valid)
+    x[~features.valid] = 0.0
+    return x
+
+
 class HourlyGraphDataset(torch.utils.data.Dataset):
     """Lazily built hourly snapshots; batch with ``torch_geometric.loader.DataLoader``.
 
@@ -238,8 +250,7 @@ class HourlyGraphDataset(torch.utils.data.Dataset):
         self.config, self.normalizer = config, normalizer
         self.times, self.symbols = features.times, list(features.symbols)
         self.valid = features.valid
-        self.x = normalizer.transform(features.values, features.valid)
-        self.x[~self.valid] = 0.0
+        self.x = normalised_node_features(features, normalizer)
         self.y = np.where(self.valid, classes, IGNORE_INDEX)
         self.log_ret = log_ret
         self._corr: dict[int, np.ndarray] | None = None

@@ -16,6 +16,9 @@ import pandas as pd
 from envs.factory import make_crypto_graph_env
 from gnn_market.panel import Panel
 
+#: Environment options that turn the turnover control off: every target is traded to exactly.
+NO_CONTROL = {"rebalance_threshold": 0.0, "rebalance_rate": 1.0}
+
 
 def make_panel(n_hours: int = 400, n_pairs: int = 4, seed: int = 0, market: str = "spot",
                start: str = "2024-01-01") -> Panel:
@@ -84,6 +87,9 @@ class FakeEncoder:
     def fingerprint(self) -> str | None:
         return self.model_id
 
+    def node_features(self, panel: Panel, start=None, end=None) -> FakeNodeFeatures:
+        return fake_node_features(self, panel, start, end)
+
     def encode_range(self, panel: Panel, start=None, end=None, batch_hours: int = 64,
                      progress: bool | None = False) -> FakeEncoded:
         self.calls.append((start, end))
@@ -106,6 +112,22 @@ class FakeEncoder:
         probs = np.where(mask[..., None], probs, 0.0).astype(np.float32)
         emb = np.where(mask[..., None], emb, 0.0).astype(np.float32)
         return FakeEncoded(panel.times[rows], list(panel.symbols), probs, emb, mask)
+
+
+@dataclass
+class FakeNodeFeatures:
+    times: pd.DatetimeIndex
+    symbols: list[str]
+    names: list[str]
+    values: np.ndarray
+    mask: np.ndarray
+
+
+def fake_node_features(encoder: "FakeEncoder", panel: Panel, start=None, end=None) -> FakeNodeFeatures:
+    """``F = 3`` features per pair from its past log returns only: ``ret[t], ret[t-1], ret[t-2]`` x 100."""
+    out = encoder.encode_range(panel, start, end)
+    return FakeNodeFeatures(out.times, out.symbols, ["r0", "r1", "r2"], np.ascontiguousarray(out.embeddings[..., :3]),
+                            out.mask)
 
 
 def make_env(panel: Panel | None = None, encoder: FakeEncoder | None = None, cache_dir=None, **kwargs):

@@ -19,7 +19,7 @@ from gnn_market.errors import CryptoGraphError
 from gnn_market.panel import load_panel
 from gnn_market.store import Store
 
-from env_fakes import FakeCheckpoint, FakeEncoder, make_env, make_panel
+from env_fakes import NO_CONTROL, FakeCheckpoint, FakeEncoder, make_env, make_panel
 
 FEE = 0.001  # 10 bps, the default
 
@@ -95,7 +95,7 @@ def test_reward_arithmetic_matches_prices_fees_and_drift():
 
 
 def test_zero_action_is_uniform_over_cash_and_tradable_pairs():
-    env = make_env()
+    env = make_env(**NO_CONTROL)
     env.reset(options={"start": 5})  # pair 2 masked
     np.testing.assert_allclose(env.action_to_weights(np.zeros(5)), [0.25, 0.25, 0.25, 0.0, 0.25])
 
@@ -257,7 +257,7 @@ def test_bad_actions_are_clear_errors(action, match):
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")
 def test_scores_outside_the_box_are_used_as_given_without_overflow():
-    env = make_env()
+    env = make_env(**NO_CONTROL)
     env.reset(options={"start": 50})
     w = np.array([0.1, 0.2, 0.3, 0.15, 0.25])
     np.testing.assert_allclose(env.action_to_weights(np.log(w) / 5.0), w)  # exact weights via log-scores
@@ -269,15 +269,18 @@ def test_fast_step_matches_the_reference_portfolio_arithmetic():
     from envs import portfolio
 
     panel = make_panel(market="perp")
-    env = make_env(panel=panel, market="perp", episode_hours=None)
-    env.reset(options={"start": 20})  # crosses pair 2's listing, pair 1's hole and settlements
+    env = make_env(panel=panel, market="perp", episode_hours=None, rebalance_every=2)
+    env.reset(options={"start": 20})  # crosses pair 2's listing, pair 1's hole (a stop) and settlements
     rng = np.random.default_rng(5)
     value, held = 1.0, np.eye(5)[0]
-    for _ in range(250):
+    for step in range(250):
         t = env.hour_index(env.current_time)
-        action = rng.uniform(-1.5, 1.5, 5)
+        action = rng.uniform(-1.5, 1.5, 5) * (0.02 if step % 7 == 0 else 1.0)  # some inside the no-trade band
         target = portfolio.scores_to_weights(action, mask=env.current_mask)
-        ref = portfolio.step(value, held, target, env._data.growth[t], FEE, env._data.funding[t])
+        target = portfolio.controlled_target(target, held, portfolio.REBALANCE_THRESHOLD, portfolio.REBALANCE_RATE,
+                                             trade_now=step % 2 == 0)  # the default band and rate
+        ref = portfolio.step(value, held, target, env._data.growth[t], FEE, env._data.funding[t],
+                             stops=env._data.stops[t], haircut=0.05)
         _, reward, terminated, _, info = env.step(action)
         assert reward == pytest.approx(ref.reward, abs=1e-12)
         assert info["portfolio_value"] == pytest.approx(ref.value, rel=1e-12)

@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 
 from envs.evaluation import (
+    EpisodeResult,
+    across_seeds,
     all_cash,
     equal_weight_buy_and_hold,
     format_table,
     gnn_greedy,
+    gross_return,
     max_drawdown,
     random_policy,
     run_policy,
@@ -80,3 +83,25 @@ def test_format_table_lists_every_policy():
             for name, pol in [("cash", all_cash), ("greedy", gnn_greedy)]}
     table = format_table(rows)
     assert "| cash | +0.00% | n/a |" in table and "greedy" in table
+
+
+def test_gross_return_gives_each_hours_fee_back():
+    # hour 1: buy (fee 0.001 of V0 = 1), asset +10%: V1 = 0.999 * 1.1; hour 2: no trade, -10%
+    values = np.array([1.0, 0.999 * 1.1, 0.999 * 1.1 * 0.9])
+    res = EpisodeResult(times=None, values=values, rewards=np.zeros(2), turnover=np.array([1.0, 0.0]),
+                        fees=np.array([0.001, 0.0]), funding=np.zeros(2))
+    assert gross_return(res) == pytest.approx(1.1 * 0.9 - 1.0)
+
+
+def test_across_seeds_mean_sample_sd_and_nulls():
+    def run(r, sharpe):
+        return {"total_return": r, "gross_return": r + 0.01, "sharpe": sharpe, "max_drawdown": 0.1,
+                "mean_turnover": 0.2}
+
+    row = across_seeds([run(0.1, 1.0), run(0.3, float("nan"))], [0, 1])
+    assert row["net_return_mean"] == pytest.approx(0.2)
+    assert row["net_return_sd"] == pytest.approx(math.sqrt(0.02))  # ddof 1: (0.01 + 0.01) / 1
+    assert row["gross_return_mean"] == pytest.approx(0.21) and row["max_drawdown_sd"] == pytest.approx(0.0)
+    assert row["sharpe_mean"] is None and row["sharpe_sd"] is None and row["seeds"] == [0, 1]
+    assert across_seeds([run(0.1, 1.0)], [4])["net_return_sd"] is None  # one seed: no sample sd
+    assert across_seeds([run(0.1, 1.0)], [0, 1, 2], deterministic=True)["net_return_sd"] == 0.0

@@ -96,3 +96,28 @@ def test_holding_without_trading_tracks_prices():
 def test_config_rejects_nonsense(kwargs):
     with pytest.raises(ValueError):
         PortfolioConfig(**kwargs)
+
+
+def test_controlled_target_band_partial_move_and_grid():
+    from envs.portfolio import controlled_target
+
+    held, target = np.array([1.0, 0.0, 0.0]), np.array([0.2, 0.8, 0.0])
+    np.testing.assert_allclose(controlled_target(target, held, 0.05, 0.25), [0.8, 0.2, 0.0])  # 1/4 of the way
+    np.testing.assert_allclose(controlled_target(target, held, 0.0, 1.0), target)
+    np.testing.assert_array_equal(controlled_target(target, held, 0.81, 0.25), held)  # D = 0.8 < band
+    np.testing.assert_array_equal(controlled_target(target, held, 0.0, 1.0, trade_now=False), held)
+
+
+def test_data_stops_and_the_step_that_closes_a_stopped_position():
+    from envs.portfolio import data_stops, price_growth, step
+
+    mask = np.array([[True, True], [True, False], [False, False], [True, True]])
+    np.testing.assert_array_equal(data_stops(mask), [[False, False, True], [False, True, False],
+                                                     [False, False, False]])
+    close = np.array([[10.0, 5.0], [11.0, np.nan], [np.nan, np.nan], [1e-3, 6.0]])
+    np.testing.assert_array_equal(price_growth(close, mask)[:, 1:], [[1.1, 1.0], [1.0, 1.0], [1.0, 1.0]])
+    # hold half in each pair over row 0: pair 1 stops -> closed at 5 less 10%; pair 0 +10%
+    res = step(1.0, np.array([0.0, 0.5, 0.5]), np.array([0.0, 0.5, 0.5]), np.array([1.0, 1.1, 1.0]), 0.001,
+               stops=np.array([False, False, True]), haircut=0.1)
+    assert res.value == pytest.approx(0.5 * 1.1 + 0.5 * 0.9) and res.fee == 0.0
+    np.testing.assert_allclose(res.weights, [0.45 / 1.0, 0.55 / 1.0, 0.0])
