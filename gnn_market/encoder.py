@@ -256,6 +256,7 @@ class GraphEncoder:
             if self.calibrated:  # without a stored calibration: the softmax exactly as before
                 p = self.scaling.transform(p).astype(np.float32)
             z = z.view(b, n, d).cpu().numpy()
+            self._check_finite(p, z, node_mask, market.times[hours[row:row + b]], market.panel.symbols)
             probs[row:row + b] = np.where(node_mask[..., None], p, 0.0)
             emb[row:row + b] = np.where(node_mask[..., None], z, 0.0)
             mask[row:row + b] = node_mask
@@ -265,6 +266,17 @@ class GraphEncoder:
         return EncodedRange(market.times[hours], list(market.panel.symbols), probs, emb, mask,
                             rule_weights=None if self.checkpoint.decision_rule is None
                             else np.array(self.rule.weights, dtype=np.float64))
+
+    def _check_finite(self, probs: np.ndarray, emb: np.ndarray, node_mask: np.ndarray,
+                      times: pd.DatetimeIndex, symbols: list[str]) -> None:
+        """Refuse to serve NaN/inf: probabilities ``[b, N, 3]`` and embeddings ``[b, N, d]`` where the mask holds."""
+        bad = node_mask & ~(np.isfinite(probs).all(-1) & np.isfinite(emb).all(-1))
+        if bad.any():
+            h, i = np.argwhere(bad)[0]
+            raise CheckpointError(
+                f"the model of checkpoint {self.path or '(in memory)'} gave non-finite probabilities or "
+                f"embeddings (NaN/inf) for {int(bad.sum())} pair-hour(s), first {symbols[i]} at {times[h]}; "
+                f"refusing to serve them (damaged weights, or inputs far outside the training data?)")
 
     def encode(self, store_or_panel: Any, time: Any = None, **panel_kwargs: Any) -> EncodedRange:
         """Encode one hour (the latest of the data when ``time`` is None); ``T = 1``."""
