@@ -8,6 +8,7 @@ import pandas as pd
 
 from gnn_market.errors import CryptoGraphError
 from gnn_market.panel import Panel
+from gnn_market.store_schema import MAX_PRICE
 
 from . import portfolio
 from .protocols import EncoderOutput
@@ -40,8 +41,10 @@ class MarketArrays:
         if (rows < 0).any() or list(encoded.symbols) != list(panel.symbols):
             raise CryptoGraphError("encoder output does not line up with the panel (hours or symbols differ)")
         close = np.asarray(panel.close, dtype=np.float64)[rows]
-        has_price = np.asarray(panel.mask, dtype=bool)[rows] & np.isfinite(close) & (close > 0)
+        # the store's value rule: a price outside (0, MAX_PRICE] (corrupt, or a hand-made panel) is no price
+        has_price = np.asarray(panel.mask, dtype=bool)[rows] & np.isfinite(close) & (close > 0) & (close <= MAX_PRICE)
         mask = np.asarray(encoded.mask, dtype=bool) & has_price
+        _check_finite_outputs(encoded, mask)
         probs, emb = _masked_outputs(encoded, mask)
         for arr in (probs, emb, mask):
             arr.setflags(write=False)  # shared between environments made by subrange()
@@ -56,6 +59,16 @@ class MarketArrays:
                             embeddings=self.embeddings[hours], mask=self.mask[hours],
                             offsets=self.offsets[hours], growth=self.growth[held],
                             funding=None if self.funding is None else self.funding[held])
+
+
+def _check_finite_outputs(encoded: EncoderOutput, mask: np.ndarray) -> None:
+    """Refuse encoder outputs with NaN/inf where ``mask`` holds: they would be observations outside the space."""
+    bad = mask & ~(np.isfinite(encoded.probs).all(-1) & np.isfinite(encoded.embeddings).all(-1))
+    if bad.any():
+        h, i = np.argwhere(bad)[0]
+        raise CryptoGraphError(f"the encoder gave non-finite probabilities or embeddings (NaN/inf) for "
+                               f"{int(bad.sum())} pair-hour(s), first {encoded.symbols[i]} at "
+                               f"{encoded.times[h]}; refusing to build observations from them")
 
 
 def _masked_outputs(encoded: EncoderOutput, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
