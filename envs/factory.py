@@ -23,6 +23,7 @@ from gnn_market.errors import CryptoGraphError
 from gnn_market.panel import Panel, load_panel
 from gnn_market.sources import open_store
 from gnn_market.store import Store
+from gnn_market.store_schema import unique_symbols
 from gnn_market.timeutil import HOUR, parse_utc
 
 from . import portfolio
@@ -49,6 +50,7 @@ def make_crypto_graph_env(store: str | os.PathLike | Store | None = None,
                          portfolio=PortfolioConfig(fee_bps=fee_bps, action_scale=action_scale,
                                                    initial_value=initial_value))
     options.validate(CryptoGraphEnv.metadata["render_modes"])  # before the slow loading
+    symbols = None if symbols is None else unique_symbols(symbols)  # a repeated pair: refused, not de-duplicated
     encoder = _resolve_encoder(encoder, checkpoint)
     start_ts, end_ts = parse_utc(start), parse_utc(end)
     panel = _resolve_panel(panel, store, market or encoder.market or "spot", symbols, top, start_ts, end_ts,
