@@ -92,11 +92,9 @@ class EncodedRange:
             "symbol": np.tile(np.asarray(self.symbols, dtype=object), n_times),
             "p_down": probs[:, 0], "p_sideways": probs[:, 1], "p_up": probs[:, 2],
             "prediction": prediction, "valid": valid,
-            "filled": pd.array(np.zeros(len(valid), bool) if self.filled is None else self.filled.reshape(-1),
-                               dtype="boolean"),
+            "filled": pd.array([pd.NA] * len(valid) if self.filled is None else self.filled.reshape(-1),
+                               dtype="boolean"),  # nullable: NA = unknown (outputs saved before the flag)
         })
-        if self.filled is None:
-            frame["filled"] = pd.NA
         if embeddings:
             d = self.embeddings.shape[-1]
             emb = pd.DataFrame(self.embeddings.reshape(n_times * n_pairs, d),
