@@ -52,8 +52,9 @@ class CryptoGraphEnv(gym.Env):
     score of 1 against -1 elsewhere puts ~99.9% in one of 31 holdings. Scores
     outside the box are used as given (RL libraries clip to the box
     themselves), so any finite scores work, e.g. ``log(w) / 5`` for exact
-    weights ``w > 0``. A NaN/inf action, or one of the wrong shape, raises
-    ``ValueError``. :meth:`step_weights` takes target weights directly.
+    weights ``w > 0``. A NaN/inf action, one of the wrong shape, or one of bool,
+    complex or text dtype (never cast) raises ``ValueError``. :meth:`step_weights`
+    takes target weights directly.
 
     ## Observation Space
 
@@ -85,7 +86,8 @@ class CryptoGraphEnv(gym.Env):
     All cash, value ``initial_value`` (default 1.0), at an hour drawn uniformly
     with ``self.np_random`` (seed it with ``reset(seed=...)``) among those that
     leave a full episode of data. ``reset(options={"start": hour})`` starts at a
-    given hour (a timestamp or an index into :attr:`times`).
+    given hour (a timestamp or an int index into :attr:`times`; a bool or float is
+    a ``TypeError``). ``options`` must be None or a dict with no other key.
 
     ## Episode End
 

@@ -11,7 +11,7 @@ the encoder never saw any of these hours; on the bundled sample (2023) and the
 packaged checkpoint that is September to December 2023: PPO trains on
 September-October and is evaluated on November-December.
 
-    python examples/ppo_agent.py                       # < 10 minutes on 2 CPU cores
+    python examples/ppo_agent.py                       # 1-3 min on 2 idle CPU cores (measured; docs/environment.md)
     python examples/ppo_agent.py --timesteps 500000 --n-envs 8 --tensorboard runs/tb
 
 Prints one table; writes the agent, the equity-curve PNG and the table to ``--out``.
