@@ -55,8 +55,9 @@ class CryptoGraphEnv(gym.Env):
     score of 1 against -1 elsewhere puts ~99.9% in one of 31 holdings. Scores
     outside the box are used as given (RL libraries clip to the box
     themselves), so any finite scores work, e.g. ``log(w) / 5`` for exact
-    weights ``w > 0``. A NaN/inf action, or one of the wrong shape, raises
-    ``ValueError``. :meth:`step_weights` takes target weights directly.
+    weights ``w > 0``. A NaN/inf action, one of the wrong shape, or one of bool,
+    complex or text dtype (never cast) raises ``ValueError``. :meth:`step_weights`
+    takes target weights directly.
 
     ## Turnover control
 
@@ -120,7 +121,8 @@ class CryptoGraphEnv(gym.Env):
     All cash, value ``initial_value`` (default 1.0), at an hour drawn uniformly
     with ``self.np_random`` (seed it with ``reset(seed=...)``) among those that
     leave a full episode of data. ``reset(options={"start": hour})`` starts at a
-    given hour (a timestamp or an index into :attr:`times`).
+    given hour (a timestamp or an int index into :attr:`times`; a bool or float is
+    a ``TypeError``). ``options`` must be None or a dict with no other key.
 
     ## Episode End
 
@@ -272,6 +274,7 @@ class CryptoGraphEnv(gym.Env):
 
     def hour_index(self, hour: Any) -> int:
         """Index into :attr:`times` of an hour given as an int or a timestamp."""
+        _check_hour_type(hour)
         if isinstance(hour, (int, np.integer)):
             idx = int(hour) + (self._n_hours if hour < 0 else 0)
             if not 0 <= idx < self._n_hours:
@@ -293,7 +296,7 @@ class CryptoGraphEnv(gym.Env):
     # ------------------------------------------------------------------- API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        start = (options or {}).get("start")
+        start = _reset_options(options).get("start")
         if start is None:
             horizon = self._options.episode_hours or 0
             last_start = max(0, self._n_hours - 1 - horizon)
@@ -339,11 +342,14 @@ class CryptoGraphEnv(gym.Env):
         pairs masked at the current hour are set to 0 (their weight goes to
         cash). For rule-based policies and evaluation.
         """
-        w = np.asarray(weights, dtype=np.float64)
         n1 = self.action_space.shape[0]
+        w = np.asarray(_real_numbers(weights, "weights"), dtype=np.float64)
         if w.shape != (n1,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
             raise ValueError(f"weights must be {n1} finite non-negative numbers (cash first) with a positive sum")
         total = w.sum()
+        if not math.isfinite(total):  # huge finite weights (1e300): scale down first so the sum cannot overflow
+            w = w / w.max()
+            total = w.sum()
         if abs(total - 1.0) > 1e-12:  # leave (drifted) weights bit-exact: holding must cost exactly 0
             w = w / total
         masked = ~np.isfinite(self._offsets[self._t])
@@ -360,6 +366,7 @@ class CryptoGraphEnv(gym.Env):
         in-place numpy calls (the max-shift is skipped when no score can
         overflow ``exp``).
         """
+        _real_numbers(action, "action")
         try:
             z = np.array(action, dtype=np.float64)  # a fresh copy: everything below is in place
         except (TypeError, ValueError) as exc:
@@ -410,8 +417,11 @@ class CryptoGraphEnv(gym.Env):
             paid = invested * float(target.dot(self._funding[t]))
             target *= self._funding_keep[t]
         gross = float(target.dot(self._ones))
-        target /= gross
         new_value = invested * gross
+        if not (math.isfinite(new_value) and new_value > 0.0 and gross > 0.0):  # state untouched: still usable
+            raise CryptoGraphError(f"the step would make the portfolio value {new_value!r} (value {value!r}, "
+                                   f"growth {gross!r}); nothing was changed")
+        target /= gross
         self._value, self._weights, self._t = new_value, target, t + 1
         self._steps += 1
         self._last = (traded, fee, paid)
@@ -472,6 +482,47 @@ class CryptoGraphEnv(gym.Env):
         fig.tight_layout()
         canvas.draw()
         return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+RESET_OPTIONS = ("start",)
+#: dtype kinds accepted as actions and weights: float, signed and unsigned integers (not bool, complex, text).
+_REAL_KINDS = "fiu"
+
+
+def _reset_options(options: Any) -> dict[str, Any]:
+    """``reset(options=...)``: None or a dict with known keys only (a typo must not be ignored silently)."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"reset options must be a dict such as {{'start': '2023-10-01T00:00'}} or None, "
+                        f"got {type(options).__name__} {options!r}")
+    unknown = sorted(map(str, set(options) - set(RESET_OPTIONS)))
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {unknown}; known: {list(RESET_OPTIONS)}")
+    return options
+
+
+def _check_hour_type(hour: Any) -> None:
+    """An hour is an int index or a time; bools and other numbers (1.5: nanoseconds since 1970?) are refused."""
+    if isinstance(hour, (bool, np.bool_)) or (isinstance(hour, (float, complex, np.number))
+                                               and not isinstance(hour, np.integer)):
+        raise TypeError(f"an hour must be an int index into the environment's hours or a time (ISO string, "
+                        f"datetime, Timestamp), got {type(hour).__name__} {hour!r}")
+
+
+def _real_numbers(values: Any, what: str) -> Any:
+    """``values`` unchanged when they are real numbers; bool, complex, text or object arrays are refused."""
+    kind = getattr(values, "dtype", None)
+    if not isinstance(kind, np.dtype):
+        try:
+            kind = np.asarray(values).dtype
+        except (TypeError, ValueError):  # ragged: the shape check reports it
+            return values
+    kind = kind.kind
+    if kind not in _REAL_KINDS:
+        raise ValueError(f"{what} must be real numbers (float or int), got dtype kind {kind!r} "
+                         f"(bool, complex, text and objects are refused, never cast): {values!r}")
+    return values
 
 
 def _observation_arrays(data: MarketArrays, options: EnvOptions) -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ from gnn_market.encoder import GraphEncoder
 from gnn_market.panel import Panel, load_panel
 from gnn_market.sources import open_store
 from gnn_market.store import Store
+from gnn_market.store_schema import unique_symbols
 from gnn_market.timeutil import parse_utc
 
 from . import portfolio
@@ -64,6 +65,7 @@ def make_crypto_graph_env(store: str | os.PathLike | Store | None = None,
                                                    rebalance_rate=rebalance_rate, rebalance_every=rebalance_every,
                                                    delist_haircut=delist_haircut))
     options.validate(CryptoGraphEnv.metadata["render_modes"])  # before the slow loading
+    symbols = None if symbols is None else unique_symbols(symbols)  # a repeated pair: refused, not de-duplicated
     encoder = _resolve_encoder(encoder, checkpoint)
     start_ts, end_ts = parse_utc(start), parse_utc(end)
     panel, start_ts, end_ts = _resolve_panel(panel, store, market or encoder.market or "spot", symbols, top,

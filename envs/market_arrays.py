@@ -8,6 +8,7 @@ import pandas as pd
 
 from gnn_market.errors import CryptoGraphError
 from gnn_market.panel import Panel
+from gnn_market.store_schema import MAX_PRICE
 
 from . import portfolio
 from .protocols import EncoderOutput, NodeFeatureOutput
@@ -42,6 +43,7 @@ class MarketArrays:
         """Line the encoder outputs up with the panel's prices (and funding on perp)."""
         rows, close, has_price = _prices(panel, encoded)
         mask = np.asarray(encoded.mask, dtype=bool) & has_price
+        _check_finite_outputs(encoded, mask)
         probs, emb = _masked_outputs(encoded, mask)
         for arr in (probs, emb, mask):
             arr.setflags(write=False)  # shared between environments made by subrange()
@@ -83,8 +85,19 @@ def _prices(panel: Panel, out: EncoderOutput | NodeFeatureOutput) -> tuple[np.nd
     if (rows < 0).any() or list(out.symbols) != list(panel.symbols):
         raise CryptoGraphError("encoder output does not line up with the panel (hours or symbols differ)")
     close = np.asarray(panel.close, dtype=np.float64)[rows]
-    has_price = np.asarray(panel.mask, dtype=bool)[rows] & np.isfinite(close) & (close > 0)
+    # the store's value rule: a price outside (0, MAX_PRICE] (corrupt, or a hand-made panel) is no price
+    has_price = np.asarray(panel.mask, dtype=bool)[rows] & np.isfinite(close) & (close > 0) & (close <= MAX_PRICE)
     return rows, close, has_price
+
+
+def _check_finite_outputs(encoded: EncoderOutput, mask: np.ndarray) -> None:
+    """Refuse encoder outputs with NaN/inf where ``mask`` holds: they would be observations outside the space."""
+    bad = mask & ~(np.isfinite(encoded.probs).all(-1) & np.isfinite(encoded.embeddings).all(-1))
+    if bad.any():
+        h, i = np.argwhere(bad)[0]
+        raise CryptoGraphError(f"the encoder gave non-finite probabilities or embeddings (NaN/inf) for "
+                               f"{int(bad.sum())} pair-hour(s), first {encoded.symbols[i]} at "
+                               f"{encoded.times[h]}; refusing to build observations from them")
 
 
 def _masked_outputs(encoded: EncoderOutput, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,12 @@ code runs). Keys:
 package lives (written by ``python -m gnn_market.train --save-packaged``).
 
 Anything missing, of the wrong type, or from a newer format raises
-:class:`~gnn_market.errors.CheckpointError` with a message that says why.
+:class:`~gnn_market.errors.CheckpointError` with a message that says why, and so
+does a value no trained model can hold: a non-finite weight, a non-finite or
+non-positive normaliser statistic, a normaliser whose length differs from the
+feature count, a range whose hours do not parse (or end before they start),
+symbols or feature names that are not strings (or repeat), an unknown market or
+a non-finite threshold. A bad file fails at load time, never at the first prediction.
 """
 from __future__ import annotations
 
@@ -172,11 +177,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         model_config=_decode(raw["model_config"]),
         graph_config=_decode(raw["graph_config"]),
         feature_config=_decode(raw["feature_config"]),
-        feature_names=[str(n) for n in raw["feature_names"]],
+        feature_names=list(raw["feature_names"]),  # element types checked by checkpoint_problem
         normalizer=_decode(raw["normalizer"]),
         threshold=float(raw["threshold"]),
         market=raw["market"],
-        symbols=[str(s) for s in raw["symbols"]],
+        symbols=list(raw["symbols"]),
         ranges=_decode(raw["ranges"]),
         extra=_decode(raw.get("extra", {})),
         package_version=str(raw.get("package_version", "unknown")),
@@ -187,7 +192,101 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ckpt.scaling(), ckpt.rule()
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: checkpoint calibration or decision rule is malformed: {exc}") from exc
+    problem = checkpoint_problem(ckpt)
+    if problem is not None:
+        raise CheckpointError(f"{path}: {problem}; the file is damaged or was not written by gnn_market.train")
     return ckpt
+
+
+_MARKETS = ("spot", "perp")
+_RANGE_NAMES = ("train", "val", "test")
+
+
+def _str_list_problem(name: str, values: Any) -> str | None:
+    if not all(isinstance(v, str) and v for v in values):
+        return f"checkpoint field {name!r} must be a list of non-empty strings"
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        return f"checkpoint field {name!r} repeats {repeated}"
+    return None
+
+
+def checkpoint_problem(ckpt: Checkpoint) -> str | None:
+    """Why ``ckpt`` cannot be a trained model's checkpoint (None when its values are sound).
+
+    Checks what the type checks of :func:`load_checkpoint` cannot: finite weights,
+    a finite normaliser of the feature count's length, parseable ranges, string
+    symbols and feature names, a known market and a finite threshold.
+    """
+    for key, value in ckpt.state_dict.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            return f"checkpoint weight {key!r} is not a tensor"
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            return f"checkpoint weight {key!r} holds {bad} non-finite value(s) (NaN or inf)"
+    for name in ("feature_names", "symbols"):
+        problem = _str_list_problem(name, getattr(ckpt, name))
+        if problem:
+            return problem
+    if not ckpt.feature_names:
+        return "checkpoint lists no feature names"
+    if ckpt.market not in _MARKETS:
+        return f"checkpoint market {ckpt.market!r} is not one of {_MARKETS}"
+    if not (np.isfinite(ckpt.threshold) and ckpt.threshold >= 0):
+        return f"checkpoint threshold {ckpt.threshold!r} is not a finite number >= 0"
+    for name in ("model_config", "graph_config", "feature_config", "normalizer", "ranges", "extra"):
+        if not isinstance(getattr(ckpt, name), dict):
+            return f"checkpoint field {name!r} must be a dict"
+    problem = _normalizer_problem(ckpt.normalizer, len(ckpt.feature_names))
+    if problem:
+        return f"checkpoint normaliser: {problem}"
+    return _ranges_problem(ckpt.ranges)
+
+
+def _normalizer_problem(state: dict[str, Any], n_features: int) -> str | None:
+    names = state.get("names", [])
+    if not isinstance(names, list) or (names and len(names) != n_features):
+        return f"it names {len(names) if isinstance(names, list) else '?'} features, the model has {n_features}"
+    try:
+        clip = float(state.get("clip", 10.0))
+    except (TypeError, ValueError):
+        return f"clip {state.get('clip')!r} is not a number"
+    if not (np.isfinite(clip) and clip > 0):
+        return f"clip {clip!r} is not a finite number > 0"
+    if state.get("mean") is None and state.get("std") is None:
+        return None  # cross-sectional: nothing fitted
+    stats = {}
+    for key in ("mean", "std"):
+        try:
+            stats[key] = np.asarray(state.get(key), dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            return f"{key} is not a list of numbers"
+        if len(stats[key]) != n_features:
+            return f"{key} has {len(stats[key])} values but the model reads {n_features} features"
+        if not np.isfinite(stats[key]).all():
+            return f"{key} holds {int((~np.isfinite(stats[key])).sum())} non-finite value(s) (NaN or inf)"
+    if (stats["std"] <= 0).any():
+        return f"std holds {int((stats['std'] <= 0).sum())} value(s) <= 0"
+    return None
+
+
+def _ranges_problem(ranges: dict[str, Any]) -> str | None:
+    for name, span in ranges.items():
+        if name not in _RANGE_NAMES:
+            return f"checkpoint range {name!r} is not one of {_RANGE_NAMES}"
+        if span is None:
+            continue
+        if not (isinstance(span, list) and len(span) == 2 and all(isinstance(v, str) for v in span)):
+            return f"checkpoint range {name!r} must be [first_hour, last_hour] as ISO strings, got {span!r}"
+        try:
+            first, last = (pd.Timestamp(v) for v in span)
+            if first.tzinfo is None or last.tzinfo is None:
+                raise ValueError("no time zone")
+        except (TypeError, ValueError) as exc:
+            return f"checkpoint range {name!r} {span!r} does not parse as two UTC times ({exc})"
+        if first > last:
+            return f"checkpoint range {name!r} ends before it starts: {span!r}"
+    return None
 
 
 def build_model(ckpt: Checkpoint) -> GATv2Classifier:

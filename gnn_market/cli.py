@@ -6,7 +6,7 @@ import sys
 from typing import Callable, Sequence
 
 from .errors import CryptoGraphError, DataError
-from .store_schema import validate_symbol
+from .store_schema import unique_symbols, validate_symbol
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -32,11 +32,12 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
 def parse_symbols(text: str | None) -> list[str] | None:
     """``--symbols "btcusdt, ETHUSDT"`` -> ``["BTCUSDT", "ETHUSDT"]``; None or "" -> None (all symbols).
 
-    A list that holds only commas is an error, and so is a symbol that is not ``^[A-Z0-9]{2,30}$``.
+    A list that holds only commas is an error, and so is a symbol that is not ``^[A-Z0-9]{2,30}$``
+    or one given twice (``BTCUSDT,btcusdt`` too): refused, never silently de-duplicated.
     """
     if not text:
         return None
     syms = [s.strip().upper() for s in text.split(",") if s.strip()]
     if not syms:
         raise DataError("--symbols is empty")
-    return [validate_symbol(s) for s in syms]
+    return unique_symbols([validate_symbol(s) for s in syms], "--symbols")

@@ -53,7 +53,10 @@ class EncodedRange:
     ``probs`` are the checkpoint's calibrated probabilities (identical to the
     network's softmax for a checkpoint without calibration). ``rule_weights``
     are its decision rule: the predicted class is ``argmax_k rule_weights_k * probs_k``
-    (None = plain argmax).
+    (None = plain argmax). ``filled`` marks the valid pair-hours whose candle at t was
+    forward-filled (the pair did not trade that hour: price carried, volume 0, see
+    :attr:`gnn_market.panel.Panel.filled`), so the output rests on a stand-in candle;
+    None = unknown (outputs saved before the flag existed).
     """
 
     times: pd.DatetimeIndex   # [T]
@@ -62,6 +65,7 @@ class EncodedRange:
     embeddings: np.ndarray    # [T, N, d] float32 (0 where mask is False)
     mask: np.ndarray          # [T, N] bool
     rule_weights: np.ndarray | None = None   # [3] decision-rule weights; None = argmax
+    filled: np.ndarray | None = None         # [T, N] bool: valid, but the candle at t is forward-filled
 
     def predictions(self) -> np.ndarray:
         """``[T, N]`` predicted class ids under the decision rule (meaningless where ``mask`` is False)."""
@@ -74,7 +78,9 @@ class EncodedRange:
         Columns: ``time`` (UTC hour t whose candle is the latest input), ``symbol``,
         ``p_down``, ``p_sideways``, ``p_up`` (calibrated probabilities), ``prediction`` (class name
         chosen by the checkpoint's decision rule, see :meth:`predictions`; missing (NA) where
-        ``valid`` is False), ``valid`` and, with ``embeddings``, ``emb_0 .. emb_{d-1}``.
+        ``valid`` is False), ``valid``, ``filled`` (True where the pair's candle at t is a
+        forward-filled stand-in, not a trade; missing (NA) when unknown) and, with
+        ``embeddings``, ``emb_0 .. emb_{d-1}``.
         """
         n_times, n_pairs = self.mask.shape
         probs = self.probs.reshape(n_times * n_pairs, 3)
@@ -86,6 +92,8 @@ class EncodedRange:
             "symbol": np.tile(np.asarray(self.symbols, dtype=object), n_times),
             "p_down": probs[:, 0], "p_sideways": probs[:, 1], "p_up": probs[:, 2],
             "prediction": prediction, "valid": valid,
+            "filled": pd.array([pd.NA] * len(valid) if self.filled is None else self.filled.reshape(-1),
+                               dtype="boolean"),  # nullable: NA = unknown (outputs saved before the flag)
         })
         if embeddings:
             d = self.embeddings.shape[-1]
@@ -252,6 +260,7 @@ class GraphEncoder:
         probs = np.zeros((len(hours), n, 3), np.float32)
         emb = np.zeros((len(hours), n, d), np.float32)
         mask = np.zeros((len(hours), n), bool)
+        filled = np.asarray(market.panel.filled, bool)[hours]
         dataset = HourlyGraphDataset(market.features, None, market.log_ret, hours,  # no labels: y unused
                                      self.graph_config, self.normalizer)
         windows = None
@@ -271,6 +280,7 @@ class GraphEncoder:
             if self.calibrated:  # without a stored calibration: the softmax exactly as before
                 p = self.scaling.transform(p).astype(np.float32)
             z = z.view(b, n, d).cpu().numpy()
+            self._check_finite(p, z, node_mask, market.times[hours[row:row + b]], market.panel.symbols)
             probs[row:row + b] = np.where(node_mask[..., None], p, 0.0)
             emb[row:row + b] = np.where(node_mask[..., None], z, 0.0)
             mask[row:row + b] = node_mask
@@ -279,7 +289,18 @@ class GraphEncoder:
         bar.close()
         return EncodedRange(market.times[hours], list(market.panel.symbols), probs, emb, mask,
                             rule_weights=None if self.checkpoint.decision_rule is None
-                            else np.array(self.rule.weights, dtype=np.float64))
+                            else np.array(self.rule.weights, dtype=np.float64), filled=filled & mask)
+
+    def _check_finite(self, probs: np.ndarray, emb: np.ndarray, node_mask: np.ndarray,
+                      times: pd.DatetimeIndex, symbols: list[str]) -> None:
+        """Refuse to serve NaN/inf: probabilities ``[b, N, 3]`` and embeddings ``[b, N, d]`` where the mask holds."""
+        bad = node_mask & ~(np.isfinite(probs).all(-1) & np.isfinite(emb).all(-1))
+        if bad.any():
+            h, i = np.argwhere(bad)[0]
+            raise CheckpointError(
+                f"the model of checkpoint {self.path or '(in memory)'} gave non-finite probabilities or "
+                f"embeddings (NaN/inf) for {int(bad.sum())} pair-hour(s), first {symbols[i]} at {times[h]}; "
+                f"refusing to serve them (damaged weights, or inputs far outside the training data?)")
 
     def node_features(self, store_or_panel: Any, start: Any = None, end: Any = None,
                       **panel_kwargs: Any) -> NodeFeatures:

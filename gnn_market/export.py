@@ -7,15 +7,18 @@ Formats, chosen by the file suffix:
 
 - ``.parquet`` / ``.csv``: the long table of :meth:`EncodedRange.to_frame`
   (one row per hour and pair: ``time, symbol, p_down, p_sideways, p_up,
-  prediction, valid, emb_0 .. emb_{d-1}``); CSV times are ISO 8601 UTC.
+  prediction, valid, filled, emb_0 .. emb_{d-1}``; ``filled`` is True where the
+  pair's candle at that hour was forward-filled, a stand-in rather than a trade);
+  CSV times are ISO 8601 UTC.
 - ``.npz``: the arrays as they are (``times`` as int64 ns since the epoch,
-  ``symbols``, ``probs [T,N,3]``, ``embeddings [T,N,d]``, ``mask [T,N]`` and, for a
-  checkpoint with a decision rule, ``rule_weights [3]``);
+  ``symbols``, ``probs [T,N,3]``, ``embeddings [T,N,d]``, ``mask [T,N]``, ``filled [T,N]``
+  and, for a checkpoint with a decision rule, ``rule_weights [3]``);
   :func:`load_encoded` reads it back into an :class:`EncodedRange`.
 
 And a folder for caches, :func:`save_encoded_dir` / :func:`load_encoded_dir`:
 the same arrays as uncompressed ``times.npy``, ``probs.npy``, ``embeddings.npy``
-(float32), ``mask.npy`` (bool) plus ``symbols.json``, read back memory-mapped,
+(float32), ``mask.npy`` (bool) plus ``symbols.json`` (and ``filled.npy``, ``rule_weights.npy``
+when known), read back memory-mapped,
 so several processes reading one folder share one copy in the page cache.
 
 Writes are atomic (temporary file or folder + rename), so a reader never sees
@@ -60,7 +63,8 @@ def save_encoded(encoded: EncodedRange, path: str | os.PathLike, embeddings: boo
                                     symbols=np.asarray(encoded.symbols, dtype=str),
                                     probs=encoded.probs, embeddings=encoded.embeddings, mask=encoded.mask,
                                     **({} if encoded.rule_weights is None
-                                       else {"rule_weights": np.asarray(encoded.rule_weights, np.float64)}))
+                                       else {"rule_weights": np.asarray(encoded.rule_weights, np.float64)}),
+                                    **({} if encoded.filled is None else {"filled": np.asarray(encoded.filled, bool)}))
         else:
             frame = encoded.to_frame(embeddings=embeddings)
             if suffix == ".parquet":
@@ -78,7 +82,8 @@ def load_encoded(path: str | os.PathLike) -> EncodedRange:
         with np.load(path, allow_pickle=False) as z:
             return EncodedRange(times=_times_from_ns(z["times"]), symbols=[str(s) for s in z["symbols"]],
                                 probs=z["probs"], embeddings=z["embeddings"], mask=z["mask"],
-                                rule_weights=z["rule_weights"] if "rule_weights" in z.files else None)
+                                rule_weights=z["rule_weights"] if "rule_weights" in z.files else None,
+                                filled=z["filled"] if "filled" in z.files else None)
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"cannot read encoder outputs from {path}: {exc}") from exc
 
@@ -99,6 +104,8 @@ def save_encoded_dir(encoded: EncodedRange, folder: str | os.PathLike) -> Path:
             np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
         if encoded.rule_weights is not None:
             np.save(tmp / "rule_weights.npy", np.asarray(encoded.rule_weights, np.float64), allow_pickle=False)
+        if encoded.filled is not None:
+            np.save(tmp / "filled.npy", np.asarray(encoded.filled, bool), allow_pickle=False)
         (tmp / SYMBOLS_FILE).write_text(json.dumps([str(s) for s in encoded.symbols]))
     return folder
 
@@ -119,16 +126,17 @@ def load_encoded_dir(folder: str | os.PathLike, mmap: bool = True) -> EncodedRan
         symbols = json.loads((folder / SYMBOLS_FILE).read_text())
         rules = folder / "rule_weights.npy"
         rule_weights = np.load(rules, allow_pickle=False) if rules.is_file() else None
+        filled = np.load(folder / "filled.npy", allow_pickle=False) if (folder / "filled.npy").is_file() else None
     except (OSError, ValueError, EOFError) as exc:  # ValueError: not a .npy, too short for its header, bad JSON
         raise DataError(f"cannot read encoder outputs from {folder}: {exc}") from exc
     shape = (len(times), len(symbols))
     probs, emb, mask = arrays["probs"], arrays["embeddings"], arrays["mask"]
     if (probs.shape != (*shape, 3) or emb.ndim != 3 or emb.shape[:2] != shape or mask.shape != shape
-            or mask.dtype != bool):
+            or mask.dtype != bool or (filled is not None and (filled.shape != shape or filled.dtype != bool))):
         raise DataError(f"cannot read encoder outputs from {folder}: inconsistent shapes (times {len(times)}, "
                         f"symbols {len(symbols)}, probs {probs.shape}, embeddings {emb.shape}, mask {mask.shape})")
     return EncodedRange(times=_times_from_ns(times), symbols=[str(s) for s in symbols], **arrays,
-                        rule_weights=rule_weights)
+                        rule_weights=rule_weights, filled=filled)
 
 
 def _times_ns(times: pd.DatetimeIndex) -> np.ndarray:

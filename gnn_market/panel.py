@@ -44,7 +44,7 @@ import pandas as pd
 
 from .errors import DataError
 from .store import Store
-from .store_schema import LEGACY_BOOK_DELAY, validate_market
+from .store_schema import LEGACY_BOOK_DELAY, unique_symbols, validate_market
 from .timeutil import HOUR, to_utc_index
 
 #: Row ``t`` takes the latest book snapshot in ``(t + 1h - BOOK_TOLERANCE, t + 1h]``: at most this old at the close.
@@ -103,7 +103,8 @@ class Panel:
                        **self._arrays(lambda a: a[lo:hi].copy()))
 
     def select(self, symbols: list[str]) -> "Panel":
-        """Columns for ``symbols`` (in that order); unknown symbol -> DataError."""
+        """Columns for ``symbols`` (in that order); unknown or repeated symbol -> DataError."""
+        symbols = unique_symbols(symbols)
         missing = [s for s in symbols if s not in self.symbols]
         if missing:
             raise DataError(f"symbols not in panel: {missing}")
@@ -127,7 +128,7 @@ def load_panel(store: Store, market: str = "spot", symbols: list[str] | None = N
     Args:
         store: the market store.
         market: ``"spot"`` or ``"perp"``.
-        symbols: symbols to load (default: all of ``market``); unknown -> DataError.
+        symbols: symbols to load (default: all of ``market``); unknown or repeated -> DataError.
         start, end: inclusive bounds on candle ``open_time``.
         top: keep the ``top`` symbols with the largest quote volume over the
             loaded range (``volume x close`` where quote volume is unknown).
@@ -146,6 +147,7 @@ def load_panel(store: Store, market: str = "spot", symbols: list[str] | None = N
     if not given:
         symbols = available
     else:
+        symbols = unique_symbols(symbols)
         unknown = [s for s in symbols if s not in available]
         if unknown:
             raise DataError(f"unknown {market} symbols {unknown} in store {store.root}")

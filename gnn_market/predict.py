@@ -8,7 +8,9 @@
 ``--time`` names the hour t whose candle is the latest one used (its
 ``open_time``); the prediction is for the candle opening at t + 1h, i.e. for
 the decision taken when candle t closes. Pairs without a valid candle at t
-are listed with ``valid = false`` and no class. Probabilities are the
+are listed with ``valid = false`` and no class; ``filled = true`` marks a pair
+whose candle at t was forward-filled (it did not trade that hour: the price is
+carried, so its row rests on a stand-in candle). Probabilities are the
 checkpoint's calibrated ones and ``prediction`` is its decision rule's class
 (``argmax_k w_k p_k``, weights chosen on validation macro-F1; plain argmax for a
 checkpoint without calibration), so it need not be the most probable class.
@@ -52,7 +54,8 @@ FORMATS = ("table", "json", "csv")
 def prediction_frame(encoded: EncodedRange) -> pd.DataFrame:
     """One row per pair: calibrated probabilities, decided class, validity (hour T-1 of ``encoded``)."""
     last = replace(encoded, times=encoded.times[-1:], probs=encoded.probs[-1:],
-                   embeddings=encoded.embeddings[-1:], mask=encoded.mask[-1:])
+                   embeddings=encoded.embeddings[-1:], mask=encoded.mask[-1:],
+                   filled=None if encoded.filled is None else encoded.filled[-1:])
     return last.to_frame(embeddings=False).drop(columns="time")
 
 
@@ -65,6 +68,7 @@ def render(frame: pd.DataFrame, time: pd.Timestamp, fmt: str) -> str:
             for key in ("p_down", "p_sideways", "p_up"):
                 r[key] = round(float(r[key]), 6)
             r["valid"] = bool(r["valid"])
+            r["filled"] = None if r["filled"] is pd.NA else bool(r["filled"])
         return json.dumps({"time": time.isoformat(), "predicted_candle": target.isoformat(),
                            "pairs": rows}, indent=2)
     if fmt == "csv":
@@ -75,7 +79,8 @@ def render(frame: pd.DataFrame, time: pd.Timestamp, fmt: str) -> str:
     lines = [f"latest hour {time.isoformat()} -> predicting the candle opening {target.isoformat()}",
              f"{'symbol':<14}{'P(DOWN)':>9}{'P(SIDE)':>9}{'P(UP)':>9}  prediction"]
     for r in frame.itertuples():
-        cls = r.prediction if r.valid else "(no data)"
+        filled = r.filled is not pd.NA and bool(r.filled)
+        cls = (r.prediction + (" (filled candle)" if filled else "")) if r.valid else "(no data)"
         lines.append(f"{r.symbol:<14}{r.p_down:>9.3f}{r.p_sideways:>9.3f}{r.p_up:>9.3f}  {cls}")
     return "\n".join(lines)
 

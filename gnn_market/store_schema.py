@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -100,6 +101,22 @@ def validate_symbol(symbol: str) -> str:
     if not is_valid_symbol(symbol):
         raise DataError(f"invalid symbol {symbol!r}: expected 2-30 characters A-Z or 0-9")
     return symbol
+
+
+def unique_symbols(symbols: Sequence[str], what: str = "symbols") -> list[str]:
+    """``symbols`` as a list, refusing a bare string and repeated names (:class:`DataError` naming them).
+
+    A symbol listed twice would be two nodes of one pair in every graph (and change the
+    other pairs' outputs), so it is an error everywhere a list of symbols is taken,
+    never silently de-duplicated.
+    """
+    if isinstance(symbols, (str, bytes)):
+        raise DataError(f"{what} must be a list of symbols, got the string {symbols!r}")
+    symbols = list(symbols)
+    repeated = sorted({s for s in symbols if symbols.count(s) > 1})
+    if repeated:
+        raise DataError(f"{what} lists {', '.join(map(str, repeated))} more than once; give each symbol once")
+    return symbols
 
 
 def validate_market(market: str) -> str:

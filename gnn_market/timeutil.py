@@ -21,11 +21,15 @@ HOUR_MS = 3_600_000
 def parse_utc(value: object, what: str = "time") -> pd.Timestamp | None:
     """A time given by a user (ISO string, datetime, Timestamp) -> UTC Timestamp; None stays None.
 
-    Naive times are taken as UTC. Unparseable input raises :class:`DataError`
+    Naive times are taken as UTC. Unparseable input, and a bare number (which
+    pandas would read as nanoseconds since 1970), raise :class:`DataError`
     naming ``what`` (e.g. the command-line flag).
     """
     if value is None:
         return None
+    if isinstance(value, (bool, int, float, complex, np.number, np.bool_)):  # pandas: nanoseconds since 1970
+        raise DataError(f"{what}: {value!r} is a number, not a time (use an ISO string such as 2023-09-01T00:00, "
+                        f"a datetime or a Timestamp)")
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError) as exc:

@@ -290,3 +290,15 @@ def test_edge_width_mismatch_is_refused(trained, tmp_path) -> None:
     ckpt.graph_config = {**ckpt.graph_config, "lead_lag": False}
     with pytest.raises(CheckpointError, match="edge feature"):
         GraphEncoder.load(save_checkpoint(ckpt, tmp_path / "mismatch.pt"))
+
+
+def test_non_finite_outputs_are_refused_never_served(trained) -> None:
+    """A model that produces NaN (weights damaged after loading, or inputs it cannot handle) raises
+    instead of serving NaN probabilities (issue 11)."""
+    enc = GraphEncoder.load(trained[1])
+    with torch.no_grad():
+        next(p for p in enc.model.parameters() if p.dim() == 2).fill_(float("nan"))
+    with pytest.raises(CheckpointError, match=r"non-finite probabilities or embeddings .* refusing to serve"):
+        enc.encode(trained[0].root)
+    with pytest.raises(CheckpointError, match="refusing to serve"):
+        enc.encode_range(trained[0].root, batch_hours=16)

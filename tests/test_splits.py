@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from gnn_market.errors import DataError
 from gnn_market.training import TrainConfig, make_splits
 
 
@@ -19,3 +21,28 @@ def test_split_is_chronological_with_purge_gaps() -> None:
     for f in folds:
         assert f.train[-1] + 101 < f.val[0] and f.val[-1] + 101 < f.test[0]
     np.testing.assert_array_equal(folds[-1].test, make_splits(hours, TrainConfig(folds=1))[0].test[-100:])
+
+
+def test_too_many_folds_says_how_many_the_data_supports() -> None:
+    """Issue 11: '--folds 100' on 2058 hours said '2058 usable hours ... needs about 1826' (contradictory)."""
+    hours = np.arange(2058)
+    with pytest.raises(DataError) as err:
+        make_splits(hours, TrainConfig(folds=100))
+    message = str(err.value)
+    assert "2058 usable hours support at most 12 fold(s)" in message and "--folds 12 or fewer" in message
+    assert len(make_splits(hours, TrainConfig(folds=12))) == 12  # the number quoted works ...
+    with pytest.raises(DataError, match="at most 12 fold"):
+        make_splits(hours, TrainConfig(folds=13))  # ... and is the largest
+    needed = int(message.split("give at least ")[1].split()[0])
+    assert len(make_splits(np.arange(needed), TrainConfig(folds=100))) == 100
+    with pytest.raises(DataError):
+        make_splits(np.arange(needed - 1), TrainConfig(folds=100))
+
+
+def test_too_few_hours_for_one_fold_quotes_the_exact_minimum() -> None:
+    with pytest.raises(DataError, match="too few hours: 300 usable hours .* needs at least 322") as err:
+        make_splits(np.arange(300), TrainConfig())
+    assert "fold" in str(err.value)
+    assert len(make_splits(np.arange(322), TrainConfig())) == 1
+    with pytest.raises(DataError, match="needs at least 322"):
+        make_splits(np.arange(321), TrainConfig(folds=3))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..errors import DataError
+from ..store_schema import unique_symbols
 
 LABEL_HORIZON = 1      # hours between the decision time and the labelled candle
 MIN_SEGMENT_HOURS = 24  # fewest hours a train / val / test segment may have
@@ -106,6 +107,8 @@ class TrainConfig:
             raise DataError(f"--hidden ({self.hidden}) must be a multiple of --heads ({self.heads})")
         if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
             raise DataError(f"--seeds must list at least one seed, each once, got {self.seeds}")
+        if self.symbols is not None:  # before any work, like the CLI's --symbols
+            self.symbols = unique_symbols(self.symbols, "--symbols")
         if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1
                 and self.val_fraction + self.test_fraction < 0.9):
             raise DataError("validation and test fractions must be in (0, 1) and leave >= 10% for training")

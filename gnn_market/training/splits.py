@@ -53,12 +53,18 @@ def make_splits(hours: np.ndarray, cfg: TrainConfig) -> list[Split]:
     n_val = int(round(cfg.val_fraction * n))
     n_test_total = int(round(cfg.test_fraction * n))
     block = n_test_total // cfg.folds
-    need = 2 * gap + 3 * MIN_SEGMENT_HOURS
-    if n < need or block < MIN_SEGMENT_HOURS or n_val < MIN_SEGMENT_HOURS:
+    if not _fits(n, 1, cfg):
         raise DataError(
-            f"too few hours: {n} usable hours (after the {cfg.window}-hour correlation window) but a "
-            f"split with {cfg.folds} fold(s), two {gap}-hour purge gaps and >= {MIN_SEGMENT_HOURS} hours "
-            f"per segment needs about {max(need, int((2 * gap + 3 * MIN_SEGMENT_HOURS) / cfg.test_fraction))}")
+            f"too few hours: {n} usable hours (after the {cfg.window}-hour correlation window), but one fold "
+            f"(train | {gap}-hour purge | validation {cfg.val_fraction:.0%} | {gap}-hour purge | test "
+            f"{cfg.test_fraction:.0%}, >= {MIN_SEGMENT_HOURS} hours each) needs at least {_hours_needed(1, cfg)}")
+    if not _fits(n, cfg.folds, cfg):
+        most = max(k for k in range(1, cfg.folds) if _fits(n, k, cfg))
+        raise DataError(
+            f"too many folds: {n} usable hours support at most {most} fold(s) (the test share, {n_test_total} "
+            f"hours, is cut into {cfg.folds} blocks of {block} hours, under the {MIN_SEGMENT_HOURS}-hour minimum); "
+            f"use --folds {most} or fewer, or give at least {_hours_needed(cfg.folds, cfg)} usable hours "
+            f"for {cfg.folds} folds")
     splits = []
     for k in range(cfg.folds):
         test_end = n - (cfg.folds - 1 - k) * block
@@ -66,7 +72,24 @@ def make_splits(hours: np.ndarray, cfg: TrainConfig) -> list[Split]:
         val_end = test_start - gap
         val_start = val_end - n_val
         train_end = val_start - gap
-        if train_end < MIN_SEGMENT_HOURS:
-            raise DataError(f"too few hours for fold {k + 1} of {cfg.folds}: only {max(train_end, 0)} training hours")
+        assert train_end >= MIN_SEGMENT_HOURS  # guaranteed by _fits
         splits.append(Split(hours[:train_end], hours[val_start:val_end], hours[test_start:test_end]))
     return splits
+
+
+def _fits(n: int, folds: int, cfg: TrainConfig) -> bool:
+    """Whether ``n`` usable hours give ``folds`` folds with every segment >= MIN_SEGMENT_HOURS hours."""
+    n_val = int(round(cfg.val_fraction * n))
+    block = int(round(cfg.test_fraction * n)) // folds
+    first_train = n - folds * block - cfg.purge - n_val - cfg.purge  # fold 1 trains on the fewest hours
+    return min(block, n_val, first_train) >= MIN_SEGMENT_HOURS
+
+
+def _hours_needed(folds: int, cfg: TrainConfig) -> int:
+    """Fewest usable hours that give ``folds`` folds (what the error messages quote)."""
+    n = 2 * cfg.purge + 3 * MIN_SEGMENT_HOURS
+    while not _fits(n, folds, cfg):
+        n += max(1, n // 1000)  # coarse steps up (a few thousand at worst), then back to the first that fits
+    while n > 1 and _fits(n - 1, folds, cfg):
+        n -= 1
+    return n
