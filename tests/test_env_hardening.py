@@ -26,7 +26,8 @@ def _quiet():
 
 @pytest.fixture
 def env():
-    e = make_env()
+    # turnover control off: action_to_weights is then the plain mapping these checks compute by hand
+    e = make_env(rebalance_threshold=0.0, rebalance_rate=1.0)
     e.reset(options={"start": 50})
     return e
 
