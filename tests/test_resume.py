@@ -97,3 +97,10 @@ def test_read_only_out_is_refused_before_training(store, tmp_path, capsys) -> No
         assert "cannot write to --out" in capsys.readouterr().err
     finally:
         locked.chmod(0o700)
+
+
+def test_a_run_that_fails_before_writing_leaves_no_folder(store, tmp_path, capsys) -> None:
+    out = tmp_path / "never"
+    assert cli(["--store", str(store.root), "--out", str(out), "--folds", "100"]) == 2
+    assert "fold" in capsys.readouterr().err
+    assert not out.exists()

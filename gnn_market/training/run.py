@@ -67,7 +67,16 @@ def _run_training(cfg: TrainConfig) -> dict[str, Any]:
     started = time.perf_counter()
     device = resolve_device(cfg.device)
     out = Path(cfg.out) if cfg.out else default_out()
-    prepare_out(out, cfg.resume)
+    created = prepare_out(out, cfg.resume)
+    try:
+        return _train_into(out, cfg, device, started)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a run that failed before writing anything leaves no folder behind
+        raise
+
+
+def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: float) -> dict[str, Any]:
     store = open_store(cfg.store, cfg.data, seed=cfg.seed)  # --data synthetic: the seed also draws the market
     t0 = time.perf_counter()
     market, splits, data = load_training_market(store, cfg)
@@ -138,8 +147,8 @@ def _run_training(cfg: TrainConfig) -> dict[str, Any]:
     return metrics
 
 
-def prepare_out(out: Path, resume: bool) -> None:
-    """Refuse an unusable ``--out`` before any work (not after hours of training).
+def prepare_out(out: Path, resume: bool) -> bool:
+    """Refuse an unusable ``--out`` before any work (not after hours of training); True if it was created.
 
     An existing run is never silently overwritten: it is continued with ``--resume``.
     """
@@ -148,12 +157,14 @@ def prepare_out(out: Path, resume: bool) -> None:
     if not resume and out.is_dir() and any((out / name).exists() for name in ("metrics.json", "model.pt", "parts")):
         raise DataError(f"--out {out} already holds a training run; pass --resume to continue or re-assemble it, "
                         f"or choose another folder")
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / ".write-check", "")
         (out / ".write-check").unlink()
     except OSError as exc:
         raise DataError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
+    return created
 
 
 def reliability_curves(folds: list[CalibratedFold], val_metrics: dict[str, dict[str, Any]]
