@@ -1,6 +1,8 @@
 """Shared command-line plumbing: one clear error line, non-zero exit."""
 from __future__ import annotations
 
+import argparse
+import copy
 import logging
 import sys
 from typing import Callable, Sequence
@@ -27,6 +29,17 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The module docstring as written, and every valued option's default in ``--help``."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        valued = action.option_strings and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS)
+        if valued and "%(default)" not in (action.help or ""):
+            action = copy.copy(action)  # the parser's own action keeps its help text
+            action.help = f"{action.help or ''} (default: %(default)s)".strip()
+        return super()._format_action(action)
 
 
 def parse_symbols(text: str | None) -> list[str] | None:

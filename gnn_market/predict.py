@@ -40,7 +40,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .cli import parse_symbols, run_cli
+from .cli import DefaultsHelpFormatter, parse_symbols, run_cli
 from .encoder import EncodedRange, GraphEncoder
 from .errors import DataError
 from .export import SUFFIXES, save_encoded
@@ -87,7 +87,7 @@ def render(frame: pd.DataFrame, time: pd.Timestamp, fmt: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gnn_market.predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--store", help="market store folder (default: the bundled sample)")
     src.add_argument("--data", choices=("sample", "synthetic"), default="sample")
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--follow", action="store_true",
                       help="keep appending each newly stored hour to --out (.parquet or .csv); --start: first "
                            "hour of a new file (default: the latest stored hour)")
-    live.add_argument("--interval", type=float, default=60.0, help="seconds between polls of the store (60)")
+    live.add_argument("--interval", type=float, default=60.0, help="seconds between polls of the store")
     live.add_argument("--iterations", type=int, help="stop after this many polls (default: run until Ctrl-C)")
     live.add_argument("--once", action="store_true", help="one poll, then exit (= --iterations 1)")
     return p

@@ -393,3 +393,14 @@ def test_format_version_of_new_old_and_future_stores(tmp_path):
     (tmp_path / "STORE.json").write_text(json.dumps({"format": "cryptograph-store", "version": 9}))
     with pytest.raises(StoreError, match="newer"):
         store.format_version()
+
+
+def test_duplicate_hours_inside_one_write_keep_the_later_row(tmp_path):
+    store = Store(tmp_path / "s")
+    df = candles("2024-01-01", 3)
+    dup = df.iloc[[1]].copy()
+    dup["volume"] = 12345.0
+    store.write_klines("BTCUSDT", pd.concat([df, dup]))   # hour 1 twice: the second (later) row wins
+    got = store.klines("BTCUSDT")
+    assert len(got) == 3 and got.index.is_unique
+    assert got["volume"].iloc[1] == 12345.0 and got["volume"].iloc[0] == df["volume"].iloc[0]

@@ -201,3 +201,15 @@ def test_bad_hyper_parameters_are_one_error_line_before_any_work(argv, message, 
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "run").exists()  # refused before loading data or training
+
+
+def test_help_shows_every_default(capsys) -> None:
+    from gnn_market.train import build_parser
+
+    text = " ".join(build_parser().format_help().split())  # wrapped help lines joined
+    d = TrainConfig()
+    for flag, value in (("--epochs", d.epochs), ("--lr", d.lr), ("--hidden", d.hidden), ("--lookback", d.lookback),
+                        ("--batch-hours", d.batch_hours), ("--layers", d.layers)):
+        entry = text[text.index(f" {flag} {flag.lstrip('-').replace('-', '_').upper()} "):]
+        entry = entry[:entry.index(" --", 3)]  # up to the next option
+        assert f"(default: {value})" in entry, entry
