@@ -154,9 +154,10 @@ def test_spot_pays_no_funding():
         assert env.step(env.action_space.sample())[4]["funding"] == 0.0
 
 
-def test_deterministic_under_seed():
+@pytest.mark.parametrize("obs_source", ["gnn", "raw"])
+def test_deterministic_under_seed(obs_source):
     def rollout(seed):
-        env = make_env()
+        env = make_env(obs_source=obs_source)
         env.action_space.seed(seed)
         obs, info = env.reset(seed=seed)
         out = [obs]
