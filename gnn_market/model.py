@@ -32,7 +32,8 @@ EDGE_INIT_GAIN = 5.0
 #: original architecture (no temporal encoder, no market context, correlation
 #: as the only edge feature). Checkpoints written before these fields existed
 #: therefore load as exactly the network they were trained as.
-LEGACY_FIELDS: dict[str, Any] = {"lookback": 0, "context": False, "edge_dim": 1, "edge_gain": EDGE_INIT_GAIN}
+LEGACY_FIELDS: dict[str, Any] = {"lookback": 0, "context": False, "edge_dim": 1, "edge_gain": EDGE_INIT_GAIN,
+                                 "current_skip": False}
 
 
 @dataclass
@@ -59,6 +60,9 @@ class ModelConfig:
             lead-lag correlation of the source's previous-hour return with the
             target's return.
         edge_gain: gain on the Glorot init of the edge projections.
+        current_skip: temporal models only: add a linear projection of the
+            current hour's features to the GRU state, so the node state keeps
+            the hour-``t`` inputs however the GRU compresses its window.
     """
 
     in_channels: int
@@ -70,6 +74,7 @@ class ModelConfig:
     context: bool = False
     edge_dim: int = 1
     edge_gain: float = EDGE_INIT_GAIN
+    current_skip: bool = False
 
     def __post_init__(self) -> None:
         if self.in_channels < 1:
@@ -124,6 +129,10 @@ class GATv2Classifier(torch.nn.Module):
         \mathbf{h}^{(0)}_i = \mathbf{s}_L \in \mathbb{R}^d,
 
     followed by dropout, so the graph mixes states rather than single-hour snapshots.
+    With ``current_skip`` the current hour also enters directly,
+    :math:`\mathbf{h}^{(0)}_i = \operatorname{dropout}(\mathbf{s}_L) +
+    \mathbf{W}_x \mathbf{x}_{i,t} + \mathbf{b}_x`: a recurrent state that
+    forgets or blurs hour :math:`t` cannot hide it from message passing.
     Nodes outside ``node_mask`` (no valid row at :math:`t`) get the state 0,
     as their features are 0 in a snapshot.
 
@@ -186,6 +195,8 @@ class GATv2Classifier(torch.nn.Module):
         if config.temporal:
             self.temporal = torch.nn.GRU(config.in_channels + 1, config.hidden, batch_first=True)
             state_dim = config.hidden
+        self.current = (torch.nn.Linear(config.in_channels, config.hidden)
+                        if config.temporal and config.current_skip else None)
         self.convs = torch.nn.ModuleList()
         self.norms = torch.nn.ModuleList()
         for layer in range(config.layers):
@@ -212,6 +223,8 @@ class GATv2Classifier(torch.nn.Module):
         """Re-initialise every learnable parameter."""
         if self.temporal is not None:
             self.temporal.reset_parameters()
+        if self.current is not None:
+            self.current.reset_parameters()
         for conv, norm in zip(self.convs, self.norms):
             conv.reset_parameters()
             norm.reset_parameters()
@@ -256,7 +269,8 @@ class GATv2Classifier(torch.nn.Module):
         return F.log_softmax(self.head(h), dim=-1), h
 
     def encode_nodes(self, x: Tensor, x_seq: Tensor | None) -> Tensor:
-        """Node states before message passing: ``x`` ``[N, F]``, or the GRU's last state ``[N, d]``."""
+        """Node states before message passing: ``x`` ``[N, F]``, or the GRU's last state ``[N, d]``
+        (plus the projected current hour with ``current_skip``)."""
         if self.temporal is None:
             return x
         if x_seq is None:
@@ -265,7 +279,8 @@ class GATv2Classifier(torch.nn.Module):
             raise ValueError(f"x_seq must be [{x.size(0)}, {self.config.lookback}, "
                              f"{self.config.in_channels + 1}], got {list(x_seq.shape)}")
         _, last = self.temporal(x_seq)
-        return F.dropout(last[-1], p=self.config.dropout, training=self.training)
+        state = F.dropout(last[-1], p=self.config.dropout, training=self.training)
+        return state if self.current is None else state + self.current(x)
 
     def forward_batch(self, batch: Batch, windows: NodeWindows | None = None) -> tuple[Tensor, Tensor]:
         """:meth:`forward` on a batch of snapshots (``x``, ``edge_index``, ``edge_attr``, ``batch``,

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hours of each pair's history read by the per-node GRU (0 = no temporal encoder)")
     p.add_argument("--context", action=argparse.BooleanOptionalAction, default=d.context,
                    help="add the per-hour mean node state (market context) to every node")
+    p.add_argument("--current-skip", action=argparse.BooleanOptionalAction, default=d.current_skip,
+                   dest="current_skip",
+                   help="temporal models: add a projection of the current hour's features to the GRU state")
     p.add_argument("--lead-lag", action=argparse.BooleanOptionalAction, default=d.lead_lag, dest="lead_lag",
                    help="second edge feature: correlation of the source's previous-hour return with the target's")
     p.add_argument("--edge-gain", type=float, default=d.edge_gain, dest="edge_gain",

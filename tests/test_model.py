@@ -269,3 +269,31 @@ def test_bad_temporal_config_is_refused() -> None:
         ModelConfig(in_channels=F, edge_dim=3)
     with pytest.raises(ValueError, match="edge_gain"):
         ModelConfig(in_channels=F, edge_gain=0.0)
+
+
+def test_current_skip_adds_the_projected_current_hour_to_the_gru_state() -> None:
+    """h0 = GRU(window) + W_x x_t + b_x with the skip; without it x_t reaches a temporal model only via x_seq."""
+    x, ei, ea = hour(1)
+    seq = windows(2)
+    skip = temporal_model(current_skip=True)
+    with torch.no_grad():
+        expected = gru_by_hand(skip.temporal, seq) + x @ skip.current.weight.T + skip.current.bias
+        torch.testing.assert_close(skip.encode_nodes(x, seq), expected, atol=1e-5, rtol=1e-5)
+        a, _ = skip(x, ei, ea, x_seq=seq)
+        b, _ = skip(x + 1.0, ei, ea, x_seq=seq)
+    assert not torch.allclose(a, b, atol=1e-4)
+    plain = temporal_model()
+    assert plain.current is None
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x, ei, ea, x_seq=seq)[0], plain(x + 1.0, ei, ea, x_seq=seq)[0])
+    # Snapshot models have no GRU to skip around: the flag changes nothing there.
+    assert make_model(current_skip=True).current is None
+    assert ModelConfig.from_dict({"in_channels": F}).current_skip is False
+
+
+def test_current_skip_reset_parameters() -> None:
+    model = temporal_model(current_skip=True)
+    before = model.current.weight.clone()
+    torch.manual_seed(99)
+    model.reset_parameters()
+    assert not torch.equal(before, model.current.weight)

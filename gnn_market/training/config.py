@@ -41,6 +41,7 @@ class TrainConfig:
     dropout: float = 0.1
     lookback: int = 12               # L hours read by the per-node GRU (0 = no temporal encoder)
     context: bool = True             # per-hour market summary added to every node
+    current_skip: bool = False       # add the projected current hour to the GRU state
     edge_gain: float = 5.0           # init gain of the edge projections (model.EDGE_INIT_GAIN)
     # graph
     window: int = 100
