@@ -51,6 +51,7 @@ from gnn_market.training import (  # noqa: E402
     score,
 )
 from gnn_market.training.calibrate import calibrate_fold  # noqa: E402
+from gnn_market.training.evaluation import significance_vs_gnn, stack_seeds  # noqa: E402
 
 #: Default output: an ignored folder, so running a benchmark never dirties the checkout. Pass the
 #: tracked file (``benchmarks/results/synthetic_proof_defaults.json``) to update the published figures.
@@ -76,16 +77,23 @@ def run_seed(seed: int, threads: int) -> dict:
     result = run_fold(market, split, cfg, resolve_device(cfg.device))
     seconds = time.perf_counter() - started
     test, val = score([result], "test"), score([result], "val")
-    ruled = score([calibrate_fold(result).fold], "test")
+    calibrated = calibrate_fold(result)
+    ruled = score([calibrated.fold], "test")
     print(f"\nseed {seed} (argmax)\n" + results_table(test), flush=True)
     print(f"\nseed {seed} (the CLI's table: validation-fitted calibration + decision rule)\n"
           + results_table({k: ruled[k] for k in test}), flush=True)
     f1 = {name: m["macro_f1"] for name, m in test.items()}
     f1_rule = {name: ruled[name]["macro_f1"] for name in test}
+    rule_margins = margins(f1_rule)
+    y, hours, preds = stack_seeds([[calibrated]])
+    vs = significance_vs_gnn(y, preds, market.times[hours])["gnn_vs"]  # paired bootstrap over test days
+    intervals = {"ci_vs_no_edges": vs["gnn_no_edges"]["macro_f1"],
+                 "ci_vs_best_baseline": vs[rule_margins["best_baseline"]]["macro_f1"]}
     return {"seed": seed, "macro_f1": f1, "val_macro_f1": {n: m["macro_f1"] for n, m in val.items()},
             "mcc": {n: m["mcc"] for n, m in test.items()}, **margins(f1),
             "val_rule": {"macro_f1": f1_rule, "mcc": {n: ruled[n]["mcc"] for n in test},
-                         "log_loss": {n: ruled[n]["log_loss"] for n in test}, **margins(f1_rule)},
+                         "log_loss": {n: ruled[n]["log_loss"] for n in test},
+                         "brier": {n: ruled[n]["brier"] for n in test}, **rule_margins, **intervals},
             "best_epochs": {k: h.best_epoch for k, h in result.histories.items()},
             "test_class_balance": test["gnn"]["class_balance"], "seconds": seconds}
 
@@ -102,6 +110,19 @@ def print_table(rows: list[dict], title: str) -> None:
               f"{r['margin_vs_no_edges']:>+11.4f} {vs_temp:>+11.4f} {r['margin_vs_best_baseline']:>+17.4f}")
 
 
+def print_intervals(rows: list[dict]) -> None:
+    """The CLI rule's margins with their 95 % day-block bootstrap intervals, log-loss and Brier."""
+    print("\nGNN minus the no-edge ablation / the best baseline (CLI rule), 95 % paired day-bootstrap intervals")
+    print(f"{'seed':>4} {'vs no-edge [95% CI]':>28} {'vs best baseline [95% CI]':>28} "
+          f"{'GNN log-loss':>13} {'majority':>9} {'GNN Brier':>10} {'majority':>9}")
+    for r in rows:
+        v = r["val_rule"]
+        cis = [f"{i['diff']:+.3f} [{i['ci_low']:+.3f}, {i['ci_high']:+.3f}]"
+               for i in (v["ci_vs_no_edges"], v["ci_vs_best_baseline"])]
+        print(f"{r['seed']:>4} {cis[0]:>28} {cis[1]:>28} {v['log_loss']['gnn']:>13.3f} "
+              f"{v['log_loss']['majority']:>9.3f} {v['brier']['gnn']:>10.3f} {v['brier']['majority']:>9.3f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -112,6 +133,7 @@ def main() -> None:
     print_table(rows, "test macro-F1, plain argmax")
     print_table([{"seed": r["seed"], **r["val_rule"]} for r in rows],
                 "test macro-F1, the CLI's table (validation-fitted calibration + decision rule)")
+    print_intervals(rows)
     print("\nseconds per seed: " + ", ".join(f"{r['seconds']:.0f}" for r in rows))
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps({"command": "python -m gnn_market.train --data synthetic --seed S",

@@ -8,6 +8,14 @@ the GNN's validation margins, the best epochs and the wall time, to
 (the protocol always scores test) but neither printed nor stored here.
 
     python benchmarks/tune_defaults.py --seeds 10 11 12 lookback=24 batch_hours=32
+
+On a real store, one walk-forward fold is enough to check a candidate on its
+validation weeks without paying for the whole study: ``--store S --folds 3
+--fold 2`` trains the GNN and its ablations on that fold only (no baselines,
+no calibration) and logs their validation curves and best validation macro-F1
+(plain argmax, the early-stopping metric).
+
+    python benchmarks/tune_defaults.py --store data/spot3y --folds 3 --fold 2 --seeds 0 top_k=10
 """
 from __future__ import annotations
 
@@ -23,7 +31,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gnn_market.training import TrainConfig, run_training  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+import torch  # noqa: E402
+
+from gnn_market.sources import open_store  # noqa: E402
+from gnn_market.training import TrainConfig, resolve_device, run_fold, run_training  # noqa: E402
+from gnn_market.training.universe import load_training_market  # noqa: E402
 
 #: Default output: an ignored folder; the published log is benchmarks/results/tuning.jsonl (--results).
 LOCAL_RESULTS = ROOT / "benchmarks" / "results" / "local"
@@ -44,9 +58,16 @@ def main() -> None:
     p.add_argument("--data", default="synthetic")
     p.add_argument("--tag", default="")
     p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--store", help="a real store instead of --data (with --folds/--fold)")
+    p.add_argument("--folds", type=int, default=1)
+    p.add_argument("--fold", type=int, help="0-based fold: train only this fold's GNNs (validation curves only)")
     p.add_argument("overrides", nargs="*", help="TrainConfig fields as key=value")
     args = p.parse_args()
     overrides = dict(parse_override(o) for o in args.overrides)
+    if args.fold is not None:
+        for seed in args.seeds:
+            append(args.results, fold_row(args, seed, overrides))
+        return
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
@@ -64,10 +85,28 @@ def main() -> None:
                "val_curves": {k: [round(x, 4) for x in h["val_macro_f1"]] for k, h in m["history"].items()},
                "seconds": round(time.perf_counter() - started, 1),
                "cpu_seconds": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1)}
-        print(json.dumps(row), flush=True)
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        with args.results.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        append(args.results, row)
+
+
+def fold_row(args: argparse.Namespace, seed: int, overrides: dict) -> dict:
+    """Train one walk-forward fold's GNNs (no baselines, no calibration); their validation curves."""
+    started = time.perf_counter()
+    torch.set_num_threads(1)
+    cfg = TrainConfig(data=args.data, store=args.store, folds=args.folds, seed=seed, out="unused", progress=False,
+                      threads=1, baselines=False, **overrides)
+    market, splits, _ = load_training_market(open_store(cfg.store, cfg.data, seed=cfg.seed), cfg)
+    result = run_fold(market, splits[args.fold], replace(cfg, seeds=None), resolve_device(cfg.device))
+    curves = {k: [round(x, 4) for x in h.val_macro_f1] for k, h in result.histories.items()}
+    return {"tag": args.tag, "data": args.store or args.data, "folds": args.folds, "fold": args.fold, "seed": seed,
+            "overrides": overrides, "val_best_macro_f1": {k: max(c) for k, c in curves.items()},
+            "val_curves": curves, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def append(path: Path, row: dict) -> None:
+    print(json.dumps(row), flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":
