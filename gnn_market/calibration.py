@@ -142,6 +142,51 @@ class DecisionRule:
         return cls(w)
 
 
+def rolling_prior(probs: np.ndarray, hours: np.ndarray, window: int) -> np.ndarray:
+    """Mean predicted probability of each class over the rows of the last ``window`` hours, per row.
+
+    For a row at hour ``h`` the mean runs over every row whose hour lies in
+    ``(h - window, h]``: its own hour (whose predictions all exist at ``h``)
+    and the ``window - 1`` hours before it. It reads predictions only, never
+    labels, and never a later hour, so a decision made with it at ``h`` is
+    available at ``h``.
+
+    Args:
+        probs: ``[M, K]`` probabilities.
+        hours: ``[M]`` integer hour index of each row (any order; rows of one hour share it).
+        window: hours in the mean, ``>= 1``.
+
+    Returns:
+        ``[M, K]`` float64.
+    """
+    probs, hours = np.asarray(probs, np.float64), np.asarray(hours, np.int64)
+    if window < 1:
+        raise ValueError(f"window must be >= 1 hour, got {window}")
+    if probs.ndim != 2 or hours.shape != (len(probs),):
+        raise ValueError(f"probs must be [M, K] and hours [M], got {probs.shape} and {hours.shape}")
+    if not len(probs):
+        return probs.copy()
+    slot = hours - hours.min()                                      # 0 .. span
+    span = int(slot.max()) + 1
+    # per-hour sums and counts, then window sums by differences of cumulative sums over the hour axis
+    sums = np.stack([np.bincount(slot, weights=probs[:, k], minlength=span) for k in range(probs.shape[1])], 1)
+    counts = np.bincount(slot, minlength=span).astype(np.float64)
+    cs = np.vstack([np.zeros((1, probs.shape[1])), np.cumsum(sums, axis=0)])      # [span + 1, K]
+    cc = np.concatenate([[0.0], np.cumsum(counts)])
+    lo = np.maximum(slot + 1 - window, 0)
+    total, n = cs[slot + 1] - cs[lo], cc[slot + 1] - cc[lo]
+    return total / n[:, None]
+
+
+def prior_adjusted(probs: np.ndarray, hours: np.ndarray, window: int) -> np.ndarray:
+    """``probs / rolling_prior(probs, hours, window)``, renormalised per row: each class's probability
+    relative to its recent average, so a decision rule on it adapts to a shift in class shares
+    without labels (a class that became common needs a row above its new level, not the old one)."""
+    prior = np.maximum(rolling_prior(probs, hours, window), 1e-12)
+    ratio = np.asarray(probs, np.float64) / prior
+    return ratio / ratio.sum(axis=1, keepdims=True)
+
+
 def brier_score(y: np.ndarray, probs: np.ndarray) -> float:
     """Multi-class Brier score: mean over rows of ``sum_k (p_k - 1[y = k])^2`` (0 best, 2 worst)."""
     onehot = np.eye(NUM_CLASSES)[np.asarray(y, np.int64)]

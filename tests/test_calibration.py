@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, log_loss
 
-from gnn_market.calibration import DecisionRule, VectorScaling, brier_score, reliability_curve
+from gnn_market.calibration import (
+    DecisionRule,
+    VectorScaling,
+    brier_score,
+    prior_adjusted,
+    reliability_curve,
+    rolling_prior,
+)
 
 
 def _market(n: int, seed: int):
@@ -79,3 +86,45 @@ def test_brier_and_reliability_against_hand_values():
     assert (curve["count"].sum(1) == 50_000).all()
     dense = curve["count"] > 2000
     np.testing.assert_allclose(curve["observed"][dense], curve["predicted"][dense], atol=0.03)
+
+
+def test_rolling_prior_against_a_loop_and_never_reads_a_later_hour() -> None:
+    rng = np.random.default_rng(3)
+    hours = rng.integers(100, 160, 400)
+    probs = rng.dirichlet([1.0, 2.0, 1.0], 400)
+    got = rolling_prior(probs, hours, window=7)
+    expected = np.array([probs[(hours > h - 7) & (hours <= h)].mean(0) for h in hours])
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    # Perturb every row after hour 130: no row at or before 130 changes.
+    later = hours > 130
+    changed = probs.copy()
+    changed[later] = rng.dirichlet([5.0, 1.0, 1.0], later.sum())
+    np.testing.assert_array_equal(rolling_prior(changed, hours, 7)[~later], got[~later])
+    # window 1: the mean over the row's own hour only
+    one = rolling_prior(probs, hours, 1)
+    np.testing.assert_allclose(one[0], probs[hours == hours[0]].mean(0))
+
+
+def test_prior_adjusted_follows_a_shift_in_class_shares_without_labels() -> None:
+    """After a move to a regime where class 0 is predicted everywhere, the adjusted probabilities rank
+    rows by how far above the new level they are, so argmax picks every class again."""
+    rng = np.random.default_rng(4)
+    hours = np.repeat(np.arange(200), 10)
+    base = rng.dirichlet([1.0, 1.0, 1.0], len(hours))
+    after = hours >= 50
+    shifted = base.copy()
+    shifted[after] *= np.array([20.0, 1.0, 1.0])
+    shifted /= shifted.sum(1, keepdims=True)
+    assert np.bincount(shifted[after].argmax(1), minlength=3)[1:].sum() < 0.1 * after.sum()  # class 0 everywhere
+    adjusted = prior_adjusted(shifted, hours, window=24)
+    np.testing.assert_allclose(adjusted.sum(1), 1.0)
+    shares = np.bincount(adjusted[hours >= 74].argmax(1), minlength=3) / (hours >= 74).sum()  # past the window
+    assert (shares > 0.2).all(), shares
+
+
+def test_rolling_prior_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="window"):
+        rolling_prior(np.full((2, 3), 1 / 3), np.array([0, 1]), 0)
+    with pytest.raises(ValueError, match="hours"):
+        rolling_prior(np.full((2, 3), 1 / 3), np.array([0, 1, 2]), 5)
+    assert rolling_prior(np.zeros((0, 3)), np.zeros(0, np.int64), 5).shape == (0, 3)

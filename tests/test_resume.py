@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
+import torch
 
 import gnn_market.training.run as run_module
 from gnn_market.cli import run_cli
 from gnn_market.errors import DataError
+from gnn_market.sources import open_store
 from gnn_market.train import main
-from gnn_market.training import TrainConfig, run_training
-from gnn_market.training.resume import part_path
+from gnn_market.training import TrainConfig, resolve_device, run_fold, run_training
+from gnn_market.training.resume import load_part, part_path, run_key, save_part
+from gnn_market.training.universe import load_training_market
 
 from train_fixtures import TINY_TRAIN, tiny_store
 
@@ -104,3 +108,21 @@ def test_a_run_that_fails_before_writing_leaves_no_folder(store, tmp_path, capsy
     assert cli(["--store", str(store.root), "--out", str(out), "--folds", "100"]) == 2
     assert "fold" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_part_keeps_the_hours_of_its_validation_and_test_rows(store, tmp_path) -> None:
+    """val_hours / test_hours survive save_part + load_part; a part written before val_hours loads with None."""
+    cfg = _cfg(store, tmp_path / "out", ablation=False, baselines=False)
+    market, splits, _ = load_training_market(open_store(cfg.store, cfg.data, seed=0), cfg)
+    result = run_fold(market, splits[0], cfg, resolve_device("cpu"))
+    assert len(result.val_hours) == len(result.y_val) and len(result.test_hours) == len(result.y_test)
+    assert set(result.val_hours) <= set(splits[0].val) and set(result.test_hours) <= set(splits[0].test)
+    key, path = run_key(cfg, market.panel.symbols, market.times, splits[0]), tmp_path / "p.pt"
+    save_part(path, result, key)
+    loaded = load_part(path, key, splits[0])
+    np.testing.assert_array_equal(loaded.val_hours, result.val_hours)
+    np.testing.assert_array_equal(loaded.test_hours, result.test_hours)
+    raw = torch.load(path, weights_only=True)
+    del raw["val_hours"]
+    torch.save(raw, path)
+    assert load_part(path, key, splits[0]).val_hours is None

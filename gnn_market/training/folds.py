@@ -44,6 +44,7 @@ class FoldResult:
     normalizer: FeatureNormalizer
     timings: dict[str, float]
     test_hours: np.ndarray | None = None             # [M_test] hour index (panel T axis) of each test row
+    val_hours: np.ndarray | None = None              # [M_val] the same for the validation rows
 
 
 def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.device,
@@ -103,4 +104,4 @@ def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.d
             timings[f"{baseline.name}_s"] = time.perf_counter() - t1
         timings["baselines_s"] = time.perf_counter() - t0
     return FoldResult(split, test, val, rows["test"].y, rows["val"].y, histories, model, normalizer, timings,
-                      test_hours=rows["test"].hour)
+                      test_hours=rows["test"].hour, val_hours=rows["val"].hour)

@@ -72,6 +72,7 @@ def save_part(path: Path, result: FoldResult, key: str) -> None:
         "y_test": _tensor(result.y_test),
         "y_val": _tensor(result.y_val),
         "test_hours": None if result.test_hours is None else _tensor(result.test_hours),
+        "val_hours": None if result.val_hours is None else _tensor(result.val_hours),
         "histories": {name: asdict(h) for name, h in result.histories.items()},
         "timings": {k: float(v) for k, v in result.timings.items()},
         "model_config": asdict(result.model.config),
@@ -109,8 +110,9 @@ def load_part(path: Path, key: str, split: Split) -> FoldResult | None:
     def preds(d: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         return {name: (y.numpy(), p.numpy()) for name, (y, p) in d.items()}
 
-    hours = raw["test_hours"]
+    hours, val_hours = raw["test_hours"], raw.get("val_hours")  # parts written before val_hours: None
     return FoldResult(split=split, test=preds(raw["test"]), val=preds(raw["val"]), y_test=raw["y_test"].numpy(),
                       y_val=raw["y_val"].numpy(), histories={n: History(**h) for n, h in raw["histories"].items()},
                       model=model, normalizer=FeatureNormalizer.from_state_dict(raw["normalizer"]),
-                      timings=dict(raw["timings"]), test_hours=None if hours is None else hours.numpy())
+                      timings=dict(raw["timings"]), test_hours=None if hours is None else hours.numpy(),
+                      val_hours=None if val_hours is None else val_hours.numpy())

@@ -1,0 +1,108 @@
+"""A label-free adaptive decision rule against the validation-fitted one, on the same predictions.
+
+The protocol's rule (``training.calibrate``) turns each learned model's
+calibrated probabilities into classes with per-class weights fitted on
+validation macro-F1, fixed from then on. After a regime shift it can stop
+predicting a class altogether (synthetic seed 3: SIDEWAYS on 1 % of test rows
+where 34 % are SIDEWAYS). The adaptive rule fits the same per-class weights,
+but on probabilities divided by their rolling mean over the last ``--window``
+hours of the model's own predictions (``calibration.prior_adjusted``: no
+labels, no later hour), and applies them the same way on test.
+
+For each seed: one default run of ``python -m gnn_market.train`` on the data
+(``training.run_fold``; vector scaling fitted on validation as in the CLI),
+then test macro-F1 of every model under both rules (majority and persistence
+keep their own rules), the GNN's margins over its no-edge ablation and the
+best baseline, and the two rules' predicted class shares. The window is fixed
+before any run (168 h = one week); nothing here changes a default.
+
+    python benchmarks/decision_rule_check.py --seeds 13 14 15 16 17
+    python benchmarks/decision_rule_check.py --data sample --seeds 0
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from gnn_market.calibration import DecisionRule, VectorScaling, prior_adjusted  # noqa: E402
+from gnn_market.pipeline import load_market  # noqa: E402
+from gnn_market.sources import open_store  # noqa: E402
+from gnn_market.training import TrainConfig, candidate_hours, make_splits, resolve_device, run_fold  # noqa: E402
+from gnn_market.training.calibrate import is_calibrated  # noqa: E402
+from gnn_market.training.metrics import classification_metrics  # noqa: E402
+
+LOCAL_RESULTS = ROOT / "benchmarks" / "results" / "local"
+RESULTS = LOCAL_RESULTS / "decision_rule_check.json"
+WINDOW_HOURS = 168
+
+
+def decide(result, window: int) -> dict[str, dict[str, np.ndarray]]:
+    """``{"fixed": {model: classes [M_test]}, "adaptive": {...}}`` of one fold's result."""
+    out: dict[str, dict[str, np.ndarray]] = {"fixed": {}, "adaptive": {}}
+    for name, (classes, probs) in result.test.items():
+        if not is_calibrated(name):
+            out["fixed"][name] = out["adaptive"][name] = classes
+            continue
+        scaling = VectorScaling().fit(result.val[name][1], result.y_val)
+        val, test = scaling.transform(result.val[name][1]), scaling.transform(probs)
+        out["fixed"][name] = DecisionRule().fit(val, result.y_val).predict(test)
+        val_adj = prior_adjusted(val, result.val_hours, window)
+        test_adj = prior_adjusted(test, result.test_hours, window)
+        out["adaptive"][name] = DecisionRule().fit(val_adj, result.y_val).predict(test_adj)
+    return out
+
+
+def summarise(y: np.ndarray, classes: dict[str, np.ndarray]) -> dict:
+    f1 = {n: float(classification_metrics(y, c)["macro_f1"]) for n, c in classes.items()}
+    baselines = {k: v for k, v in f1.items() if not k.startswith("gnn")}
+    best = max(baselines, key=baselines.get)
+    return {"macro_f1": f1, "best_baseline": best, "margin_vs_no_edges": f1["gnn"] - f1["gnn_no_edges"],
+            "margin_vs_best_baseline": f1["gnn"] - baselines[best],
+            "gnn_predicted_shares": (np.bincount(classes["gnn"], minlength=3) / len(y)).round(3).tolist()}
+
+
+def run_seed(data: str, seed: int, window: int) -> dict:
+    cfg = TrainConfig(data=data, seed=seed, progress=False, threads=1)
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    market = load_market(open_store(None, cfg.data, seed=cfg.seed), cfg.market, threshold=cfg.threshold)
+    split = make_splits(candidate_hours(market, cfg.window), cfg)[0]
+    result = run_fold(market, split, cfg, resolve_device(cfg.device))
+    rules = decide(result, window)
+    return {"seed": seed, "data": data, "window": window, "seconds": round(time.perf_counter() - started),
+            "test_shares": (np.bincount(result.y_test, minlength=3) / len(result.y_test)).round(3).tolist(),
+            **{rule: summarise(result.y_test, classes) for rule, classes in rules.items()}}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="synthetic", choices=["synthetic", "sample"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[13, 14, 15, 16, 17])
+    p.add_argument("--window", type=int, default=WINDOW_HOURS)
+    p.add_argument("--results", type=Path, default=RESULTS)
+    args = p.parse_args()
+    rows = []
+    print(f"{'seed':>4} {'rule':>9} {'gnn':>7} {'vs no-edge':>11} {'vs best baseline':>24} {'GNN shares D/S/U':>20}")
+    for seed in args.seeds:
+        row = run_seed(args.data, seed, args.window)
+        rows.append(row)
+        for rule in ("fixed", "adaptive"):
+            r = row[rule]
+            print(f"{seed:>4} {rule:>9} {r['macro_f1']['gnn']:>7.4f} {r['margin_vs_no_edges']:>+11.4f} "
+                  f"{r['margin_vs_best_baseline']:>+8.4f} ({r['best_baseline']:>13}) "
+                  f"{'/'.join(f'{s:.2f}' for s in r['gnn_predicted_shares']):>20}", flush=True)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
