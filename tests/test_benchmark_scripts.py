@@ -5,8 +5,13 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
+
+from gnn_market.calibration import DecisionRule, VectorScaling, prior_adjusted
+from gnn_market.training.calibrate import ModelCalibration
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,3 +48,26 @@ def test_tune_defaults_one_fold_mode_logs_validation_curves(tmp_path, monkeypatc
     assert set(row["val_curves"]) == {"gnn"} and len(row["val_curves"]["gnn"]) == 1
     assert row["val_best_macro_f1"]["gnn"] == max(row["val_curves"]["gnn"])
     assert 0.0 <= row["val_best_macro_f1"]["gnn"] <= 1.0
+
+
+def test_decision_rule_check_scores_both_rules_on_the_same_predictions() -> None:
+    """'fixed' is exactly the protocol's calibration; 'adaptive' fits the same rule on prior-adjusted probabilities;
+    rule-based models keep their own classes under both."""
+    check = load_script("decision_rule_check")
+    rng = np.random.default_rng(0)
+    m_val, m_test = 300, 200
+    probs = {split: rng.dirichlet([1.0, 3.0, 1.0], n) for split, n in (("val", m_val), ("test", m_test))}
+    y_val = rng.integers(0, 3, m_val)
+    persistence = rng.integers(0, 3, m_test)
+    result = SimpleNamespace(
+        test={"gnn": (probs["test"].argmax(1), probs["test"]), "persistence": (persistence, np.eye(3)[persistence])},
+        val={"gnn": (probs["val"].argmax(1), probs["val"]), "persistence": (y_val, np.eye(3)[y_val])},
+        y_val=y_val, val_hours=np.repeat(np.arange(30), 10), test_hours=np.repeat(np.arange(100, 120), 10))
+    out = check.decide(result, window=5)
+    np.testing.assert_array_equal(out["fixed"]["gnn"], ModelCalibration.fit(probs["val"], y_val).apply(probs["test"])[0])
+    scaling = VectorScaling().fit(probs["val"], y_val)
+    rule = DecisionRule().fit(prior_adjusted(scaling.transform(probs["val"]), result.val_hours, 5), y_val)
+    expected = rule.predict(prior_adjusted(scaling.transform(probs["test"]), result.test_hours, 5))
+    np.testing.assert_array_equal(out["adaptive"]["gnn"], expected)
+    np.testing.assert_array_equal(out["fixed"]["persistence"], persistence)
+    np.testing.assert_array_equal(out["adaptive"]["persistence"], persistence)
