@@ -1,7 +1,7 @@
 """Train the GATv2 next-hour classifier and score it honestly against baselines.
 
     python -m gnn_market.train                      # bundled sample, a few minutes on 2 CPU cores
-    python -m gnn_market.train --data synthetic --seed 3   # simulator (market seed 3) with planted lead-lag structure
+    python -m gnn_market.train --data synthetic --seed 1   # simulator (market seed 1) with planted lead-lag structure
     python -m gnn_market.train --store DIR --top 100 --top-k 10 --folds 3
 
 Protocol (see ``docs/model.md``):
