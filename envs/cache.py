@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock
 
-from gnn_market.encoder import EncodedRange
+from gnn_market.encoded import EncodedRange
 from gnn_market.export import load_encoded_dir, save_encoded_dir
 from gnn_market.panel import ARRAY_FIELDS, Panel
 from gnn_market.sources import cache_dir as user_cache_dir

@@ -17,7 +17,6 @@ from typing import Any
 
 import pandas as pd
 
-from gnn_market.encoder import GraphEncoder
 from gnn_market.panel import Panel, load_panel
 from gnn_market.sources import open_store
 from gnn_market.store import Store
@@ -106,6 +105,8 @@ def build_env(panel: Panel, encoder: ObservationEncoder, start: Any = None, end:
 
 def _resolve_encoder(encoder: ObservationEncoder | None, checkpoint: str | os.PathLike | None) -> ObservationEncoder:
     if encoder is None:
+        from gnn_market.encoder import GraphEncoder  # torch: only when a checkpoint is loaded here
+
         return GraphEncoder.load(checkpoint)
     if checkpoint is not None:
         raise ValueError("pass either encoder= or checkpoint=, not both")

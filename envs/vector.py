@@ -16,15 +16,30 @@ Gymnasium's ``AsyncVectorEnv`` makes one environment in the parent before it
 starts the workers, and the cache's lock makes workers started at once (e.g.
 ``SubprocVecEnv`` with factories of your own) wait for a single encoding.
 
+Workers do not import torch: when :func:`env_fns` is given a checkpoint (or
+none: the packaged one), it loads the model here, once, and hands the workers
+an :class:`EncoderSummary` instead: the few facts the environment reads
+(embedding width, market, fit range, splits, the checkpoint file's SHA-256 as
+the cache key), picklable and torch-free. A worker whose cache entry exists
+never loads the model (about 330 MB of private memory per worker saved: torch,
+PyTorch Geometric and the encoder); one that misses it (an emptied cache), or
+``obs_source="raw"``, loads the checkpoint then, after checking that the file
+still has the hash the parent saw.
+
 What each worker still holds itself: its portfolio state, the per-hour price
 and funding arrays (``[T, N + 1]`` float64 each), and in ``obs_mode="flat"`` a
 ``[T, obs_size]`` float32 observation table built for step speed.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import gymnasium as gym
+
+from gnn_market.errors import CheckpointError
 
 from . import ENV_ID
 
@@ -46,16 +61,81 @@ def env_fns(num_envs: int, warm: bool = True, **env_kwargs: Any) -> list[Callabl
     """``num_envs`` factories of ``gym.make("CryptoGraph-v0", **env_kwargs)`` for a vectorised environment.
 
     With ``warm`` (default) the range is encoded here first (:func:`warm_cache`),
-    so workers only map the cache entry. The factories hold only
-    ``env_kwargs``: pass ``store=``/``checkpoint=`` paths rather than loaded
-    ``panel=``/``encoder=`` objects when workers are spawned (SB3's default
-    ``forkserver``), which would pickle them into every worker.
+    so workers only map the cache entry; a ``checkpoint=`` (or none: the
+    packaged one) is loaded here and replaced by an :class:`EncoderSummary`, so
+    workers do not import torch. The factories hold only ``env_kwargs``: pass
+    ``store=`` paths rather than loaded ``panel=`` objects when workers are
+    spawned (SB3's default ``forkserver``), which would pickle them into every worker.
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     if warm and env_kwargs.get("use_cache", True):
-        warm_cache(**env_kwargs)
+        if env_kwargs.get("encoder") is None:  # load the model once, here; workers get a torch-free summary
+            from gnn_market.encoder import GraphEncoder
+
+            encoder = GraphEncoder.load(env_kwargs.pop("checkpoint", None))
+            warm_cache(**env_kwargs, encoder=encoder)
+            env_kwargs["encoder"] = EncoderSummary.of(encoder)
+        else:
+            warm_cache(**env_kwargs)
     return [_Factory(env_kwargs) for _ in range(num_envs)]
+
+
+@dataclass(frozen=True)
+class CheckpointRanges:
+    """The checkpoint's recorded splits, as :class:`envs.protocols.CheckpointInfo` reads them."""
+
+    ranges: Mapping[str, Sequence[Any] | None]
+
+
+class EncoderSummary:
+    """A picklable, torch-free stand-in for a :class:`~gnn_market.encoder.GraphEncoder` loaded from a file.
+
+    It satisfies :class:`envs.protocols.ObservationEncoder` with the facts the
+    environment reads before its cache lookup; ``encode_range`` and
+    ``node_features`` load the real encoder on first use (a cache miss, or
+    ``obs_source="raw"``), refusing a checkpoint file whose SHA-256 is no longer
+    the one summarised.
+    """
+
+    def __init__(self, path: str, sha256: str, embedding_dim: int, market: str, fit_range: tuple[Any, Any] | None,
+                 checkpoint: CheckpointRanges | None) -> None:
+        self.path, self.sha256 = path, sha256
+        self.embedding_dim, self.market, self.fit_range, self.checkpoint = embedding_dim, market, fit_range, checkpoint
+        self._encoder: Any = None
+
+    @classmethod
+    def of(cls, encoder: Any) -> "EncoderSummary":
+        """Summarise a loaded ``GraphEncoder`` (it must come from a checkpoint file)."""
+        if encoder.path is None or not Path(encoder.path).is_file():
+            raise ValueError("EncoderSummary needs an encoder loaded from a checkpoint file")
+        ranges = getattr(encoder.checkpoint, "ranges", None)
+        return cls(str(encoder.path), encoder.fingerprint(), encoder.embedding_dim, encoder.market,
+                   encoder.fit_range, None if encoder.checkpoint is None else CheckpointRanges(dict(ranges or {})))
+
+    def fingerprint(self) -> str:
+        """The checkpoint file's SHA-256 (what ``GraphEncoder.fingerprint`` returns for it)."""
+        return self.sha256
+
+    def encode_range(self, *args: Any, **kwargs: Any) -> Any:
+        return self._load().encode_range(*args, **kwargs)
+
+    def node_features(self, *args: Any, **kwargs: Any) -> Any:
+        return self._load().node_features(*args, **kwargs)
+
+    def _load(self) -> Any:
+        if self._encoder is None:
+            digest = hashlib.sha256(Path(self.path).read_bytes()).hexdigest()
+            if digest != self.sha256:
+                raise CheckpointError(f"checkpoint {self.path} changed since the vectorised environment was set up; "
+                                      f"build it again")
+            from gnn_market.encoder import GraphEncoder
+
+            self._encoder = GraphEncoder.load(self.path)
+        return self._encoder
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_encoder": None}  # workers get the summary, never a loaded model
 
 
 class _Factory:

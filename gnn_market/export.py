@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_dir, atomic_path
-from .encoder import EncodedRange
+from .encoded import EncodedRange
 from .errors import DataError
 
 SUFFIXES = (".parquet", ".csv", ".npz")

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import os
+import pickle
+import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +16,9 @@ import pytest
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
 import envs  # noqa: F401  (registers CryptoGraph-v0)
-from envs.vector import env_fns, warm_cache
+from envs.vector import EncoderSummary, env_fns, warm_cache
+from gnn_market.encoder import GraphEncoder
+from gnn_market.errors import CheckpointError
 
 from env_fakes import FakeEncoder, make_env, make_panel
 
@@ -106,3 +112,49 @@ def test_warm_cache_refuses_to_run_without_the_cache(setup):
         warm_cache(**{**kwargs, "use_cache": False})
     with pytest.raises(ValueError, match="num_envs"):
         env_fns(0, **kwargs)
+
+
+# ------------------------------------------------------------------ torch-free workers (real checkpoint)
+REAL_RANGE = dict(start="2023-12-01", end="2023-12-04")  # the bundled sample and the packaged checkpoint
+
+WORKER = """
+import pickle, sys
+factory = pickle.loads(sys.stdin.buffer.read())
+env = factory()
+obs, _ = env.reset(seed=0, options={"start": "2023-12-02"})
+sys.stdout.buffer.write(pickle.dumps((obs, "torch" in sys.modules, type(env.unwrapped).__name__)))
+"""
+
+
+def run_worker(factory) -> tuple[np.ndarray, bool, str]:
+    """Build and reset ``factory``'s environment in a fresh interpreter (as a spawned worker would)."""
+    done = subprocess.run([sys.executable, "-c", WORKER], input=pickle.dumps(factory), capture_output=True,
+                          check=True)
+    return pickle.loads(done.stdout)
+
+
+def test_workers_of_a_checkpoint_get_a_torch_free_summary_and_the_same_observations(tmp_path):
+    fns = env_fns(2, cache_dir=tmp_path / "cache", **REAL_RANGE)   # the packaged checkpoint, loaded here once
+    summary = fns[0].kwargs["encoder"]
+    assert isinstance(summary, EncoderSummary) and "checkpoint" not in fns[0].kwargs
+    real = GraphEncoder.load()
+    assert (summary.fingerprint(), summary.embedding_dim, summary.market) == (real.fingerprint(), real.embedding_dim,
+                                                                             real.market)
+    obs, imported_torch, name = run_worker(fns[0])
+    assert not imported_torch and name == "CryptoGraphEnv"
+    reference = gym.make("CryptoGraph-v0", cache_dir=tmp_path / "other", **REAL_RANGE)  # encodes in this process
+    want, _ = reference.reset(seed=0, options={"start": "2023-12-02"})
+    np.testing.assert_allclose(obs, want, rtol=1e-6, atol=1e-7)
+
+
+def test_a_summary_loads_the_model_on_a_cache_miss_and_refuses_a_changed_checkpoint(tmp_path):
+    ckpt = tmp_path / "model.pt"
+    shutil.copyfile(GraphEncoder.load().path, ckpt)
+    fns = env_fns(1, checkpoint=str(ckpt), cache_dir=tmp_path / "cache", **REAL_RANGE)
+    summary = fns[0].kwargs["encoder"]
+    shutil.rmtree(tmp_path / "cache")                 # a miss: the worker must encode after all
+    obs, imported_torch, _ = run_worker(fns[0])
+    assert imported_torch and obs.shape == fns[0]().observation_space.shape
+    ckpt.write_bytes(ckpt.read_bytes() + b"\0")       # another model behind the same path
+    with pytest.raises(CheckpointError, match="changed"):
+        summary.encode_range(None)
