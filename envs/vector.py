@@ -16,13 +16,15 @@ Gymnasium's ``AsyncVectorEnv`` makes one environment in the parent before it
 starts the workers, and the cache's lock makes workers started at once (e.g.
 ``SubprocVecEnv`` with factories of your own) wait for a single encoding.
 
-Workers do not import torch: when :func:`env_fns` is given a checkpoint (or
+Workers do not load the model: when :func:`env_fns` is given a checkpoint (or
 none: the packaged one), it loads the model here, once, and hands the workers
 an :class:`EncoderSummary` instead: the few facts the environment reads
 (embedding width, market, fit range, splits, the checkpoint file's SHA-256 as
 the cache key), picklable and torch-free. A worker whose cache entry exists
-never loads the model (about 330 MB of private memory per worker saved: torch,
-PyTorch Geometric and the encoder); one that misses it (an emptied cache), or
+never imports the encoder, PyTorch Geometric or (unless something else does)
+torch. SB3's ``SubprocVecEnv`` worker imports torch itself (its worker
+function lives in ``stable_baselines3``); Gymnasium's ``AsyncVectorEnv``
+workers import none. A worker that misses the entry (an emptied cache), or
 ``obs_source="raw"``, loads the checkpoint then, after checking that the file
 still has the hash the parent saw.
 
@@ -63,7 +65,7 @@ def env_fns(num_envs: int, warm: bool = True, **env_kwargs: Any) -> list[Callabl
     With ``warm`` (default) the range is encoded here first (:func:`warm_cache`),
     so workers only map the cache entry; a ``checkpoint=`` (or none: the
     packaged one) is loaded here and replaced by an :class:`EncoderSummary`, so
-    workers do not import torch. The factories hold only ``env_kwargs``: pass
+    workers do not load the model. The factories hold only ``env_kwargs``: pass
     ``store=`` paths rather than loaded ``panel=`` objects when workers are
     spawned (SB3's default ``forkserver``), which would pickle them into every worker.
     """
