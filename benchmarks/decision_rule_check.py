@@ -13,7 +13,10 @@ For each seed: one default run of ``python -m gnn_market.train`` on the data
 (``training.run_fold``; vector scaling fitted on validation as in the CLI),
 then test macro-F1 of every model under both rules (majority and persistence
 keep their own rules), the GNN's margins over its no-edge ablation and the
-best baseline, and the two rules' predicted class shares. The window is fixed
+best baseline, and the rules' predicted class shares. Two more rules are
+scored for diagnosis only (:data:`DIAGNOSTIC_RULES`): plain argmax, and the
+rule fitted on the test labels (an upper bound for any per-class weighting,
+never a result). The window is fixed
 before any run (168 h = one week); nothing here changes a default.
 
     python benchmarks/decision_rule_check.py --seeds 13 14 15 16 17
@@ -45,12 +48,20 @@ RESULTS = LOCAL_RESULTS / "decision_rule_check.json"
 WINDOW_HOURS = 168
 
 
+#: Rules scored besides the two candidates, for diagnosis only (never a result, never a default):
+#: plain argmax of the calibrated probabilities, and the rule fitted on the TEST labels themselves,
+#: the most any per-class weighting of these probabilities could reach on that test range.
+DIAGNOSTIC_RULES = ("argmax", "oracle_test_fit")
+RULES = ("fixed", "adaptive", *DIAGNOSTIC_RULES)
+
+
 def decide(result, window: int) -> dict[str, dict[str, np.ndarray]]:
-    """``{"fixed": {model: classes [M_test]}, "adaptive": {...}}`` of one fold's result."""
-    out: dict[str, dict[str, np.ndarray]] = {"fixed": {}, "adaptive": {}}
+    """``{rule: {model: classes [M_test]}}`` of one fold's result, for every rule in :data:`RULES`."""
+    out: dict[str, dict[str, np.ndarray]] = {rule: {} for rule in RULES}
     for name, (classes, probs) in result.test.items():
         if not is_calibrated(name):
-            out["fixed"][name] = out["adaptive"][name] = classes
+            for rule in RULES:
+                out[rule][name] = classes
             continue
         scaling = VectorScaling().fit(result.val[name][1], result.y_val)
         val, test = scaling.transform(result.val[name][1]), scaling.transform(probs)
@@ -58,6 +69,8 @@ def decide(result, window: int) -> dict[str, dict[str, np.ndarray]]:
         val_adj = prior_adjusted(val, result.val_hours, window)
         test_adj = prior_adjusted(test, result.test_hours, window)
         out["adaptive"][name] = DecisionRule().fit(val_adj, result.y_val).predict(test_adj)
+        out["argmax"][name] = test.argmax(1)
+        out["oracle_test_fit"][name] = DecisionRule().fit(test, result.y_test).predict(test)
     return out
 
 
@@ -91,13 +104,13 @@ def main() -> None:
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args()
     rows = []
-    print(f"{'seed':>4} {'rule':>9} {'gnn':>7} {'vs no-edge':>11} {'vs best baseline':>24} {'GNN shares D/S/U':>20}")
+    print(f"{'seed':>4} {'rule':>15} {'gnn':>7} {'vs no-edge':>11} {'vs best baseline':>24} {'GNN shares D/S/U':>20}")
     for seed in args.seeds:
         row = run_seed(args.data, seed, args.window)
         rows.append(row)
-        for rule in ("fixed", "adaptive"):
+        for rule in RULES:
             r = row[rule]
-            print(f"{seed:>4} {rule:>9} {r['macro_f1']['gnn']:>7.4f} {r['margin_vs_no_edges']:>+11.4f} "
+            print(f"{seed:>4} {rule:>15} {r['macro_f1']['gnn']:>7.4f} {r['margin_vs_no_edges']:>+11.4f} "
                   f"{r['margin_vs_best_baseline']:>+8.4f} ({r['best_baseline']:>13}) "
                   f"{'/'.join(f'{s:.2f}' for s in r['gnn_predicted_shares']):>20}", flush=True)
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -205,13 +205,11 @@ class CryptoGraphEnv(gym.Env):
         self._flat = options.obs_mode == "flat"
         self.action_space = spaces.Box(-1.0, 1.0, (n + 1,), np.float32)
         self.observation_space = _observation_space(n, self._obs_arrays, options.obs_mode)
-        if self._flat:
-            parts = [a.reshape(self._n_hours, -1) for a in self._obs_arrays.values()]
-            parts.append(data.mask.astype(np.float32))
-            parts.append(np.zeros((self._n_hours, n + 1), np.float32))  # the weights' slot, filled per step
-            self._features = np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
-            self._weights_at = self._features.shape[1] - (n + 1)
         self._mask_f32 = data.mask.astype(np.float32)
+        if self._flat:
+            self._flat_parts, self._weights_at = _flat_layout(
+                [*self._obs_arrays.values(), self._mask_f32], self._n_hours)
+            self._flat_len = self._weights_at + n + 1
         # hot-path handles: a step reads these directly
         self._action_shape = (n + 1,)
         self._offsets, self._growth, self._funding = data.offsets, data.growth, data.funding
@@ -436,7 +434,11 @@ class CryptoGraphEnv(gym.Env):
     def _observation(self) -> np.ndarray | dict[str, np.ndarray]:
         t = self._t
         if self._flat:
-            obs = self._features[t].copy()  # fresh array; copy + one slice write beats concatenate
+            # Assembled per step from the (often memory-mapped, shared) arrays: a private [T, obs]
+            # table would cost every worker of a vectorised environment its own copy (~155 MB on 3 years x 40 pairs).
+            obs = np.empty(self._flat_len, np.float32)
+            for rows, start, stop in self._flat_parts:
+                obs[start:stop] = rows[t]
             obs[self._weights_at:] = self._weights
             return obs
         obs = {name: arr[t].copy() for name, arr in self._obs_arrays.items()}
@@ -537,6 +539,20 @@ def _observation_arrays(data: MarketArrays, options: EnvOptions) -> dict[str, np
     if options.include_embeddings:
         arrays["embeddings"] = data.embeddings
     return arrays
+
+
+def _flat_layout(arrays: list[np.ndarray], hours: int) -> tuple[list[tuple[np.ndarray, int, int]], int]:
+    """Where each ``[T, ...]`` array lands in the flat observation: ``([(rows [T, width], start, stop)], end)``.
+
+    ``rows`` are plain-ndarray views (no copy; a memory-mapped array stays mapped),
+    so the flat observation reads the same pages every process shares.
+    """
+    parts, at = [], 0
+    for arr in arrays:
+        rows = np.asarray(arr).reshape(hours, -1)  # a view: every array is C-contiguous over its trailing axes
+        parts.append((rows, at, at + rows.shape[1]))
+        at += rows.shape[1]
+    return parts, at
 
 
 def _observation_space(n: int, arrays: dict[str, np.ndarray], obs_mode: str) -> spaces.Space:

@@ -28,9 +28,15 @@ workers import none. A worker that misses the entry (an emptied cache), or
 ``obs_source="raw"``, loads the checkpoint then, after checking that the file
 still has the hash the parent saw.
 
-What each worker still holds itself: its portfolio state, the per-hour price
-and funding arrays (``[T, N + 1]`` float64 each), and in ``obs_mode="flat"`` a
-``[T, obs_size]`` float32 observation table built for step speed.
+What each worker still holds itself: its portfolio state and the per-hour
+price and funding arrays (``[T, N + 1]`` float64 each). Observations, flat or
+dict, are read from the mapped arrays at every step.
+
+``subrange=`` makes each worker cut its environment to part of the range
+(:meth:`~envs.crypto_graph.CryptoGraphEnv.subrange`, e.g. the training weeks
+of a study) after mapping the whole range's entry: no worker encodes, and no
+environment is pickled into a worker (a pickled environment would carry a copy
+of its arrays, memory-mapped ones included).
 """
 from __future__ import annotations
 
@@ -59,7 +65,8 @@ def warm_cache(**env_kwargs: Any) -> None:
     make_crypto_graph_env(**env_kwargs).close()
 
 
-def env_fns(num_envs: int, warm: bool = True, **env_kwargs: Any) -> list[Callable[[], gym.Env]]:
+def env_fns(num_envs: int, warm: bool = True, subrange: Mapping[str, Any] | None = None,
+            **env_kwargs: Any) -> list[Callable[[], gym.Env]]:
     """``num_envs`` factories of ``gym.make("CryptoGraph-v0", **env_kwargs)`` for a vectorised environment.
 
     With ``warm`` (default) the range is encoded here first (:func:`warm_cache`),
@@ -68,6 +75,11 @@ def env_fns(num_envs: int, warm: bool = True, **env_kwargs: Any) -> list[Callabl
     workers do not load the model. The factories hold only ``env_kwargs``: pass
     ``store=`` paths rather than loaded ``panel=`` objects when workers are
     spawned (SB3's default ``forkserver``), which would pickle them into every worker.
+
+    ``subrange``: keyword arguments of :meth:`~envs.crypto_graph.CryptoGraphEnv.subrange`
+    (``start``, ``end``, option overrides such as ``episode_hours``), applied in
+    each worker to the environment over the whole range; the factory then
+    returns that unwrapped sub-environment, as ``subrange`` does.
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -80,7 +92,7 @@ def env_fns(num_envs: int, warm: bool = True, **env_kwargs: Any) -> list[Callabl
             env_kwargs["encoder"] = EncoderSummary.of(encoder)
         else:
             warm_cache(**env_kwargs)
-    return [_Factory(env_kwargs) for _ in range(num_envs)]
+    return [_Factory(env_kwargs, None if subrange is None else dict(subrange)) for _ in range(num_envs)]
 
 
 @dataclass(frozen=True)
@@ -141,12 +153,18 @@ class EncoderSummary:
 
 
 class _Factory:
-    """A picklable ``lambda: gym.make(ENV_ID, **kwargs)`` (a plain lambda cannot go to spawned workers)."""
+    """A picklable ``lambda: gym.make(ENV_ID, **kwargs)`` (a plain lambda cannot go to spawned workers),
+    cut to ``subrange`` when one is given."""
 
-    def __init__(self, kwargs: dict[str, Any]) -> None:
-        self.kwargs = kwargs
+    def __init__(self, kwargs: dict[str, Any], subrange: dict[str, Any] | None = None) -> None:
+        self.kwargs, self.subrange = kwargs, subrange
 
     def __call__(self) -> gym.Env:
         import envs  # noqa: F401  (registers CryptoGraph-v0 in a freshly spawned worker)
 
-        return gym.make(ENV_ID, **self.kwargs)
+        env = gym.make(ENV_ID, **self.kwargs)
+        if self.subrange is None:
+            return env
+        part = env.unwrapped.subrange(**self.subrange)  # views of the mapped arrays: no copy, no encoding
+        env.close()
+        return part

@@ -26,7 +26,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,7 @@ from envs.evaluation import (
     sb3_policy,
 )
 from envs.factory import make_crypto_graph_env
+from envs.vector import env_fns
 
 DETERMINISTIC = {"equal_weight": equal_weight_buy_and_hold, "cash": all_cash, "gnn_greedy": gnn_greedy}
 
@@ -83,11 +84,18 @@ def split_hour(times: pd.DatetimeIndex, fraction: float) -> pd.Timestamp:
     return cut
 
 
-def train(env: CryptoGraphEnv, seed: int, args: argparse.Namespace) -> PPO:
-    """PPO with SB3's defaults except a rollout sized for a few thousand hours of data."""
+def train(env: CryptoGraphEnv, seed: int, args: argparse.Namespace,
+          worker_env: Callable[[], CryptoGraphEnv] | None = None) -> PPO:
+    """PPO with SB3's defaults except a rollout sized for a few thousand hours of data.
+
+    ``worker_env`` (with ``--subproc``) makes the training environment in each worker process;
+    without it every environment is a copy of ``env`` in this process.
+    """
     torch.manual_seed(seed)
-    vec = make_vec_env(lambda: env.subrange(), n_envs=args.n_envs, seed=seed,
-                       vec_env_cls=SubprocVecEnv if args.subproc else DummyVecEnv)
+    if args.subproc:
+        vec = make_vec_env(worker_env, n_envs=args.n_envs, seed=seed, vec_env_cls=SubprocVecEnv)
+    else:
+        vec = make_vec_env(lambda: env.subrange(), n_envs=args.n_envs, seed=seed, vec_env_cls=DummyVecEnv)
     n_steps = max(8, min(512, args.timesteps // args.n_envs))  # tiny --timesteps: a short rollout, not 512
     model = PPO("MlpPolicy", vec, n_steps=n_steps, batch_size=min(256, n_steps * args.n_envs), n_epochs=5,
                 learning_rate=3e-4, gamma=0.99, ent_coef=0.0, seed=seed, device="cpu", verbose=0,
@@ -133,9 +141,9 @@ def main(argv: Sequence[str] | None = None, **env_kwargs: Any) -> dict[str, Any]
                if (v := getattr(args, k)) is not None}
 
     # One environment per observation source over the same range (GNN outputs encoded once, cached).
-    full = {src: make_crypto_graph_env(store=args.store, checkpoint=args.checkpoint, fee_bps=args.fee_bps,
-                                       obs_source=src, **control, **env_kwargs)
-            for src in dict.fromkeys(["gnn", *args.obs_source])}
+    make_kwargs = {src: dict(store=args.store, checkpoint=args.checkpoint, fee_bps=args.fee_bps, obs_source=src,
+                             **control, **env_kwargs) for src in dict.fromkeys(["gnn", *args.obs_source])}
+    full = {src: make_crypto_graph_env(**kwargs) for src, kwargs in make_kwargs.items()}
     cut = split_hour(full["gnn"].times, args.train_fraction)
     test = {src: env.subrange(start=cut, episode_hours=None) for src, env in full.items()}
     ref = test["gnn"]
@@ -144,10 +152,14 @@ def main(argv: Sequence[str] | None = None, **env_kwargs: Any) -> dict[str, Any]
 
     curves: dict[str, list[EpisodeResult]] = {}
     for src in args.obs_source:
-        train_env = full[src].subrange(end=cut - pd.Timedelta(hours=1), episode_hours=args.episode_hours)
+        train_range = {"end": cut - pd.Timedelta(hours=1), "episode_hours": args.episode_hours}
+        train_env = full[src].subrange(**train_range)
+        # --subproc: workers rebuild the environment from its arguments and map the encoder cache,
+        # rather than receive a pickled copy of this one's arrays
+        worker_env = env_fns(1, subrange=train_range, **make_kwargs[src])[0] if args.subproc else None
         for seed in args.seeds:
             t1 = time.perf_counter()
-            model = train(train_env, seed, args)
+            model = train(train_env, seed, args, worker_env)
             model.save(args.out / f"ppo_{src}_seed{seed}")
             curves.setdefault(f"ppo_{src}", []).append(run_policy(test[src], sb3_policy(model)))
             print(f"ppo_{src} seed {seed}: {args.timesteps:,} steps in {time.perf_counter() - t1:.0f} s")

@@ -62,12 +62,17 @@ def test_decision_rule_check_scores_both_rules_on_the_same_predictions() -> None
     result = SimpleNamespace(
         test={"gnn": (probs["test"].argmax(1), probs["test"]), "persistence": (persistence, np.eye(3)[persistence])},
         val={"gnn": (probs["val"].argmax(1), probs["val"]), "persistence": (y_val, np.eye(3)[y_val])},
-        y_val=y_val, val_hours=np.repeat(np.arange(30), 10), test_hours=np.repeat(np.arange(100, 120), 10))
+        y_val=y_val, y_test=rng.integers(0, 3, m_test), val_hours=np.repeat(np.arange(30), 10),
+        test_hours=np.repeat(np.arange(100, 120), 10))
     out = check.decide(result, window=5)
+    assert set(out) == {"fixed", "adaptive", "argmax", "oracle_test_fit"}
     np.testing.assert_array_equal(out["fixed"]["gnn"], ModelCalibration.fit(probs["val"], y_val).apply(probs["test"])[0])
     scaling = VectorScaling().fit(probs["val"], y_val)
     rule = DecisionRule().fit(prior_adjusted(scaling.transform(probs["val"]), result.val_hours, 5), y_val)
     expected = rule.predict(prior_adjusted(scaling.transform(probs["test"]), result.test_hours, 5))
     np.testing.assert_array_equal(out["adaptive"]["gnn"], expected)
-    np.testing.assert_array_equal(out["fixed"]["persistence"], persistence)
-    np.testing.assert_array_equal(out["adaptive"]["persistence"], persistence)
+    test = scaling.transform(probs["test"])
+    np.testing.assert_array_equal(out["argmax"]["gnn"], test.argmax(1))
+    np.testing.assert_array_equal(out["oracle_test_fit"]["gnn"], DecisionRule().fit(test, result.y_test).predict(test))
+    for rule in out:
+        np.testing.assert_array_equal(out[rule]["persistence"], persistence)

@@ -53,3 +53,17 @@ def test_study_writes_the_results_json_schema_table_and_plot(tmp_path, ppo_agent
     assert (tmp_path / "equity.png").stat().st_size > 10_000
     assert (tmp_path / "ppo_raw_seed1.zip").is_file()
     assert "± " in (tmp_path / "results.md").read_text()
+
+
+def test_subproc_workers_build_their_training_environment_from_the_cache(tmp_path, ppo_agent):
+    """--subproc: PPO trains in worker processes that rebuild the environment (no pickled copy of its arrays)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        results = ppo_agent.main(["--timesteps", "32", "--n-envs", "2", "--subproc", "--out", str(tmp_path / "run")],
+                                 panel=make_panel(n_hours=300), encoder=FakeEncoder(), cache_dir=tmp_path / "cache")
+    finally:
+        torch.set_num_threads(threads)
+    assert (tmp_path / "run" / "ppo_gnn_seed0.zip").is_file()
+    assert math.isfinite(results["policies"]["ppo_gnn"]["net_return_mean"])

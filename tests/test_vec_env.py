@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,3 +159,53 @@ def test_a_summary_loads_the_model_on_a_cache_miss_and_refuses_a_changed_checkpo
     ckpt.write_bytes(ckpt.read_bytes() + b"\0")       # another model behind the same path
     with pytest.raises(CheckpointError, match="changed"):
         summary.encode_range(None)
+
+
+def test_flat_observations_hold_no_private_copy_of_the_mapped_outputs(tmp_path):
+    # A flat environment on a cache entry assembles each observation from the memory-mapped
+    # outputs, so every worker of a vectorised environment shares them; it must not keep its
+    # own [T, obs] table (16.5 MB here, ~155 MB per worker on three years of 40 pairs).
+    panel, encoder = make_panel(n_hours=3000, n_pairs=20), FakeEncoder(embedding_dim=64)
+    make_env(panel=panel, encoder=encoder, cache_dir=tmp_path)  # writes the entry
+    held = {}
+    for mode in ("dict", "flat"):
+        tracemalloc.start()
+        env = make_env(panel=panel, encoder=encoder, cache_dir=tmp_path, obs_mode=mode)
+        held[mode] = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        del env
+    table_bytes = 3000 * (20 * (3 + 64) + 20 + 21) * 4
+    assert held["flat"] - held["dict"] < table_bytes / 10
+    # and what it serves is the dict observation, flattened in order
+    flat = make_env(panel=panel, encoder=encoder, cache_dir=tmp_path, obs_mode="flat")
+    as_dict = make_env(panel=panel, encoder=encoder, cache_dir=tmp_path, obs_mode="dict")
+    fobs, _ = flat.reset(seed=0, options={"start": 500})
+    dobs, _ = as_dict.reset(seed=0, options={"start": 500})
+    action = np.linspace(-1, 1, 21, dtype=np.float32)
+    for _ in range(3):
+        want = np.concatenate([dobs[k].ravel() for k in ("probs", "embeddings", "mask", "weights")])
+        np.testing.assert_array_equal(fobs, want)
+        fobs, *_ = flat.step(action)
+        dobs, *_ = as_dict.step(action)
+
+
+def test_workers_cut_a_subrange_from_the_mapped_entry_without_encoding(setup):
+    log, kwargs, _ = setup
+    end = kwargs["panel"].times[300]
+    fns = env_fns(2, subrange={"end": end, "episode_hours": 24}, **kwargs)
+    assert encodings(log) == 1  # the whole range, once, here
+    reference = make_env(panel=kwargs["panel"], encoder=FakeEncoder()).subrange(end=end, episode_hours=24)
+    reference.reset(options={"start": START})
+    expected = [reference.step(np.zeros(5))[0] for _ in range(3)]
+    vec = SubprocVecEnv(fns, start_method="fork")
+    try:
+        assert vec.get_attr("times")[0][-1] == end  # cut in the worker
+        observed = run_workers(vec, 2)
+        assert encodings(log) == 1  # the workers mapped the entry and sliced it
+        for got, want in zip(observed, expected):
+            for row in got:
+                np.testing.assert_array_equal(row, want)
+    finally:
+        vec.close()
+    with pytest.raises(Exception, match="empty subrange"):
+        env_fns(1, subrange={"start": end, "end": end}, **kwargs)[0]()
