@@ -33,7 +33,7 @@ EDGE_INIT_GAIN = 5.0
 #: as the only edge feature). Checkpoints written before these fields existed
 #: therefore load as exactly the network they were trained as.
 LEGACY_FIELDS: dict[str, Any] = {"lookback": 0, "context": False, "edge_dim": 1, "edge_gain": EDGE_INIT_GAIN,
-                                 "current_skip": False}
+                                 "current_skip": False, "context_inputs": False}
 
 
 @dataclass
@@ -63,6 +63,9 @@ class ModelConfig:
         current_skip: temporal models only: add a linear projection of the
             current hour's features to the GRU state, so the node state keeps
             the hour-``t`` inputs however the GRU compresses its window.
+        context_inputs: with ``context``, pool the current hour's input
+            features instead of the node states (the same for a model without
+            a temporal encoder).
     """
 
     in_channels: int
@@ -75,6 +78,7 @@ class ModelConfig:
     edge_dim: int = 1
     edge_gain: float = EDGE_INIT_GAIN
     current_skip: bool = False
+    context_inputs: bool = False
 
     def __post_init__(self) -> None:
         if self.in_channels < 1:
@@ -165,6 +169,11 @@ class GATv2Classifier(torch.nn.Module):
         \mathbf{h}^{(0)}_j, \qquad \mathbf{z}_i \leftarrow \mathbf{z}_i +
         \mathbf{W}_c \mathbf{c}_t + \mathbf{b}_c.
 
+    With ``context_inputs`` the mean runs over the current hour's input
+    features :math:`\mathbf{x}_{j,t}` instead of the states: the market's level
+    (its mean return, its volatility) reaches the head as the inputs state it,
+    not as a GRU has squashed it.
+
     The embedding is :math:`\mathbf{z}_i \in \mathbb{R}^d`; the class scores are
     :math:`\log \operatorname{softmax}(\mathbf{W}_o \mathbf{z}_i + \mathbf{b}_o)`
     over DOWN / SIDEWAYS / UP.
@@ -206,7 +215,8 @@ class GATv2Classifier(torch.nn.Module):
                 add_self_loops=True, edge_dim=config.edge_dim, fill_value=1.0, residual=True,
             ))
             self.norms.append(GraphNorm(config.hidden))
-        self.context = torch.nn.Linear(state_dim, config.hidden) if config.context else None
+        context_dim = config.in_channels if config.context_inputs else state_dim
+        self.context = torch.nn.Linear(context_dim, config.hidden) if config.context else None
         self.head = torch.nn.Linear(config.hidden, NUM_CLASSES)
         self._scale_edge_init()
 
@@ -265,7 +275,8 @@ class GATv2Classifier(torch.nn.Module):
             h = F.relu(h)
             h = F.dropout(h, p=self.config.dropout, training=self.training)
         if self.context is not None:
-            h = h + self.context(market_mean(state, batch, node_mask))[_graph_of(batch, h)]
+            pooled = market_mean(x if self.config.context_inputs else state, batch, node_mask)
+            h = h + self.context(pooled)[_graph_of(batch, h)]
         return F.log_softmax(self.head(h), dim=-1), h
 
     def encode_nodes(self, x: Tensor, x_seq: Tensor | None) -> Tensor:

@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--current-skip", action=argparse.BooleanOptionalAction, default=d.current_skip,
                    dest="current_skip",
                    help="temporal models: add a projection of the current hour's features to the GRU state")
+    p.add_argument("--context-inputs", action=argparse.BooleanOptionalAction, default=d.context_inputs,
+                   dest="context_inputs",
+                   help="market context: pool the current hour's input features instead of the node states")
     p.add_argument("--lead-lag", action=argparse.BooleanOptionalAction, default=d.lead_lag, dest="lead_lag",
                    help="second edge feature: correlation of the source's previous-hour return with the target's")
     p.add_argument("--edge-gain", type=float, default=d.edge_gain, dest="edge_gain",

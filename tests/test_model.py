@@ -297,3 +297,24 @@ def test_current_skip_reset_parameters() -> None:
     torch.manual_seed(99)
     model.reset_parameters()
     assert not torch.equal(before, model.current.weight)
+
+
+def test_context_inputs_pools_the_current_hour_features_of_valid_nodes() -> None:
+    """With context_inputs the market context is W_c mean_valid(x_t) + b_c: shifting every feature of the
+    hour by 1 moves each embedding by exactly W_c 1 (the GRU state and message passing never see x_t)."""
+    x, ei, ea = hour(1)
+    seq = windows(2)
+    model = temporal_model(context=True, context_inputs=True)
+    assert model.context.in_features == F  # pools inputs, not the d-wide states
+    mask = torch.ones(N, dtype=torch.bool)
+    mask[0] = False
+    with torch.no_grad():
+        _, z = model(x, ei, ea, x_seq=seq, node_mask=mask)
+        _, z_shift = model(x + 1.0, ei, ea, x_seq=seq, node_mask=mask)
+        moved = x.clone()
+        moved[0] += 100.0  # an invalid node's features do not enter the mean
+        _, z_invalid = model(moved, ei, ea, x_seq=seq, node_mask=mask)
+    torch.testing.assert_close(z_shift - z, model.context.weight.sum(1).expand(N, -1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(z_invalid, z)
+    assert temporal_model(context=True).context.in_features == 16  # default: the GRU states
+    assert ModelConfig.from_dict({"in_channels": F}).context_inputs is False  # older checkpoints

@@ -173,17 +173,17 @@ def test_temporal_ablation_is_reported_beside_the_gnn(store, tmp_path) -> None:
 def test_cli_flags_of_the_temporal_model(store, tmp_path, capsys) -> None:
     args = tiny_args(store, tmp_path / "run") + ["--lookback", "6", "--no-context", "--no-lead-lag",
                                                  "--edge-gain", "2.5", "--no-temporal-ablation", "--no-baselines",
-                                                 "--current-skip"]
+                                                 "--current-skip", "--context-inputs"]
     code, out, err = cli(args, capsys)
     assert code == 0, err
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     config = metrics["config"]
     assert (config["lookback"], config["context"], config["lead_lag"], config["edge_gain"]) == (6, False, False, 2.5)
-    assert config["current_skip"] is True
+    assert config["current_skip"] is True and config["context_inputs"] is True
     assert set(metrics["test"]) == {"gnn", "gnn_no_edges"}
     ckpt = load_checkpoint(tmp_path / "run" / "model.pt")
     assert ckpt.model_config["lookback"] == 6 and ckpt.model_config["edge_dim"] == 1
-    assert ckpt.model_config["current_skip"] is True
+    assert ckpt.model_config["current_skip"] is True and ckpt.model_config["context_inputs"] is True
     assert GraphEncoder.load(tmp_path / "run" / "model.pt").model.current is not None
     assert ckpt.graph_config["lead_lag"] is False
     code, _, err = cli(tiny_args(store, tmp_path / "bad") + ["--lookback", "-1"], capsys)

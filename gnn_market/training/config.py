@@ -42,6 +42,7 @@ class TrainConfig:
     lookback: int = 12               # L hours read by the per-node GRU (0 = no temporal encoder)
     context: bool = True             # per-hour market summary added to every node
     current_skip: bool = False       # add the projected current hour to the GRU state
+    context_inputs: bool = False     # market context pools the current hour's inputs, not the node states
     edge_gain: float = 5.0           # init gain of the edge projections (model.EDGE_INIT_GAIN)
     # graph
     window: int = 100

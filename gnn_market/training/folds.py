@@ -65,7 +65,7 @@ def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.d
     model_config = ModelConfig(in_channels=market.features.values.shape[-1], hidden=cfg.hidden,
                                heads=cfg.heads, layers=cfg.layers, dropout=cfg.dropout, lookback=cfg.lookback,
                                context=cfg.context, edge_dim=graph_config(cfg).edge_dim, edge_gain=cfg.edge_gain,
-                               current_skip=cfg.current_skip)
+                               current_skip=cfg.current_skip, context_inputs=cfg.context_inputs)
     windows = None
     if cfg.lookback:  # one shared [T, N, F + 1] array; each batch gathers its [B * N, L, F + 1] windows
         values = normalizer.transform(market.features.values, market.features.valid)

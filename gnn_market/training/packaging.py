@@ -47,7 +47,7 @@ def save_packaged(model_path: Path, metrics: dict[str, Any], cfg: TrainConfig,
         "split": fold,
         "model": {k: getattr(cfg, k) for k in ("hidden", "heads", "layers", "dropout", "top_k", "window",
                                                "lookback", "context", "lead_lag", "edge_gain",
-                                               "current_skip")},
+                                               "current_skip", "context_inputs")},
         "reserved_for_rl": [RESERVED_START.isoformat(), "end of the sample"],
         "test": {name: {k: round(m[k], 4) for k in ("accuracy", "macro_f1", "mcc")}
                  for name, m in metrics["test"].items()},
