@@ -21,6 +21,7 @@ before any run (168 h = one week); nothing here changes a default.
 
     python benchmarks/decision_rule_check.py --seeds 13 14 15 16 17
     python benchmarks/decision_rule_check.py --data sample --seeds 0
+    python benchmarks/decision_rule_check.py --seeds 23 24 --set context_inputs=True   # a candidate default
 """
 from __future__ import annotations
 
@@ -28,13 +29,16 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # tune_defaults.parse_override
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from tune_defaults import parse_override  # noqa: E402
 
 from gnn_market.calibration import DecisionRule, VectorScaling, prior_adjusted  # noqa: E402
 from gnn_market.pipeline import load_market  # noqa: E402
@@ -83,15 +87,15 @@ def summarise(y: np.ndarray, classes: dict[str, np.ndarray]) -> dict:
             "gnn_predicted_shares": (np.bincount(classes["gnn"], minlength=3) / len(y)).round(3).tolist()}
 
 
-def run_seed(data: str, seed: int, window: int) -> dict:
-    cfg = TrainConfig(data=data, seed=seed, progress=False, threads=1)
+def run_seed(data: str, seed: int, window: int, overrides: dict | None = None) -> dict:
+    cfg = replace(TrainConfig(data=data, seed=seed, progress=False, threads=1), **(overrides or {}))
     torch.set_num_threads(1)
     started = time.perf_counter()
     market = load_market(open_store(None, cfg.data, seed=cfg.seed), cfg.market, threshold=cfg.threshold)
     split = make_splits(candidate_hours(market, cfg.window), cfg)[0]
     result = run_fold(market, split, cfg, resolve_device(cfg.device))
     rules = decide(result, window)
-    return {"seed": seed, "data": data, "window": window, "seconds": round(time.perf_counter() - started),
+    return {"seed": seed, "data": data, "window": window, "overrides": overrides or {}, "seconds": round(time.perf_counter() - started),
             "test_shares": (np.bincount(result.y_test, minlength=3) / len(result.y_test)).round(3).tolist(),
             **{rule: summarise(result.y_test, classes) for rule, classes in rules.items()}}
 
@@ -102,11 +106,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[13, 14, 15, 16, 17])
     p.add_argument("--window", type=int, default=WINDOW_HOURS)
     p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="TrainConfig fields to change (a candidate default), e.g. context_inputs=True")
     args = p.parse_args()
     rows = []
     print(f"{'seed':>4} {'rule':>15} {'gnn':>7} {'vs no-edge':>11} {'vs best baseline':>24} {'GNN shares D/S/U':>20}")
     for seed in args.seeds:
-        row = run_seed(args.data, seed, args.window)
+        row = run_seed(args.data, seed, args.window, dict(parse_override(o) for o in args.overrides))
         rows.append(row)
         for rule in RULES:
             r = row[rule]
