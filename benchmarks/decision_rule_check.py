@@ -1,4 +1,4 @@
-"""A label-free adaptive decision rule against the validation-fitted one, on the same predictions.
+"""Label-free adaptive decision rules against the validation-fitted one, on the same predictions.
 
 The protocol's rule (``training.calibrate``) turns each learned model's
 calibrated probabilities into classes with per-class weights fitted on
@@ -13,11 +13,14 @@ For each seed: one default run of ``python -m gnn_market.train`` on the data
 (``training.run_fold``; vector scaling fitted on validation as in the CLI),
 then test macro-F1 of every model under both rules (majority and persistence
 keep their own rules), the GNN's margins over its no-edge ablation and the
-best baseline, and the rules' predicted class shares. Two more rules are
-scored for diagnosis only (:data:`DIAGNOSTIC_RULES`): plain argmax, and the
-rule fitted on the test labels (an upper bound for any per-class weighting,
-never a result). The window is fixed
-before any run (168 h = one week); nothing here changes a default.
+best baseline, and the rules' predicted class shares. Two parameter-free
+prior corrections are candidates too (:data:`RATIO_RULES`: argmax of each
+probability over the model's own mean probability of that class, over the
+last ``--window`` hours or over validation). Two more rules are scored for
+diagnosis only (:data:`DIAGNOSTIC_RULES`): plain argmax, and the rule fitted
+on the test labels (an upper bound for any per-class weighting, never a
+result). The window is fixed before any run (168 h = one week); nothing here
+changes a default.
 
     python benchmarks/decision_rule_check.py --seeds 13 14 15 16 17
     python benchmarks/decision_rule_check.py --data sample --seeds 0
@@ -40,7 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tune_defaults import parse_override  # noqa: E402
 
-from gnn_market.calibration import DecisionRule, VectorScaling, prior_adjusted  # noqa: E402
+from gnn_market.calibration import DecisionRule, VectorScaling, prior_adjusted, rolling_prior  # noqa: E402
 from gnn_market.pipeline import load_market  # noqa: E402
 from gnn_market.sources import open_store  # noqa: E402
 from gnn_market.training import TrainConfig, candidate_hours, make_splits, resolve_device, run_fold  # noqa: E402
@@ -56,7 +59,10 @@ WINDOW_HOURS = 168
 #: plain argmax of the calibrated probabilities, and the rule fitted on the TEST labels themselves,
 #: the most any per-class weighting of these probabilities could reach on that test range.
 DIAGNOSTIC_RULES = ("argmax", "oracle_test_fit")
-RULES = ("fixed", "adaptive", *DIAGNOSTIC_RULES)
+#: Parameter-free prior corrections, candidates checked on 2026-12-02: argmax of p_k / prior_k, with the
+#: prior the model's own mean probability over the last ``window`` hours, or over validation.
+RATIO_RULES = ("ratio_rolling", "ratio_val")
+RULES = ("fixed", "adaptive", *RATIO_RULES, *DIAGNOSTIC_RULES)
 
 
 def decide(result, window: int) -> dict[str, dict[str, np.ndarray]]:
@@ -73,6 +79,8 @@ def decide(result, window: int) -> dict[str, dict[str, np.ndarray]]:
         val_adj = prior_adjusted(val, result.val_hours, window)
         test_adj = prior_adjusted(test, result.test_hours, window)
         out["adaptive"][name] = DecisionRule().fit(val_adj, result.y_val).predict(test_adj)
+        out["ratio_rolling"][name] = (test / np.maximum(rolling_prior(test, result.test_hours, window), 1e-9)).argmax(1)
+        out["ratio_val"][name] = (test / val.mean(0)).argmax(1)
         out["argmax"][name] = test.argmax(1)
         out["oracle_test_fit"][name] = DecisionRule().fit(test, result.y_test).predict(test)
     return out

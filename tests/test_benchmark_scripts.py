@@ -65,7 +65,7 @@ def test_decision_rule_check_scores_both_rules_on_the_same_predictions() -> None
         y_val=y_val, y_test=rng.integers(0, 3, m_test), val_hours=np.repeat(np.arange(30), 10),
         test_hours=np.repeat(np.arange(100, 120), 10))
     out = check.decide(result, window=5)
-    assert set(out) == {"fixed", "adaptive", "argmax", "oracle_test_fit"}
+    assert set(out) == {"fixed", "adaptive", "ratio_rolling", "ratio_val", "argmax", "oracle_test_fit"}
     np.testing.assert_array_equal(out["fixed"]["gnn"], ModelCalibration.fit(probs["val"], y_val).apply(probs["test"])[0])
     scaling = VectorScaling().fit(probs["val"], y_val)
     rule = DecisionRule().fit(prior_adjusted(scaling.transform(probs["val"]), result.val_hours, 5), y_val)
@@ -73,6 +73,9 @@ def test_decision_rule_check_scores_both_rules_on_the_same_predictions() -> None
     np.testing.assert_array_equal(out["adaptive"]["gnn"], expected)
     test = scaling.transform(probs["test"])
     np.testing.assert_array_equal(out["argmax"]["gnn"], test.argmax(1))
+    np.testing.assert_array_equal(out["ratio_val"]["gnn"], (test / scaling.transform(probs["val"]).mean(0)).argmax(1))
+    prior = np.stack([test[(result.test_hours > h - 5) & (result.test_hours <= h)].mean(0) for h in result.test_hours])
+    np.testing.assert_array_equal(out["ratio_rolling"]["gnn"], (test / prior).argmax(1))
     np.testing.assert_array_equal(out["oracle_test_fit"]["gnn"], DecisionRule().fit(test, result.y_test).predict(test))
     for rule in out:
         np.testing.assert_array_equal(out[rule]["persistence"], persistence)
