@@ -25,15 +25,18 @@ changes a default.
     python benchmarks/decision_rule_check.py --seeds 13 14 15 16 17
     python benchmarks/decision_rule_check.py --data sample --seeds 0
     python benchmarks/decision_rule_check.py --seeds 23 24 --set context_inputs=True   # a candidate default
+    python benchmarks/decision_rule_check.py --seeds 23 24 --predictions runs/preds    # train once, rescore later
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -95,15 +98,53 @@ def summarise(y: np.ndarray, classes: dict[str, np.ndarray]) -> dict:
             "gnn_predicted_shares": (np.bincount(classes["gnn"], minlength=3) / len(y)).round(3).tolist()}
 
 
-def run_seed(data: str, seed: int, window: int, overrides: dict | None = None) -> dict:
-    cfg = replace(TrainConfig(data=data, seed=seed, progress=False, threads=1), **(overrides or {}))
-    torch.set_num_threads(1)
+def prediction_file(folder: Path, data: str, seed: int, overrides: dict) -> Path:
+    """Where :func:`run_seed` keeps one run's predictions: one file per data, seed and overrides."""
+    tag = "" if not overrides else "_" + hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+    return folder / f"{data}_{seed}{tag}.npz"
+
+
+def save_predictions(result, path: Path) -> None:
+    """Validation and test classes and probabilities of every model, labels and hours (``.npz``)."""
+    arrays = {"y_val": result.y_val, "y_test": result.y_test, "val_hours": result.val_hours,
+              "test_hours": result.test_hours}
+    for name in result.test:
+        arrays[f"valc_{name}"], arrays[f"val_{name}"] = result.val[name]
+        arrays[f"testc_{name}"], arrays[f"test_{name}"] = result.test[name]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+
+
+def load_predictions(path: Path) -> SimpleNamespace:
+    """What :func:`save_predictions` wrote, shaped like the fold result :func:`decide` reads."""
+    with np.load(path) as d:
+        names = [k[len("test_"):] for k in d.files if k.startswith("test_") and k != "test_hours"]
+        return SimpleNamespace(test={n: (d[f"testc_{n}"], d[f"test_{n}"]) for n in names},
+                               val={n: (d[f"valc_{n}"], d[f"val_{n}"]) for n in names},
+                               y_val=d["y_val"], y_test=d["y_test"], val_hours=d["val_hours"],
+                               test_hours=d["test_hours"])
+
+
+def run_seed(data: str, seed: int, window: int, overrides: dict | None = None,
+             predictions: Path | None = None) -> dict:
+    """One default (or overridden) run, scored under every rule; with ``predictions``, a run whose
+    predictions are already there is rescored without training, and a new one is kept there."""
+    overrides = overrides or {}
     started = time.perf_counter()
-    market = load_market(open_store(None, cfg.data, seed=cfg.seed), cfg.market, threshold=cfg.threshold)
-    split = make_splits(candidate_hours(market, cfg.window), cfg)[0]
-    result = run_fold(market, split, cfg, resolve_device(cfg.device))
+    kept = None if predictions is None else prediction_file(predictions, data, seed, overrides)
+    if kept is not None and kept.exists():
+        result = load_predictions(kept)
+    else:
+        cfg = replace(TrainConfig(data=data, seed=seed, progress=False, threads=1), **overrides)
+        torch.set_num_threads(1)
+        market = load_market(open_store(None, cfg.data, seed=cfg.seed), cfg.market, threshold=cfg.threshold)
+        split = make_splits(candidate_hours(market, cfg.window), cfg)[0]
+        result = run_fold(market, split, cfg, resolve_device(cfg.device))
+        if kept is not None:
+            save_predictions(result, kept)
     rules = decide(result, window)
-    return {"seed": seed, "data": data, "window": window, "overrides": overrides or {}, "seconds": round(time.perf_counter() - started),
+    return {"seed": seed, "data": data, "window": window, "overrides": overrides,
+            "seconds": round(time.perf_counter() - started),
             "test_shares": (np.bincount(result.y_test, minlength=3) / len(result.y_test)).round(3).tolist(),
             **{rule: summarise(result.y_test, classes) for rule, classes in rules.items()}}
 
@@ -114,13 +155,17 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[13, 14, 15, 16, 17])
     p.add_argument("--window", type=int, default=WINDOW_HOURS)
     p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--predictions", type=Path, metavar="DIR",
+                   help="keep each run's validation and test predictions in DIR and reuse them: "
+                        "a new rule is then scored without training")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="TrainConfig fields to change (a candidate default), e.g. context_inputs=True")
     args = p.parse_args()
     rows = []
     print(f"{'seed':>4} {'rule':>15} {'gnn':>7} {'vs no-edge':>11} {'vs best baseline':>24} {'GNN shares D/S/U':>20}")
     for seed in args.seeds:
-        row = run_seed(args.data, seed, args.window, dict(parse_override(o) for o in args.overrides))
+        row = run_seed(args.data, seed, args.window, dict(parse_override(o) for o in args.overrides),
+                       args.predictions)
         rows.append(row)
         for rule in RULES:
             r = row[rule]

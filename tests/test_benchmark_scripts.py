@@ -50,7 +50,7 @@ def test_tune_defaults_one_fold_mode_logs_validation_curves(tmp_path, monkeypatc
     assert 0.0 <= row["val_best_macro_f1"]["gnn"] <= 1.0
 
 
-def test_decision_rule_check_scores_both_rules_on_the_same_predictions() -> None:
+def test_decision_rule_check_scores_both_rules_on_the_same_predictions(tmp_path) -> None:
     """'fixed' is exactly the protocol's calibration; 'adaptive' fits the same rule on prior-adjusted probabilities;
     rule-based models keep their own classes under both."""
     check = load_script("decision_rule_check")
@@ -79,3 +79,11 @@ def test_decision_rule_check_scores_both_rules_on_the_same_predictions() -> None
     np.testing.assert_array_equal(out["oracle_test_fit"]["gnn"], DecisionRule().fit(test, result.y_test).predict(test))
     for rule in out:
         np.testing.assert_array_equal(out[rule]["persistence"], persistence)
+    # kept predictions rescore to the same classes under every rule
+    path = check.prediction_file(tmp_path, "synthetic", 7, {})
+    check.save_predictions(result, path)
+    again = check.decide(check.load_predictions(path), window=5)
+    for rule in out:
+        for name in out[rule]:
+            np.testing.assert_array_equal(again[rule][name], out[rule][name])
+    assert check.prediction_file(tmp_path, "synthetic", 7, {"lookback": 4}) != path
