@@ -87,3 +87,30 @@ def test_decision_rule_check_scores_both_rules_on_the_same_predictions(tmp_path)
         for name in out[rule]:
             np.testing.assert_array_equal(again[rule][name], out[rule][name])
     assert check.prediction_file(tmp_path, "synthetic", 7, {"lookback": 4}) != path
+
+
+def test_ensemble_check_averages_calibrated_members_and_keeps_the_first_as_single() -> None:
+    """'single' is the protocol's rule on the first member; 'ensemble' fits the same rule on the members' mean
+    calibrated probabilities; identical members give the single result; rule-based models keep their classes."""
+    check = load_script("ensemble_check")
+    rng = np.random.default_rng(1)
+    y_val, y_test = rng.integers(0, 3, 300), rng.integers(0, 3, 200)
+    persistence = rng.integers(0, 3, 200)
+
+    def member(seed: int) -> SimpleNamespace:
+        r = np.random.default_rng(seed)
+        val, test = r.dirichlet([1, 3, 1], 300), r.dirichlet([1, 3, 1], 200)
+        return SimpleNamespace(test={"gnn": (test.argmax(1), test), "persistence": (persistence, np.eye(3)[persistence])},
+                               val={"gnn": (val.argmax(1), val), "persistence": (y_val, np.eye(3)[y_val])},
+                               y_val=y_val, y_test=y_test)
+
+    a, b = member(10), member(11)
+    out = check.decide_ensemble([a, b])
+    np.testing.assert_array_equal(out["single"]["gnn"], ModelCalibration.fit(a.val["gnn"][1], y_val).apply(a.test["gnn"][1])[0])
+    cal = [VectorScaling().fit(m.val["gnn"][1], y_val) for m in (a, b)]
+    val = (cal[0].transform(a.val["gnn"][1]) + cal[1].transform(b.val["gnn"][1])) / 2
+    test = (cal[0].transform(a.test["gnn"][1]) + cal[1].transform(b.test["gnn"][1])) / 2
+    np.testing.assert_array_equal(out["ensemble"]["gnn"], DecisionRule().fit(val, y_val).predict(test))
+    same = check.decide_ensemble([a, a, a])
+    np.testing.assert_array_equal(same["ensemble"]["gnn"], same["single"]["gnn"])
+    np.testing.assert_array_equal(out["ensemble"]["persistence"], persistence)
