@@ -36,7 +36,9 @@ from gnn_market.calibration import DecisionRule, VectorScaling  # noqa: E402
 from gnn_market.training.calibrate import is_calibrated  # noqa: E402
 from gnn_market.training.metrics import classification_metrics  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "local" / "ensemble_check.json"
+#: Default output: an ignored folder; published figures are written with --results benchmarks/results/...
+LOCAL_RESULTS = ROOT / "benchmarks" / "results" / "local"
+RESULTS = LOCAL_RESULTS / "ensemble_check.json"
 SEED_STEP = 1000  # member k trains with seed S + k * SEED_STEP
 
 
