@@ -30,11 +30,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # decision_rule_check
 
 import numpy as np  # noqa: E402
-from decision_rule_check import load_predictions, prediction_file, save_predictions  # noqa: E402
+from decision_rule_check import load_predictions, prediction_file, save_predictions, summarise  # noqa: E402
 
 from gnn_market.calibration import DecisionRule, VectorScaling  # noqa: E402
 from gnn_market.training.calibrate import is_calibrated  # noqa: E402
-from gnn_market.training.metrics import classification_metrics  # noqa: E402
 
 #: Default output: an ignored folder; published figures are written with --results benchmarks/results/...
 LOCAL_RESULTS = ROOT / "benchmarks" / "results" / "local"
@@ -85,14 +84,6 @@ def decide_ensemble(members: list) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def margins(y: np.ndarray, classes: dict[str, np.ndarray]) -> dict:
-    f1 = {n: float(classification_metrics(y, c)["macro_f1"]) for n, c in classes.items()}
-    baselines = {n: v for n, v in f1.items() if not n.startswith("gnn")}
-    best = max(baselines, key=baselines.get)
-    return {"macro_f1": f1, "best_baseline": best, "margin_vs_no_edges": f1["gnn"] - f1["gnn_no_edges"],
-            "margin_vs_best_baseline": f1["gnn"] - baselines[best]}
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", required=True, help="market seeds")
@@ -106,7 +97,7 @@ def main() -> None:
     print(f"{'seed':>4} {'single gnn':>10} {'- no-edge':>9} {'- best':>7}   {'ensemble gnn':>12} {'- no-edge':>9} {'- best':>7}")
     for seed in args.seeds:
         members = [member(seed, k, args.predictions) for k in range(args.members)]
-        scored = {kind: margins(members[0].y_test, c) for kind, c in decide_ensemble(members).items()}
+        scored = {kind: summarise(members[0].y_test, c) for kind, c in decide_ensemble(members).items()}
         rows.append({"seed": seed, "members": args.members, **scored})
         s, e = scored["single"], scored["ensemble"]
         print(f"{seed:>4} {s['macro_f1']['gnn']:>10.4f} {s['margin_vs_no_edges']:>+9.3f} {s['margin_vs_best_baseline']:>+7.3f}"
