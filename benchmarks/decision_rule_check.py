@@ -125,23 +125,33 @@ def load_predictions(path: Path) -> SimpleNamespace:
                                test_hours=d["test_hours"])
 
 
+def fold_result(data: str, seed: int, overrides: dict | None = None, predictions: Path | None = None,
+                train_seed: int | None = None):
+    """The fold result of ``--data DATA --seed SEED`` (with ``overrides``), trained with ``train_seed``
+    (default: the market seed, as the CLI does). With ``predictions``, a run already kept there is read
+    back instead of trained, and a new one is kept there."""
+    overrides = overrides or {}
+    key = overrides if train_seed is None else {**overrides, "train_seed": train_seed}
+    kept = None if predictions is None else prediction_file(predictions, data, seed, key)
+    if kept is not None and kept.exists():
+        return load_predictions(kept)
+    cfg = replace(TrainConfig(data=data, seed=seed, progress=False, threads=1), **overrides)
+    torch.set_num_threads(1)
+    market = load_market(open_store(None, cfg.data, seed=cfg.seed), cfg.market, threshold=cfg.threshold)
+    split = make_splits(candidate_hours(market, cfg.window), cfg)[0]
+    train_cfg = cfg if train_seed is None else replace(cfg, seed=train_seed)
+    result = run_fold(market, split, train_cfg, resolve_device(cfg.device))
+    if kept is not None:
+        save_predictions(result, kept)
+    return result
+
+
 def run_seed(data: str, seed: int, window: int, overrides: dict | None = None,
              predictions: Path | None = None) -> dict:
-    """One default (or overridden) run, scored under every rule; with ``predictions``, a run whose
-    predictions are already there is rescored without training, and a new one is kept there."""
+    """One default (or overridden) run, scored under every rule (see :func:`fold_result` for ``predictions``)."""
     overrides = overrides or {}
     started = time.perf_counter()
-    kept = None if predictions is None else prediction_file(predictions, data, seed, overrides)
-    if kept is not None and kept.exists():
-        result = load_predictions(kept)
-    else:
-        cfg = replace(TrainConfig(data=data, seed=seed, progress=False, threads=1), **overrides)
-        torch.set_num_threads(1)
-        market = load_market(open_store(None, cfg.data, seed=cfg.seed), cfg.market, threshold=cfg.threshold)
-        split = make_splits(candidate_hours(market, cfg.window), cfg)[0]
-        result = run_fold(market, split, cfg, resolve_device(cfg.device))
-        if kept is not None:
-            save_predictions(result, kept)
+    result = fold_result(data, seed, overrides, predictions)
     rules = decide(result, window)
     return {"seed": seed, "data": data, "window": window, "overrides": overrides,
             "seconds": round(time.perf_counter() - started),

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # decision_rule_check
 
 import numpy as np  # noqa: E402
-from decision_rule_check import load_predictions, prediction_file, save_predictions, summarise  # noqa: E402
+from decision_rule_check import fold_result, summarise  # noqa: E402
 
 from gnn_market.calibration import DecisionRule, VectorScaling  # noqa: E402
 from gnn_market.training.calibrate import is_calibrated  # noqa: E402
@@ -43,26 +43,7 @@ SEED_STEP = 1000  # member k trains with seed S + k * SEED_STEP
 
 def member(seed: int, k: int, predictions: Path | None):
     """The fold result of market ``seed`` trained with seed ``seed + k * SEED_STEP`` (kept in ``predictions``)."""
-    overrides = {} if k == 0 else {"train_seed": seed + k * SEED_STEP}
-    kept = None if predictions is None else prediction_file(predictions, "synthetic", seed, overrides)
-    if kept is not None and kept.exists():
-        return load_predictions(kept)
-    from dataclasses import replace
-
-    import torch
-
-    from gnn_market.pipeline import load_market
-    from gnn_market.sources import open_store
-    from gnn_market.training import TrainConfig, candidate_hours, make_splits, resolve_device, run_fold
-
-    torch.set_num_threads(1)
-    cfg = TrainConfig(data="synthetic", seed=seed, progress=False, threads=1)
-    market = load_market(open_store(None, cfg.data, seed=cfg.seed), cfg.market, threshold=cfg.threshold)
-    split = make_splits(candidate_hours(market, cfg.window), cfg)[0]
-    result = run_fold(market, split, replace(cfg, seed=seed + k * SEED_STEP), resolve_device(cfg.device))
-    if kept is not None:
-        save_predictions(result, kept)
-    return result
+    return fold_result("synthetic", seed, predictions=predictions, train_seed=None if k == 0 else seed + k * SEED_STEP)
 
 
 def decide_ensemble(members: list) -> dict[str, dict[str, np.ndarray]]:
