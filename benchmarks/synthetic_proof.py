@@ -3,8 +3,10 @@
 For each seed S this is exactly ``python -m gnn_market.train --data synthetic
 --seed S`` (the simulator's default market drawn with seed S, every training
 default unchanged; the seed also seeds training). It reports test macro-F1 of
-the GNN, its two ablations (``gnn_no_edges``: same temporal encoder and
-context, no edges; ``gnn_no_temporal``: same graphs, no temporal encoder) and
+the GNN, its two ablations (``gnn_no_edges``: the same network, with the node
+encoder chosen for the GNN on validation, and no edges; ``gnn_no_temporal``:
+same graphs, no temporal encoder, which is the GNN itself where validation
+chose the snapshot encoder) and
 every baseline, and the GNN's margins over the no-edge ablation and over the
 best baseline (every model not named ``gnn*``). Seeds are fixed up front;
 every seed is reported.
@@ -79,6 +81,7 @@ def run_seed(seed: int, threads: int) -> dict:
     test, val = score([result], "test"), score([result], "val")
     calibrated = calibrate_fold(result)
     ruled = score([calibrated.fold], "test")
+    print(f"\nseed {seed}: node encoder {result.encoder} (validation macro-F1 {result.encoder_scores})", flush=True)
     print(f"\nseed {seed} (argmax)\n" + results_table(test), flush=True)
     print(f"\nseed {seed} (the CLI's table: validation-fitted calibration + decision rule)\n"
           + results_table({k: ruled[k] for k in test}), flush=True)
@@ -89,7 +92,7 @@ def run_seed(seed: int, threads: int) -> dict:
     vs = significance_vs_gnn(y, preds, market.times[hours])["gnn_vs"]  # paired bootstrap over test days
     intervals = {"ci_vs_no_edges": vs["gnn_no_edges"]["macro_f1"],
                  "ci_vs_best_baseline": vs[rule_margins["best_baseline"]]["macro_f1"]}
-    return {"seed": seed, "macro_f1": f1, "val_macro_f1": {n: m["macro_f1"] for n, m in val.items()},
+    return {"seed": seed, "encoder": result.encoder, "encoder_val_macro_f1": result.encoder_scores, "macro_f1": f1, "val_macro_f1": {n: m["macro_f1"] for n, m in val.items()},
             "mcc": {n: m["mcc"] for n, m in test.items()}, **margins(f1),
             "val_rule": {"macro_f1": f1_rule, "mcc": {n: ruled[n]["mcc"] for n in test},
                          "log_loss": {n: ruled[n]["log_loss"] for n in test},
@@ -99,14 +102,14 @@ def run_seed(seed: int, threads: int) -> dict:
 
 
 def print_table(rows: list[dict], title: str) -> None:
-    print(f"\n{title}\n{'seed':>4} {'gnn':>7} {'no_edges':>9} {'no_temp':>8} {'best baseline':>22} "
+    print(f"\n{title}\n{'seed':>4} {'encoder':>8} {'gnn':>7} {'no_edges':>9} {'no_temp':>8} {'best baseline':>22} "
           f"{'vs no-edge':>11} {'vs no-temp':>11} {'vs best baseline':>17}")
     for r in rows:
         f = r["macro_f1"]
         no_temp = f.get("gnn_no_temporal", float("nan"))
         vs_temp = r["margin_vs_no_temporal"] if r["margin_vs_no_temporal"] is not None else float("nan")
         best = f"{f[r['best_baseline']]:.4f} ({r['best_baseline']})"
-        print(f"{r['seed']:>4} {f['gnn']:>7.4f} {f['gnn_no_edges']:>9.4f} {no_temp:>8.4f} {best:>22} "
+        print(f"{r['seed']:>4} {r.get('encoder', ''):>8} {f['gnn']:>7.4f} {f['gnn_no_edges']:>9.4f} {no_temp:>8.4f} {best:>22} "
               f"{r['margin_vs_no_edges']:>+11.4f} {vs_temp:>+11.4f} {r['margin_vs_best_baseline']:>+17.4f}")
 
 
@@ -131,7 +134,7 @@ def main() -> None:
     args = p.parse_args()
     rows = [run_seed(s, args.threads) for s in args.seeds]
     print_table(rows, "test macro-F1, plain argmax")
-    print_table([{"seed": r["seed"], **r["val_rule"]} for r in rows],
+    print_table([{"seed": r["seed"], "encoder": r["encoder"], **r["val_rule"]} for r in rows],
                 "test macro-F1, the CLI's table (validation-fitted calibration + decision rule)")
     print_intervals(rows)
     print("\nseconds per seed: " + ", ".join(f"{r['seconds']:.0f}" for r in rows))

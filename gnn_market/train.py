@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ablation", action="store_false", dest="ablation", help="skip both GNN ablations")
     p.add_argument("--no-temporal-ablation", action="store_false", dest="temporal_ablation",
                    help="skip gnn_no_temporal (the GNN without its temporal encoder)")
+    p.add_argument("--encoder-selection", action=argparse.BooleanOptionalAction, default=d.select_encoder,
+                   dest="select_encoder",
+                   help="temporal GNN: also train it without the GRU and keep the node encoder with the better "
+                        "validation macro-F1 (--no-encoder-selection keeps the GRU)")
     p.add_argument("--no-baselines", action="store_false", dest="baselines")
     p.add_argument("--mlp-window", type=int, default=d.mlp_window, dest="mlp_window",
                    help="hours of lookback the MLP baseline sees per pair")

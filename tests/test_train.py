@@ -173,13 +173,13 @@ def test_temporal_ablation_is_reported_beside_the_gnn(store, tmp_path) -> None:
 def test_cli_flags_of_the_temporal_model(store, tmp_path, capsys) -> None:
     args = tiny_args(store, tmp_path / "run") + ["--lookback", "6", "--no-context", "--no-lead-lag",
                                                  "--edge-gain", "2.5", "--no-temporal-ablation", "--no-baselines",
-                                                 "--current-skip", "--context-inputs"]
+                                                 "--current-skip", "--context-inputs", "--no-encoder-selection"]
     code, out, err = cli(args, capsys)
     assert code == 0, err
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     config = metrics["config"]
     assert (config["lookback"], config["context"], config["lead_lag"], config["edge_gain"]) == (6, False, False, 2.5)
-    assert config["current_skip"] is True and config["context_inputs"] is True
+    assert config["current_skip"] is True and config["context_inputs"] is True and config["select_encoder"] is False
     assert set(metrics["test"]) == {"gnn", "gnn_no_edges"}
     ckpt = load_checkpoint(tmp_path / "run" / "model.pt")
     assert ckpt.model_config["lookback"] == 6 and ckpt.model_config["edge_dim"] == 1

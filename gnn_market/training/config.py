@@ -63,6 +63,7 @@ class TrainConfig:
     # what to run
     ablation: bool = True            # the no-edge ablation (and the no-temporal one, see temporal_ablation)
     temporal_ablation: bool = True   # gnn_no_temporal beside a temporal GNN (needs ablation)
+    select_encoder: bool = True      # keep the GRU or snapshot node encoder with the better validation macro-F1
     baselines: bool = True
     hist_gb_max_rows: int | None = 60_000   # also hist_gb_context's (same rows as hist_gb)
     mlp_window: int = 24             # hours of each pair's normalised features the MLP baseline sees

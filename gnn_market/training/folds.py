@@ -1,13 +1,23 @@
 """One fold of the protocol: the GNN, its ablations and the baselines on one split.
 
+**Node encoder chosen on validation** (``TrainConfig.select_encoder``, on by
+default). A temporal GNN (``lookback > 0``) is trained twice on the same
+graphs: with its GRU over the last ``lookback`` hours and without it (each
+node starts from its current hour's features, the *snapshot* encoder). The
+fold's GNN is the one with the better best-epoch validation macro-F1, the
+metric early stopping already uses; a tie keeps the temporal one. Test rows
+play no part. The choice is recorded in :attr:`FoldResult.encoder` and
+:attr:`FoldResult.encoder_scores`.
+
 Ablations (same seed, initial weights where the architecture allows, batch
 order and hyper-parameters as the GNN):
 
-- ``gnn_no_edges``: the same network (temporal encoder, context, edge width)
+- ``gnn_no_edges``: the chosen network (its node encoder, context, edge width)
   on graphs without edges (self-loops only);
 - ``gnn_no_temporal``: the same graphs and network without the temporal
-  encoder (each node starts from its current hour's features), run only when
-  the GNN has one (``lookback > 0``).
+  encoder, reported when the configured GNN has one (``lookback > 0``). It is
+  the snapshot candidate of the selection: where the snapshot encoder is
+  chosen, its row equals the GNN's.
 """
 from __future__ import annotations
 
@@ -45,6 +55,8 @@ class FoldResult:
     timings: dict[str, float]
     test_hours: np.ndarray | None = None             # [M_test] hour index (panel T axis) of each test row
     val_hours: np.ndarray | None = None              # [M_val] the same for the validation rows
+    encoder: str = "temporal"                        # the GNN's node encoder: "temporal" or "snapshot"
+    encoder_scores: dict[str, float] | None = None   # best validation macro-F1 of each candidate encoder
 
 
 def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.device,
@@ -83,14 +95,26 @@ def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.d
         return net
 
     model = fit("gnn", model_config, graphs)
+    encoder, encoder_scores = ("temporal" if model_config.temporal else "snapshot"), None
+    report_snapshot = model_config.temporal and cfg.ablation and cfg.temporal_ablation
+    if model_config.temporal and (cfg.select_encoder or report_snapshot):
+        snapshot = fit("gnn_no_temporal", replace(model_config, lookback=0), graphs)
+        if cfg.select_encoder:
+            encoder_scores = {"temporal": histories["gnn"].best_val_macro_f1,
+                              "snapshot": histories["gnn_no_temporal"].best_val_macro_f1}
+            if encoder_scores["snapshot"] > encoder_scores["temporal"]:  # a tie keeps the configured encoder
+                encoder, model = "snapshot", snapshot
+                for out in (test, val, histories):
+                    out["gnn"] = out["gnn_no_temporal"]
+        if not report_snapshot:  # trained only as a candidate
+            for out in (test, val, histories):
+                del out["gnn_no_temporal"]
     if cfg.ablation:
         t0 = time.perf_counter()
         bare = {name: build_graphs(market, idx, graph_config(cfg, edges="none"), normalizer)
                 for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))}
         timings["graphs_s"] += time.perf_counter() - t0
-        fit("gnn_no_edges", model_config, bare)
-        if model_config.temporal and cfg.temporal_ablation:
-            fit("gnn_no_temporal", replace(model_config, lookback=0), graphs)
+        fit("gnn_no_edges", model.config, bare)
 
     if cfg.baselines:
         t0 = time.perf_counter()
@@ -104,4 +128,5 @@ def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.d
             timings[f"{baseline.name}_s"] = time.perf_counter() - t1
         timings["baselines_s"] = time.perf_counter() - t0
     return FoldResult(split, test, val, rows["test"].y, rows["val"].y, histories, model, normalizer, timings,
-                      test_hours=rows["test"].hour, val_hours=rows["val"].hour)
+                      test_hours=rows["test"].hour, val_hours=rows["val"].hour, encoder=encoder,
+                      encoder_scores=encoder_scores)

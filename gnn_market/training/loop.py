@@ -45,6 +45,11 @@ class History:
     best_epoch: int = 0
     seconds: float = 0.0
 
+    @property
+    def best_val_macro_f1(self) -> float:
+        """Validation macro-F1 of the kept (best) epoch; -inf before any epoch."""
+        return self.val_macro_f1[self.best_epoch - 1] if self.best_epoch else float("-inf")
+
 
 @torch.no_grad()
 def predict_graphs(model: GATv2Classifier, graphs: list[Data], batch_hours: int,

@@ -197,6 +197,18 @@ def plot_reliability(y: np.ndarray, curves: dict[str, np.ndarray], path: Path, b
     plt.close(fig)
 
 
+def encoder_line(summary: dict[str, Any] | None, seeds: dict[str, dict[str, Any]]) -> str:
+    """One sentence on the GNN's node encoder: fixed, or chosen on validation per (seed, fold)."""
+    if not summary or not summary.get("selection"):
+        return ""
+    choices = "; ".join(
+        f"seed {seed} fold {k + 1}: {f['chosen']} ({f['val_macro_f1']['temporal']:.4f} with the GRU, "
+        f"{f['val_macro_f1']['snapshot']:.4f} without)"
+        for seed, m in seeds.items() for k, f in enumerate(m.get("encoder", [])) if f.get("val_macro_f1"))
+    return (f"\nNode encoder chosen on validation macro-F1 (GRU over {summary['lookback']} h, or the current hour "
+            f"only): {choices}.\n")
+
+
 def write_report(out: Path, cfg: TrainConfig, metrics: dict[str, Any], results: Sequence[FoldResult],
                  reliability: tuple[np.ndarray, dict[str, np.ndarray]] | None = None) -> None:
     """``report.md`` with ``learning_curves.png``, ``confusion.png`` and ``reliability.png`` in ``out``.
@@ -218,6 +230,7 @@ def write_report(out: Path, cfg: TrainConfig, metrics: dict[str, Any], results: 
         f"{f['test']['range'][0]} .. {f['test']['range'][1]} ({f['test']['hours']} h) |"
         for k, f in enumerate(folds))
     best = {name: h.best_epoch for name, h in results[-1].histories.items()}
+    encoder_text = encoder_line(metrics.get("encoder"), metrics.get("seeds", {}))
     data = metrics.get("data", {})
     universe = (f"universe: the {data['top']} most liquid pairs on hours up to {data['universe_ranked_until']} "
                 f"(before the first validation hour)" if data.get("top") else "universe: all pairs loaded")
@@ -237,6 +250,7 @@ def write_report(out: Path, cfg: TrainConfig, metrics: dict[str, Any], results: 
 
 CryptoGraph {__version__}; data `{cfg.store or cfg.data}` ({cfg.market}), {metrics['split']['symbols']} symbols
 ({universe}); label threshold {cfg.threshold:.2%}; {seed_text}; purge gap {cfg.purge} h; folds {cfg.folds}.
+{encoder_text}
 
 ## Test results (pooled over folds)
 

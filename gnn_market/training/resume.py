@@ -39,7 +39,7 @@ from .folds import FoldResult
 from .loop import History
 from .splits import Split
 
-PART_VERSION = 1
+PART_VERSION = 2  # 2: the chosen node encoder and its validation scores
 #: TrainConfig fields that do not change a fold's result (the seed is part of the file name).
 NEUTRAL_FIELDS = frozenset({"seed", "seeds", "out", "threads", "progress", "device", "save_packaged", "resume"})
 
@@ -78,6 +78,8 @@ def save_part(path: Path, result: FoldResult, key: str) -> None:
         "model_config": asdict(result.model.config),
         "model_state": result.model.state_dict(),
         "normalizer": result.normalizer.state_dict(),
+        "encoder": result.encoder,
+        "encoder_scores": result.encoder_scores,
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -115,4 +117,5 @@ def load_part(path: Path, key: str, split: Split) -> FoldResult | None:
                       y_val=raw["y_val"].numpy(), histories={n: History(**h) for n, h in raw["histories"].items()},
                       model=model, normalizer=FeatureNormalizer.from_state_dict(raw["normalizer"]),
                       timings=dict(raw["timings"]), test_hours=None if hours is None else hours.numpy(),
-                      val_hours=None if val_hours is None else val_hours.numpy())
+                      val_hours=None if val_hours is None else val_hours.numpy(), encoder=raw["encoder"],
+                      encoder_scores=raw["encoder_scores"])

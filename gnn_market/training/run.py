@@ -111,6 +111,7 @@ def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: floa
         "val": score_seed(folds, "val"),
         "calibration": [{name: c.state_dict() for name, c in f.calibrations.items()} for f in folds],
         "history": {name: asdict(h) for name, h in folds[-1].raw.histories.items()},
+        "encoder": [{"chosen": f.raw.encoder, "val_macro_f1": f.raw.encoder_scores} for f in folds],
     } for seed, folds in per_seed.items()}
     t0 = time.perf_counter()
     y_test, test_hours, test_preds = stack_seeds(list(per_seed.values()))
@@ -130,6 +131,7 @@ def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: floa
             "folds": [f.raw.split.describe(times) for f in first],
         },
         "history": seed_metrics[str(seeds[0])]["history"],
+        "encoder": encoder_summary(cfg, seed_metrics),
         "timings": {"load_s": load_s, "significance_s": significance_s, **{
             (f"seed{seed}_" if len(seeds) > 1 else "") + f"fold{k + 1}_{key}": v
             for seed, folds in per_seed.items() for k, f in enumerate(folds) for key, v in f.raw.timings.items()}},
@@ -145,6 +147,17 @@ def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: floa
         save_packaged(out / "model.pt", metrics, replace(cfg, seed=seeds[0], seeds=None))  # model.pt's seed
     metrics["out"] = str(out)
     return metrics
+
+
+def encoder_summary(cfg: TrainConfig, seed_metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``metrics.json``'s ``encoder``: whether the node encoder was selected and how often each won.
+
+    ``counts`` tallies the (seed, fold) choices; each seed's ``encoder`` entry holds the per-fold
+    choice with both candidates' validation macro-F1.
+    """
+    chosen = [f["chosen"] for m in seed_metrics.values() for f in m["encoder"]]
+    return {"selection": bool(cfg.select_encoder and cfg.lookback > 0), "lookback": cfg.lookback,
+            "counts": {name: chosen.count(name) for name in ("temporal", "snapshot")}}
 
 
 def prepare_out(out: Path, resume: bool) -> bool:
@@ -204,7 +217,7 @@ def make_checkpoint(result: FoldResult, market: MarketData, cfg: TrainConfig,
         ranges={"train": iso_range(times[result.split.train]), "val": iso_range(times[result.split.val]),
                 "test": iso_range(times[result.split.test])},
         extra={"seed": cfg.seed, "data": cfg.store or cfg.data,
-               "best_epoch": result.histories["gnn"].best_epoch},
+               "best_epoch": result.histories["gnn"].best_epoch, "encoder": result.encoder},
         calibration=None if calibration is None else calibration.scaling.state_dict(),
         decision_rule=None if calibration is None else calibration.rule.state_dict(),
     )

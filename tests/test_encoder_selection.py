@@ -1,0 +1,133 @@
+"""The GNN's node encoder (GRU over the lookback, or the current hour only) is chosen on validation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import gnn_market.training.folds as folds_module
+from gnn_market.checkpoint import load_checkpoint
+from gnn_market.encoder import GraphEncoder
+from gnn_market.sources import open_store
+from gnn_market.training import TrainConfig, resolve_device, run_fold, run_training
+from gnn_market.training.loop import History
+from gnn_market.training.resume import load_part, run_key, save_part
+from gnn_market.training.universe import load_training_market
+
+from train_fixtures import TINY_TRAIN, tiny_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return tiny_store(tmp_path_factory.mktemp("encoder-selection"))
+
+
+def _cfg(store, out, **kw) -> TrainConfig:
+    return TrainConfig(store=str(store.root), out=str(out), **{"lookback": 4, "baselines": False, **TINY_TRAIN, **kw})
+
+
+@pytest.fixture
+def rigged(monkeypatch):
+    """Train for real, then overwrite each model's validation curve so that the winner is known.
+
+    ``rigged(temporal=a, snapshot=b)`` sets the best validation macro-F1 of every temporal
+    (``lookback > 0``) and every snapshot network; returns the list of trained model configs.
+    """
+    trained = []
+    real = folds_module.train_model
+
+    def install(temporal: float, snapshot: float) -> list:
+        def fake(train_graphs, val_graphs, model_config, *args, **kwargs):
+            net, history = real(train_graphs, val_graphs, model_config, *args, **kwargs)
+            trained.append(model_config)
+            score = temporal if model_config.temporal else snapshot
+            return net, History(train_loss=history.train_loss, val_macro_f1=[score], best_epoch=1,
+                                seconds=history.seconds)
+        monkeypatch.setattr(folds_module, "train_model", fake)
+        return trained
+    return install
+
+
+def _fold(store, tmp_path, **kw):
+    cfg = _cfg(store, tmp_path / "out", **kw)
+    market, splits, _ = load_training_market(open_store(cfg.store, cfg.data, seed=0), cfg)
+    return cfg, market, splits[0], run_fold(market, splits[0], cfg, resolve_device("cpu"))
+
+
+def test_history_reports_the_kept_epochs_validation_score() -> None:
+    assert History(val_macro_f1=[0.3, 0.5, 0.4], best_epoch=2).best_val_macro_f1 == 0.5
+    assert History().best_val_macro_f1 == float("-inf")
+
+
+def test_snapshot_encoder_is_kept_when_it_validates_better(store, tmp_path, rigged) -> None:
+    trained = rigged(temporal=0.40, snapshot=0.45)
+    _, _, _, result = _fold(store, tmp_path)
+    assert result.encoder == "snapshot" and result.encoder_scores == {"temporal": 0.40, "snapshot": 0.45}
+    assert result.model.config.lookback == 0
+    # the GNN's rows are the snapshot network's; the no-edge ablation is the same (snapshot) network
+    for split in ("test", "val"):
+        np.testing.assert_array_equal(getattr(result, split)["gnn"][1], getattr(result, split)["gnn_no_temporal"][1])
+    assert [c.lookback for c in trained] == [4, 0, 0]   # gnn (GRU), snapshot candidate, gnn_no_edges
+    assert result.histories["gnn"].best_val_macro_f1 == 0.45
+
+
+def test_temporal_encoder_is_kept_when_it_validates_better_or_ties(store, tmp_path, rigged) -> None:
+    trained = rigged(temporal=0.45, snapshot=0.45)
+    _, _, _, result = _fold(store, tmp_path)
+    assert result.encoder == "temporal" and result.model.config.lookback == 4
+    assert [c.lookback for c in trained] == [4, 0, 4]   # the no-edge ablation keeps the GRU
+    assert not np.array_equal(result.test["gnn"][1], result.test["gnn_no_temporal"][1])
+
+
+def test_no_selection_keeps_the_configured_encoder(store, tmp_path, rigged) -> None:
+    trained = rigged(temporal=0.10, snapshot=0.90)
+    _, _, _, result = _fold(store, tmp_path, select_encoder=False)
+    assert result.encoder == "temporal" and result.encoder_scores is None and result.model.config.lookback == 4
+    assert [c.lookback for c in trained] == [4, 0, 4]   # gnn, gnn_no_temporal (the ablation), gnn_no_edges
+
+
+def test_candidate_is_trained_but_not_reported_without_the_temporal_ablation(store, tmp_path, rigged) -> None:
+    trained = rigged(temporal=0.40, snapshot=0.45)
+    _, _, _, result = _fold(store, tmp_path, temporal_ablation=False)
+    assert result.encoder == "snapshot" and set(result.test) == {"gnn", "gnn_no_edges"}
+    assert set(result.histories) == {"gnn", "gnn_no_edges"} and [c.lookback for c in trained] == [4, 0, 0]
+
+
+def test_a_snapshot_gnn_has_nothing_to_select(store, tmp_path, rigged) -> None:
+    trained = rigged(temporal=0.9, snapshot=0.1)
+    _, _, _, result = _fold(store, tmp_path, lookback=0)
+    assert result.encoder == "snapshot" and result.encoder_scores is None
+    assert [c.lookback for c in trained] == [0, 0] and set(result.test) == {"gnn", "gnn_no_edges"}
+
+
+def test_choice_survives_a_saved_part(store, tmp_path, rigged) -> None:
+    rigged(temporal=0.40, snapshot=0.45)
+    cfg, market, split, result = _fold(store, tmp_path)
+    key, path = run_key(cfg, market.panel.symbols, market.times, split), tmp_path / "p.pt"
+    save_part(path, result, key)
+    loaded = load_part(path, key, split)
+    assert loaded.encoder == "snapshot" and loaded.encoder_scores == result.encoder_scores
+    assert loaded.model.config.lookback == 0
+
+
+def test_run_records_the_choice_and_the_checkpoint_serves_the_chosen_network(store, tmp_path, rigged) -> None:
+    rigged(temporal=0.40, snapshot=0.45)
+    m = run_training(_cfg(store, tmp_path / "run", seeds=[0, 1], folds=2))
+    for seed in ("0", "1"):
+        assert [f["chosen"] for f in m["seeds"][seed]["encoder"]] == ["snapshot", "snapshot"]
+        assert m["seeds"][seed]["encoder"][0]["val_macro_f1"] == {"temporal": 0.40, "snapshot": 0.45}
+    assert m["encoder"] == {"selection": True, "lookback": 4, "counts": {"temporal": 0, "snapshot": 4}}
+    # the GNN row is the snapshot candidate's on every seed and fold
+    assert m["test"]["gnn"]["macro_f1"] == pytest.approx(m["test"]["gnn_no_temporal"]["macro_f1"])
+    ckpt = load_checkpoint(tmp_path / "run" / "model.pt")
+    assert ckpt.model_config["lookback"] == 0 and ckpt.extra["encoder"] == "snapshot"
+    encoded = GraphEncoder.load(tmp_path / "run" / "model.pt").encode(open_store(str(store.root)))
+    assert encoded.probs.shape[-1] == 3 and torch.isfinite(torch.as_tensor(encoded.probs)).all()
+    assert "Node encoder chosen on validation" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_selection_is_off_in_metrics_for_a_fixed_encoder(store, tmp_path) -> None:
+    m = run_training(_cfg(store, tmp_path / "run", select_encoder=False, ablation=False))
+    assert m["encoder"]["selection"] is False and m["seeds"]["0"]["encoder"] == [
+        {"chosen": "temporal", "val_macro_f1": None}]
+    assert "Node encoder chosen" not in (tmp_path / "run" / "report.md").read_text()
