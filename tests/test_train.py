@@ -142,8 +142,8 @@ def test_bad_input_corrupt_checkpoint(store, tmp_path, capsys) -> None:
 #: Fixed before looking at any result: seed 0, the simulator's default market
 #: shortened to 60 days (the fast configuration of the proof; the full one, five
 #: seeds of ``python -m gnn_market.train --data synthetic --seed S``, is
-#: benchmarks/synthetic_proof.py), every training default, no gnn_no_temporal
-#: (not part of the claim; saves a third of the time).
+#: benchmarks/synthetic_proof.py), every training default (the node encoder
+#: chosen on validation included), no gnn_no_temporal row (not part of the claim).
 PROOF_MARKET = SyntheticConfig(hours=24 * 60, seed=0)
 PROOF_MARGIN = 0.05
 
