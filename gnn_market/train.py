@@ -17,9 +17,12 @@ Protocol (see ``docs/model.md``):
 - The feature normaliser and the class weights are fitted on training hours
   only; early stopping and every other choice use validation macro-F1, never
   test.
-- The same network, hyper-parameters and seed are trained again on graphs
-  without edges (self-loops only): the no-edge ablation; and, for the temporal
-  model, without its temporal encoder: the no-temporal ablation. Majority,
+- A temporal GNN is also trained without its GRU (each node starts from its
+  current hour's features); the node encoder with the better validation
+  macro-F1 is kept (``--no-encoder-selection`` keeps the GRU). The reported
+  run of the other one is the no-temporal ablation.
+- The chosen network, hyper-parameters and seed are trained again on graphs
+  without edges (self-loops only): the no-edge ablation. Majority,
   persistence, logistic regression and histogram gradient boosting are fitted
   on the same training rows and scored on the same test nodes.
 - Every learned model's probabilities are vector-scaled and its decision rule
