@@ -18,9 +18,13 @@ def tiny_store(root: Path, config: SyntheticConfig = TINY_MARKET):
 
 
 def tiny_checkpoint(root: Path, store_path: Path, **overrides) -> Path:
-    """Train a tiny model on ``store_path`` (no ablation, no baselines); returns model.pt."""
+    """Train a tiny model on ``store_path`` (no ablation, no baselines); returns model.pt.
+
+    The node encoder is fixed (no selection), so the checkpoint is the architecture asked for
+    (a temporal model by default) whatever one epoch's validation score says.
+    """
     out = root / "run"
     cfg = TrainConfig(store=str(store_path), out=str(out), ablation=False, baselines=False,
-                      **{**TINY_TRAIN, **overrides})
+                      **{**TINY_TRAIN, "select_encoder": False, **overrides})
     run_training(cfg)
     return out / "model.pt"
