@@ -53,6 +53,20 @@ def test_significance_groups_rows_by_utc_day() -> None:
     assert out["replicates"] == 300 and out["level"] == 0.95
 
 
+def test_significance_lists_models_in_table_order_with_order_free_values() -> None:
+    """gnn_vs follows MODEL_ORDER (unknown names last) whatever the fit order; each interval is
+    seeded on its own, so reordering the inputs changes no number."""
+    rng = np.random.default_rng(1)
+    hours = pd.date_range("2024-03-01 00:00", periods=24 * 4, freq="h", tz="UTC")
+    y = rng.choice(3, size=len(hours))
+    preds = {name: rng.choice(3, size=(1, len(y))) for name in ("gnn", "zeta", "gnn_no_temporal", "logistic",
+                                                                    "gnn_no_edges")}
+    out = significance_vs_gnn(y, preds, hours, replicates=200)
+    assert list(out["gnn_vs"]) == ["gnn_no_edges", "gnn_no_temporal", "logistic", "zeta"]
+    again = significance_vs_gnn(y, dict(reversed(list(preds.items()))), hours, replicates=200)
+    assert again["gnn_vs"] == out["gnn_vs"] and list(again["gnn_vs"]) == list(out["gnn_vs"])
+
+
 def test_seeds_flag_and_validation() -> None:
     assert config_from_args(build_parser().parse_args(["--seeds", "2", "0"])).seed_list == [2, 0]
     assert config_from_args(build_parser().parse_args(["--seed", "4"])).seed_list == [4]

@@ -20,6 +20,7 @@ import pandas as pd
 from ..calibration import brier_score
 from ..significance import DEFAULT_BOOTSTRAP_SEED, DEFAULT_REPLICATES, day_ids, paired_day_bootstrap
 from .calibrate import CalibratedFold
+from .config import MODEL_ORDER
 from .metrics import safe_log_loss
 from .report import score
 
@@ -138,10 +139,11 @@ def significance_vs_gnn(y: np.ndarray, preds: dict[str, np.ndarray], times: pd.D
     if n_days < 2:
         out["note"] = "the test rows span fewer than 2 UTC days: no bootstrap"
         return out
-    for name, p in preds.items():
+    order = {name: k for k, name in enumerate(MODEL_ORDER)}  # the results tables' order, whatever the fit order
+    for name in sorted(preds, key=lambda n: (order.get(n, len(order)), n)):
         if name == "gnn":
             continue
-        result = paired_day_bootstrap(y, preds["gnn"], p, day, replicates=replicates, seed=seed,
+        result = paired_day_bootstrap(y, preds["gnn"], preds[name], day, replicates=replicates, seed=seed,
                                       level=SIGNIFICANCE_LEVEL)
         out["gnn_vs"][name] = result.to_dict()
     return out
