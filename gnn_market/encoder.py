@@ -28,14 +28,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch_geometric.data import Batch
 from tqdm.auto import tqdm
 
 from .checkpoint import PACKAGED_CHECKPOINT, Checkpoint, build_model, load_checkpoint
 from .encoded import EncodedRange, NodeFeatures
 from .errors import CheckpointError, CryptoGraphError, DataError
 from .feature_generator import FeatureConfig
-from .graph_builder import GraphConfig, HourlyGraphDataset, normalised_node_features
+from .graph_builder import GraphConfig, normalised_node_features
+from .hour_batches import DenseEdges, HourBatcher
 from .normalizer import FeatureNormalizer
 from .panel import Panel, load_panel
 from .pipeline import MarketData, prepare_market
@@ -183,41 +183,52 @@ class GraphEncoder:
     @torch.no_grad()
     def _run(self, market: MarketData, hours: np.ndarray, batch_hours: int,
              progress: bool | None = False) -> EncodedRange:
-        """Encode ``hours`` ``[H]`` (indices into T), ``batch_hours`` graphs per forward pass."""
+        """Encode ``hours`` ``[H]`` (indices into T), ``batch_hours`` graphs per forward pass.
+
+        Batches are built on demand (:class:`~gnn_market.hour_batches.HourBatcher`): fully
+        connected hours go through the dense path, with each batch's edge features computed
+        from the returns up to its hours; memory holds one batch of graphs, whatever the range.
+        """
         n, d = len(market.panel.symbols), self.embedding_dim
         probs = np.zeros((len(hours), n, 3), np.float32)
         emb = np.zeros((len(hours), n, d), np.float32)
         mask = np.zeros((len(hours), n), bool)
         filled = np.asarray(market.panel.filled, bool)[hours]
-        dataset = HourlyGraphDataset(market.features, None, market.log_ret, hours,  # no labels: y unused
-                                     self.graph_config, self.normalizer)
+        x = normalised_node_features(market.features, self.normalizer)
+        valid = np.asarray(market.features.valid, bool)
         windows = None
         if self.model.config.temporal:  # the same normalised [T, N, F] the snapshots read, windows ending at t
-            windows = NodeWindows(dataset.x, dataset.valid, self.model.config.lookback, self.device)
+            windows = NodeWindows(x, valid, self.model.config.lookback, self.device)
+        batcher = HourBatcher(x, valid, None, self.graph_config, device=self.device)
         step = max(1, int(batch_hours))
         bar = tqdm(total=len(hours), desc="encoding", unit="hour", disable=None if progress is None else not progress,
                    file=sys.stderr)
-        row = 0
-        for first in range(0, len(dataset), step):  # graphs built batch by batch: memory stays one batch
-            batch = Batch.from_data_list([dataset[i] for i in range(first, min(first + step, len(dataset)))])
-            batch = batch.to(self.device)
-            log_probs, z = self.model.forward_batch(batch, windows)
-            b = batch.num_graphs
+        for row in range(0, len(hours), step):
+            chunk = hours[row:row + step]
+            batch = batcher.batch(chunk, self._edges(market, chunk))
+            log_probs, z = self.model.forward_hours(batch, windows)
+            b = len(chunk)
             node_mask = batch.node_mask.view(b, n).cpu().numpy()
             p = log_probs.exp().view(b, n, 3).cpu().numpy()
             if self.calibrated:  # without a stored calibration: the softmax exactly as before
                 p = self.scaling.transform(p).astype(np.float32)
             z = z.view(b, n, d).cpu().numpy()
-            self._check_finite(p, z, node_mask, market.times[hours[row:row + b]], market.panel.symbols)
+            self._check_finite(p, z, node_mask, market.times[chunk], market.panel.symbols)
             probs[row:row + b] = np.where(node_mask[..., None], p, 0.0)
             emb[row:row + b] = np.where(node_mask[..., None], z, 0.0)
             mask[row:row + b] = node_mask
-            row += b
             bar.update(b)
         bar.close()
         return EncodedRange(market.times[hours], list(market.panel.symbols), probs, emb, mask,
                             rule_weights=None if self.checkpoint.decision_rule is None
                             else np.array(self.rule.weights, dtype=np.float64), filled=filled & mask)
+
+    def _edges(self, market: MarketData, hours: np.ndarray) -> DenseEdges | None:
+        """The edge features of exactly the span of ``hours`` (one batch; computed from returns up to each hour)."""
+        if self.graph_config.edges == "none":
+            return None
+        return DenseEdges(market.log_ret, int(hours.min()), int(hours.max()) + 1, self.graph_config,
+                          memory_mb=float("inf"), device=self.device)
 
     def _check_finite(self, probs: np.ndarray, emb: np.ndarray, node_mask: np.ndarray,
                       times: pd.DatetimeIndex, symbols: list[str]) -> None:

@@ -7,17 +7,21 @@ See :class:`GATv2Classifier`. The graph itself is built by
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Batch
-from torch_geometric.nn import GATv2Conv, GraphNorm
+from torch_geometric.nn import GraphNorm
 from torch_geometric.utils import scatter
 
 from .classes import NUM_CLASSES
+from .dense_attention import DenseGATv2Conv, dense_graph_norm, fully_connected
 from .windows import NodeWindows
+
+if TYPE_CHECKING:  # only for the annotation: hour_batches imports the graph builder, not the model
+    from .hour_batches import HourBatch
 
 #: Default gain on the Glorot init of each layer's edge projection ``W_e``
 #: (:attr:`ModelConfig.edge_gain`). With gain 1 a correlation in [-1, 1] barely
@@ -210,7 +214,7 @@ class GATv2Classifier(torch.nn.Module):
         self.norms = torch.nn.ModuleList()
         for layer in range(config.layers):
             in_ch = state_dim if layer == 0 else config.hidden
-            self.convs.append(GATv2Conv(
+            self.convs.append(DenseGATv2Conv(
                 in_ch, per_head, heads=config.heads, concat=True, dropout=config.dropout,
                 add_self_loops=True, edge_dim=config.edge_dim, fill_value=1.0, residual=True,
             ))
@@ -279,6 +283,41 @@ class GATv2Classifier(torch.nn.Module):
             h = h + self.context(pooled)[_graph_of(batch, h)]
         return F.log_softmax(self.head(h), dim=-1), h
 
+    def forward_dense(self, x: Tensor, node_mask: Tensor, edge_attr: Tensor | None,
+                      x_seq: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` on ``B`` fully connected hourly graphs held as dense tensors (the fast path).
+
+        The same network as :meth:`forward` on a batch of snapshots where every present pair
+        is connected to every other (``edge_attr`` given) or has only its self-loop
+        (``edge_attr=None``, the no-edge ablation); see :class:`~gnn_market.dense_attention.DenseGATv2Conv`.
+
+        Args:
+            x: node features ``[B, N, F]`` (0 where absent).
+            node_mask: ``[B, N]`` bool, the present pairs.
+            edge_attr: ``[B, N, N, edge_dim]``, ``[b, i, j]`` the features of edge ``j -> i``, or None.
+            x_seq: lookback windows ``[B * N, L, F + 1]`` (temporal models).
+        Returns ``(log_probs [B, N, 3], embeddings [B, N, hidden])``.
+        """
+        B, N, F_in = x.shape
+        if edge_attr is not None and edge_attr.shape != (B, N, N, self.config.edge_dim):
+            raise ValueError(f"edge_attr must be [{B}, {N}, {N}, {self.config.edge_dim}], "
+                             f"got {list(edge_attr.shape)}")
+        h = self.encode_nodes(x.reshape(B * N, F_in), x_seq).view(B, N, -1)
+        if self.temporal is not None:
+            h = h * node_mask.to(h.dtype)[..., None]
+        state = h
+        adj = None if edge_attr is None else fully_connected(node_mask)
+        for conv, norm in zip(self.convs, self.norms):
+            h = conv.forward_dense(h, edge_attr, adj)
+            h = F.relu(dense_graph_norm(norm, h))
+            h = F.dropout(h, p=self.config.dropout, training=self.training)
+        if self.context is not None:
+            weight = node_mask.to(h.dtype)[..., None]
+            pooled_from = x if self.config.context_inputs else state
+            pooled = (pooled_from * weight).sum(1) / weight.sum(1).clamp(min=1.0)   # [B, C]
+            h = h + self.context(pooled)[:, None, :]
+        return F.log_softmax(self.head(h), dim=-1), h
+
     def encode_nodes(self, x: Tensor, x_seq: Tensor | None) -> Tensor:
         """Node states before message passing: ``x`` ``[N, F]``, or the GRU's last state ``[N, d]``
         (plus the projected current hour with ``current_skip``)."""
@@ -303,6 +342,25 @@ class GATv2Classifier(torch.nn.Module):
             x_seq = windows.gather(batch.hour)
         return self(batch.x, batch.edge_index, batch.edge_attr, batch.batch, x_seq=x_seq,
                     node_mask=getattr(batch, "node_mask", None))
+
+
+    def forward_hours(self, batch: "HourBatch", windows: NodeWindows | None = None) -> tuple[Tensor, Tensor]:
+        """The network on an :class:`~gnn_market.hour_batches.HourBatch`: the dense fast path for fully
+        connected (or edgeless) hours, PyG's sparse path when the batch carries snapshots (top-k).
+
+        Returns ``(log_probs [B * N, 3], embeddings [B * N, hidden])``, hour-major (the node order of
+        a PyG batch of full snapshots).
+        """
+        if not batch.dense:
+            return self.forward_batch(batch.graphs, windows)
+        x_seq = None
+        if self.temporal is not None:
+            if windows is None or windows.length != self.config.lookback:
+                raise ValueError(f"this model needs NodeWindows of length {self.config.lookback}")
+            x_seq = windows.gather(batch.hours)
+        log_probs, h = self.forward_dense(batch.x, batch.node_mask, batch.edge_attr, x_seq)
+        B, N = batch.node_mask.shape
+        return log_probs.reshape(B * N, -1), h.reshape(B * N, -1)
 
 
 def _graph_of(batch: Tensor | None, h: Tensor) -> Tensor:

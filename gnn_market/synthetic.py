@@ -61,7 +61,7 @@ _STREAMS = ("regime", "factors", "symbols", "ohlc", "volume", "perp", "funding",
 class SyntheticConfig:
     """Parameters of the simulated market. Volatilities are per hour, in log-return units.
 
-    Symbol i (``SYN00USDT``, ``SYN01USDT``, ...) belongs to sector ``i % n_sectors``;
+    Symbol i (``SYN00USDT``, ``SYN01USDT``, ...; three digits beyond 100 symbols) belongs to sector ``i % n_sectors``;
     the first ``leaders_per_sector`` members of every sector are its leaders,
     all other members are followers.
     """
@@ -91,8 +91,8 @@ class SyntheticConfig:
             raise DataError(
                 f"synthetic: n_symbols={self.n_symbols} too small for {self.n_sectors} sectors with "
                 f"{self.leaders_per_sector} leaders and at least one follower each")
-        if self.n_symbols > 100:
-            raise DataError("synthetic: at most 100 symbols (names SYN00USDT..SYN99USDT)")
+        if self.n_symbols > 1000:
+            raise DataError("synthetic: at most 1000 symbols (names SYN000USDT..SYN999USDT)")
         if self.hours < 2:
             raise DataError("synthetic: hours must be at least 2")
         if self.tail_df <= 2:
@@ -116,7 +116,8 @@ class SyntheticConfig:
 
     @property
     def symbols(self) -> list[str]:
-        return [f"SYN{i:02d}USDT" for i in range(self.n_symbols)]
+        width = 2 if self.n_symbols <= 100 else 3  # two digits up to 100 keeps every earlier market's names
+        return [f"SYN{i:0{width}d}USDT" for i in range(self.n_symbols)]
 
     @property
     def sector_index(self) -> np.ndarray:
@@ -285,6 +286,10 @@ def _quote_volume(level: np.ndarray, vol: np.ndarray, z: np.ndarray, rng: np.ran
     return level * np.sqrt(vol)[:, None] * np.exp(0.3 * np.abs(z) + noise - 0.3)
 
 
+#: Widest simulated quote, relative to the price (only ever reached by extreme tail shocks of large markets).
+MAX_REL_SPREAD = 1.0
+
+
 def _book(close: np.ndarray, z: np.ndarray, vol: np.ndarray, taker_share: np.ndarray, level: np.ndarray,
           spread_scale: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Top-20 book summary at each candle's close; every array [T, N].
@@ -297,6 +302,8 @@ def _book(close: np.ndarray, z: np.ndarray, vol: np.ndarray, taker_share: np.nda
     shape = close.shape
     base_spread = spread_scale * 1e-4 * np.sqrt(2e7 / level)                      # [N]
     rel_spread = base_spread * vol[:, None] * np.exp(0.25 * np.abs(z) + rng.normal(0.0, 0.2, shape))
+    # a Student-t shock far in the tail could otherwise quote a spread wider than the price (a negative bid)
+    rel_spread = np.minimum(rel_spread, MAX_REL_SPREAD)
     depth = 0.05 * level / vol[:, None] * np.exp(rng.normal(0.0, 0.3, shape))      # notional per side
     imbalance = 0.8 * np.tanh(1.5 * (2.0 * taker_share - 1.0) + 0.3 * rng.standard_normal(shape))
     best_bid = close * (1.0 - rel_spread / 2.0)

@@ -77,7 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="second edge feature: correlation of the source's previous-hour return with the target's")
     p.add_argument("--edge-gain", type=float, default=d.edge_gain, dest="edge_gain",
                    help="init gain of the attention's edge projection")
-    p.add_argument("--top-k", type=int, dest="top_k", help="keep each node's k strongest |correlation| edges")
+    p.add_argument("--top-k", type=int, dest="top_k",
+                   help="keep each node's k strongest |correlation| edges (default: fully connected)")
+    p.add_argument("--sparse-attention", action="store_true", dest="sparse_attention",
+                   help="run fully connected graphs through PyG's sparse GATv2Conv (the reference; slower and "
+                        "larger than the default dense path)")
+    p.add_argument("--edge-memory-mb", type=float, default=d.edge_memory_mb, dest="edge_memory_mb",
+                   help="keep the run's hourly edge features in memory up to this size, else in a temporary "
+                        "file read per batch (TMPDIR)")
     p.add_argument("--batch-hours", type=int, default=d.batch_hours, dest="batch_hours")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--patience", type=int, default=d.patience)
@@ -97,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", help="train every model once per seed (e.g. --seeds 0 1 2); "
                    "metrics are means +- sd over seeds, model.pt is the first seed's GNN (default: --seed)")
     p.add_argument("--device", default=d.device, choices=("cpu", "cuda", "auto"))
-    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="torch CPU threads (default: the cores this process may use; fewer on a shared machine)")
     p.add_argument("--out", help="output folder (default runs/<UTC timestamp>)")
     p.add_argument("--resume", action="store_true",
                    help="save each (seed, fold) result under OUT/parts/ and re-use the ones already there "

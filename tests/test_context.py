@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from gnn_market.normalizer import FeatureNormalizer
 from gnn_market.panel import load_panel
@@ -14,12 +15,17 @@ from gnn_market.pipeline import prepare_market
 from gnn_market.store import Store
 from gnn_market.training import TrainConfig
 from gnn_market.training.context import CONTEXT_NAMES, MARKET_NAMES, RowInputs, market_context, row_inputs, row_windows
-from gnn_market.training.graphs import build_graphs, graph_config, labelled_rows
+from gnn_market.training.graphs import labelled_rows, make_batchers
 from gnn_market.windows import lookback_windows
 
 from graph_fixtures import START, random_klines
 
 HOURS = 300
+
+
+def _bare(inputs, market, cfg: TrainConfig | None = None):
+    """The no-edge ablation's batcher of a fold (rows do not depend on edges)."""
+    return make_batchers(inputs, market, cfg or TrainConfig(), None, torch.device("cpu"))["none"]
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +135,7 @@ def test_no_look_ahead_in_context_and_the_baselines_inputs(panel, t) -> None:
     for market in (a, b):
         normalizer = FeatureNormalizer("global").fit(market.features, hours)
         inputs = row_inputs(market, normalizer)
-        r = labelled_rows(build_graphs(market, hours, graph_config(cfg, edges="none"), normalizer), market, inputs)
+        r = labelled_rows(_bare(inputs, market, cfg), hours, market, inputs)
         rows.append((r, row_windows(inputs, r.hour, r.pair, 24)))
     (ra, wa), (rb, wb) = rows
     for name in ("X", "hour", "pair", "context", "current_return"):
@@ -142,8 +148,7 @@ def test_rows_carry_the_gnn_inputs_and_their_windows(panel) -> None:
     hours = np.arange(40, 260)
     normalizer = FeatureNormalizer("global").fit(market.features, hours[:100])
     inputs = row_inputs(market, normalizer)
-    rows = labelled_rows(build_graphs(market, hours, graph_config(TrainConfig(), edges="none"), normalizer),
-                         market, inputs)
+    rows = labelled_rows(_bare(inputs, market), hours, market, inputs)
     F = market.features.values.shape[-1]
     assert len(rows.y) == len(rows.hour) == len(rows.pair) == len(rows.context) > 0
     assert rows.context.shape[1] == len(CONTEXT_NAMES)
@@ -151,7 +156,7 @@ def test_rows_carry_the_gnn_inputs_and_their_windows(panel) -> None:
     windows = row_windows(inputs, rows.hour, rows.pair, 6)
     np.testing.assert_array_equal(windows[:, -F:], rows.X)                   # last hour of a window = hour t
     # without inputs the same context is computed on the fly
-    plain = labelled_rows(build_graphs(market, hours, graph_config(TrainConfig(), edges="none"), normalizer), market)
+    plain = labelled_rows(_bare(inputs, market), hours, market)
     np.testing.assert_array_equal(plain.context, rows.context)
     assert plain.inputs is None
 

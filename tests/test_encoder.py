@@ -17,11 +17,11 @@ from gnn_market.classes import IGNORE_INDEX
 from gnn_market.encoder import EncodedRange, GraphEncoder
 from gnn_market.errors import CheckpointError
 from gnn_market.graph_builder import GraphConfig
+from gnn_market.hour_batches import DenseEdges, HourBatcher
 from gnn_market.normalizer import FeatureNormalizer
 from gnn_market.panel import load_panel
 from gnn_market.pipeline import load_market
-from gnn_market.training import predict_graphs
-from gnn_market.training.graphs import build_graphs
+from gnn_market.training import predict_hours
 from gnn_market.windows import NodeWindows
 
 from train_fixtures import TINY_MARKET, tiny_checkpoint, tiny_store
@@ -240,14 +240,23 @@ def test_default_checkpoint_is_the_temporal_model_and_matches_the_training_path(
     hours = np.arange(300, 340)
     ckpt = load_checkpoint(path)
     normalizer = FeatureNormalizer.from_state_dict(ckpt.normalizer)
-    graphs = build_graphs(market, hours, GraphConfig.from_dict(ckpt.graph_config), normalizer)
-    windows = NodeWindows(normalizer.transform(market.features.values, market.features.valid),
-                          market.features.valid, config.lookback)
-    _, probs = predict_graphs(encoder.model, graphs, 16, torch.device("cpu"), windows)
+    gconfig = GraphConfig.from_dict(ckpt.graph_config)
+    x = normalizer.transform(market.features.values, market.features.valid)
+    x[~market.features.valid] = 0.0
+    windows = NodeWindows(x, market.features.valid, config.lookback)
+    edges = DenseEdges(market.log_ret, 300, 340, gconfig)
+    preds = {}
+    for sparse in (False, True):  # the dense fast path and PyG's sparse GATv2Conv give the same network
+        batcher = HourBatcher(x, market.features.valid, market.labels.classes, gconfig, edges, sparse=sparse)
+        preds[sparse] = predict_hours(encoder.model, batcher, hours, 16, windows)
+    np.testing.assert_array_equal(preds[False][0], preds[True][0])
+    np.testing.assert_allclose(preds[False][1], preds[True][1], atol=1e-5)
+    y, probs = preds[False]
     out = encoder.encode_range(store.root, start=market.times[300], end=market.times[339])
-    labelled = np.concatenate([(g.y != IGNORE_INDEX).numpy() for g in graphs])
+    labelled = (market.labels.classes[hours] != IGNORE_INDEX) & market.features.valid[hours]
+    assert labelled.sum() == len(y) > 0
     # the encoder serves the checkpoint's calibration of the network's softmax
-    np.testing.assert_allclose(out.probs.reshape(-1, 3)[labelled], encoder.scaling.transform(probs), atol=1e-5)
+    np.testing.assert_allclose(out.probs[labelled], encoder.scaling.transform(probs), atol=1e-5)
 
 
 def test_legacy_tiny_checkpoint_loads_as_the_original_network_with_identical_outputs(trained) -> None:

@@ -37,8 +37,8 @@ def rigged(monkeypatch):
     real = folds_module.train_model
 
     def install(temporal: float, snapshot: float) -> list:
-        def fake(train_graphs, val_graphs, model_config, *args, **kwargs):
-            net, history = real(train_graphs, val_graphs, model_config, *args, **kwargs)
+        def fake(batcher, train_hours, val_hours, model_config, *args, **kwargs):
+            net, history = real(batcher, train_hours, val_hours, model_config, *args, **kwargs)
             trained.append(model_config)
             score = temporal if model_config.temporal else snapshot
             return net, History(train_loss=history.train_loss, val_macro_f1=[score], best_epoch=1,

@@ -17,7 +17,7 @@ tables, plots), ``packaging`` (``--save-packaged``), ``baselines``,
 """
 from .config import LABEL_HORIZON, MIN_SEGMENT_HOURS, MODEL_ORDER, PACKAGED_COMMAND, RESERVED_START, TrainConfig
 from .folds import FoldResult, run_fold
-from .loop import History, predict_graphs, resolve_device, seed_everything, train_model
+from .loop import History, predict_hours, resolve_device, seed_everything, train_model
 from .packaging import save_packaged
 from .report import markdown_table, results_table, score, write_report
 from .run import make_checkpoint, run_training
@@ -26,7 +26,7 @@ from .splits import Split, candidate_hours, make_splits
 __all__ = [
     "LABEL_HORIZON", "MIN_SEGMENT_HOURS", "MODEL_ORDER", "PACKAGED_COMMAND", "RESERVED_START", "TrainConfig",
     "Split", "candidate_hours", "make_splits",
-    "History", "predict_graphs", "resolve_device", "seed_everything", "train_model",
+    "History", "predict_hours", "resolve_device", "seed_everything", "train_model",
     "FoldResult", "run_fold", "make_checkpoint", "run_training",
     "markdown_table", "results_table", "score", "write_report",
     "save_packaged",

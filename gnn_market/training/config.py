@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -20,6 +21,14 @@ MAX_LR = 1.0
 MAX_HIDDEN = 4096
 MODEL_ORDER = ("gnn", "gnn_no_edges", "gnn_no_temporal", "majority", "persistence", "logistic", "hist_gb",
                "hist_gb_context", "mlp")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's or taskset's share)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity API (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass
@@ -48,6 +57,8 @@ class TrainConfig:
     window: int = 100
     top_k: int | None = None
     lead_lag: bool = True            # second edge feature: corr(r_j[s-1], r_i[s])
+    sparse_attention: bool = False   # fully connected graphs through PyG's sparse GATv2Conv (the slow reference)
+    edge_memory_mb: float = 512.0    # the run's edge features stay in memory up to this size, else a temp file
     # optimisation
     epochs: int = 6
     batch_hours: int = 32
@@ -71,7 +82,7 @@ class TrainConfig:
     seed: int = 0
     seeds: list[int] | None = None   # training seeds, each a full run (None = [seed]); model.pt = the first's
     device: str = "cpu"
-    threads: int = 1                 # torch intra-op threads (see docs/model.md: >1 thrashes when the CPU is shared)
+    threads: int = field(default_factory=available_cores)  # torch intra-op threads (default: every core allowed)
     out: str | None = None
     progress: bool = True
     save_packaged: bool = False
@@ -80,6 +91,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
             raise DataError(f"--threshold must be in (0, 1), got {self.threshold}")
+        if self.threads < 1:
+            raise DataError(f"--threads must be >= 1, got {self.threads}")
+        if not (math.isfinite(self.edge_memory_mb) and self.edge_memory_mb >= 0):
+            raise DataError(f"--edge-memory-mb must be >= 0, got {self.edge_memory_mb}")
         if self.epochs < 1 or self.batch_hours < 1 or self.patience < 1:
             raise DataError("--epochs, batch hours and patience must be >= 1")
         if self.folds < 1:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..hour_batches import DenseEdges, HourBatcher
 from ..model import GATv2Classifier, ModelConfig
 from ..normalizer import FeatureNormalizer
 from ..pipeline import MarketData
@@ -35,8 +36,8 @@ from ..windows import NodeWindows
 from .baselines import balanced_weights, make_baselines
 from .config import TrainConfig
 from .context import row_inputs
-from .graphs import build_graphs, graph_config, labelled_rows
-from .loop import History, predict_graphs, train_model
+from .graphs import graph_config, labelled_rows, make_batchers, run_edges
+from .loop import History, predict_hours, train_model
 from .splits import Split
 
 
@@ -60,61 +61,67 @@ class FoldResult:
 
 
 def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.device,
-             fold_name: str = "") -> FoldResult:
-    """Fit the normaliser on ``split.train``, train the GNN (and ablation, baselines) and predict val/test."""
+             fold_name: str = "", edges: DenseEdges | None = None) -> FoldResult:
+    """Fit the normaliser on ``split.train``, train the GNN (and ablation, baselines) and predict val/test.
+
+    ``edges``: the run's edge features (:func:`.graphs.run_edges`, shared by every fold and seed);
+    None computes this fold's own.
+    """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     normalizer = FeatureNormalizer(graph_config(cfg).normalisation).fit(market.features, split.train)
-    graphs = {name: build_graphs(market, idx, graph_config(cfg), normalizer,
-                                 f"graphs {name}{fold_name}" if cfg.progress else None)
-              for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))}
-    timings["graphs_s"] = time.perf_counter() - t0
     inputs = row_inputs(market, normalizer)  # the fold's normalised [T, N, F] and market context, once
-    rows = {name: labelled_rows(g, market, inputs) for name, g in graphs.items()}
-    if len(rows["train"].y) == 0 or len(rows["val"].y) == 0 or len(rows["test"].y) == 0:
-        raise DataError("a split has no labelled nodes (is the data mostly missing?)")
-    weights = balanced_weights(rows["train"].y) if cfg.class_weighted else None
-    model_config = ModelConfig(in_channels=market.features.values.shape[-1], hidden=cfg.hidden,
-                               heads=cfg.heads, layers=cfg.layers, dropout=cfg.dropout, lookback=cfg.lookback,
-                               context=cfg.context, edge_dim=graph_config(cfg).edge_dim, edge_gain=cfg.edge_gain,
-                               current_skip=cfg.current_skip, context_inputs=cfg.context_inputs)
-    windows = None
-    if cfg.lookback:  # one shared [T, N, F + 1] array; each batch gathers its [B * N, L, F + 1] windows
-        values = normalizer.transform(market.features.values, market.features.valid)
-        windows = NodeWindows(values, market.features.valid, cfg.lookback, device)
+    own_edges = edges is None and graph_config(cfg).edges != "none"
+    if own_edges:
+        edges = run_edges(market, [split], cfg, device)
+    try:
+        batchers = make_batchers(inputs, market, cfg, edges, device)
+        hours = {"train": split.train, "val": split.val, "test": split.test}
+        rows = {name: labelled_rows(batchers["graph"], idx, market, inputs) for name, idx in hours.items()}
+        timings["graphs_s"] = time.perf_counter() - t0
+        if len(rows["train"].y) == 0 or len(rows["val"].y) == 0 or len(rows["test"].y) == 0:
+            raise DataError("a split has no labelled nodes (is the data mostly missing?)")
+        weights = balanced_weights(rows["train"].y) if cfg.class_weighted else None
+        model_config = ModelConfig(in_channels=market.features.values.shape[-1], hidden=cfg.hidden,
+                                   heads=cfg.heads, layers=cfg.layers, dropout=cfg.dropout, lookback=cfg.lookback,
+                                   context=cfg.context, edge_dim=graph_config(cfg).edge_dim,
+                                   edge_gain=cfg.edge_gain, current_skip=cfg.current_skip,
+                                   context_inputs=cfg.context_inputs)
+        windows = None
+        if cfg.lookback:  # one shared [T, N, F + 1] array; each batch gathers its [B * N, L, F + 1] windows
+            windows = NodeWindows(inputs.x, inputs.valid, cfg.lookback, device)
 
-    test, val, histories = {}, {}, {}
+        test, val, histories = {}, {}, {}
 
-    def fit(name: str, config: ModelConfig, sets: dict) -> GATv2Classifier:
-        net, histories[name] = train_model(sets["train"], sets["val"], config, weights, cfg, device,
-                                           f"{name}{fold_name}", windows)
-        timings[f"{name}_s"] = histories[name].seconds
-        for split_name, out in (("test", test), ("val", val)):
-            _, probs = predict_graphs(net, sets[split_name], cfg.batch_hours, device, windows)
-            out[name] = (probs.argmax(1), probs)
-        return net
+        def fit(name: str, config: ModelConfig, batcher: HourBatcher) -> GATv2Classifier:
+            net, histories[name] = train_model(batcher, split.train, split.val, config, weights, cfg, device,
+                                               f"{name}{fold_name}", windows)
+            timings[f"{name}_s"] = histories[name].seconds
+            for split_name, out in (("test", test), ("val", val)):
+                _, probs = predict_hours(net, batcher, hours[split_name], cfg.batch_hours, windows)
+                out[name] = (probs.argmax(1), probs)
+            return net
 
-    model = fit("gnn", model_config, graphs)
-    encoder, encoder_scores = ("temporal" if model_config.temporal else "snapshot"), None
-    report_snapshot = model_config.temporal and cfg.ablation and cfg.temporal_ablation
-    if model_config.temporal and (cfg.select_encoder or report_snapshot):
-        snapshot = fit("gnn_no_temporal", replace(model_config, lookback=0), graphs)
-        if cfg.select_encoder:
-            encoder_scores = {"temporal": histories["gnn"].best_val_macro_f1,
-                              "snapshot": histories["gnn_no_temporal"].best_val_macro_f1}
-            if encoder_scores["snapshot"] > encoder_scores["temporal"]:  # a tie keeps the configured encoder
-                encoder, model = "snapshot", snapshot
+        model = fit("gnn", model_config, batchers["graph"])
+        encoder, encoder_scores = ("temporal" if model_config.temporal else "snapshot"), None
+        report_snapshot = model_config.temporal and cfg.ablation and cfg.temporal_ablation
+        if model_config.temporal and (cfg.select_encoder or report_snapshot):
+            snapshot = fit("gnn_no_temporal", replace(model_config, lookback=0), batchers["graph"])
+            if cfg.select_encoder:
+                encoder_scores = {"temporal": histories["gnn"].best_val_macro_f1,
+                                  "snapshot": histories["gnn_no_temporal"].best_val_macro_f1}
+                if encoder_scores["snapshot"] > encoder_scores["temporal"]:  # a tie keeps the configured encoder
+                    encoder, model = "snapshot", snapshot
+                    for out in (test, val, histories):
+                        out["gnn"] = out["gnn_no_temporal"]
+            if not report_snapshot:  # trained only as a candidate
                 for out in (test, val, histories):
-                    out["gnn"] = out["gnn_no_temporal"]
-        if not report_snapshot:  # trained only as a candidate
-            for out in (test, val, histories):
-                del out["gnn_no_temporal"]
-    if cfg.ablation:
-        t0 = time.perf_counter()
-        bare = {name: build_graphs(market, idx, graph_config(cfg, edges="none"), normalizer)
-                for name, idx in (("train", split.train), ("val", split.val), ("test", split.test))}
-        timings["graphs_s"] += time.perf_counter() - t0
-        fit("gnn_no_edges", model.config, bare)
+                    del out["gnn_no_temporal"]
+        if cfg.ablation:
+            fit("gnn_no_edges", model.config, batchers["none"])
+    finally:
+        if own_edges:
+            edges.close()
 
     if cfg.baselines:
         t0 = time.perf_counter()

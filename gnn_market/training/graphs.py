@@ -1,17 +1,17 @@
-"""Training snapshots: the graph config of a run, materialised hourly graphs, and their labelled rows."""
+"""Training graphs: the graph config of a run, its edge features, hour batchers and labelled rows."""
 from __future__ import annotations
 
 import numpy as np
-from torch_geometric.data import Data
-from tqdm.auto import tqdm
+import torch
 
 from ..classes import IGNORE_INDEX
-from ..graph_builder import GraphConfig, HourlyGraphDataset
-from ..normalizer import FeatureNormalizer
+from ..graph_builder import GraphConfig
+from ..hour_batches import DenseEdges, HourBatcher
 from ..pipeline import MarketData
 from .baselines import TabularData
 from .config import TrainConfig
 from .context import RowInputs, market_context
+from .splits import Split
 
 
 def graph_config(cfg: TrainConfig, edges: str = "correlation") -> GraphConfig:
@@ -19,37 +19,46 @@ def graph_config(cfg: TrainConfig, edges: str = "correlation") -> GraphConfig:
     return GraphConfig(window=cfg.window, top_k=cfg.top_k, edges=edges, lead_lag=cfg.lead_lag)
 
 
-def build_graphs(market: MarketData, hours: np.ndarray, gconfig: GraphConfig, normalizer: FeatureNormalizer,
-                 desc: str | None = None) -> list[Data]:
-    """Materialise one snapshot per hour (built once, re-used by every epoch); a progress bar if ``desc``.
+def run_edges(market: MarketData, splits: list[Split], cfg: TrainConfig, device: torch.device) -> DenseEdges:
+    """Edge features of every hour any of ``splits`` reads, computed once for the run (all folds and seeds).
 
-    Each ``Data`` has ``x [N, F]``, ``edge_index [2, E]``, ``edge_attr [E, 1]``, ``y [N]`` (labelled).
+    In memory up to ``cfg.edge_memory_mb``, else in a temporary file (see :class:`DenseEdges`).
     """
-    dataset = HourlyGraphDataset(market.features, market.require_labels(), market.log_ret, hours, gconfig,
-                                 normalizer)
-    indices = tqdm(range(len(dataset)), desc=desc, unit="hour", leave=False, disable=desc is None)
-    return [dataset[i] for i in indices]
+    lo = min(int(s.train.min()) for s in splits)
+    hi = max(int(max(s.train.max(), s.val.max(), s.test.max())) for s in splits) + 1
+    return DenseEdges(market.log_ret, lo, hi, graph_config(cfg), memory_mb=cfg.edge_memory_mb, device=device,
+                      progress=cfg.progress)
 
 
-def labelled_rows(graphs: list[Data], market: MarketData, inputs: RowInputs | None = None) -> TabularData:
-    """The GNN's labelled test nodes as flat rows, in the same order its predictions come out.
+def make_batchers(inputs: RowInputs, market: MarketData, cfg: TrainConfig, edges: DenseEdges | None,
+                  device: torch.device) -> dict[str, HourBatcher]:
+    """``{"graph": ..., "none": ...}``: batchers of the run's graphs and of the no-edge ablation's.
 
-    Returns ``X [M, F]`` float32, ``y [M]`` int64, ``current_return [M]``,
-    ``hour [M]``, ``pair [M]`` and ``context [M, C]`` over the M labelled nodes
-    of ``graphs``, graph by graph. ``inputs`` (:func:`.context.row_inputs`, once
-    per fold) is attached for window models; without it the context is computed here.
+    Both read the fold's normalised features ``inputs.x`` (shared with the baselines, not copied).
     """
-    xs, ys, rets, hours, pairs = [], [], [], [], []
-    for g in graphs:
-        keep = (g.y != IGNORE_INDEX).numpy()
-        hour = int(g.hour.reshape(-1)[0])
-        xs.append(g.x.numpy()[keep])
-        ys.append(g.y.numpy()[keep])
-        rets.append(market.current_return[hour][keep])
-        pairs.append(np.flatnonzero(keep))
-        hours.append(np.full(len(pairs[-1]), hour, dtype=np.int64))
-    hour, pair = np.concatenate(hours), np.concatenate(pairs).astype(np.int64)
+    y = market.require_labels().classes
+    return {"graph": HourBatcher(inputs.x, inputs.valid, y, graph_config(cfg), edges, sparse=cfg.sparse_attention,
+                                 device=device),
+            "none": HourBatcher(inputs.x, inputs.valid, y, graph_config(cfg, edges="none"), device=device)}
+
+
+def labelled_rows(batcher: HourBatcher, hours: np.ndarray, market: MarketData,
+                  inputs: RowInputs | None = None) -> TabularData:
+    """The labelled nodes of ``hours`` as flat rows, in the order the GNN's predictions come out
+    (:func:`.loop.predict_hours`: hour by hour, pairs in panel order).
+
+    Returns ``X [M, F]`` float32 (the normalised features the GNN reads), ``y [M]`` int64,
+    ``current_return [M]``, ``hour [M]``, ``pair [M]`` and ``context [M, C]``. ``inputs``
+    (:func:`.context.row_inputs`, once per fold) is attached for window models; without it
+    the context is computed here.
+    """
+    hours = np.asarray(hours, dtype=np.int64)
+    labels = batcher.labels(hours)                       # [H, N]
+    h_idx, pair = np.nonzero(labels != IGNORE_INDEX)     # row-major: hour by hour, pairs in order
+    hour = hours[h_idx]
+    x = batcher.node_features(hour, pair)
     context = (inputs.context if inputs is not None and inputs.context is not None
                else market_context(market)).rows(hour, pair)
-    return TabularData(np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64),
-                       np.concatenate(rets), hour=hour, pair=pair, context=context, inputs=inputs)
+    return TabularData(np.asarray(x, dtype=np.float32), labels[h_idx, pair].astype(np.int64),
+                       market.current_return[hour, pair], hour=hour, pair=pair.astype(np.int64), context=context,
+                       inputs=inputs)

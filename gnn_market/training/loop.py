@@ -6,12 +6,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch_geometric.data import Data
-from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
 from ..classes import IGNORE_INDEX
 from ..errors import DataError
+from ..hour_batches import HourBatcher, hour_batches
 from ..model import GATv2Classifier, ModelConfig
 from ..windows import NodeWindows
 from .config import TrainConfig
@@ -52,55 +51,58 @@ class History:
 
 
 @torch.no_grad()
-def predict_graphs(model: GATv2Classifier, graphs: list[Data], batch_hours: int,
-                   device: torch.device, windows: NodeWindows | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(y [M], probs [M, 3])`` over the labelled nodes of ``graphs``, in graph order.
+def predict_hours(model: GATv2Classifier, batcher: HourBatcher, hours: np.ndarray, batch_hours: int,
+                  windows: NodeWindows | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(y [M], probs [M, 3])`` over the labelled nodes of ``hours``, hour by hour in the given order,
+    nodes in panel order within an hour.
 
     ``windows``: the run's lookback windows (needed by temporal models).
     """
     model.eval()
     ys, probs = [], []
-    for batch in DataLoader(graphs, batch_size=batch_hours, shuffle=False):
-        batch = batch.to(device)
-        log_probs, _ = model.forward_batch(batch, windows)
-        keep = batch.y != IGNORE_INDEX
-        ys.append(batch.y[keep].cpu().numpy())
+    for chunk in hour_batches(hours, batch_hours):
+        batch = batcher.batch(chunk)
+        log_probs, _ = model.forward_hours(batch, windows)
+        y = batch.y.reshape(-1)
+        keep = y != IGNORE_INDEX
+        ys.append(y[keep].cpu().numpy())
         probs.append(log_probs[keep].exp().cpu().numpy())
+    if not ys:
+        return np.zeros(0, np.int64), np.zeros((0, 3), np.float32)
     return np.concatenate(ys), np.concatenate(probs)
 
 
-def train_model(train_graphs: list[Data], val_graphs: list[Data], model_config: ModelConfig,
+def train_model(batcher: HourBatcher, train_hours: np.ndarray, val_hours: np.ndarray, model_config: ModelConfig,
                 class_weights: np.ndarray | None, cfg: TrainConfig, device: torch.device,
                 desc: str, windows: NodeWindows | None = None) -> tuple[GATv2Classifier, History]:
     """Adam on NLLLoss; keep the weights of the epoch with the best validation macro-F1.
 
-    ``class_weights`` ``[3]`` (None = unweighted); ``windows`` the lookback windows of
-    every hour (temporal models), gathered per batch. Returns the model in eval mode
-    and its history.
+    Batches of ``cfg.batch_hours`` training hours are built by ``batcher`` each step (shuffled with
+    ``cfg.seed``); ``class_weights`` ``[3]`` (None = unweighted); ``windows`` the lookback windows of
+    every hour (temporal models), gathered per batch. Returns the model in eval mode and its history.
     """
     seed_everything(cfg.seed)  # same init and batch order for the GNN and its ablation
     model = GATv2Classifier(model_config).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=device)
     loss_fn = torch.nn.NLLLoss(weight=weight, ignore_index=IGNORE_INDEX)
-    loader = DataLoader(train_graphs, batch_size=cfg.batch_hours, shuffle=True,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    order = torch.Generator().manual_seed(cfg.seed)
     history, best_f1, best_state, stale = History(), -1.0, None, 0
     started = time.perf_counter()
     bar = tqdm(range(1, cfg.epochs + 1), desc=desc, unit="epoch", disable=not cfg.progress, leave=True)
     for epoch in bar:
         model.train()
         total, count = 0.0, 0
-        for batch in loader:
-            batch = batch.to(device)
+        for hours in hour_batches(train_hours, cfg.batch_hours, order):
+            batch = batcher.batch(hours)
             optimiser.zero_grad()
-            log_probs, _ = model.forward_batch(batch, windows)
-            loss = loss_fn(log_probs, batch.y)
+            log_probs, _ = model.forward_hours(batch, windows)
+            loss = loss_fn(log_probs, batch.y.reshape(-1))
             loss.backward()
             optimiser.step()
-            total += float(loss.detach()) * batch.num_graphs
-            count += batch.num_graphs
-        y_val, p_val = predict_graphs(model, val_graphs, cfg.batch_hours, device, windows)
+            total += float(loss.detach()) * batch.num_hours
+            count += batch.num_hours
+        y_val, p_val = predict_hours(model, batcher, val_hours, cfg.batch_hours, windows)
         f1 = classification_metrics(y_val, p_val.argmax(1))["macro_f1"]
         history.train_loss.append(total / max(count, 1))
         history.val_macro_f1.append(f1)

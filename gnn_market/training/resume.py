@@ -41,7 +41,8 @@ from .splits import Split
 
 PART_VERSION = 2  # 2: the chosen node encoder and its validation scores
 #: TrainConfig fields that do not change a fold's result (the seed is part of the file name).
-NEUTRAL_FIELDS = frozenset({"seed", "seeds", "out", "threads", "progress", "device", "save_packaged", "resume"})
+NEUTRAL_FIELDS = frozenset({"seed", "seeds", "out", "threads", "progress", "device", "save_packaged", "resume",
+                            "edge_memory_mb"})
 
 
 def run_key(cfg: TrainConfig, symbols: list[str], times: pd.DatetimeIndex, split: Split) -> str:

@@ -26,17 +26,19 @@ from .. import __version__
 from ..atomic import write_text_atomic
 from ..checkpoint import Checkpoint, iso_range, save_checkpoint
 from ..errors import DataError
+from ..hour_batches import DenseEdges
 from ..pipeline import MarketData
 from ..sources import open_store
 from .calibrate import CalibratedFold, ModelCalibration, calibrate_fold
 from .config import LABEL_HORIZON, TrainConfig
 from .evaluation import aggregate_seeds, score_seed, significance_vs_gnn, stack_seeds
 from .folds import FoldResult, run_fold
-from .graphs import graph_config
+from .graphs import graph_config, run_edges
 from .loop import resolve_device
 from .packaging import save_packaged
 from .report import write_report
 from .resume import load_part, part_path, run_key, save_part
+from .splits import Split
 from .universe import load_training_market
 
 
@@ -82,27 +84,7 @@ def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: floa
     market, splits, data = load_training_market(store, cfg)
     load_s = time.perf_counter() - t0
     seeds = cfg.seed_list
-    per_seed: dict[int, list[CalibratedFold]] = {}
-    for seed in seeds:
-        seed_cfg = replace(cfg, seed=seed, seeds=None)
-        folds = []
-        for k, split in enumerate(splits):
-            name = (f" seed {seed}" if len(seeds) > 1 else "") + (f" fold {k + 1}/{len(splits)}" if len(splits) > 1
-                                                                  else "")
-            fold = None
-            if cfg.resume:  # parts: finished (seed, fold) results survive an interruption
-                key, path = run_key(cfg, market.panel.symbols, market.times, split), part_path(out, seed, k)
-                fold = load_part(path, key, split)
-                if fold is not None and cfg.progress:
-                    print(f"loaded{name or ' the fold'} from {path}", flush=True)
-            if fold is None:
-                fold = run_fold(market, split, seed_cfg, device, name)
-                if cfg.resume:
-                    save_part(path, fold, key)
-            t0 = time.perf_counter()
-            folds.append(calibrate_fold(fold))
-            fold.timings["calibration_s"] = time.perf_counter() - t0
-        per_seed[seed] = folds
+    per_seed = _train_seeds(out, cfg, device, market, splits)
     first = per_seed[seeds[0]]
     last = first[-1]
     times = market.times
@@ -147,6 +129,55 @@ def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: floa
         save_packaged(out / "model.pt", metrics, replace(cfg, seed=seeds[0], seeds=None))  # model.pt's seed
     metrics["out"] = str(out)
     return metrics
+
+
+class _RunEdges:
+    """The run's edge features, computed on first use (a fully resumed run never needs them) and closed once."""
+
+    def __init__(self, market: MarketData, splits: list[Split], cfg: TrainConfig, device: torch.device) -> None:
+        self._args, self._edges = (market, splits, cfg, device), None
+        self._needed = graph_config(cfg).edges != "none"
+
+    def get(self) -> DenseEdges | None:
+        if self._edges is None and self._needed:
+            self._edges = run_edges(*self._args)
+        return self._edges
+
+    def close(self) -> None:
+        if self._edges is not None:
+            self._edges.close()
+
+
+def _train_seeds(out: Path, cfg: TrainConfig, device: torch.device, market: MarketData,
+                 splits: list[Split]) -> dict[int, list[CalibratedFold]]:
+    """Every (seed, fold): trained, or loaded from its part with ``--resume``; then calibrated."""
+    seeds = cfg.seed_list
+    per_seed: dict[int, list[CalibratedFold]] = {}
+    edges = _RunEdges(market, splits, cfg, device)
+    try:
+        for seed in seeds:
+            seed_cfg = replace(cfg, seed=seed, seeds=None)
+            folds = []
+            for k, split in enumerate(splits):
+                name = ((f" seed {seed}" if len(seeds) > 1 else "")
+                        + (f" fold {k + 1}/{len(splits)}" if len(splits) > 1 else ""))
+                fold = None
+                if cfg.resume:  # parts: finished (seed, fold) results survive an interruption
+                    key, path = run_key(cfg, market.panel.symbols, market.times, split), part_path(out, seed, k)
+                    fold = load_part(path, key, split)
+                    if fold is not None and cfg.progress:
+                        print(f"loaded{name or ' the fold'} from {path}", flush=True)
+                if fold is None:
+                    fold = run_fold(market, split, seed_cfg, device, name, edges=edges.get())
+                    if cfg.resume:
+                        save_part(path, fold, key)
+                t0 = time.perf_counter()
+                folds.append(calibrate_fold(fold))
+                fold.timings["calibration_s"] = time.perf_counter() - t0
+            per_seed[seed] = folds
+    finally:
+        edges.close()
+    return per_seed
 
 
 def encoder_summary(cfg: TrainConfig, seed_metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,216 @@
+r"""Fully connected GATv2 attention as batched dense tensor operations.
+
+The hourly graph of ``N`` pairs is fully connected: every present pair
+attends to every other, so an edge list of ``N (N - 1)`` entries per hour
+carries no information beyond ``node_mask``. :class:`DenseGATv2Conv` is a
+``torch_geometric.nn.GATv2Conv`` (same parameters, same names, same
+``reset_parameters``: a checkpoint loads into either path) with a second
+forward, :meth:`DenseGATv2Conv.forward_dense`, over ``[B, N, ...]`` tensors of
+``B`` hours. PyG's sparse ``forward`` stays the reference and the path for
+top-k graphs; ``tests/test_dense_attention.py`` checks the two agree.
+
+The expensive part of GATv2 is its score, a LeakyReLU *inside* the sum over
+channels, which needs a ``[B, N, N, H, C]`` tensor. :func:`gatv2_scores`
+computes it in cache-sized chunks and recomputes each chunk in the backward
+pass instead of keeping it (a custom ``autograd.Function``): memory grows as
+``B N^2 H`` (the scores), not ``B N^2 H C``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.nn import GATv2Conv, GraphNorm
+
+__all__ = ["DenseGATv2Conv", "gatv2_scores", "dense_graph_norm", "fully_connected", "SCORE_CHUNK_ELEMENTS"]
+
+#: Elements of the ``[.., N, H * C]`` pre-activation tensor computed at once (4 MB in float32): small
+#: enough to stay in cache between the chunk's passes, large enough to amortise the per-op overhead.
+SCORE_CHUNK_ELEMENTS = 1 << 20
+
+
+def _chunks(B: int, N: int, width: int, budget: int) -> list[tuple[slice, slice]]:
+    """(hour slice, target-row slice) blocks with at most ~``budget`` elements of ``[b, i, N, width]``."""
+    per_hour = N * N * width
+    if per_hour <= budget:
+        step = max(1, budget // per_hour)
+        return [(slice(b, min(b + step, B)), slice(0, N)) for b in range(0, B, step)]
+    rows = max(1, budget // (N * width))
+    return [(slice(b, b + 1), slice(i, min(i + rows, N))) for b in range(B) for i in range(0, N, rows)]
+
+
+def _pre_activation(x_l: Tensor, x_r: Tensor, edge_attr: Tensor | None, w_edge: Tensor | None,
+                    hours: slice, rows: slice) -> Tensor:
+    """``x_r[b, i] + x_l[b, j] + W_e e[b, i, j]`` for one chunk: ``[b, i, N, H * C]``."""
+    pre = x_r[hours, rows, None, :] + x_l[hours, None, :, :]
+    if w_edge is not None:
+        e = edge_attr[hours, rows]
+        for d in range(w_edge.size(1)):  # D is 1 or 2: in-place multiply-adds beat a [.., D] @ [D, HC] matmul
+            pre.addcmul_(e[..., d, None], w_edge[:, d])
+    return pre
+
+
+def _block_att(att: Tensor) -> Tensor:
+    """``att [1, H, C]`` -> block-diagonal ``[H * C, H]``: one GEMM scores every head."""
+    H, C = att.shape[-2:]
+    eye = torch.eye(H, dtype=att.dtype, device=att.device)
+    return (att.reshape(H, C, 1) * eye[:, None, :]).reshape(H * C, H)
+
+
+class _GATv2Scores(torch.autograd.Function):
+    """See :func:`gatv2_scores`. Saves only its inputs; the backward recomputes each chunk."""
+
+    @staticmethod
+    def forward(ctx, x_l: Tensor, x_r: Tensor, edge_attr: Tensor | None, w_edge: Tensor | None, att: Tensor,
+                negative_slope: float, chunk: int) -> Tensor:
+        B, N, HC = x_l.shape
+        H = att.size(1)
+        block = _block_att(att)
+        scores = x_l.new_empty((B, N, N, H))
+        for hours, rows in _chunks(B, N, HC, chunk):
+            pre = _pre_activation(x_l, x_r, edge_attr, w_edge, hours, rows)
+            act = F.leaky_relu_(pre, negative_slope)
+            scores[hours, rows] = (act.reshape(-1, HC) @ block).view(*act.shape[:3], H)
+        ctx.save_for_backward(x_l, x_r, edge_attr, w_edge, att)
+        ctx.negative_slope, ctx.chunk = negative_slope, chunk
+        return scores
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x_l, x_r, edge_attr, w_edge, att = ctx.saved_tensors
+        B, N, HC = x_l.shape
+        H = att.size(1)
+        block = _block_att(att)
+        d_l, d_r = torch.zeros_like(x_l), torch.zeros_like(x_r)
+        d_block = x_l.new_zeros((HC, H))
+        d_edge = None if w_edge is None else torch.zeros_like(w_edge)
+        for hours, rows in _chunks(B, N, HC, ctx.chunk):
+            pre = _pre_activation(x_l, x_r, edge_attr, w_edge, hours, rows)
+            g = grad[hours, rows].reshape(-1, H)                       # [M, H]
+            flat = pre.view(-1, HC)
+            d_block += F.leaky_relu(flat, ctx.negative_slope).T @ g      # d score / d att (all heads, all channels)
+            d_pre = torch.ops.aten.leaky_relu_backward(g @ block.T, flat, ctx.negative_slope, False)
+            d_pre = d_pre.view(pre.shape)
+            d_r[hours, rows] += d_pre.sum(2)
+            d_l[hours] += d_pre.sum(1)
+            if d_edge is not None:
+                d_edge += d_pre.reshape(-1, HC).T @ edge_attr[hours, rows].reshape(-1, edge_attr.size(-1))
+        C = HC // H
+        d_att = d_block.view(H, C, H).diagonal(dim1=0, dim2=2).T.reshape(1, H, C)  # block-diagonal entries
+        return d_l, d_r, None, d_edge, d_att, None, None
+
+
+def gatv2_scores(x_l: Tensor, x_r: Tensor, edge_attr: Tensor | None, w_edge: Tensor | None, att: Tensor,
+                 negative_slope: float = 0.2, chunk: int = SCORE_CHUNK_ELEMENTS) -> Tensor:
+    r"""GATv2 attention logits of every (target, source) pair of every hour.
+
+    .. math::
+        s_{b,i,j,h} = \sum_c a_{h,c} \, \operatorname{LeakyReLU}\big(
+        (\mathbf{W}_r \mathbf{x}_{b,i})_{h,c} + (\mathbf{W}_l \mathbf{x}_{b,j})_{h,c}
+        + (\mathbf{W}_e \mathbf{e}_{b,i,j})_{h,c} \big)
+
+    Shapes:
+        - **x_l**, **x_r:** :math:`(B, N, H C)` (source and target projections)
+        - **edge_attr:** :math:`(B, N, N, D)`, ``[b, i, j]`` the features of edge ``j -> i``
+          (finite everywhere; ignored when ``w_edge`` is None)
+        - **w_edge:** :math:`(H C, D)` (``lin_edge.weight``) or None
+        - **att:** :math:`(1, H, C)`
+        - **output:** :math:`(B, N, N, H)`
+
+    Gradients flow to ``x_l``, ``x_r``, ``w_edge`` and ``att`` (not to the edge features).
+    """
+    if w_edge is not None and (edge_attr is None or not torch.isfinite(edge_attr).all()):
+        raise ValueError("edge_attr must be given and finite wherever w_edge is used")
+    return _GATv2Scores.apply(x_l, x_r, edge_attr, w_edge, att, negative_slope, chunk)
+
+
+def fully_connected(node_mask: Tensor) -> Tensor:
+    """Adjacency ``[B, N, N]`` bool of the hourly graphs: ``[b, i, j]`` True for present ``i != j`` and on the
+    diagonal (every node's self-loop, present or not, as ``GATv2Conv(add_self_loops=True)`` adds them)."""
+    adj = node_mask[:, :, None] & node_mask[:, None, :]
+    eye = torch.eye(node_mask.size(1), dtype=torch.bool, device=node_mask.device)
+    return adj | eye
+
+
+def dense_graph_norm(norm: GraphNorm, h: Tensor) -> Tensor:
+    """``GraphNorm`` of each hour's nodes, ``h`` ``[B, N, C]`` -> ``[B, N, C]`` (every node of the hour counts,
+    as in a PyG batch of full snapshots)."""
+    mean = h.mean(dim=1, keepdim=True)
+    out = h - mean * norm.mean_scale
+    std = (out.pow(2).mean(dim=1, keepdim=True) + norm.eps).sqrt()
+    return norm.weight * out / std + norm.bias
+
+
+class DenseGATv2Conv(GATv2Conv):
+    r"""``GATv2Conv`` with a dense forward for fully connected hourly graphs.
+
+    Same constructor, parameters (``lin_l``, ``lin_r``, ``att``, ``lin_edge``,
+    ``res``, ``bias``) and sparse :meth:`forward` as
+    ``torch_geometric.nn.GATv2Conv``. :meth:`forward_dense` computes, for every
+    hour ``b`` and target ``i`` with neighbours :math:`\mathcal{N}(i)` given by
+    ``adj[b, i]`` (the diagonal, the self-loop, must be True),
+
+    .. math::
+        \alpha_{ij} = \operatorname{softmax}_{j \in \mathcal{N}(i)}
+        \left( \mathbf{a}^{\top} \operatorname{LeakyReLU}\left(
+        \mathbf{W}_r \mathbf{x}_i + \mathbf{W}_l \mathbf{x}_j + \mathbf{W}_e \mathbf{e}_{ij}
+        \right) \right), \qquad
+        \mathbf{x}'_i = \Big\Vert_{h} \sum_{j \in \mathcal{N}(i)} \alpha^{(h)}_{ij} \mathbf{W}_l^{(h)} \mathbf{x}_j
+        + \mathbf{R} \mathbf{x}_i + \mathbf{b},
+
+    exactly the sparse layer's output on the graph whose edges are ``adj``
+    (self-loops carrying ``fill_value``), with dropout on :math:`\alpha`
+    in training. ``adj=None`` means self-loops only (the no-edge ablation):
+    :math:`\alpha_{ii} = 1` and no score is computed.
+
+    Only a float ``fill_value`` is supported on the dense path.
+
+    Shapes:
+        - **x:** :math:`(B, N, F_{in})`
+        - **edge_attr:** :math:`(B, N, N, D)` or None, ``[b, i, j]`` the features of edge ``j -> i``;
+          the diagonal is taken as ``fill_value`` whatever it holds
+        - **adj:** :math:`(B, N, N)` bool or None
+        - **output:** :math:`(B, N, H C)` (``concat``) or :math:`(B, N, C)`
+    """
+
+    def forward_dense(self, x: Tensor, edge_attr: Tensor | None, adj: Tensor | None) -> Tensor:
+        """Dense forward; see the class docstring for shapes."""
+        if not isinstance(self.fill_value, (int, float)):
+            raise ValueError(f"the dense path needs a float fill_value, got {self.fill_value!r}")
+        if not self.add_self_loops:
+            raise ValueError("the dense path always adds self-loops (add_self_loops=True)")
+        B, N, _ = x.shape
+        H, C = self.heads, self.out_channels
+        x_l = self.lin_l(x)
+        x_r = x_l if self.share_weights else self.lin_r(x)
+        if adj is None:
+            alpha = F.dropout(x_l.new_ones((B, N, H, 1)), p=self.dropout, training=self.training)
+            out = x_l.view(B, N, H, C) * alpha
+        else:
+            w_edge = None
+            if self.lin_edge is not None:
+                if edge_attr is None:
+                    raise ValueError("this layer reads edge features: pass edge_attr [B, N, N, D]")
+                edge_attr = self._with_self_loop_fill(edge_attr)
+                w_edge = self.lin_edge.weight
+            scores = gatv2_scores(x_l, x_r, edge_attr, w_edge, self.att, self.negative_slope)
+            scores = scores.masked_fill(~adj[..., None], float("-inf"))
+            alpha = torch.softmax(scores, dim=2)                               # over sources j
+            alpha = F.dropout(alpha, p=self.dropout, training=self.training)
+            # [B, H, N_i, N_j] @ [B, H, N_j, C] -> [B, H, N_i, C]
+            out = (alpha.permute(0, 3, 1, 2) @ x_l.view(B, N, H, C).transpose(1, 2)).transpose(1, 2)
+        out = out.reshape(B, N, H * C) if self.concat else out.mean(dim=2)
+        if self.res is not None:
+            out = out + self.res(x)
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    def _with_self_loop_fill(self, edge_attr: Tensor) -> Tensor:
+        """``edge_attr`` with ``fill_value`` on the diagonal (a copy only when it holds something else)."""
+        diagonal = edge_attr.diagonal(dim1=1, dim2=2)
+        if bool((diagonal == self.fill_value).all()):
+            return edge_attr
+        edge_attr = edge_attr.clone()
+        edge_attr.diagonal(dim1=1, dim2=2).fill_(float(self.fill_value))
+        return edge_attr
