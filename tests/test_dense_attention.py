@@ -125,7 +125,8 @@ def test_scores_chunking_does_not_change_values_or_gradients(chunk):
     # the obvious formula, all of it in autograd
     pre = x_r[:, :, None] + x_l[:, None, :] + e @ w.T
     ref = (torch.nn.functional.leaky_relu(pre, 0.2).view(B, N, N, H, C) * att.view(H, C)).sum(-1)
-    weight = torch.randn(B, N, N, H, generator=g)
+    ref = ref.permute(0, 3, 1, 2)  # [B, H, target, source]
+    weight = torch.randn(B, H, N, N, generator=g)
     ref_grads = torch.autograd.grad((ref * weight).sum(), (x_l, x_r, w, att))
     out = gatv2_scores(x_l, x_r, e, w, att, 0.2, chunk=chunk)
     torch.testing.assert_close(out, ref, **TOL)
