@@ -144,7 +144,12 @@ def gatv2_scores(x_l: Tensor, x_r: Tensor, edge_attr: Tensor | None, w_edge: Ten
     # one reduction instead of an elementwise test: any NaN or inf makes the sum non-finite
     if w_edge is not None and (edge_attr is None or not bool(torch.isfinite(edge_attr.sum()))):
         raise ValueError("edge_attr must be given and finite wherever w_edge is used")
-    return _GATv2Scores.apply(x_l, x_r, edge_attr, w_edge, att, negative_slope, chunk)
+    # one dtype throughout (under autocast x_l is bfloat16 while the parameters stay float32); the casts
+    # are differentiable, so each gradient comes back in its input's dtype
+    dtype = x_l.dtype
+    with torch.autocast(device_type=x_l.device.type, enabled=False):
+        return _GATv2Scores.apply(x_l, x_r.to(dtype), None if edge_attr is None else edge_attr.to(dtype),
+                                  None if w_edge is None else w_edge.to(dtype), att.to(dtype), negative_slope, chunk)
 
 
 def attention_dropout(alpha: Tensor, p: float, training: bool) -> Tensor:

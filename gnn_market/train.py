@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", help="train every model once per seed (e.g. --seeds 0 1 2); "
                    "metrics are means +- sd over seeds, model.pt is the first seed's GNN (default: --seed)")
     p.add_argument("--device", default=d.device, choices=("cpu", "cuda", "auto"))
+    p.add_argument("--amp", action="store_true",
+                   help="mixed precision: run the GNN's forward passes under torch.autocast in bfloat16 (meant for "
+                        "GPUs; on a CPU it is usually slower)")
     p.add_argument("--threads", type=int, default=d.threads,
                    help="torch CPU threads (default: the cores this process may use; fewer on a shared machine)")
     p.add_argument("--out", help="output folder (default runs/<UTC timestamp>)")
@@ -128,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Train, print the test table and where the artefacts went."""
     cfg = config_from_args(build_parser().parse_args(argv))
     metrics = run_training(cfg)
+    if "rank" in metrics:  # a torchrun process other than rank 0: rank 0 prints the results
+        return 0
     print(results_table(metrics["test"], "test", n_seeds=len(cfg.seed_list)))
     print(f"\n{significance_caption(metrics['significance'])}:\n{significance_table(metrics['significance'])}")
     total = metrics["timings"]["total_s"]

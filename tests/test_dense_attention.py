@@ -156,3 +156,16 @@ def test_string_fill_value_is_refused_on_the_dense_path():
     conv = DenseGATv2Conv(3, 2, edge_dim=1, fill_value="mean")
     with pytest.raises(ValueError, match="fill_value"):
         conv.forward_dense(torch.zeros(1, 2, 3), torch.zeros(1, 2, 2, 1), torch.ones(1, 2, 2, dtype=torch.bool))
+
+
+def test_bfloat16_autocast_runs_forward_and_backward_close_to_float32():
+    """``--amp``: the dense layer under torch.autocast(bfloat16) stays within bfloat16 rounding of fp32."""
+    x, mask, edge, _, _ = _graphs(B=2, N=6, seed=6)
+    _, dense = _pair(5, 4, 2, 2, seed=4)
+    adj = fully_connected(mask)
+    want = dense.forward_dense(x, edge, adj)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = dense.forward_dense(x, edge, adj)
+    got.float().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in dense.parameters())
+    torch.testing.assert_close(got.float(), want, atol=0.1, rtol=0.05)

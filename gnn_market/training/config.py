@@ -24,11 +24,17 @@ MODEL_ORDER = ("gnn", "gnn_no_edges", "gnn_no_temporal", "majority", "persistenc
 
 
 def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, e.g. a container's or taskset's share)."""
+    """CPU cores this process may run on: its affinity mask (a container's or taskset's share), divided
+    among the processes ``torchrun`` started on this machine (``LOCAL_WORLD_SIZE``)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity API (macOS, Windows)
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    try:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local = 1
+    return max(1, cores // local)
 
 
 @dataclass
@@ -59,6 +65,7 @@ class TrainConfig:
     lead_lag: bool = True            # second edge feature: corr(r_j[s-1], r_i[s])
     sparse_attention: bool = False   # fully connected graphs through PyG's sparse GATv2Conv (the slow reference)
     edge_memory_mb: float = 512.0    # the run's edge features stay in memory up to this size, else a temp file
+    amp: bool = False                # mixed precision: torch.autocast in bfloat16 for the GNN's forward passes
     # optimisation
     epochs: int = 6
     batch_hours: int = 32

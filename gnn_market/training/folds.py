@@ -36,6 +36,7 @@ from ..windows import NodeWindows
 from .baselines import balanced_weights, make_baselines
 from .config import TrainConfig
 from .context import row_inputs
+from .distributed import world
 from .graphs import graph_config, labelled_rows, make_batchers, run_edges
 from .loop import History, predict_hours, train_model
 from .splits import Split
@@ -98,7 +99,7 @@ def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.d
                                                f"{name}{fold_name}", windows)
             timings[f"{name}_s"] = histories[name].seconds
             for split_name, out in (("test", test), ("val", val)):
-                _, probs = predict_hours(net, batcher, hours[split_name], cfg.batch_hours, windows)
+                _, probs = predict_hours(net, batcher, hours[split_name], cfg.batch_hours, windows, cfg.amp)
                 out[name] = (probs.argmax(1), probs)
             return net
 
@@ -123,7 +124,7 @@ def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.d
         if own_edges:
             edges.close()
 
-    if cfg.baselines:
+    if cfg.baselines and world().is_main:  # under torchrun: once, by rank 0
         t0 = time.perf_counter()
         threshold = market.require_labels().threshold
         for baseline in make_baselines(threshold, cfg.class_weighted, cfg.seed, cfg.hist_gb_max_rows,

@@ -31,6 +31,7 @@ from ..pipeline import MarketData
 from ..sources import open_store
 from .calibrate import CalibratedFold, ModelCalibration, calibrate_fold
 from .config import LABEL_HORIZON, TrainConfig
+from .distributed import World, broadcast, init_distributed, shutdown, world
 from .evaluation import aggregate_seeds, score_seed, significance_vs_gnn, stack_seeds
 from .folds import FoldResult, run_fold
 from .graphs import graph_config, run_edges
@@ -67,24 +68,31 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
 
 def _run_training(cfg: TrainConfig) -> dict[str, Any]:
     started = time.perf_counter()
-    device = resolve_device(cfg.device)
-    out = Path(cfg.out) if cfg.out else default_out()
-    created = prepare_out(out, cfg.resume)
+    processes, device_name = init_distributed(cfg.device)  # a plain run: World(), cfg.device
     try:
-        return _train_into(out, cfg, device, started)
-    except BaseException:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # a run that failed before writing anything leaves no folder behind
-        raise
+        device = resolve_device(device_name) if processes.size == 1 else torch.device(device_name)
+        out = Path(broadcast(str(Path(cfg.out) if cfg.out else default_out())))  # one folder, rank 0's name
+        created = prepare_out(out, cfg.resume) if processes.is_main else False
+        try:
+            return _train_into(out, cfg, device, started, processes)
+        except BaseException:
+            if created and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()  # a run that failed before writing anything leaves no folder behind
+            raise
+    finally:
+        shutdown()
 
 
-def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: float) -> dict[str, Any]:
+def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: float,
+                processes: World) -> dict[str, Any]:
     store = open_store(cfg.store, cfg.data, seed=cfg.seed)  # --data synthetic: the seed also draws the market
     t0 = time.perf_counter()
     market, splits, data = load_training_market(store, cfg)
     load_s = time.perf_counter() - t0
     seeds = cfg.seed_list
     per_seed = _train_seeds(out, cfg, device, market, splits)
+    if not processes.is_main:  # under torchrun the other processes only train: rank 0 reports
+        return {"out": str(out), "rank": processes.rank}
     first = per_seed[seeds[0]]
     last = first[-1]
     times = market.times
@@ -118,6 +126,7 @@ def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: floa
             (f"seed{seed}_" if len(seeds) > 1 else "") + f"fold{k + 1}_{key}": v
             for seed, folds in per_seed.items() for k, f in enumerate(folds) for key, v in f.raw.timings.items()}},
         "package_version": __version__,
+        "distributed": processes.describe(),
     }
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(make_checkpoint(last.raw, market, replace(cfg, seed=seeds[0], seeds=None),
@@ -154,6 +163,7 @@ def _train_seeds(out: Path, cfg: TrainConfig, device: torch.device, market: Mark
     seeds = cfg.seed_list
     per_seed: dict[int, list[CalibratedFold]] = {}
     edges = _RunEdges(market, splits, cfg, device)
+    main = world().is_main
     try:
         for seed in seeds:
             seed_cfg = replace(cfg, seed=seed, seeds=None)
@@ -164,13 +174,15 @@ def _train_seeds(out: Path, cfg: TrainConfig, device: torch.device, market: Mark
                 fold = None
                 if cfg.resume:  # parts: finished (seed, fold) results survive an interruption
                     key, path = run_key(cfg, market.panel.symbols, market.times, split), part_path(out, seed, k)
-                    fold = load_part(path, key, split)
+                    fold = load_part(path, key, split) if main else None
                     if fold is not None and cfg.progress:
                         print(f"loaded{name or ' the fold'} from {path}", flush=True)
-                if fold is None:
+                if not broadcast(fold is not None):  # every process trains the folds rank 0 has no part of
                     fold = run_fold(market, split, seed_cfg, device, name, edges=edges.get())
-                    if cfg.resume:
+                    if cfg.resume and main:
                         save_part(path, fold, key)
+                if not main:
+                    continue
                 t0 = time.perf_counter()
                 folds.append(calibrate_fold(fold))
                 fold.timings["calibration_s"] = time.perf_counter() - t0
