@@ -1,208 +1,201 @@
-"""Benchmark: GATv2 training throughput, step-time breakdown and predict latency.
+"""Benchmark: GATv2 training and encoding at full universe, PyG's sparse path beside the dense fast path.
 
-For N = 100 and N = 300 pairs, dense graphs (N(N-1) edges per hour) and
-top-k graphs (k = 10, symmetrised), on a random-walk panel
-(``bench_graphs.random_panel``), hidden 32, 2 heads on CPU, two models:
+For N = 100, 300 and 450 pairs, fully connected graphs (N(N-1) edges per hour)
+and top-k graphs (k = 10, symmetrised), on a random-walk panel
+(``bench_graphs.random_panel``), with the model of ``python -m gnn_market.train``
+(per-node GRU over ``TrainConfig.lookback`` hours, market context, lead-lag edge
+feature, hidden 32, 2 heads) and ``--layers`` GATv2 layers (default 2, the
+task's 2-3). Every case runs in its own subprocess, so its peak RSS
+(``ru_maxrss``: imports, panel, edge features, model, the steps) is its own.
 
-- ``gatv2``: the original snapshot model and default before issue 12 (2 layers,
-  no temporal encoder, no context, correlation as the only edge feature);
-- ``temporal``: the default of ``python -m gnn_market.train`` (per-node GRU
-  over ``TrainConfig.lookback`` hours, ``TrainConfig.layers`` GATv2 layer(s),
-  market context, lead-lag edge feature);
-  its lookback windows are gathered per batch from the shared ``[T, N, F + 1]``
-  array, which counts as data time (outside the model).
+Paths:
 
-- **train hours/s**: hours of graph per second of training steps
-  (forward + backward + Adam), batches of ``--batch-hours`` hours.
-- **outside share**: part of a training step spent outside the model's
-  forward/backward/update, i.e. data: (a) ``collate`` - batching
-  pre-built snapshots, which is what ``python -m gnn_market.train`` does
-  every step (it builds each hour's graph once and re-uses it every epoch);
-  (b) ``lazy`` - building every hour's correlation graph inside the step
-  (``HourlyGraphDataset`` on the fly, the worst case). Target: < 15%.
-- **predict latency**: ``GraphEncoder.encode(panel)`` for the latest hour with
-  two weeks of history (features + normaliser + correlation graph + forward).
+- ``pyg``: ``torch_geometric.nn.GATv2Conv`` on a PyG batch of per-hour
+  snapshots (edge lists built from the same edge features each step): the
+  reference, and how top-k graphs always run;
+- ``dense``: :meth:`GATv2Classifier.forward_dense` on ``[B, N, N, D]`` edge
+  features (fully connected graphs only), what ``python -m gnn_market.train``
+  runs by default.
 
-    python benchmarks/bench_training.py [--steps 6] [--batch-hours 16] [--threads 1]
-                                        [--device cpu|cuda] [--results PATH]
+Columns:
 
-Prints a table and writes ``benchmarks/results/local/training.json`` (CPU) or
-``training_cuda.json`` (``--device cuda``), ignored by git; ``--results PATH``
-writes elsewhere (the tracked ``benchmarks/results/`` to update the published figures). On a GPU the host-to-device copy
-of each batch counts as data time (outside the model).
+- **train h/s**: hours of graph per second of training step (batch assembly +
+  forward + backward + Adam), ``--batch-hours`` hours per step, after one
+  warm-up step; **outside**: the share of a step spent assembling the batch;
+- **encode h/s**: ``GraphEncoder.encode_range`` over ``--encode-hours`` hours
+  (features, normaliser, edge features, forward);
+- **edges ms/h**: computing one hour's correlation and lead-lag matrices
+  (``DenseEdges``, once per run in training);
+- **peak RSS**: of the case's process, in MB.
+
+    python benchmarks/bench_training.py [--symbols 100 300 450] [--layers 2] [--steps 4] [--batch-hours 32]
+                                        [--threads 2] [--device cpu|cuda] [--results PATH]
+
+Prints a table and writes ``benchmarks/results/local/training.json`` (ignored by
+git; ``--results benchmarks/results/training.json`` updates the published figures).
+A case that exceeds ``--memory-limit-gb`` (address space) is reported as out of memory.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
-import torch
-from torch_geometric.loader import DataLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_graphs import random_panel  # noqa: E402
-
-from gnn_market.checkpoint import Checkpoint  # noqa: E402
-from gnn_market.encoder import GraphEncoder  # noqa: E402
-from gnn_market.feature_generator import FeatureConfig  # noqa: E402
-from gnn_market.graph_builder import GraphConfig, HourlyGraphDataset  # noqa: E402
-from gnn_market.model import GATv2Classifier, ModelConfig  # noqa: E402
-from gnn_market.normalizer import FeatureNormalizer  # noqa: E402
-from gnn_market.pipeline import prepare_market  # noqa: E402
-from gnn_market.training import TrainConfig  # noqa: E402
-from gnn_market.windows import NodeWindows  # noqa: E402
-
-#: Default output: an ignored folder, so running a benchmark never dirties the checkout. Pass the
-#: tracked file (``benchmarks/results/<name>.json``) explicitly to update the published figures.
+#: Default output: an ignored folder, so running a benchmark never dirties the checkout.
 LOCAL_RESULTS = ROOT / "benchmarks" / "results" / "local"
 RESULTS = LOCAL_RESULTS / "training.json"
-HISTORY_HOURS = 24 * 14
-PANEL_HOURS = 1000  # random_panel needs ~600+ hours for its listing/delisting pattern
+PANEL_HOURS = 900   # random_panel needs ~600+ hours for its listing/delisting pattern
 
 
-def _sync(device: torch.device) -> None:
-    """Wait for queued GPU work, so wall-clock timers measure it (no-op on CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def run_case(n: int, graph: str, path: str, layers: int, steps: int, batch_hours: int, encode_hours: int,
+             threads: int, device_name: str) -> dict:
+    """One (N, graph, path) case in this process; returns its row."""
+    import numpy as np
+    import torch
+    from bench_graphs import random_panel
 
+    from gnn_market.checkpoint import Checkpoint
+    from gnn_market.encoder import GraphEncoder
+    from gnn_market.feature_generator import FeatureConfig
+    from gnn_market.graph_builder import GraphConfig, normalised_node_features
+    from gnn_market.hour_batches import DenseEdges, HourBatcher, hour_batches
+    from gnn_market.model import GATv2Classifier, ModelConfig
+    from gnn_market.normalizer import FeatureNormalizer
+    from gnn_market.pipeline import prepare_market
+    from gnn_market.training import TrainConfig
+    from gnn_market.windows import NodeWindows
 
-def timed_steps(model, optimiser, batches, device: torch.device,
-                windows: NodeWindows | None = None) -> tuple[float, float]:
-    """(total seconds, model seconds) over ``batches`` (an iterable that may build data lazily)."""
-    loss_fn = torch.nn.NLLLoss(ignore_index=-100)
-    total = model_s = 0.0
-    t_data = time.perf_counter()
-    for batch in batches:
-        batch = batch.to(device)
-        x_seq = windows.gather(batch.hour) if windows is not None else None
-        _sync(device)
-        t_model = time.perf_counter()
-        optimiser.zero_grad()
-        log_probs, _ = model(batch.x, batch.edge_index, batch.edge_attr, batch.batch, x_seq=x_seq,
-                             node_mask=batch.node_mask)
-        loss_fn(log_probs, batch.y).backward()
-        optimiser.step()
-        _sync(device)
-        t_end = time.perf_counter()
-        model_s += t_end - t_model
-        total += t_end - t_data
-        t_data = time.perf_counter()
-    return total, model_s
-
-
-def model_setup(kind: str) -> tuple[dict, bool]:
-    """``(ModelConfig fields, lead_lag)`` of the benchmarked model kind."""
-    if kind == "gatv2":
-        return {}, False
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
     d = TrainConfig()
-    return {"layers": d.layers, "lookback": d.lookback, "context": d.context, "edge_dim": 2 if d.lead_lag else 1,
-            "edge_gain": d.edge_gain}, d.lead_lag
-
-
-def bench_case(n: int, top_k: int | None, steps: int, batch_hours: int, device: torch.device,
-               kind: str = "gatv2") -> dict:
-    panel = random_panel(PANEL_HOURS, n, seed=n)
-    market = prepare_market(panel)
+    top_k = None if graph == "dense" else int(graph.split("-")[1])
+    gconfig = GraphConfig(top_k=top_k, lead_lag=d.lead_lag)
+    market = prepare_market(random_panel(PANEL_HOURS, n, seed=n))
     hours = np.arange(PANEL_HOURS - batch_hours * (steps + 1), PANEL_HOURS)
-    fields, lead_lag = model_setup(kind)
-    gconf = GraphConfig(top_k=top_k, lead_lag=lead_lag)
-    norm = FeatureNormalizer().fit(market.features, hours)
-    dataset = HourlyGraphDataset(market.features, market.labels, market.log_ret, hours, gconf, norm)
-    windows = None
-    if fields.get("lookback"):
-        windows = NodeWindows(dataset.x, dataset.valid, fields["lookback"], device)
-    torch.manual_seed(0)
-    model = GATv2Classifier(ModelConfig(in_channels=len(market.features.names), hidden=32, heads=2,
-                                        **fields)).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-
+    normalizer = FeatureNormalizer().fit(market.features, hours)
+    x = normalised_node_features(market.features, normalizer)
+    valid = market.features.valid
     t0 = time.perf_counter()
-    graphs = [dataset[i] for i in range(len(dataset))]
-    build_per_hour = (time.perf_counter() - t0) / len(graphs)
-    edges = float(np.mean([g.edge_index.size(1) for g in graphs]))
-    warm = DataLoader(graphs[:batch_hours], batch_size=batch_hours)
-    timed_steps(model, optimiser, warm, device, windows)  # warm-up: allocator, first-call overheads
-    collate_total, collate_model = timed_steps(model, optimiser, DataLoader(graphs[batch_hours:],
-                                                                            batch_size=batch_hours), device, windows)
-    lazy_total, lazy_model = timed_steps(
-        model, optimiser, DataLoader(torch.utils.data.Subset(dataset, range(batch_hours, len(dataset))),
-                                     batch_size=batch_hours), device, windows)
-    trained_hours = batch_hours * steps
+    edges = DenseEdges(market.log_ret, int(hours[0]), PANEL_HOURS, gconfig, device=device)
+    edges_ms = (time.perf_counter() - t0) / len(hours) * 1e3
+    batcher = HourBatcher(x, valid, market.labels.classes, gconfig, edges, sparse=path == "pyg", device=device)
+    windows = NodeWindows(x, valid, d.lookback, device)
+    config = ModelConfig(in_channels=x.shape[-1], hidden=d.hidden, heads=d.heads, layers=layers,
+                         lookback=d.lookback, context=d.context, edge_dim=gconfig.edge_dim, edge_gain=d.edge_gain)
+    torch.manual_seed(0)
+    model = GATv2Classifier(config).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.NLLLoss(ignore_index=-100)
 
-    # predict latency: a checkpoint around the (untrained) model, latest hour of two weeks
-    ckpt = Checkpoint(state_dict=model.state_dict(), model_config=model.config.to_dict(),
-                      graph_config=gconf.to_dict(), feature_config=FeatureConfig().to_dict(),
-                      feature_names=list(market.features.names), normalizer=norm.state_dict(), threshold=0.01,
-                      market="spot", symbols=list(panel.symbols),
-                      ranges={"train": [str(panel.times[0]), str(panel.times[1])], "val": None, "test": None})
-    encoder = GraphEncoder(ckpt, device=device)
-    history = panel.slice(start=panel.times[-HISTORY_HOURS])
-    encoder.encode(history)  # warm-up
-    lat = []
-    for _ in range(3):
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    total = assembly = 0.0
+    for k, chunk in enumerate(hour_batches(hours, batch_hours)[: steps + 1]):
+        sync()
         t0 = time.perf_counter()
-        encoder.encode(history)  # returns numpy arrays, so the GPU work is finished when it returns
-        lat.append(time.perf_counter() - t0)
-    return {
-        "device": device.type, "model": kind, "lookback": fields.get("lookback", 0), "layers": model.config.layers,
-        "symbols": n, "graph": "dense" if top_k is None else f"top-{top_k}",
-        "edges_per_hour": edges,
-        "batch_hours": batch_hours, "steps": steps,
-        "train_hours_per_s": trained_hours / collate_model,
-        "step_s": collate_total / steps,
-        "outside_share_collate": 1 - collate_model / collate_total,
-        "outside_share_lazy": 1 - lazy_model / lazy_total,
-        "graph_build_ms_per_hour": build_per_hour * 1e3,
-        "predict_latency_ms": float(np.median(lat)) * 1e3,
-    }
+        batch = batcher.batch(chunk)
+        sync()
+        t1 = time.perf_counter()
+        optimiser.zero_grad()
+        log_probs, _ = model.forward_hours(batch, windows)
+        loss_fn(log_probs, batch.y.reshape(-1)).backward()
+        optimiser.step()
+        sync()
+        if k:  # the first step warms up allocators and caches
+            total += time.perf_counter() - t0
+            assembly += t1 - t0
+    encode = float("nan")
+    if path == "dense" or top_k is not None:  # the encoder always takes the default path for its graph
+        ckpt = Checkpoint(state_dict=model.state_dict(), model_config=config.to_dict(),
+                          graph_config=gconfig.to_dict(), feature_config=FeatureConfig().to_dict(),
+                          feature_names=list(market.features.names), normalizer=normalizer.state_dict(),
+                          threshold=0.01, market="spot", symbols=list(market.panel.symbols),
+                          ranges={"train": [str(market.times[0]), str(market.times[1])], "val": None, "test": None})
+        encoder = GraphEncoder(ckpt, device=device)
+        start = market.times[PANEL_HOURS - encode_hours]
+        t0 = time.perf_counter()
+        encoder.encode_range(market.panel, start=start, batch_hours=batch_hours)
+        encode = encode_hours / (time.perf_counter() - t0)
+    return {"symbols": n, "graph": graph, "path": path, "layers": layers, "batch_hours": batch_hours,
+            "steps": steps, "train_hours_per_s": batch_hours * steps / total, "outside_share": assembly / total,
+            "encode_hours_per_s": encode, "edges_ms_per_hour": edges_ms,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def spawn_case(args: argparse.Namespace, n: int, graph: str, path: str) -> dict:
+    """Run one case in a child process (own peak RSS, own address-space limit)."""
+    cmd = [sys.executable, __file__, "--case", str(n), graph, path, "--layers", str(args.layers),
+           "--steps", str(args.steps), "--batch-hours", str(args.batch_hours), "--encode-hours",
+           str(args.encode_hours), "--threads", str(args.threads), "--device", args.device,
+           "--memory-limit-gb", str(args.memory_limit_gb)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        oom = "MemoryError" in done.stderr or "DefaultCPUAllocator" in done.stderr or done.returncode < 0
+        print(done.stderr[-2000:], file=sys.stderr)
+        return {"symbols": n, "graph": graph, "path": path, "layers": args.layers, "batch_hours": args.batch_hours,
+                "failed": f"out of memory (> {args.memory_limit_gb} GB)" if oom else f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def table(rows: list[dict]) -> str:
+    head = (f"{'N':>5} {'graph':>7} {'path':>6} {'layers':>6} {'train h/s':>10} {'outside':>8} {'encode h/s':>11} "
+            f"{'edges ms/h':>11} {'peak RSS MB':>12}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if "failed" in r:
+            lines.append(f"{r['symbols']:>5} {r['graph']:>7} {r['path']:>6} {r['layers']:>6}   {r['failed']}")
+            continue
+        encode = "-" if r["encode_hours_per_s"] != r["encode_hours_per_s"] else f"{r['encode_hours_per_s']:.1f}"
+        lines.append(f"{r['symbols']:>5} {r['graph']:>7} {r['path']:>6} {r['layers']:>6} "
+                     f"{r['train_hours_per_s']:>10.1f} {r['outside_share']:>8.1%} {encode:>11} "
+                     f"{r['edges_ms_per_hour']:>11.1f} {r['peak_rss_mb']:>12.0f}")
+    return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=6)
-    p.add_argument("--batch-hours", type=int, default=16)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--symbols", type=int, nargs="+", default=[100, 300])
+    p.add_argument("--symbols", type=int, nargs="+", default=[100, 300, 450])
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--batch-hours", type=int, default=32)
+    p.add_argument("--encode-hours", type=int, default=64)
     p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--models", nargs="+", default=["gatv2", "temporal"], choices=("gatv2", "temporal"))
-    p.add_argument("--results", type=Path, default=None, help="JSON output (default benchmarks/results/local/training*.json)")
+    p.add_argument("--memory-limit-gb", type=float, default=16.0)
+    p.add_argument("--results", type=Path, default=None)
+    p.add_argument("--case", nargs=3, metavar=("N", "GRAPH", "PATH"), help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        sys.exit("bench_training: --device cuda but torch sees no CUDA device")
-    device = torch.device(args.device)
-    results = args.results or (RESULTS if device.type == "cpu" else RESULTS.with_name("training_cuda.json"))
-    torch.set_num_threads(args.threads)
+    if args.case:
+        limit = int(args.memory_limit_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        n, graph, path = args.case
+        print(json.dumps(run_case(int(n), graph, path, args.layers, args.steps, args.batch_hours,
+                                  args.encode_hours, args.threads, args.device)))
+        return
     rows = []
     for n in args.symbols:
-        for top_k in (None, args.top_k):
-            for kind in args.models:
-                # dense N=300 batches hold ~90k edges per hour: fewer hours per step keep memory modest
-                bh = args.batch_hours if not (top_k is None and n >= 300) else max(2, args.batch_hours // 4)
-                rows.append(bench_case(n, top_k, args.steps, bh, device, kind))
-                r = rows[-1]
-                print(f"done N={n} {r['graph']} {kind}", file=sys.stderr)
-    head = (f"{'model':>11} {'N':>5} {'graph':>7} {'edges/h':>9} {'hours/step':>10} {'train h/s':>10} {'step s':>8} "
-            f"{'outside (collate)':>18} {'outside (lazy)':>15} {'build ms/h':>11} {'predict ms':>11}")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        name = r["model"] if r["model"] == "gatv2" else f"temp L{r['lookback']}/{r['layers']}"
-        print(f"{name:>11} {r['symbols']:>5} {r['graph']:>7} {r['edges_per_hour']:>9.0f} {r['batch_hours']:>10} "
-              f"{r['train_hours_per_s']:>10.1f} {r['step_s']:>8.3f} {r['outside_share_collate']:>18.1%} "
-              f"{r['outside_share_lazy']:>15.1%} {r['graph_build_ms_per_hour']:>11.1f} {r['predict_latency_ms']:>11.1f}")
-    results.parent.mkdir(parents=True, exist_ok=True)
+        for graph, path in (("dense", "pyg"), ("dense", "dense"), (f"top-{args.top_k}", "pyg")):
+            rows.append(spawn_case(args, n, graph, path))
+            print(f"done N={n} {graph} {path}", file=sys.stderr)
+    print(table(rows))
+    import torch
     meta = {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
-            "machine": platform.machine(), "device": args.device,
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+            "machine": platform.machine(), "device": args.device, "layers": args.layers,
+            "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}
+    results = args.results or (RESULTS if args.device == "cpu" else RESULTS.with_name("training_cuda.json"))
+    results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
 
 
