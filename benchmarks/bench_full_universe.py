@@ -1,6 +1,7 @@
 """Benchmark: the full default training run, the encoder and CryptoGraph-v0 on a 450-pair, six-month store.
 
-    python benchmarks/bench_full_universe.py [--store DIR] [--symbols 450] [--days 183] [--skip-train]
+    python benchmarks/bench_full_universe.py [--store DIR] [--symbols 450] [--days 183] [--run-dir DIR]
+                                             [--skip-train --wall S --rss MB]
 
 1. writes the synthetic store (``SyntheticConfig(n_symbols=450, hours=24*183)``)
    unless ``--store`` names one;
@@ -28,7 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "benchmarks" / "results" / "local" / "full_universe.json"
+LOCAL_RESULTS = ROOT / "benchmarks" / "results" / "local"
+RESULTS = LOCAL_RESULTS / "full_universe.json"
 
 ENCODE = """
 import json, resource, sys, time
@@ -85,7 +87,8 @@ def summarise(out: Path, wall_s: float, peak_rss_mb: float) -> dict:
     """The run's headline figures and where its time went (``metrics.json`` timings, grouped)."""
     m = json.loads((out / "metrics.json").read_text())
     t = m["timings"]
-    parts = {"load + features": t["load_s"], "edge features + rows (graphs_s)": t.get("fold1_graphs_s", 0.0)}
+    parts = {"load + features": t["load_s"], "edge features (once per run)": t.get("edges_s", 0.0),
+             "normaliser + rows (fold)": t.get("fold1_graphs_s", 0.0)}
     for name in ("gnn", "gnn_no_temporal", "gnn_no_edges"):
         if f"fold1_{name}_s" in t:
             parts[f"train {name}"] = t[f"fold1_{name}_s"]
@@ -103,8 +106,8 @@ def main() -> None:
     p.add_argument("--store", type=Path)
     p.add_argument("--symbols", type=int, default=450)
     p.add_argument("--days", type=int, default=183)
-    p.add_argument("--out", type=Path, default=ROOT / "runs" / "full_universe")
-    p.add_argument("--skip-train", action="store_true", help="summarise an existing --out (give --wall/--rss)")
+    p.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "full_universe", help="the training run's --out")
+    p.add_argument("--skip-train", action="store_true", help="summarise an existing --run-dir (give --wall/--rss)")
     p.add_argument("--wall", type=float, help="with --skip-train: the run's measured wall seconds")
     p.add_argument("--rss", type=float, help="with --skip-train: the run's measured peak RSS in MB")
     p.add_argument("--results", type=Path, default=RESULTS)
@@ -116,10 +119,10 @@ def main() -> None:
         store = ROOT / "runs" / f"store-{config.fingerprint()}"
         if not (store / "STORE.json").exists():
             write_synthetic_store(store, config)
-    run = summarise(args.out, args.wall, args.rss) if args.skip_train else train(store, args.out)
+    run = summarise(args.run_dir, args.wall, args.rss) if args.skip_train else train(store, args.run_dir)
     test = run["test_range"]
-    encode = child(ENCODE, str(args.out / "model.pt"), str(store), test[0], test[1])
-    env = child(ENV, str(args.out / "model.pt"), str(store), test[0], test[1])
+    encode = child(ENCODE, str(args.run_dir / "model.pt"), str(store), test[0], test[1])
+    env = child(ENV, str(args.run_dir / "model.pt"), str(store), test[0], test[1])
     print(f"default training run, {run['pairs']} pairs: {run['wall_s'] / 60:.1f} min wall, "
           f"peak RSS {run['peak_rss_mb'] / 1024:.2f} GB")
     for name, seconds in run["parts_s"].items():

@@ -90,7 +90,7 @@ def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: floa
     market, splits, data = load_training_market(store, cfg)
     load_s = time.perf_counter() - t0
     seeds = cfg.seed_list
-    per_seed = _train_seeds(out, cfg, device, market, splits)
+    per_seed, edges_s = _train_seeds(out, cfg, device, market, splits)
     if not processes.is_main:  # under torchrun the other processes only train: rank 0 reports
         return {"out": str(out), "rank": processes.rank}
     first = per_seed[seeds[0]]
@@ -122,7 +122,7 @@ def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: floa
         },
         "history": seed_metrics[str(seeds[0])]["history"],
         "encoder": encoder_summary(cfg, seed_metrics),
-        "timings": {"load_s": load_s, "significance_s": significance_s, **{
+        "timings": {"load_s": load_s, "edges_s": edges_s, "significance_s": significance_s, **{
             (f"seed{seed}_" if len(seeds) > 1 else "") + f"fold{k + 1}_{key}": v
             for seed, folds in per_seed.items() for k, f in enumerate(folds) for key, v in f.raw.timings.items()}},
         "package_version": __version__,
@@ -146,10 +146,13 @@ class _RunEdges:
     def __init__(self, market: MarketData, splits: list[Split], cfg: TrainConfig, device: torch.device) -> None:
         self._args, self._edges = (market, splits, cfg, device), None
         self._needed = graph_config(cfg).edges != "none"
+        self.seconds = 0.0
 
     def get(self) -> DenseEdges | None:
         if self._edges is None and self._needed:
+            t0 = time.perf_counter()
             self._edges = run_edges(*self._args)
+            self.seconds = time.perf_counter() - t0
         return self._edges
 
     def close(self) -> None:
@@ -158,8 +161,10 @@ class _RunEdges:
 
 
 def _train_seeds(out: Path, cfg: TrainConfig, device: torch.device, market: MarketData,
-                 splits: list[Split]) -> dict[int, list[CalibratedFold]]:
-    """Every (seed, fold): trained, or loaded from its part with ``--resume``; then calibrated."""
+                 splits: list[Split]) -> tuple[dict[int, list[CalibratedFold]], float]:
+    """Every (seed, fold): trained, or loaded from its part with ``--resume``; then calibrated.
+
+    Also returns the seconds spent computing the run's edge features (0 when every fold was resumed)."""
     seeds = cfg.seed_list
     per_seed: dict[int, list[CalibratedFold]] = {}
     edges = _RunEdges(market, splits, cfg, device)
@@ -189,7 +194,7 @@ def _train_seeds(out: Path, cfg: TrainConfig, device: torch.device, market: Mark
             per_seed[seed] = folds
     finally:
         edges.close()
-    return per_seed
+    return per_seed, edges.seconds
 
 
 def encoder_summary(cfg: TrainConfig, seed_metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
