@@ -28,7 +28,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch_geometric.data import Batch
+from torch_geometric.data import Batch, Data
 from tqdm.auto import tqdm
 
 from .classes import IGNORE_INDEX
@@ -231,6 +231,7 @@ class HourBatcher:
         self._valid = torch.from_numpy(np.ascontiguousarray(valid, dtype=bool)).to(self.device)
         self._y = torch.from_numpy(labels.astype(np.int64)).to(self.device)
         self._x_host, self._valid_host, self._y_host = x, np.asarray(valid, dtype=bool), labels
+        self._edge_lists: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}   # top-k: hour -> (index, attr)
 
     def node_features(self, hour: np.ndarray, pair: np.ndarray) -> np.ndarray:
         """``[M, F]`` normalised features of rows ``(hour[m], pair[m])`` (host copy)."""
@@ -251,25 +252,47 @@ class HourBatcher:
         edges = edges or self.edges
         if self.config.edges != "none" and edges is None:
             raise DataError("correlation graphs need edge features (DenseEdges)")
-        edge_attr = None if self.config.edges == "none" else edges.read(hours)
         if not self.sparse:
-            batch.edge_attr = edge_attr
+            batch.edge_attr = None if self.config.edges == "none" else edges.read(hours)
             return batch
-        batch.graphs = self._snapshots(hours, edge_attr).to(self.device)
+        batch.graphs = self._snapshots(hours, edges).to(self.device)
         return batch
 
-    def _snapshots(self, hours: np.ndarray, edge_attr: torch.Tensor | None) -> Batch:
-        """PyG snapshots of ``hours`` (from the same dense edge features the fast path reads)."""
-        dense = None if edge_attr is None else edge_attr.cpu().numpy()
+    def _snapshots(self, hours: np.ndarray, edges: DenseEdges | None) -> Batch:
+        """PyG snapshots of ``hours``, from the same dense edge features the fast path reads.
+
+        Top-k edge lists (at most ``2 N k`` edges per hour) are kept after their first use, so
+        later epochs skip reading the hour's ``[N, N, D]`` features and the top-k selection.
+        """
+        todo = [t for t in hours if int(t) not in self._edge_lists] if self.config.top_k is not None else list(hours)
+        dense = {}
+        if todo and self.config.edges != "none":
+            read = edges.read(np.asarray(todo)).cpu().numpy()
+            dense = {int(t): read[k] for k, t in enumerate(todo)}
         graphs = []
-        for k, t in enumerate(hours):
+        for t in map(int, hours):
+            if t in self._edge_lists:
+                index, attr = self._edge_lists[t]
+                graphs.append(self._snapshot_with(t, index, attr))
+                continue
             corr = lag = None
-            if dense is not None:
-                corr = dense[k, ..., 0]
-                lag = dense[k, ..., 1].T if self.config.lead_lag else None  # lag[j, i] = edge j -> i
-            graphs.append(build_snapshot(self._x_host[t], corr, self._y_host[t], self._valid_host[t], 0, [],
-                                         self.config, hour=int(t), lag=lag))
+            if t in dense:
+                corr = dense[t][..., 0]
+                lag = dense[t][..., 1].T if self.config.lead_lag else None  # lag[j, i] = edge j -> i
+            graph = build_snapshot(self._x_host[t], corr, self._y_host[t], self._valid_host[t], 0, [], self.config,
+                                   hour=t, lag=lag)
+            if self.config.top_k is not None:
+                self._edge_lists[t] = (graph.edge_index, graph.edge_attr)
+            graphs.append(graph)
         return Batch.from_data_list(graphs)
+
+    def _snapshot_with(self, t: int, edge_index: torch.Tensor, edge_attr: torch.Tensor) -> Data:
+        """Hour ``t``'s snapshot with its kept edge list (the node arrays as :func:`build_snapshot` sets them)."""
+        mask = self._valid_host[t]
+        return Data(x=torch.from_numpy(np.ascontiguousarray(self._x_host[t], dtype=np.float32)),
+                    edge_index=edge_index, edge_attr=edge_attr, y=torch.from_numpy(self._y_host[t].copy()),
+                    node_mask=torch.from_numpy(mask.copy()), time=torch.tensor([0], dtype=torch.long),
+                    hour=torch.tensor([t], dtype=torch.long), symbols=[])
 
 
 def hour_batches(hours: np.ndarray, batch_hours: int, generator: torch.Generator | None = None

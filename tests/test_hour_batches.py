@@ -107,3 +107,18 @@ def test_hour_batches_cover_every_hour_once_in_seeded_order() -> None:
     np.testing.assert_array_equal(np.sort(np.concatenate(a)), hours)
     assert all(np.array_equal(p, q) for p, q in zip(a, b))
     np.testing.assert_array_equal(np.concatenate(hour_batches(hours, 8)), hours)  # no generator: in order
+
+
+def test_top_k_edge_lists_are_kept_and_served_unchanged(returns, arrays) -> None:
+    x, valid, y = arrays
+    config = GraphConfig(top_k=2, lead_lag=True)
+    edges = DenseEdges(returns, 100, 200, config)
+    batcher = HourBatcher(x, valid, y, config, edges)
+    hours = np.array([150, 120])
+    first = batcher.batch(hours).graphs
+    assert sorted(batcher._edge_lists) == [120, 150]
+    edges.close()  # a kept hour needs no edge features any more
+    again = batcher.batch(hours).graphs
+    for name in ("x", "edge_index", "edge_attr", "y", "node_mask", "hour", "batch"):
+        torch.testing.assert_close(getattr(again, name), getattr(first, name), msg=name)
+    assert first.edge_index.size(1) <= len(hours) * 2 * N * 2  # at most 2 N k edges per hour
