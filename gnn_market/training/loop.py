@@ -128,10 +128,6 @@ def train_model(batcher: HourBatcher, train_hours: np.ndarray, val_hours: np.nda
     for epoch in bar:
         model.train()
         total, count = 0.0, 0
-        # torch's DataLoader, which fed this loop in earlier releases, draws one int64 from its generator
-        # (a worker base seed) before each epoch's permutation; drawing it too keeps the batch order
-        # (and so every result with the PyG path) identical to theirs
-        torch.empty((), dtype=torch.int64).random_(generator=order)
         for hours in hour_batches(train_hours, cfg.batch_hours, order):
             if processes.size > 1:
                 if len(hours) < processes.size:  # every process needs a part of each batch
