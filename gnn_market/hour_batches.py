@@ -81,7 +81,7 @@ class DenseEdges:
     Held in memory when ``(hi - lo) * N^2 * D * 4`` bytes fit ``memory_mb``, else
     written to an anonymous temporary file (deleted when closed or when the
     process ends, even on a crash) in ``directory`` (default: the system's
-    temporary folder, ``TMPDIR``) and read back with ``pread`` per batch, so
+    temporary folder, ``TMPDIR``) and read back per batch, so
     the run's memory holds one batch of edges, not all of them.
 
     Args:
@@ -147,10 +147,9 @@ class DenseEdges:
         if self._file is None:
             raise DataError("the edge features were closed")
         out = np.empty((len(hours), self.num_nodes, self.num_nodes, self.edge_dim), dtype=np.float32)
-        fd = self._file.fileno()
-        for k, t in enumerate(hours):  # one read per hour: B reads of N^2 D floats each
-            view = memoryview(out[k]).cast("B")
-            got = os.preadv(fd, [view], int(t - self.lo) * self._hour_bytes)
+        for k, t in enumerate(hours):  # one read per hour, straight into the batch (seek + readinto: any OS)
+            self._file.seek(int(t - self.lo) * self._hour_bytes)
+            got = self._file.readinto(memoryview(out[k]).cast("B"))
             if got != self._hour_bytes:
                 raise DataError(f"the edge-feature file is short at hour {t} (disk full or removed?)")
         return torch.from_numpy(out).to(self.device)
