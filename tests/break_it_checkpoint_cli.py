@@ -1,0 +1,6 @@
+"""Break-it attempts: checkpoint_cli (see tests/break_it.py)."""
+from __future__ import annotations
+
+from break_it import Attempt
+
+ATTEMPTS: list[Attempt] = []
