@@ -114,3 +114,16 @@ def test_ensemble_check_averages_calibrated_members_and_keeps_the_first_as_singl
     same = check.decide_ensemble([a, a, a])
     np.testing.assert_array_equal(same["ensemble"]["gnn"], same["single"]["gnn"])
     np.testing.assert_array_equal(out["ensemble"]["persistence"], persistence)
+
+
+def test_every_mutant_of_the_mutation_check_still_applies() -> None:
+    """Each mutant's snippet occurs exactly once in its file, and its guard tests exist
+    (a stale mutant would be reported, never silently counted)."""
+    mutation = load_script("mutation_check")
+    root = Path(mutation.ROOT)
+    assert len(mutation.MUTANTS) >= 6
+    for m in mutation.MUTANTS:
+        text = (root / m.path).read_text()
+        assert text.count(m.before) == 1, f"stale mutant {m.name!r}: snippet not found once in {m.path}"
+        assert m.before != m.after
+        assert all((root / t).is_file() for t in m.tests), m.name

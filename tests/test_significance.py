@@ -106,3 +106,48 @@ def test_day_ids_and_bad_input():
         paired_day_bootstrap(y, np.stack([a, a]), np.stack([b, b, b]), day)
     with pytest.raises(ValueError, match="2 days"):
         paired_day_bootstrap(y, a, b, np.zeros(len(y), int))
+
+
+def _reference_interval(y, preds_a, preds_b, day, replicates, seed, level):
+    """Independent recomputation with scikit-learn on the rows of each replicate's drawn days.
+
+    It shares only the documented draw protocol with the implementation: one multinomial draw
+    of ``n_days`` days (uniform) per replicate from ``default_rng(seed)``; the point estimate
+    is the actual test days and is not among the replicates.
+    """
+    n_days = int(day.max()) + 1
+    rows_of_day = [np.flatnonzero(day == d) for d in range(n_days)]
+    draws = np.random.default_rng(seed).multinomial(n_days, np.full(n_days, 1.0 / n_days), size=replicates)
+
+    def diff(rows):
+        f1 = [f1_score(y[rows], p[rows], average="macro", labels=[0, 1, 2], zero_division=0) for p in (preds_a, preds_b)]
+        mcc = [matthews_corrcoef(y[rows], p[rows]) for p in (preds_a, preds_b)]
+        return f1[0] - f1[1], mcc[0] - mcc[1]
+
+    point = diff(np.arange(len(y)))
+    reps = np.array([diff(np.concatenate([rows_of_day[d] for d in np.repeat(np.arange(n_days), counts)]))
+                     for counts in draws])
+    q = [(1 - level) / 2, (1 + level) / 2]
+    return point, np.quantile(reps[:, 0], q), np.quantile(reps[:, 1], q)
+
+
+@pytest.mark.parametrize("level", [0.95, 0.9])
+def test_interval_equals_an_independent_recomputation(level):
+    """Pins the interval's value: level, replicate size (n_days days) and the point estimate
+    kept out of the quantiles (each was a surviving mutant of issue 21 item 18)."""
+    y, a, b, day = _data(7, n_days=12, per_day=24)
+    r = paired_day_bootstrap(y, a, b, day, replicates=150, seed=11, level=level)
+    (f1_diff, mcc_diff), f1_ci, mcc_ci = _reference_interval(y, a, b, day, 150, 11, level)
+    assert r.macro_f1.diff == pytest.approx(f1_diff, abs=1e-12)
+    assert r.mcc.diff == pytest.approx(mcc_diff, abs=1e-12)
+    assert (r.macro_f1.ci_low, r.macro_f1.ci_high) == pytest.approx(tuple(f1_ci), abs=1e-12)
+    assert (r.mcc.ci_low, r.mcc.ci_high) == pytest.approx(tuple(mcc_ci), abs=1e-12)
+    assert r.replicates == 150 and r.days == 12
+
+
+def test_default_level_is_95_percent():
+    y, a, b, day = _data(8, n_days=12)
+    assert paired_day_bootstrap(y, a, b, day, replicates=100) == paired_day_bootstrap(
+        y, a, b, day, replicates=100, level=0.95)
+    assert paired_day_bootstrap(y, a, b, day, replicates=100) != paired_day_bootstrap(
+        y, a, b, day, replicates=100, level=0.9)

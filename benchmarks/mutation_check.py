@@ -1,0 +1,133 @@
+"""Mutation check: apply realistic one-line bugs and report how many the tests catch.
+
+Each mutant replaces one exact snippet of a source file (it must occur exactly once) and
+runs the test files that guard that code. A mutant is *caught* when those tests fail. The
+tree is copied to a temporary folder first, so the working tree is never modified.
+
+    python benchmarks/mutation_check.py            # every mutant, table per area
+    python benchmarks/mutation_check.py -k band    # mutants whose name holds "band"
+    python benchmarks/mutation_check.py --list     # list them without running
+
+Exit status 1 when any mutant survives or no longer applies (its snippet changed: update
+the list). It takes minutes (one pytest run per mutant), so CI does not run it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One bug: in ``path`` replace ``before`` (exactly once) by ``after``; ``tests`` must catch it."""
+
+    area: str
+    name: str
+    path: str
+    before: str
+    after: str
+    tests: tuple[str, ...]
+
+
+SIG = "gnn_market/significance.py"
+SIG_TESTS = ("tests/test_significance.py",)
+
+MUTANTS: tuple[Mutant, ...] = (
+    # ---------------------------------------------------------------- statistics
+    Mutant("statistics", "bootstrap level 90% by default", SIG,
+           "seed: int = DEFAULT_BOOTSTRAP_SEED, level: float = 0.95)",
+           "seed: int = DEFAULT_BOOTSTRAP_SEED, level: float = 0.90)", SIG_TESTS),
+    Mutant("statistics", "point estimate mixed into the quantiles", SIG,
+           "np.quantile(diffs[1:], ", "np.quantile(diffs, ", SIG_TESTS),
+    Mutant("statistics", "replicates of n_days - 1 days", SIG,
+           "rng.multinomial(n_days, ", "rng.multinomial(n_days - 1, ", SIG_TESTS),
+    Mutant("statistics", "macro-F1 counts fp twice", SIG,
+           "denom = cm.sum(-1) + cm.sum(-2)", "denom = cm.sum(-1) + 2 * cm.sum(-2) - np.diagonal(cm, axis1=-2, axis2=-1)",
+           SIG_TESTS),
+    Mutant("statistics", "verdict: a zero low end counts as better", SIG,
+           "if self.ci_low > 0:", "if self.ci_low >= 0:", SIG_TESTS),
+    Mutant("statistics", "seed-B repeated wrongly (first seed only of A)", SIG,
+           "for ca, cb in zip(conf_a, conf_b)], axis=0)", "for ca, cb in zip(conf_a[:1], conf_b[:1])], axis=0)",
+           SIG_TESTS),
+)
+
+
+def copy_tree(dest: Path) -> None:
+    """The repository without its virtual environments, runs and caches."""
+    ignore = shutil.ignore_patterns(".git", ".venv", ".ci-venv", "runs", "__pycache__", "*.egg-info",
+                                    ".pytest_cache", ".ruff_cache", "local")
+    shutil.copytree(ROOT, dest, ignore=ignore, dirs_exist_ok=True)
+
+
+def run_mutant(tree: Path, mutant: Mutant, timeout: float) -> tuple[str, float]:
+    """``"caught"``, ``"survived"``, ``"stale"`` (snippet not found exactly once) or ``"timeout"``."""
+    target = tree / mutant.path
+    original = target.read_text()
+    if original.count(mutant.before) != 1:
+        return "stale", 0.0
+    target.write_text(original.replace(mutant.before, mutant.after))
+    started = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests],
+                              cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
+        outcome = "survived" if proc.returncode == 0 else "caught"
+        if proc.returncode in (2, 3, 4, 5):  # interrupted / internal / usage / no tests: not a catch
+            outcome = f"error (pytest exit {proc.returncode})"
+    except subprocess.TimeoutExpired:
+        outcome = "timeout"
+    finally:
+        target.write_text(original)
+    return outcome, time.perf_counter() - started
+
+
+def summary(rows: list[tuple[Mutant, str, float]]) -> str:
+    areas = list(dict.fromkeys(m.area for m, _, _ in rows))
+    lines = [f"{'area':<14}{'mutants':>8}{'caught':>8}{'survived':>10}{'other':>7}", "-" * 47]
+    for area in areas + ["total"]:
+        sel = [o for m, o, _ in rows if area in ("total", m.area)]
+        caught, survived = sel.count("caught"), sel.count("survived")
+        if area == "total":
+            lines.append("-" * 47)
+        lines.append(f"{area:<14}{len(sel):>8}{caught:>8}{survived:>10}{len(sel) - caught - survived:>7}")
+    total = len(rows)
+    caught = sum(o == "caught" for _, o, _ in rows)
+    lines.append(f"catch rate: {caught}/{total} = {100 * caught / max(total, 1):.0f} %")
+    lines += [f"{o.upper()}: [{m.area}] {m.name} ({m.path})" for m, o, _ in rows if o != "caught"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-k", default=None, help="only mutants whose name or area holds this text")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per mutant's test run")
+    args = parser.parse_args(argv)
+    mutants = [m for m in MUTANTS if not args.k or args.k.lower() in f"{m.area} {m.name}".lower()]
+    if args.list:
+        for m in mutants:
+            print(f"[{m.area}] {m.name}: {m.path} -> {' '.join(m.tests)}")
+        return 0
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
+        tree = Path(tmp) / "repo"
+        copy_tree(tree)
+        for i, mutant in enumerate(mutants, 1):
+            outcome, seconds = run_mutant(tree, mutant, args.timeout)
+            rows.append((mutant, outcome, seconds))
+            print(f"{i:>3}/{len(mutants)} {outcome:<9} [{mutant.area}] {mutant.name} ({seconds:.0f} s)", flush=True)
+    print(summary(rows))
+    return 0 if all(o == "caught" for _, o, _ in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
