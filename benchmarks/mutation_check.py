@@ -58,6 +58,24 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("statistics", "seed-B repeated wrongly (first seed only of A)", SIG,
            "for ca, cb in zip(conf_a, conf_b)], axis=0)", "for ca, cb in zip(conf_a[:1], conf_b[:1])], axis=0)",
            SIG_TESTS),
+    # ---------------------------------------------------------------- correlations and features (look-ahead)
+    Mutant("correlation", "window reads one hour ahead", "gnn_market/correlations.py",
+           "log_ret[max(0, t - window + 1): t + 1]", "log_ret[max(0, t - window + 2): t + 2]",
+           ("tests/test_graph_builder.py",)),
+    Mutant("correlation", "min_periods boundary off by one", "gnn_market/correlations.py",
+           "ok = (n >= min_periods)", "ok = (n > min_periods)", ("tests/test_graph_builder.py",)),
+    Mutant("correlation", "chunked window one hour longer", "gnn_market/correlations.py",
+           "lo = np.maximum(hours + 1 - window, 0)", "lo = np.maximum(hours - window, 0)",
+           ("tests/test_graph_builder.py", "tests/test_hour_batches.py")),
+    Mutant("feature", "lag reads the next row", "gnn_market/feature_generator.py",
+           "out[k:] = a[: len(a) - k]", "out[k:] = a[1: len(a) - k + 1]", ("tests/test_feature_generator.py",)),
+    Mutant("feature", "rolling window one row short", "gnn_market/feature_generator.py",
+           "np.subtract(cs[w:], cs[: len(a0) - w], out=out[w:])",
+           "np.subtract(cs[w:], cs[1: len(a0) - w + 1], out=out[w:])", ("tests/test_feature_generator.py",)),
+    Mutant("feature", "UP threshold inclusive", "gnn_market/feature_generator.py",
+           "np.where(r > threshold, 2,", "np.where(r >= threshold, 2,", ("tests/test_feature_generator.py",)),
+    Mutant("feature", "label from the same hour's return", "gnn_market/feature_generator.py",
+           "nxt[:-1] = close[1:]", "nxt[1:] = close[1:]", ("tests/test_feature_generator.py",)),
 )
 
 
