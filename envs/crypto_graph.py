@@ -152,10 +152,17 @@ class CryptoGraphEnv(gym.Env):
       (otherwise :class:`RangeOverlapError`); warns loudly.
     - ``cache_dir``: where encoder outputs are cached (default
       ``gnn_market.sources.cache_dir() / "env"``); ``use_cache=False`` disables it.
+      An entry failing its checksum is rebuilt with a warning; a folder that
+      cannot be written serves what it holds and encodes the rest uncached,
+      with a warning (see :mod:`envs.cache`).
     - Advanced: ``encoder`` (a loaded :class:`~gnn_market.encoder.GraphEncoder`
       or any :class:`~envs.protocols.ObservationEncoder`) and ``panel`` (a loaded
       :class:`~gnn_market.panel.Panel`) instead of ``checkpoint`` and ``store``;
       ``batch_hours`` (64): hours per encoder forward pass.
+
+    A keyword of the wrong type or out of range (``top=True``, ``episode_hours=1.5``,
+    ``include_embeddings="no"``, ``market="futures"``) is one
+    :class:`~gnn_market.errors.OptionError` (also a ``ValueError``), before anything loads.
 
     The class itself takes the precomputed arrays and the options:
     ``CryptoGraphEnv(data: MarketArrays, options: EnvOptions)``;

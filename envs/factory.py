@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -24,10 +23,10 @@ from gnn_market.store_schema import unique_symbols
 from gnn_market.timeutil import parse_utc
 
 from . import portfolio
-from .cache import default_cache_dir, encode_cached
+from .cache import check_cache_dir, default_cache_dir, encode_cached
 from .crypto_graph import CryptoGraphEnv
 from .market_arrays import MarketArrays
-from .options import EnvOptions
+from .options import EnvOptions, SourceOptions
 from .portfolio import PortfolioConfig
 from .protocols import FeatureEncoder, ObservationEncoder
 from .ranges import (
@@ -55,7 +54,13 @@ def make_crypto_graph_env(store: str | os.PathLike | Store | None = None,
                           rebalance_threshold: float = portfolio.REBALANCE_THRESHOLD,
                           rebalance_rate: float = portfolio.REBALANCE_RATE, rebalance_every: int = 1,
                           delist_haircut: float = portfolio.DELIST_HAIRCUT) -> CryptoGraphEnv:
-    """The ``CryptoGraph-v0`` entry point; the keywords are documented on :class:`CryptoGraphEnv`."""
+    """The ``CryptoGraph-v0`` entry point; the keywords are documented on :class:`CryptoGraphEnv`.
+
+    Every keyword's type and range is checked first (``OptionError``), before anything is loaded.
+    """
+    source = SourceOptions(market=market, top=top, batch_hours=batch_hours, allow_overlap=allow_overlap,
+                           use_cache=use_cache, cache_dir=cache_dir)
+    source.validate()
     options = EnvOptions(episode_hours=episode_hours, obs_mode=obs_mode, include_embeddings=include_embeddings,
                          render_mode=render_mode, obs_source=obs_source,
                          portfolio=PortfolioConfig(fee_bps=fee_bps, action_scale=action_scale,
@@ -64,12 +69,13 @@ def make_crypto_graph_env(store: str | os.PathLike | Store | None = None,
                                                    rebalance_rate=rebalance_rate, rebalance_every=rebalance_every,
                                                    delist_haircut=delist_haircut))
     options.validate(CryptoGraphEnv.metadata["render_modes"])  # before the slow loading
+    # a file where the cache folder should be: refused before the slow loading too
+    cache = check_cache_dir(cache_dir if cache_dir is not None else default_cache_dir()) if use_cache else None
     symbols = None if symbols is None else unique_symbols(symbols)  # a repeated pair: refused, not de-duplicated
     encoder = _resolve_encoder(encoder, checkpoint)
     start_ts, end_ts = parse_utc(start), parse_utc(end)
     panel, start_ts, end_ts = _resolve_panel(panel, store, market or encoder.market or "spot", symbols, top,
                                              start_ts, end_ts, encoder)
-    cache = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) if use_cache else None
     return build_env(panel, encoder, start=start_ts, end=end_ts, options=options, allow_overlap=allow_overlap,
                      cache_dir=cache, batch_hours=batch_hours)
 
@@ -92,6 +98,7 @@ def build_env(panel: Panel, encoder: ObservationEncoder, start: Any = None, end:
     it costs about as much as reading a cache entry).
     """
     options.validate(CryptoGraphEnv.metadata["render_modes"])
+    SourceOptions(batch_hours=batch_hours, allow_overlap=allow_overlap, cache_dir=cache_dir).validate()
     start_ts, end_ts = resolve_range(panel, encoder, parse_utc(start), parse_utc(end))
     check_overlap(encoder, start_ts, end_ts, allow_overlap)
     if options.obs_source == "raw":

@@ -1,9 +1,18 @@
-"""Everything about a :class:`~envs.crypto_graph.CryptoGraphEnv` that is not data."""
+"""Everything about a :class:`~envs.crypto_graph.CryptoGraphEnv` that is not data, and how its data is chosen.
+
+Both dataclasses validate types as well as ranges (:mod:`envs.checks`): a bad
+keyword is one :class:`~gnn_market.errors.OptionError` line (also a
+``ValueError``), raised before anything slow is loaded.
+"""
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from gnn_market.store_schema import MARKETS
+
+from .checks import check_bool, check_choice, check_int, check_path
 from .portfolio import PortfolioConfig
 
 OBS_MODES = ("flat", "dict")
@@ -23,15 +32,15 @@ class EnvOptions:
     obs_source: str = "gnn"
 
     def validate(self, render_modes: list[str]) -> None:
-        """Raise ``ValueError`` for an unknown ``obs_mode``/``obs_source``/``render_mode`` or ``episode_hours < 1``."""
-        if self.obs_mode not in OBS_MODES:
-            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
-        if self.obs_source not in OBS_SOURCES:
-            raise ValueError(f"obs_source must be one of {OBS_SOURCES}, got {self.obs_source!r}")
-        if self.render_mode is not None and self.render_mode not in render_modes:
-            raise ValueError(f"render_mode must be None or one of {render_modes}, got {self.render_mode!r}")
-        if self.episode_hours is not None and int(self.episode_hours) < 1:
-            raise ValueError(f"episode_hours must be >= 1 or None, got {self.episode_hours}")
+        """Raise ``OptionError`` for an option of the wrong type or an unknown or out-of-range value.
+
+        The portfolio's options are checked when the :class:`PortfolioConfig` is made.
+        """
+        check_int("episode_hours", self.episode_hours, optional=True, unit=" (steps; None: no limit)")
+        check_choice("obs_mode", self.obs_mode, OBS_MODES)
+        check_choice("obs_source", self.obs_source, OBS_SOURCES)
+        check_bool("include_embeddings", self.include_embeddings)
+        check_choice("render_mode", self.render_mode, render_modes, optional="no rendering")
 
     def with_overrides(self, **overrides: Any) -> "EnvOptions":
         """A copy with some fields changed; :class:`PortfolioConfig`'s fields go to the portfolio.
@@ -51,3 +60,28 @@ class EnvOptions:
         out = {k: v for k, v in asdict(self).items() if k != "portfolio"}
         out.update(asdict(self.portfolio))
         return out
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """The keywords of ``gym.make("CryptoGraph-v0")`` that choose and encode the data (not :class:`EnvOptions`).
+
+    ``symbols`` is checked by :func:`gnn_market.store_schema.unique_symbols`, ``start``/``end``
+    by :func:`gnn_market.timeutil.parse_utc`.
+    """
+
+    market: str | None = None
+    top: int | None = None
+    batch_hours: int = 64
+    allow_overlap: bool = False
+    use_cache: bool = True
+    cache_dir: str | os.PathLike | None = None
+
+    def validate(self) -> None:
+        """Raise ``OptionError`` for a keyword of the wrong type or out of range (``top=True`` is not 1 pair)."""
+        check_choice("market", self.market, MARKETS, optional="the checkpoint's")
+        check_int("top", self.top, optional=True, unit=" (pairs; None: every pair)")
+        check_int("batch_hours", self.batch_hours, unit=" (hours per encoder pass)")
+        check_bool("allow_overlap", self.allow_overlap)
+        check_bool("use_cache", self.use_cache)
+        check_path("cache_dir", self.cache_dir)

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import check_int, check_real
+
 #: Default inverse temperature of the score -> weight softmax. With scores in
 #: [-1, 1], 5 lets one holding reach ~99.9% of 31 holdings (e^10 : 30), while a
 #: zero action is the uniform portfolio over cash and the tradable pairs.
@@ -57,10 +59,6 @@ REBALANCE_RATE = 0.25
 #: Default haircut on a position closed because its pair's data stop (delisting, long halt): the
 #: last price was not necessarily one anybody could sell at.
 DELIST_HAIRCUT = 0.05
-
-
-def _is_real(x: object) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass(frozen=True)
@@ -93,22 +91,15 @@ class PortfolioConfig:
     delist_haircut: float = DELIST_HAIRCUT
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.fee_bps) and 0.0 <= self.fee_bps < 1e4):
-            raise ValueError(f"fee_bps must be in [0, 10000), got {self.fee_bps}")
-        if not (math.isfinite(self.action_scale) and self.action_scale > 0):
-            raise ValueError(f"action_scale must be > 0, got {self.action_scale}")
-        if not (math.isfinite(self.initial_value) and self.initial_value > 0):
-            raise ValueError(f"initial_value must be > 0, got {self.initial_value}")
-        if not (_is_real(self.rebalance_threshold) and 0.0 <= self.rebalance_threshold <= 2.0):
-            raise ValueError(f"rebalance_threshold must be in [0, 2] (an L1 distance between weights), "
-                             f"got {self.rebalance_threshold!r}")
-        if not (_is_real(self.rebalance_rate) and 0.0 < self.rebalance_rate <= 1.0):
-            raise ValueError(f"rebalance_rate must be in (0, 1], got {self.rebalance_rate!r}")
-        if isinstance(self.rebalance_every, bool) or not isinstance(self.rebalance_every, (int, np.integer)) \
-                or self.rebalance_every < 1:
-            raise ValueError(f"rebalance_every must be an integer >= 1 (hours), got {self.rebalance_every!r}")
-        if not (_is_real(self.delist_haircut) and 0.0 <= self.delist_haircut < 1.0):
-            raise ValueError(f"delist_haircut must be in [0, 1), got {self.delist_haircut!r}")
+        """Refuse (:class:`~gnn_market.errors.OptionError`) a value of the wrong type or out of range."""
+        check_real("fee_bps", self.fee_bps, lambda x: 0.0 <= x < 1e4, "in [0, 10000)")
+        check_real("action_scale", self.action_scale, lambda x: x > 0, "> 0")
+        check_real("initial_value", self.initial_value, lambda x: x > 0, "> 0")
+        check_real("rebalance_threshold", self.rebalance_threshold, lambda x: 0.0 <= x <= 2.0,
+                   "in [0, 2] (an L1 distance between weights)")
+        check_real("rebalance_rate", self.rebalance_rate, lambda x: 0.0 < x <= 1.0, "in (0, 1]")
+        check_int("rebalance_every", self.rebalance_every, unit=" (steps)")
+        check_real("delist_haircut", self.delist_haircut, lambda x: 0.0 <= x < 1.0, "in [0, 1)")
 
     @property
     def fee_rate(self) -> float:

@@ -34,3 +34,11 @@ class UnknownSymbolError(BinanceError):
 
 class CheckpointError(CryptoGraphError):
     """A model checkpoint is missing, corrupt, or does not fit the data."""
+
+
+class OptionError(CryptoGraphError, ValueError):
+    """A keyword argument or option has the wrong type or a value outside its range (also a ``ValueError``)."""
+
+
+class CacheError(CryptoGraphError):
+    """A cache folder cannot be used as given (a file where the folder should be, a damaged lock)."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -308,7 +309,7 @@ def test_encoder_outputs_are_cached_on_disk_keyed_by_data_and_model(tmp_path):
     for entry in tmp_path.glob("encoded-*"):
         for f in entry.iterdir():
             f.write_bytes(b"corrupt")
-    with pytest.warns(UserWarning, match="unreadable cache"):
+    with pytest.warns(UserWarning, match="checksum.json is unreadable.*rebuilding it"):
         make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
     assert len(enc.calls) == 5
 
@@ -318,7 +319,7 @@ def test_half_written_cache_entry_is_recreated(tmp_path):
     make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
     (entry,) = tmp_path.glob("encoded-*")
     (entry / "embeddings.npy").write_bytes((entry / "embeddings.npy").read_bytes()[:1000])  # truncated
-    with pytest.warns(UserWarning, match="unreadable cache"):
+    with pytest.warns(UserWarning, match="embeddings.npy changed.*rebuilding it"):
         env = make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
     left = [p.name for p in tmp_path.iterdir() if p.name != f".{entry.name}.lock"]  # the lock file stays
     assert len(enc.calls) == 2 and left == [entry.name]  # no temporaries left
@@ -470,3 +471,125 @@ def test_top_pairs_are_ranked_on_history_before_start(tmp_path):
     env = make_crypto_graph_env(store=tmp_path / "store", encoder=FakeEncoder(), top=2, start="2024-01-08",
                                 use_cache=False)
     assert env.symbols == ["AAAUSDT", "BBBUSDT"]  # CCC only becomes liquid inside the range
+
+
+# ----------------------------------------------------------------------------- the cache under damage (issue 21)
+def _tamper(entry: Path, name: str, change) -> None:
+    """Rewrite ``entry/name.npy`` with ``change(values)`` applied: same shape and dtype, valid .npy file."""
+    values = np.load(entry / f"{name}.npy")
+    change(values)
+    np.save(entry / f"{name}.npy", values, allow_pickle=False)
+
+
+def _first_tradable(entry: Path) -> tuple[int, int]:
+    mask = np.load(entry / "mask.npy")
+    h, i = np.argwhere(mask)[0]
+    return int(h), int(i)
+
+
+@pytest.mark.parametrize("damage", ["same-shape values", "NaN on a tradable pair", "extra file", "no checksum"])
+def test_altered_cache_entry_is_rebuilt_with_a_warning_never_served(tmp_path, damage):
+    panel, enc = make_panel(), FakeEncoder()
+    make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("encoded-*")
+    h, i = _first_tradable(entry)
+    if damage == "same-shape values":
+        _tamper(entry, "probs", lambda p: p.__setitem__((h, i), p[h, i][::-1]))  # DOWN and UP swapped
+    elif damage == "NaN on a tradable pair":
+        _tamper(entry, "embeddings", lambda e: e.__setitem__((h + 3, i, 0), np.nan))
+    elif damage == "extra file":  # a file the reader would use (filled.npy) that was never written with the entry
+        (entry / "filled.npy").unlink(missing_ok=True)
+        np.save(entry / "filled.npy", np.ones(np.load(entry / "mask.npy").shape, bool))
+    else:
+        for f in entry.glob("checksum*"):
+            f.unlink()
+    with pytest.warns(UserWarning, match=r"rebuilding it"):
+        env = make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
+    assert len(enc.calls) == 2  # encoded again, not served
+    fresh = make_env(panel=panel, encoder=FakeEncoder())  # uncached
+    for name in ("probs", "embeddings", "mask"):
+        np.testing.assert_array_equal(getattr(env._data, name), getattr(fresh._data, name))
+    for e in (env, fresh):
+        e.reset(options={"start": 40})
+    np.testing.assert_array_equal(env.step(np.zeros(5))[0], fresh.step(np.zeros(5))[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the rebuilt entry passes its check: served silently, not re-encoded
+        make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
+    assert len(enc.calls) == 2
+
+
+def test_cache_dir_that_is_a_file_is_one_clear_error(tmp_path):
+    from gnn_market.errors import CacheError
+
+    afile = tmp_path / "cache"
+    afile.write_text("not a folder")
+    for where in (afile, afile / "sub"):
+        with pytest.raises(CacheError, match=r"is a file, not a folder.*use_cache=False") as info:
+            make_env(cache_dir=where)
+        assert "\n" not in str(info.value)
+    assert afile.read_text() == "not a folder"
+
+
+def test_cache_lock_that_is_a_directory_is_one_clear_error(tmp_path):
+    from envs.cache import entry_path, lock_path
+    from gnn_market.errors import CacheError
+
+    panel, enc = make_panel(), FakeEncoder()
+    make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("encoded-*")
+    lock = lock_path(entry)
+    lock.unlink()
+    lock.mkdir()
+    make_env(panel=panel, encoder=enc, cache_dir=tmp_path)  # a sound entry is served without the lock
+    import shutil
+
+    shutil.rmtree(entry)  # now the entry must be created, under the lock
+    with pytest.raises(CacheError, match=r"is a directory.*remove it") as info:
+        make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
+    assert "\n" not in str(info.value) and str(lock) in str(info.value)
+    assert entry_path(tmp_path, panel, enc.fingerprint(), *_range(enc, panel)) == entry
+
+
+def _range(enc, panel):
+    env = make_env(panel=panel, encoder=enc)
+    return env.times[0], env.times[-1]
+
+
+def _erofs(*_args, **_kwargs):
+    import errno
+
+    raise OSError(errno.EROFS, "Read-only file system")
+
+
+@pytest.mark.parametrize("fails", ["lock", "write"])
+def test_read_only_cache_falls_back_to_no_caching_with_a_warning(tmp_path, monkeypatch, fails):
+    import envs.cache
+
+    panel, enc = make_panel(), FakeEncoder()
+    if fails == "lock":  # the lock file cannot be created (a read-only folder or file system)
+        monkeypatch.setattr(envs.cache, "FileLock", _erofs)
+    else:  # the lock can be taken, the entry cannot be written
+        monkeypatch.setattr("gnn_market.atomic.tempfile.mkdtemp", _erofs)
+    with pytest.warns(UserWarning, match=r"cannot write to the cache.*without caching"):
+        env = make_env(panel=panel, encoder=enc, cache_dir=tmp_path)
+    assert len(enc.calls) == 1 and not list(tmp_path.glob("encoded-*"))
+    fresh = make_env(panel=panel, encoder=FakeEncoder())
+    np.testing.assert_array_equal(env._data.embeddings, fresh._data.embeddings)
+
+
+def test_read_only_cache_folder_serves_its_entries_and_encodes_the_rest(tmp_path):
+    panel, enc = make_panel(), FakeEncoder()
+    make_env(panel=panel, encoder=enc, cache_dir=tmp_path)  # written while writable
+    tmp_path.chmod(0o555)
+    try:
+        if os.access(tmp_path, os.W_OK):  # root ignores permissions
+            pytest.skip("this user can write to read-only folders")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            make_env(panel=panel, encoder=enc, cache_dir=tmp_path)  # served: no lock, no warning
+        assert len(enc.calls) == 1
+        with pytest.warns(UserWarning, match=r"cannot write to the cache.*without caching"):
+            make_env(panel=panel, encoder=enc, cache_dir=tmp_path, start="2024-01-03")  # another range
+        assert len(enc.calls) == 2
+    finally:
+        tmp_path.chmod(0o755)

@@ -1,15 +1,19 @@
 """CryptoGraph-v0 against hostile inputs (issue 11): huge weights, non-dict reset options, bool/complex
-actions, numeric starts, absurd prices, non-finite encoder outputs. Each failed before its fix."""
+actions, numeric starts, absurd prices, non-finite encoder outputs; keywords of the wrong type (issue 21).
+Each failed before its fix."""
 from __future__ import annotations
 
 import dataclasses
 import math
 import warnings
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
+import envs  # noqa: F401  (registers CryptoGraph-v0)
 from envs.crypto_graph import RESET_OPTIONS
+from envs.factory import make_crypto_graph_env
 from gnn_market.errors import CryptoGraphError, DataError
 from gnn_market.store_schema import MAX_PRICE
 from gnn_market.timeutil import parse_utc
@@ -137,3 +141,74 @@ class _NanEncoder(FakeEncoder):
 def test_non_finite_encoder_outputs_never_become_observations() -> None:
     with pytest.raises(CryptoGraphError, match="non-finite probabilities or embeddings"):
         make_env(encoder=_NanEncoder())
+
+
+# ----------------------------------------------------------------------------- keyword types (issue 21)
+def _sample_kwargs() -> dict:
+    from gnn_market.sample import sample_store
+
+    return {"store": sample_store(), "encoder": FakeEncoder(), "use_cache": False, "start": "2023-09-10",
+            "end": "2023-09-20"}
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"top": 2.5}, r"top must be an integer >= 1 or None .*got float 2\.5"),
+    ({"top": True}, r"top must be an integer >= 1 or None .*got bool True"),
+    ({"top": 0}, r"top must be an integer >= 1"),
+    ({"top": "3"}, r"top must be an integer >= 1 .*got str '3'"),
+    ({"include_embeddings": "no"}, r"include_embeddings must be True or False, got str 'no'"),
+    ({"include_embeddings": 0}, r"include_embeddings must be True or False, got int 0"),
+    ({"episode_hours": 1.5}, r"episode_hours must be an integer >= 1 or None .*got float 1\.5"),
+    ({"episode_hours": True}, r"episode_hours must be an integer >= 1 or None .*got bool True"),
+    ({"episode_hours": 0}, r"episode_hours must be an integer >= 1"),
+    ({"batch_hours": 0}, r"batch_hours must be an integer >= 1 .*got int 0"),
+    ({"batch_hours": -1}, r"batch_hours must be an integer >= 1 .*got int -1"),
+    ({"batch_hours": 8.0}, r"batch_hours must be an integer >= 1 .*got float 8\.0"),
+    ({"batch_hours": None}, r"batch_hours must be an integer >= 1 .*got NoneType None"),
+    ({"allow_overlap": "no"}, r"allow_overlap must be True or False, got str 'no'"),
+    ({"use_cache": 1}, r"use_cache must be True or False, got int 1"),
+    ({"market": "futures"}, r"market must be one of 'spot', 'perp' \(or None: the checkpoint's\), got str "
+                            r"'futures'"),
+    ({"cache_dir": 5}, r"cache_dir must be a folder path \(str or os.PathLike\) or None, got int 5"),
+    ({"fee_bps": True}, r"fee_bps must be a number in \[0, 10000\), got bool True"),
+    ({"fee_bps": "10"}, r"fee_bps must be a number in \[0, 10000\), got str '10'"),
+    ({"action_scale": True}, r"action_scale must be a number > 0, got bool True"),
+    ({"initial_value": "1"}, r"initial_value must be a number > 0, got str '1'"),
+    ({"rebalance_every": True}, r"rebalance_every must be an integer >= 1 .*got bool True"),
+    ({"rebalance_rate": True}, r"rebalance_rate must be a number in \(0, 1\], got bool True"),
+    ({"obs_mode": ["flat"]}, r"obs_mode must be one of 'flat', 'dict', got list \['flat'\]"),
+])
+def test_keywords_of_a_wrong_type_or_range_are_one_clear_option_error(kwargs, match) -> None:
+    from gnn_market.errors import OptionError
+
+    with pytest.raises(OptionError, match=match) as info:
+        gym.make("CryptoGraph-v0", **{**_sample_kwargs(), **kwargs})
+    assert "\n" not in str(info.value) and isinstance(info.value, ValueError)
+
+
+def test_numpy_integers_and_bools_are_accepted_and_used() -> None:
+    env = make_env(episode_hours=np.int64(3), include_embeddings=np.bool_(False), batch_hours=np.int32(16),
+                   rebalance_every=np.int64(2), fee_bps=5)
+    assert env.embedding_dim == 6 and env.observation_space.shape == (4 * 3 + 4 + 5,)  # no embeddings
+    env.reset(options={"start": 40})
+    for k in range(3):
+        *_, truncated, _ = env.step(np.zeros(5))
+        assert truncated == (k == 2)
+    full = make_env(include_embeddings=True)
+    assert full.observation_space.shape == (4 * 3 + 4 * 6 + 4 + 5,)
+    top = make_crypto_graph_env(**{**_sample_kwargs(), "top": np.int64(3)})
+    assert len(top.symbols) == 3
+
+
+def test_subrange_and_the_class_check_the_same_types() -> None:
+    from envs.crypto_graph import CryptoGraphEnv
+    from envs.options import EnvOptions
+    from gnn_market.errors import OptionError
+
+    env = make_env()
+    with pytest.raises(OptionError, match="episode_hours must be an integer"):
+        env.subrange(episode_hours=1.5)
+    with pytest.raises(OptionError, match="include_embeddings must be True or False"):
+        env.subrange(include_embeddings="no")
+    with pytest.raises(OptionError, match="episode_hours must be an integer"):
+        CryptoGraphEnv(env._data, EnvOptions(episode_hours=2.5))

@@ -1,6 +1,7 @@
 """CryptoGraph-v0's default range on a user's own store, and the one clear message when no hours are left."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 
 import gymnasium as gym
@@ -9,14 +10,16 @@ import pandas as pd
 import pytest
 
 import envs  # noqa: F401  (registers CryptoGraph-v0)
+from envs.crypto_graph import RangeOverlapError
 from envs.factory import make_crypto_graph_env
 from envs.ranges import RANK_HOURS, EmptyRangeError, default_start
 from gnn_market.encoder import GraphEncoder
 from gnn_market.errors import CheckpointError, DataError
 from gnn_market.panel import load_panel
 from gnn_market.store import Store
+from gnn_market.timeutil import parse_utc
 
-from env_fakes import FakeEncoder
+from env_fakes import FakeEncoder, make_env
 from train_fixtures import TINY_MARKET, tiny_checkpoint, tiny_store
 
 #: A perp store with funding, 600 hours from 2024-01-01; the model sees hours up to TRAIN_END only.
@@ -124,3 +127,25 @@ def test_explicit_empty_ranges_and_missing_markets_are_clear(tmp_path):
                               use_cache=False)
     with pytest.raises(DataError, match=r"holds no spot candles \(it holds perp: pass market='perp'"):
         make_crypto_graph_env(store=store.root, encoder=FakeEncoder(), use_cache=False)
+
+
+#: A fit range inside the fake panel's hours (2024-01-01 .. 2024-01-17 15:00).
+FIT = (pd.Timestamp("2024-01-05 00:00", tz="UTC"), pd.Timestamp("2024-01-08 00:00", tz="UTC"))
+
+
+@pytest.mark.parametrize("start, end, refused", [
+    ("2024-01-08 00:00", "2024-01-12", True),    # start == fit end: one shared hour
+    ("2024-01-08 01:00", "2024-01-12", False),   # one hour after it
+    ("2024-01-02", "2024-01-05 00:00", True),    # end == fit start
+    ("2024-01-02", "2024-01-04 23:00", False),   # one hour before it
+])
+def test_overlap_boundaries_one_shared_hour_is_refused_the_next_is_not(start, end, refused):
+    enc = FakeEncoder(fit_range=FIT)
+    if refused:
+        with pytest.raises(RangeOverlapError, match="overlaps the checkpoint's fit range"):
+            make_env(encoder=enc, start=start, end=end)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not even the allow_overlap warning
+        env = make_env(encoder=enc, start=start, end=end)
+    assert env.times[0] == parse_utc(start) and env.times[-1] == parse_utc(end)

@@ -67,6 +67,20 @@ def test_partial_move_and_no_trade_band_hand_computed():
     assert i["portfolio_value"] == pytest.approx(v2 * (held[0] + held[1] * 110 / 121))
 
 
+@pytest.mark.parametrize("band, trades", [(0.75, True), (np.nextafter(0.75, 0.0), True),
+                                         (np.nextafter(0.75, 1.0), False)])
+def test_no_trade_band_boundary_a_move_of_exactly_the_band_trades(band, trades):
+    # 3 pairs, all tradable at hour 50, zero action: target 1/4 each, D = 0.75 exactly from all cash
+    env = make_env(panel=make_panel(n_pairs=3), episode_hours=None, rebalance_threshold=float(band),
+                   rebalance_rate=0.5)
+    env.reset(options={"start": 50})
+    assert env.current_mask.all()
+    expected = [0.625, 0.125, 0.125, 0.125] if trades else [1.0, 0.0, 0.0, 0.0]  # half way, or held
+    np.testing.assert_array_equal(env.action_to_weights(np.zeros(4)), expected)
+    _, _, _, _, info = env.step(np.zeros(4))
+    assert info["turnover"] == (0.375 if trades else 0.0) and info["fees"] == pytest.approx(FEE * info["turnover"])
+
+
 def test_rebalance_every_k_hours_trades_only_on_the_grid():
     env = make_env(panel=hand_panel(PRICES), episode_hours=None, rebalance_threshold=0.0, rebalance_rate=1.0,
                    rebalance_every=3)

@@ -121,3 +121,14 @@ def test_data_stops_and_the_step_that_closes_a_stopped_position():
                stops=np.array([False, False, True]), haircut=0.1)
     assert res.value == pytest.approx(0.5 * 1.1 + 0.5 * 0.9) and res.fee == 0.0
     np.testing.assert_allclose(res.weights, [0.45 / 1.0, 0.55 / 1.0, 0.0])
+
+
+def test_no_trade_band_boundary_a_move_of_exactly_the_band_trades():
+    """``D < b`` holds, ``D >= b`` trades: D = 0.5 exactly against b = 0.5 and its float neighbours."""
+    from envs.portfolio import controlled_target
+
+    held, target = np.array([1.0, 0.0, 0.0]), np.array([0.5, 0.25, 0.25])  # D = 0.25 + 0.25, exact in binary
+    moved = np.array([0.875, 0.0625, 0.0625])  # held + 0.25 (target - held), exact
+    np.testing.assert_array_equal(controlled_target(target, held, 0.5, 0.25), moved)  # D == b
+    np.testing.assert_array_equal(controlled_target(target, held, np.nextafter(0.5, 0.0), 0.25), moved)  # D > b
+    np.testing.assert_array_equal(controlled_target(target, held, np.nextafter(0.5, 1.0), 0.25), held)  # D < b
