@@ -58,6 +58,17 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("statistics", "seed-B repeated wrongly (first seed only of A)", SIG,
            "for ca, cb in zip(conf_a, conf_b)], axis=0)", "for ca, cb in zip(conf_a[:1], conf_b[:1])], axis=0)",
            SIG_TESTS),
+    # ---------------------------------------------------------------- environment arithmetic and ranges
+    Mutant("env", "no-trade band inclusive (portfolio)", "envs/portfolio.py",
+           "turnover(target, held) < threshold:", "turnover(target, held) <= threshold:", ("tests/test_portfolio.py",)),
+    Mutant("env", "no-trade band inclusive (env)", "envs/crypto_graph.py",
+           "if full < self._threshold:", "if full <= self._threshold:", ("tests/test_env_trading_rules.py",)),
+    Mutant("env", "overlap lets start == fit_end through", "envs/ranges.py",
+           "if start > fit_end or end < fit_start:", "if start >= fit_end or end < fit_start:",
+           ("tests/test_env_range.py",)),
+    Mutant("env", "overlap lets end == fit_start through", "envs/ranges.py",
+           "if start > fit_end or end < fit_start:", "if start > fit_end or end <= fit_start:",
+           ("tests/test_env_range.py",)),
     # ---------------------------------------------------------------- correlations and features (look-ahead)
     Mutant("correlation", "window reads one hour ahead", "gnn_market/correlations.py",
            "log_ret[max(0, t - window + 1): t + 1]", "log_ret[max(0, t - window + 2): t + 2]",
