@@ -6,7 +6,7 @@ Layout under the store root::
     klines/<market>/<SYMBOL>.parquet   hourly candles, index ``open_time``
     funding/<SYMBOL>.parquet           perpetual funding, index ``funding_time``
     book/<market>/<SYMBOL>.parquet     top-20 book snapshots, index ``snapshot_time``
-    repair-backup/<UTC stamp>/...      originals of files changed by :meth:`Store.repair`
+    repair-backup/<stamp>-<pid>-<random>/...   originals of files changed by one :meth:`Store.repair` run
 
 ``market`` is ``"spot"`` or ``"perp"`` (USDT-M perpetual futures). All times are
 UTC ``datetime64[ns, UTC]``. Raw columns keep Binance's meaning and units.
@@ -17,7 +17,10 @@ capture time of a book snapshot. Version 1 collectors (and a folder without
 hour, so an on-the-hour book stamp there may hide up to 5 minutes of the next
 candle; :func:`gnn_market.panel.load_panel` reads such stamps as their latest
 possible capture time (:data:`LEGACY_BOOK_DELAY` later). A store keeps the
-version it was created with.
+version it was created with. Every writer (each upsert, :meth:`Store.repair`,
+the importers before their first write) checks ``STORE.json`` the way readers
+do (:meth:`Store.format_version`): a store of a newer format, or whose marker is
+garbage, empty, not an object or a folder, is never written to.
 
 Guarantees:
 
@@ -27,10 +30,13 @@ Guarantees:
   a timestamp collapse to the **later** row (the REST client and the archive
   importer rely on this: a re-sent candle or a later file wins).
 * **Valid values only** (:func:`find_problems`, vectorised): unique
-  timestamps; kline times on the hour; kline prices finite, > 0 and
-  <= :data:`MAX_PRICE`; ``high >= max(open, close) >= min(open, close) >= low``
+  timestamps; kline times on the hour; kline prices finite, in
+  [:data:`MIN_PRICE`, :data:`MAX_PRICE`]; ``high >= max(open, close) >= min(open, close) >= low``
   within a relative :data:`OHLC_TOLERANCE`; volumes, trades and book
-  quantities >= 0 (NaN = unknown); book prices and ``mark_price`` NaN or in
+  quantities >= 0 (NaN = unknown); traded value per candle (``quote_volume``,
+  ``volume x close`` ...) <= :data:`MAX_NOTIONAL`; taker buy volumes <= the
+  volumes within :data:`TAKER_TOLERANCE`; ``trades`` whole numbers (a fraction
+  is refused, never rounded) <= :data:`MAX_TRADES`; book prices and ``mark_price`` NaN or in
   ``[0, MAX_PRICE]`` (book) / ``(0, MAX_PRICE]`` (mark); ``|funding_rate| <=``
   :data:`MAX_FUNDING_RATE`. A write breaking a rule raises :class:`DataError`
   and changes nothing. A stored file breaking one (written by another tool,
@@ -39,11 +45,15 @@ Guarantees:
   every such file and :meth:`Store.repair` (``python -m gnn_market.data
   repair``) fixes them explicitly: rows breaking a value rule and off-hour
   candles are dropped, duplicated timestamps keep the last row in file order,
-  and the original file is copied to ``repair-backup/`` first.
+  and the original file is copied to ``repair-backup/`` first (a folder
+  per run). Integer times in a file written by another tool are read as
+  epoch s, ms, µs or ns by magnitude (:func:`epoch_index`), never blindly as ns.
 * **Crash safety.** Every write goes to a temporary file in the same folder,
   is flushed to disk, then atomically renamed over the old file. A process
   killed mid-write leaves the previous complete file; leftover temporary files
-  are ignored by readers and removed by the next write.
+  are ignored by readers and removed by the next write. A store file that
+  is a symbolic link is written through (the file it leads to is replaced,
+  the link stays).
 * **Never lose data.** A stored file that cannot be read is reported as a
   :class:`StoreError` and is never overwritten.
 * **Gaps stay gaps.** Nothing is filled; :meth:`Store.gaps` reports them.
@@ -52,7 +62,11 @@ Guarantees:
   (``.<file>.lock`` beside it, :mod:`filelock`) over the whole
   read-merge-write, so two processes writing the same symbol (two imports, or
   ``collect`` while a ``backfill`` runs) never lose each other's rows. Readers
-  take no lock: the rename makes every read see a complete file.
+  take no lock: the rename makes every read see a complete file. A
+  :meth:`Store.repair` run also holds the store's ``.repair.lock`` from its
+  check to its last write, so two repairs never interleave.
+* **Empty writes change nothing.** Upserting no rows creates no file (an empty
+  file would list a symbol without data).
 """
 from __future__ import annotations
 
