@@ -457,7 +457,8 @@ def cmd_repair(args: argparse.Namespace) -> int:
 
 
 def format_info(store: Store) -> str:
-    """Per market: symbols, range, rows, gaps, funding and book coverage; then the files that break a store rule."""
+    """Per market: symbols, range, rows, gaps, funding and book coverage; then the files that break a store rule,
+    then kline files without a candle (``ok`` NO: an empty symbol is not usable data)."""
     summary = store.summary()
     problems = [r.line() for r in store.check()]
     try:
@@ -482,7 +483,7 @@ def format_info(store: Store) -> str:
     if len(summary):
         table = summary.drop(columns="problems").assign(
             first=summary["first"].dt.strftime("%Y-%m-%d %H:%M"), last=summary["last"].dt.strftime("%Y-%m-%d %H:%M"),
-            ok=np.where(summary["problems"] == "", "yes", "NO"))
+            ok=np.where((summary["problems"] == "") & (summary["rows"] > 0), "yes", "NO"))
         lines.append(table.to_string(index=False))
     if problems:
         lines.append(f"problems: {len(problems)}; a file listed here raises an error when read until "
@@ -490,7 +491,19 @@ def format_info(store: Store) -> str:
         lines.extend(f"  {line}" for line in problems)
     else:
         lines.append("problems: none")
+    lines.extend(_empty_files(summary))
     return "\n".join(lines)
+
+
+def _empty_files(summary: pd.DataFrame) -> list[str]:
+    """Lines for kline files that pass the rules but hold no candle (written by an older version or another tool)."""
+    if not len(summary):
+        return []
+    empty = summary[(summary["rows"] == 0) & (summary["problems"] == "")]
+    if not len(empty):
+        return []
+    return [f"empty: {len(empty)} kline file(s) hold no candle; remove them or import data into them:"] + [
+        f"  klines/{market} {symbol}" for market, symbol in zip(empty["market"], empty["symbol"])]
 
 
 def _when(ts: pd.Timestamp) -> str:

@@ -414,3 +414,17 @@ def test_writing_commands_refuse_a_store_marker_readers_refuse(tmp_path, capsys,
         line = _one_error_line(capsys)
         assert "STORE.json" in line or "newer than this cryptograph" in line, line
     assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+
+
+def test_info_does_not_call_an_empty_symbol_ok(tmp_path, capsys):
+    """Issue 21 item 11: a header-only import left an empty symbol that `info` reported "ok yes"."""
+    store = Store(tmp_path)
+    idx = pd.DatetimeIndex([pd.Timestamp("2024-01-01", tz="UTC")], name="open_time")
+    store.write_klines("BTCUSDT", pd.DataFrame({"open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0],
+                                                "volume": [1.0]}, index=idx))
+    store.klines("BTCUSDT").iloc[:0].to_parquet(tmp_path / "klines" / "spot" / "EMPTYUSDT.parquet")
+    assert run_cli(main, ["info", "--store", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[1]: line.split()[-1] for line in out.splitlines() if line.startswith("  spot ")}
+    assert rows == {"BTCUSDT": "yes", "EMPTYUSDT": "NO"}, out
+    assert "empty: 1 kline file(s) hold no candle" in out and "  klines/spot EMPTYUSDT" in out
