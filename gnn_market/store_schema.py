@@ -226,8 +226,8 @@ def epoch_index(values: np.ndarray, name: str) -> pd.DatetimeIndex:
     for factor in _EPOCH_UNITS.values():
         per_ms = 1e6 / factor  # values of this unit per millisecond
         inside = ~found & (raw >= MIN_TIME_MS * per_ms) & (raw <= latest_ms * per_ms)
-        # float64 is exact up to 2**53 (~9e15): ns times are taken from the integers themselves.
-        ns[inside] = raw[inside].astype("int64") * factor if factor > 1 else np.asarray(values)[inside].astype("int64")
+        # From the values themselves, not their float64 copy (inexact above 2**53 ~ 9e15, i.e. for ns).
+        ns[inside] = np.asarray(values)[inside].astype("int64") * factor
         found |= inside
     if not found.all():
         first = int(np.flatnonzero(~found)[0])
@@ -255,7 +255,7 @@ def row_faults(df: pd.DataFrame, kind: _Kind) -> dict[str, np.ndarray]:
         return df[name].to_numpy(dtype="float64", na_value=np.nan)
 
     masks: dict[str, np.ndarray] = {}
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN compares False; 1e300 x price is inf, flagged
         if kind is KLINES:
             times = df.index.asi8
             masks["open_time not on the hour"] = (times % HOUR.value) != 0

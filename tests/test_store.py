@@ -646,3 +646,13 @@ def test_an_empty_write_creates_no_symbol(tmp_path):
     store = Store(tmp_path)
     assert store.write_klines("BTCUSDT", candles("2024-01-01", 0)) == 0
     assert not tmp_path.exists() or store.symbols() == []
+
+
+def test_a_volume_whose_value_overflows_is_one_clean_error(tmp_path):
+    import warnings
+
+    bad = candles("2024-01-01", 3).assign(volume=1e307, close=1e5, high=1e5 * 1.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning on stderr beside the error line
+        with pytest.raises(DataError, match=r"volume x close > 1e\+12 USDT"):
+            Store(tmp_path).write_klines("BTCUSDT", bad)
