@@ -2,7 +2,8 @@
 
     with atomic_path(target) as tmp:
         frame.to_parquet(tmp)          # any writer that takes a path
-    # target now holds the new content; on an exception it is untouched
+    # target now holds the new content; on an exception it is untouched. A symbolic link
+    # at target is written through: the file it leads to gets the content, the link stays.
 
     with atomic_dir(folder) as tmp:    # the same for a folder: fill tmp, it is renamed onto folder
         np.save(tmp / "x.npy", x)
@@ -38,6 +39,22 @@ _UMASK = _current_umask()
 TMP_SUFFIX = ".tmp"
 
 
+def resolve_link(path: str | os.PathLike) -> Path:
+    """``path``, or the file a symbolic link at ``path`` leads to (through every link in the chain).
+
+    Renaming a temporary file onto a link would replace the link by a plain file, and readers of the
+    link's target would never see the update; the atomic writers write to the target instead.
+    A path that is not a link is returned unchanged (its folders are not resolved).
+    """
+    path = Path(path)
+    if not path.is_symlink():
+        return path
+    try:
+        return path.resolve(strict=False)
+    except RuntimeError as exc:  # a link loop (Python < 3.13; newer raise OSError)
+        raise OSError(f"cannot follow the symbolic link {path}: {exc}") from exc
+
+
 def temp_name_prefix(path: Path) -> str:
     """Prefix of the temporaries :func:`atomic_path` makes for ``path`` (``.<name>.``)."""
     return f".{path.name}."
@@ -49,10 +66,13 @@ def atomic_path(path: str | os.PathLike, error: type[Exception] = StoreError) ->
 
     Any exception inside the block (or while renaming) deletes the temporary
     file and leaves ``path`` as it was. ``OSError`` is raised as ``error`` with
-    a one-line message naming ``path``.
+    a one-line message naming ``path``. A symbolic link at ``path`` is written
+    through (:func:`resolve_link`): the temporary sits beside the link's target and
+    replaces it, so the link stays a link.
     """
     path = Path(path)
     try:
+        path = resolve_link(path)
         fd, name = tempfile.mkstemp(prefix=temp_name_prefix(path), suffix=TMP_SUFFIX, dir=path.parent)
         os.close(fd)
     except OSError as exc:

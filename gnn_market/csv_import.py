@@ -14,7 +14,15 @@ Columns the file lacks are stored as missing. ::
 
 Such dumps are usually downloaded while the last hour is still open, so its
 candle is partial: ``drop_last=True`` (the default; ``--keep-last`` turns it
-off) leaves the last row of every file out.
+off) leaves the **newest** row of every file out, whatever the file's row order
+(a newest-first file loses its first line, not its oldest, complete candle).
+A file with no candle left (a header only, or a single row without
+``--keep-last``) is refused.
+
+Every file is read and checked first, then every target: a stored file of one
+of the symbols that breaks a store rule, or a store whose ``STORE.json`` this
+version cannot write, stops the import before anything is written. A write that
+fails midway (a full disk) names the symbols already written.
 
 Survivorship: a dump made at one date holds the pairs that were listed then.
 Delisted pairs are missing, so a study over its past is biased toward
@@ -27,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
-from .errors import DataError
+from .errors import CryptoGraphError, DataError, StoreError
 from .store import Store
 from .store_schema import KLINE_COLUMNS, checked_frame, first_time_out_of_range, validate_symbol
 from .timeutil import HOUR_MS, ms_to_utc_index, to_utc_index
@@ -98,11 +107,18 @@ def read_kline_csv(path: Path, drop_last: bool = True) -> pd.DataFrame:
     missing = [c for c in REQUIRED if c not in raw.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; expected at least {list(REQUIRED)}")
-    if drop_last:
-        raw = raw.iloc[:-1]
+    if raw.empty:
+        raise DataError(f"{path}: no candles, only a header; remove the file or fill it")
     index = _open_time_index(raw["open_time"], path)
     if index.has_duplicates:
         raise DataError(f"{path}: open_time {index[index.duplicated()][0]} appears twice")
+    if drop_last:
+        # The partial candle is the newest one, wherever it sits in the file (dumps come in either order).
+        keep = np.arange(len(raw)) != int(np.argmax(index.asi8))
+        raw, index = raw[keep], index[keep]
+        if raw.empty:
+            raise DataError(f"{path}: its only candle is the newest hour, left out as possibly partial; "
+                            f"pass --keep-last to import it")
     frame = pd.DataFrame(index=index)
     for column in KLINE_COLUMNS:
         if column in raw.columns:
@@ -135,16 +151,34 @@ def read_csv_folder(folder: Path, drop_last: bool = True) -> dict[str, pd.DataFr
 
 
 def import_csv_folder(folder: Path, store: Store, market: str = "spot", drop_last: bool = True,
-                      symbols: list[str] | None = None) -> CsvImportReport:
-    """Read every file first (a bad file stops the import before any write), then upsert each symbol."""
+                      symbols: list[str] | None = None, progress: bool = False) -> CsvImportReport:
+    """Import every ``<SYMBOL>.csv[.gz]`` of ``folder`` (or only ``symbols``) into ``store``.
+
+    Every file is read and checked, then every target (:meth:`Store.check_targets`: the store's
+    marker and each symbol's stored file), before the first write. A write that still fails
+    (a full disk) raises :class:`StoreError` naming the symbols already written.
+    """
     frames = read_csv_folder(folder, drop_last)
     if symbols is not None:
         unknown = sorted(set(symbols) - set(frames))
         if unknown:
-            raise DataError(f"no file for {unknown} in {folder}")
+            raise DataError(f"no file for {', '.join(unknown)} in {folder}")
         frames = {s: frames[s] for s in symbols}
+    store.check_targets("klines", list(frames), market)
     report = CsvImportReport()
-    for symbol, frame in frames.items():
+    for symbol, frame in tqdm(frames.items(), desc="import-csv", unit="symbol", disable=None if progress else True):
+        try:
+            report.rows_added[symbol] = store.write_klines(symbol, frame, market=market)
+        except CryptoGraphError as exc:
+            raise StoreError(f"{exc}; {_written_so_far(report, list(frames))}") from exc
         report.rows_read[symbol] = len(frame)
-        report.rows_added[symbol] = store.write_klines(symbol, frame, market=market)
     return report
+
+
+def _written_so_far(report: CsvImportReport, planned: list[str]) -> str:
+    """Which symbols an interrupted import wrote and which it did not, for the error line."""
+    written = list(report.rows_added)
+    left = [s for s in planned if s not in report.rows_added]
+    done = (f"written before the failure: {', '.join(f'{s} (+{report.rows_added[s]} rows)' for s in written)}"
+            if written else "no symbol was written")
+    return f"{done}; not written: {', '.join(left)}; re-running the import is safe (writes are upserts)"

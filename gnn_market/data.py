@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from .binance import PERP, SPOT, BinanceClient, ClientConfig, Universe
 from .cli import parse_symbols, run_cli
-from .csv_import import read_csv_folder
+from .csv_import import import_csv_folder
 from .errors import BannedError, BinanceError, CryptoGraphError, DataError, StoreError, UnknownSymbolError
 from .panel import BOOK_TOLERANCE
 from .sources import open_store
@@ -107,7 +107,7 @@ def make_client(args: argparse.Namespace) -> BinanceClient:
 def check_writable(store: Store) -> None:
     """Fail before any download or import if the store folder cannot be written; creates nothing.
 
-    An existing store is probed with a temporary file; for a new one the
+    An existing store must have a marker (``STORE.json``) this version can write, or none; it is probed with a temporary file; for a new one the
     nearest existing parent folder must be writable (the store folder itself
     is created by the first write, so a command that fails earlier leaves nothing behind).
     """
@@ -115,6 +115,7 @@ def check_writable(store: Store) -> None:
     if root.exists():
         if not root.is_dir():
             raise StoreError(f"store path is a file, not a folder: {root}")
+        store.check_marker()  # a store of a newer format, or with a damaged marker, is never written to
         try:
             with tempfile.NamedTemporaryFile(dir=root, prefix=".probe.", delete=True):
                 pass
@@ -408,21 +409,13 @@ def cmd_import_vision(args: argparse.Namespace) -> int:
 
 
 def cmd_import_csv(args: argparse.Namespace) -> int:
-    folder = Path(args.folder)
     store = Store(args.store)
     check_writable(store)  # creates nothing
-    frames = read_csv_folder(folder, drop_last=not args.keep_last)  # every file checked before any write
-    symbols = parse_symbols(args.symbols)
-    if symbols:
-        unknown = sorted(set(symbols) - set(frames))
-        if unknown:
-            raise DataError(f"no file for {', '.join(unknown)} in {folder}")
-        frames = {s: frames[s] for s in symbols}
-    added = 0
-    for symbol, frame in tqdm(frames.items(), desc="import-csv", unit="symbol", disable=None):
-        added += store.write_klines(symbol, frame, market=args.market)
-    rows = sum(len(f) for f in frames.values())
-    print(f"{len(frames)} symbols, {rows} candles read, {added} new in {store.root} ({args.market})")
+    # Every file, then every target (marker, stored files), is checked before the first write.
+    report = import_csv_folder(Path(args.folder), store, market=args.market, drop_last=not args.keep_last,
+                               symbols=parse_symbols(args.symbols) or None, progress=True)
+    rows, added = sum(report.rows_read.values()), sum(report.rows_added.values())
+    print(f"{len(report.rows_read)} symbols, {rows} candles read, {added} new in {store.root} ({args.market})")
     return 0
 
 
@@ -446,7 +439,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
     if root.exists() and not root.is_dir():
         raise StoreError(f"store path is a file, not a folder: {root}")
     store = Store(root)
-    reports = store.repair(dry_run=args.dry_run)
+    reports = store.repair(dry_run=args.dry_run)  # one run at a time (the store's repair lock)
     if not reports:
         print(f"store {store.root}: every file passes the store rules; nothing to repair")
         return 0
@@ -464,7 +457,8 @@ def cmd_repair(args: argparse.Namespace) -> int:
 
 
 def format_info(store: Store) -> str:
-    """Per market: symbols, range, rows, gaps, funding and book coverage; then the files that break a store rule."""
+    """Per market: symbols, range, rows, gaps, funding and book coverage; then the files that break a store rule,
+    then kline files without a candle (``ok`` NO: an empty symbol is not usable data)."""
     summary = store.summary()
     problems = [r.line() for r in store.check()]
     try:
@@ -489,7 +483,7 @@ def format_info(store: Store) -> str:
     if len(summary):
         table = summary.drop(columns="problems").assign(
             first=summary["first"].dt.strftime("%Y-%m-%d %H:%M"), last=summary["last"].dt.strftime("%Y-%m-%d %H:%M"),
-            ok=np.where(summary["problems"] == "", "yes", "NO"))
+            ok=np.where((summary["problems"] == "") & (summary["rows"] > 0), "yes", "NO"))
         lines.append(table.to_string(index=False))
     if problems:
         lines.append(f"problems: {len(problems)}; a file listed here raises an error when read until "
@@ -497,7 +491,19 @@ def format_info(store: Store) -> str:
         lines.extend(f"  {line}" for line in problems)
     else:
         lines.append("problems: none")
+    lines.extend(_empty_files(summary))
     return "\n".join(lines)
+
+
+def _empty_files(summary: pd.DataFrame) -> list[str]:
+    """Lines for kline files that pass the rules but hold no candle (written by an older version or another tool)."""
+    if not len(summary):
+        return []
+    empty = summary[(summary["rows"] == 0) & (summary["problems"] == "")]
+    if not len(empty):
+        return []
+    return [f"empty: {len(empty)} kline file(s) hold no candle; remove them or import data into them:"] + [
+        f"  klines/{market} {symbol}" for market, symbol in zip(empty["market"], empty["symbol"])]
 
 
 def _when(ts: pd.Timestamp) -> str:

@@ -6,7 +6,7 @@ Layout under the store root::
     klines/<market>/<SYMBOL>.parquet   hourly candles, index ``open_time``
     funding/<SYMBOL>.parquet           perpetual funding, index ``funding_time``
     book/<market>/<SYMBOL>.parquet     top-20 book snapshots, index ``snapshot_time``
-    repair-backup/<UTC stamp>/...      originals of files changed by :meth:`Store.repair`
+    repair-backup/<stamp>-<pid>-<random>/...   originals of files changed by one :meth:`Store.repair` run
 
 ``market`` is ``"spot"`` or ``"perp"`` (USDT-M perpetual futures). All times are
 UTC ``datetime64[ns, UTC]``. Raw columns keep Binance's meaning and units.
@@ -17,7 +17,10 @@ capture time of a book snapshot. Version 1 collectors (and a folder without
 hour, so an on-the-hour book stamp there may hide up to 5 minutes of the next
 candle; :func:`gnn_market.panel.load_panel` reads such stamps as their latest
 possible capture time (:data:`LEGACY_BOOK_DELAY` later). A store keeps the
-version it was created with.
+version it was created with. Every writer (each upsert, :meth:`Store.repair`,
+the importers before their first write) checks ``STORE.json`` the way readers
+do (:meth:`Store.format_version`): a store of a newer format, or whose marker is
+garbage, empty, not an object or a folder, is never written to.
 
 Guarantees:
 
@@ -27,10 +30,13 @@ Guarantees:
   a timestamp collapse to the **later** row (the REST client and the archive
   importer rely on this: a re-sent candle or a later file wins).
 * **Valid values only** (:func:`find_problems`, vectorised): unique
-  timestamps; kline times on the hour; kline prices finite, > 0 and
-  <= :data:`MAX_PRICE`; ``high >= max(open, close) >= min(open, close) >= low``
+  timestamps; kline times on the hour; kline prices finite, in
+  [:data:`MIN_PRICE`, :data:`MAX_PRICE`]; ``high >= max(open, close) >= min(open, close) >= low``
   within a relative :data:`OHLC_TOLERANCE`; volumes, trades and book
-  quantities >= 0 (NaN = unknown); book prices and ``mark_price`` NaN or in
+  quantities >= 0 (NaN = unknown); traded value per candle (``quote_volume``,
+  ``volume x close`` ...) <= :data:`MAX_NOTIONAL`; taker buy volumes <= the
+  volumes within :data:`TAKER_TOLERANCE`; ``trades`` whole numbers (a fraction
+  is refused, never rounded) <= :data:`MAX_TRADES`; book prices and ``mark_price`` NaN or in
   ``[0, MAX_PRICE]`` (book) / ``(0, MAX_PRICE]`` (mark); ``|funding_rate| <=``
   :data:`MAX_FUNDING_RATE`. A write breaking a rule raises :class:`DataError`
   and changes nothing. A stored file breaking one (written by another tool,
@@ -39,11 +45,15 @@ Guarantees:
   every such file and :meth:`Store.repair` (``python -m gnn_market.data
   repair``) fixes them explicitly: rows breaking a value rule and off-hour
   candles are dropped, duplicated timestamps keep the last row in file order,
-  and the original file is copied to ``repair-backup/`` first.
+  and the original file is copied to ``repair-backup/`` first (a folder
+  per run). Integer times in a file written by another tool are read as
+  epoch s, ms, µs or ns by magnitude (:func:`epoch_index`), never blindly as ns.
 * **Crash safety.** Every write goes to a temporary file in the same folder,
   is flushed to disk, then atomically renamed over the old file. A process
   killed mid-write leaves the previous complete file; leftover temporary files
-  are ignored by readers and removed by the next write.
+  are ignored by readers and removed by the next write. A store file that
+  is a symbolic link is written through (the file it leads to is replaced,
+  the link stays).
 * **Never lose data.** A stored file that cannot be read is reported as a
   :class:`StoreError` and is never overwritten.
 * **Gaps stay gaps.** Nothing is filled; :meth:`Store.gaps` reports them.
@@ -52,14 +62,19 @@ Guarantees:
   (``.<file>.lock`` beside it, :mod:`filelock`) over the whole
   read-merge-write, so two processes writing the same symbol (two imports, or
   ``collect`` while a ``backfill`` runs) never lose each other's rows. Readers
-  take no lock: the rename makes every read see a complete file.
+  take no lock: the rename makes every read see a complete file. A
+  :meth:`Store.repair` run also holds the store's ``.repair.lock`` from its
+  check to its last write, so two repairs never interleave.
+* **Empty writes change nothing.** Upserting no rows creates no file (an empty
+  file would list a symbol without data).
 """
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
@@ -69,7 +84,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
-from .atomic import TMP_SUFFIX, atomic_path, temp_name_prefix, write_text_atomic
+from .atomic import TMP_SUFFIX, atomic_path, resolve_link, temp_name_prefix, write_text_atomic
 from .errors import DataError, StoreError
 from .store_schema import (
     BOOK,
@@ -266,6 +281,8 @@ class Store:
             where = f" ({market})" if kind.per_market else ""
             raise DataError(f"{symbol}{where}: {exc}; nothing was written") from exc
         new = new[~new.index.duplicated(keep="last")]  # within one write, the later row wins
+        if new.empty:
+            return 0  # nothing to store: no empty file that would list a symbol without data
         self._prepare_folder(path)
         with self._locked(path):
             old = self._read(kind, symbol, market, missing_ok=True) if path.exists() else _empty_frame(kind)
@@ -276,19 +293,52 @@ class Store:
             self._atomic_write(path, merged, kind)
         return added
 
+    def check_targets(self, kind: str, symbols: list[str], market: str | None = "spot") -> None:
+        """Before a multi-symbol write: raise :class:`StoreError` if any write would be refused.
+
+        Checks the store's marker (:meth:`check_marker`) and reads every symbol's stored
+        file of ``kind`` (``"klines"``, ``"funding"``, ``"book"``) by the store rules, so an
+        importer can refuse the whole import before its first write instead of stopping
+        halfway with some symbols changed.
+        """
+        spec = _KINDS.get(kind)
+        if spec is None:
+            raise DataError(f"unknown kind {kind!r}: expected klines, funding or book")
+        if not self.root.exists():
+            return  # a new store: nothing stored can be refused
+        self._require_root()
+        self.check_marker()
+        for symbol in symbols:
+            if self._path(spec, symbol, market).exists():
+                self._read(spec, symbol, market, missing_ok=True)
+
     def _prepare_folder(self, path: Path) -> None:
+        """Create ``path``'s folder and a new store's marker; refuse a store whose marker a reader refuses."""
+        marker = self.root / "STORE.json"
+        if marker.exists() or marker.is_symlink():
+            self.check_marker()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            marker = self.root / "STORE.json"
             if not marker.exists():
                 write_text_atomic(marker, json.dumps(STORE_FORMAT) + "\n")
         except OSError as exc:
             raise StoreError(f"cannot write to store {self.root}: {exc.strerror or exc}") from exc
 
+    def check_marker(self) -> None:
+        """Raise :class:`StoreError` unless this store's ``STORE.json`` is absent or one this version can write.
+
+        Every writer calls it before changing anything (readers call :meth:`format_version`): a store
+        of a newer format, or whose marker is damaged, is never written to.
+        """
+        self.format_version()
+
     @contextmanager
-    def _locked(self, path: Path) -> Iterator[None]:
-        """Hold ``path``'s cross-process write lock (waits up to :data:`LOCK_TIMEOUT_S`)."""
-        lock = FileLock(path.parent / f".{path.name}.lock", timeout=LOCK_TIMEOUT_S)
+    def _locked(self, path: Path, lock_path: Path | None = None) -> Iterator[None]:
+        """Hold ``path``'s cross-process write lock (waits up to :data:`LOCK_TIMEOUT_S`).
+
+        ``lock_path``: the lock file (default ``.<name>.lock`` beside ``path``).
+        """
+        lock = FileLock(lock_path or path.parent / f".{path.name}.lock", timeout=LOCK_TIMEOUT_S)
         try:
             lock.acquire()
         except Timeout as exc:
@@ -303,6 +353,7 @@ class Store:
 
     def _atomic_write(self, path: Path, df: pd.DataFrame, kind: _Kind) -> None:
         """Replace ``path`` by ``df``; the caller holds ``path``'s lock."""
+        path = resolve_link(path)  # a symlinked store file is written through: the link stays a link
         try:
             # With the lock held no other writer of this file is in flight: a temporary file
             # here was left by a writer that died mid-write.
@@ -358,13 +409,19 @@ class Store:
     def format_version(self) -> int:
         """``version`` of ``STORE.json``; 1 for a store without one (written before the marker, or by hand)."""
         marker = self.root / "STORE.json"
-        if not marker.exists():
+        if not marker.exists() and not marker.is_symlink():
             return 1
         try:
-            info = json.loads(marker.read_text(encoding="utf-8"))
-            version = int(info["version"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"unreadable store marker {marker}: {exc}") from exc
+            text = marker.read_text(encoding="utf-8")
+            info = json.loads(text)
+        except (OSError, ValueError) as exc:  # a folder, a dangling link, empty, garbage, not UTF-8
+            raise StoreError(f"unreadable store marker {marker}: {getattr(exc, 'strerror', None) or exc}; "
+                             f"a cryptograph store's marker reads {json.dumps(STORE_FORMAT)}") from exc
+        version = info.get("version") if isinstance(info, dict) else None
+        if (not isinstance(info, dict) or info.get("format") != STORE_FORMAT["format"]
+                or type(version) is not int or version < 1):
+            raise StoreError(f"store marker {marker} is not a cryptograph store marker ({text.strip()[:80]!r}; "
+                             f"expected {json.dumps(STORE_FORMAT)}): is {self.root} a cryptograph store?")
         if version > STORE_FORMAT["version"]:
             raise StoreError(f"store {self.root} has format version {version}, newer than this "
                              f"cryptograph ({STORE_FORMAT['version']}): upgrade cryptograph to read it")
@@ -401,32 +458,126 @@ class Store:
         Per file: rows breaking a value rule (:func:`row_faults`, off-hour
         candles included) are dropped, duplicated timestamps keep the last row
         in file order (the store's "later row wins" rule), rows are sorted. The
-        original is first copied to ``repair-backup/<UTC stamp>/<same path>``.
-        Unreadable files are reported (``repairable`` False) and left alone.
+        original is first copied to ``repair-backup/<UTC stamp>-<pid>-<random>/<same path>``,
+        a folder of this run alone. Unreadable files are reported (``repairable``
+        False) and left alone.
+
+        One repair runs at a time: it holds the store's repair lock
+        (``.repair.lock`` in the root) from its check to its last write, and each
+        file's write lock while it rewrites that file, so a second ``repair``
+        started meanwhile waits and then finds nothing left to fix, and never
+        backs up an already repaired file over the original. A failure names the
+        files already repaired in this run (and where their originals are).
         """
-        stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
-        reports = self.check()
-        for report in reports:
-            if not report.repairable:
-                continue
-            kind = {k.name: k for k in (KLINES, FUNDING, BOOK)}[report.kind]
-            if dry_run:  # read only: no lock file, nothing created
-                report.rows_after = len(_repaired(self._load(report.path, kind), kind))
-                continue
-            with self._locked(report.path):
-                df = self._load(report.path, kind)
-                fixed = _repaired(df, kind)
-                report.rows_before, report.rows_after = len(df), len(fixed)
-                backup = self.root / BACKUP_DIR / stamp / report.path.relative_to(self.root)
+        if dry_run:  # read only: no lock file, nothing created
+            reports = self.check()
+            for report in reports:
+                if report.repairable:
+                    report.rows_after = len(_repaired(self._load(report.path, _KINDS[report.kind]), _KINDS[report.kind]))
+            return reports
+        self._require_root()
+        self.check_marker()
+        with self._locked(self.root, lock_path=self.root / REPAIR_LOCK):
+            reports = self.check()
+            run = _BackupRun(self.root / BACKUP_DIR)
+            done: list[FileReport] = []
+            for report in reports:
+                if not report.repairable:
+                    continue
                 try:
-                    backup.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(report.path, backup)
-                except OSError as exc:
-                    raise StoreError(f"cannot back up {report.path} before repairing it: "
-                                     f"{exc.strerror or exc}; nothing was changed") from exc
-                report.backup = backup
-                self._atomic_write(report.path, fixed, kind)
+                    self._repair_file(report, run)
+                except StoreError as exc:
+                    raise StoreError(f"{exc}{_repaired_so_far(done)}") from exc
+                done.append(report)
         return reports
+
+    def _repair_file(self, report: FileReport, run: "_BackupRun") -> None:
+        """Back ``report.path`` up into ``run``'s folder, then rewrite it without its bad rows."""
+        kind = _KINDS[report.kind]
+        with self._locked(report.path):
+            df = self._load(report.path, kind)
+            fixed = _repaired(df, kind)
+            report.rows_before, report.rows_after = len(df), len(fixed)
+            backup = run.copy(report.path, report.path.relative_to(self.root))
+            try:
+                self._atomic_write(report.path, fixed, kind)
+            except StoreError as exc:
+                raise StoreError(f"{exc}; that file was not changed (a copy is in {backup})") from exc
+            report.backup = backup
+
+
+#: Lock file in the store root that :meth:`Store.repair` holds for its whole run.
+REPAIR_LOCK = ".repair.lock"
+_KINDS = {k.name: k for k in (KLINES, FUNDING, BOOK)}
+
+
+class _BackupRun:
+    """The backup folder of one :meth:`Store.repair` run, created on its first copy, never shared.
+
+    Its name holds the UTC time, the process id and a random suffix, and it is created with
+    ``exist_ok=False``: two runs in the same second (or on two hosts sharing the store) can
+    never write into the same folder.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.folder: Path | None = None
+
+    def _make_folder(self) -> Path:
+        stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
+        self.base.mkdir(parents=True, exist_ok=True)
+        while True:
+            folder = self.base / f"{stamp}-{os.getpid()}-{secrets.token_hex(4)}"
+            try:
+                folder.mkdir(exist_ok=False)
+                return folder
+            except FileExistsError:
+                continue  # a 1-in-4e9 clash: draw another suffix
+
+    def copy(self, source: Path, relative: Path) -> Path:
+        """Copy ``source`` to ``<folder>/<relative>`` and flush it; on failure remove what was made."""
+        created_folder = False
+        backup: Path | None = None
+        try:
+            if self.folder is None:
+                self.folder = self._make_folder()
+                created_folder = True
+            backup = self.folder / relative
+            backup.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, backup)  # follows a symlinked store file: the data is backed up
+            with open(backup, "rb+") as fh:
+                os.fsync(fh.fileno())  # on disk before the original is rewritten
+        except OSError as exc:
+            self._discard(backup, created_folder)
+            raise StoreError(f"cannot back up {source} before repairing it: {exc.strerror or exc}; "
+                             f"that file was not changed and no partial backup was left") from exc
+        return backup
+
+    def _discard(self, backup: Path | None, created_folder: bool) -> None:
+        """Remove a partial backup file and the folders this run made empty (a full disk leaves no 0-byte copy)."""
+        with suppress(OSError):
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+        if self.folder is None:
+            return
+        if backup is not None:
+            current = backup.parent
+            while current != self.folder and self.folder in current.parents:
+                with suppress(OSError):
+                    current.rmdir()  # only if empty: another file of this run may be in it
+                current = current.parent
+        if created_folder:
+            with suppress(OSError):
+                self.folder.rmdir()
+                self.folder = None
+
+
+def _repaired_so_far(done: list[FileReport]) -> str:
+    """`` (already repaired in this run: ...)`` for a failure message; empty when nothing was."""
+    if not done:
+        return "; no file was repaired in this run"
+    return "; already repaired in this run: " + ", ".join(
+        f"{r.kind}/{r.market + '/' if r.market else ''}{r.symbol} (original in {r.backup})" for r in done)
 
 
 def _repaired(df: pd.DataFrame, kind: _Kind) -> pd.DataFrame:

@@ -1,6 +1,9 @@
 """The store's schema and value rules: columns and dtypes per kind, symbol and market names, and
-the checks every stored row must pass (unique times, candles on the hour, finite positive prices below
-a sanity bound, OHLC ordering, non-negative volumes, bounded funding).
+the checks every stored row must pass (unique times, candles on the hour, finite prices between a
+floor and a sanity bound, OHLC ordering, non-negative and bounded volumes, whole trade counts, taker
+volumes within the total, bounded funding). Integer times in a file written by another tool are read
+as epoch seconds, milliseconds, microseconds or nanoseconds, told apart by magnitude
+(:func:`epoch_index`).
 
 :mod:`gnn_market.store` applies them on every write and read; importers and
 collectors use :func:`checked_frame` to refuse bad input before it reaches the store.
@@ -24,6 +27,18 @@ SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,30}$")
 LEGACY_BOOK_DELAY = pd.Timedelta(minutes=5)
 #: Largest price (USDT) accepted: far above any real quote (BTC ~1e5), far below a corrupt value such as 1e300.
 MAX_PRICE = 1e9
+#: Smallest price (USDT) accepted: Binance's finest tick on a USDT pair is 1e-8; 1e-300 is corruption (its
+#: logarithm breaks every return feature).
+MIN_PRICE = 1e-10
+#: Largest traded value of one hourly candle (USDT): ``quote_volume``, ``taker_buy_quote_volume`` and
+#: ``volume`` / ``taker_buy_volume`` times ``close``. All of Binance trades ~1e10 USDT a day; BTC's busiest
+#: hour in the bundled sample is 2e9. A volume of 1e300 passes every other rule and changes predictions.
+MAX_NOTIONAL = 1e12
+#: Largest ``trades`` count of one hourly candle (BTC's busiest hours have ~1e6).
+MAX_TRADES = 1e9
+#: Relative slack of "taker buy volume <= volume" (both are sums of the same trades; the slack absorbs
+#: float round trips through other tools only).
+TAKER_TOLERANCE = 1e-6
 #: Relative slack of the OHLC ordering rule. Binance data (the bundled sample and the three-year spot set) holds
 #: it exactly; the slack only absorbs float round trips through other tools.
 OHLC_TOLERANCE = 1e-9
@@ -144,17 +159,20 @@ def _normalise(df: pd.DataFrame, kind: _Kind, check: bool = True) -> pd.DataFram
     missing = [c for c in kind.required if c not in df.columns]
     if missing:
         raise DataError(f"{kind.name}: missing required columns {missing}")
-    try:
-        index = to_utc_index(df.index, kind.index)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{kind.name}: index is not a datetime: {exc}") from exc
+    if pd.api.types.is_numeric_dtype(df.index.dtype) and not pd.api.types.is_bool_dtype(df.index.dtype):
+        index = epoch_index(df.index.to_numpy(), kind.index)  # never read as ns blindly: ms would land in 1970
+    else:
+        try:
+            index = to_utc_index(df.index, kind.index)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{kind.name}: index is not a datetime: {exc}") from exc
     columns: dict[str, object] = {}
     for col, dtype in kind.columns.items():
         if col in df.columns:
             values = df[col].to_numpy()
             try:
                 if dtype == "Int64":
-                    columns[col] = pd.array(pd.to_numeric(values), dtype="Float64").round().astype("Int64")
+                    columns[col] = _whole_numbers(pd.to_numeric(values), col, kind, index)
                 elif dtype == "int64":
                     columns[col] = pd.to_numeric(values).astype("int64")
                 else:
@@ -170,6 +188,52 @@ def _normalise(df: pd.DataFrame, kind: _Kind, check: bool = True) -> pd.DataFram
     if check:
         _check_values(out, kind)
     return out
+
+
+def _whole_numbers(values: np.ndarray, col: str, kind: _Kind, index: pd.DatetimeIndex) -> pd.arrays.IntegerArray:
+    """A count column (``trades``) as ``Int64``; NaN stays missing, a fraction is refused (never rounded).
+
+    Rounding used to store ``trades`` 1.5 as 2 without a word: a fractional count is a unit or column mistake.
+    """
+    floats = pd.array(values, dtype="Float64")
+    data = floats.to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        bad = np.isfinite(data) & ((data != np.round(data)) | (np.abs(data) > 2.0 ** 53))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{kind.name}: column {col!r} holds {int(bad.sum())} non-integer value(s) (first "
+                        f"{data[first]!r} at {index[first]:%Y-%m-%d %H:%M:%S}); a count must be a whole number")
+    return floats.astype("Int64")
+
+
+#: Epoch units of integer times and their factor to nanoseconds. Their ranges over [2010-01-01, tomorrow]
+#: are ~1e9, ~1e12, ~1e15 and ~1e18: they never overlap, so the magnitude of each value tells its unit.
+_EPOCH_UNITS = {"s": 10 ** 9, "ms": 10 ** 6, "us": 10 ** 3, "ns": 1}
+
+
+def epoch_index(values: np.ndarray, name: str) -> pd.DatetimeIndex:
+    """Numeric epoch times -> UTC ns index, each value's unit (s, ms, µs or ns) told by its magnitude.
+
+    The importers read ms and µs the same way (:mod:`gnn_market.vision`). A value that is not a whole
+    number, or that falls in [2010-01-01, tomorrow] in no unit, raises :class:`DataError`.
+    """
+    raw = np.asarray(values, dtype="float64")
+    if not np.isfinite(raw).all() or (raw != np.floor(raw)).any():
+        raise DataError(f"{name}: integer times must be finite whole numbers (epoch s, ms, µs or ns)")
+    latest_ms = pd.Timestamp.now(tz="UTC").value // 1_000_000 + 24 * 3_600_000
+    ns = np.zeros(len(raw), dtype="int64")
+    found = np.zeros(len(raw), dtype=bool)
+    for factor in _EPOCH_UNITS.values():
+        per_ms = 1e6 / factor  # values of this unit per millisecond
+        inside = ~found & (raw >= MIN_TIME_MS * per_ms) & (raw <= latest_ms * per_ms)
+        # From the values themselves, not their float64 copy (inexact above 2**53 ~ 9e15, i.e. for ns).
+        ns[inside] = np.asarray(values)[inside].astype("int64") * factor
+        found |= inside
+    if not found.all():
+        first = int(np.flatnonzero(~found)[0])
+        raise DataError(f"{name}: row {first + 1}: integer time {raw[first]:.0f} is in 2010-01-01 .. tomorrow "
+                        f"neither as epoch seconds, milliseconds, microseconds nor nanoseconds")
+    return pd.DatetimeIndex(ns.view("M8[ns]"), name=name).tz_localize("UTC")
 
 
 def _check_values(df: pd.DataFrame, kind: _Kind) -> None:
@@ -191,7 +255,7 @@ def row_faults(df: pd.DataFrame, kind: _Kind) -> dict[str, np.ndarray]:
         return df[name].to_numpy(dtype="float64", na_value=np.nan)
 
     masks: dict[str, np.ndarray] = {}
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN compares False; 1e300 x price is inf, flagged
         if kind is KLINES:
             times = df.index.asi8
             masks["open_time not on the hour"] = (times % HOUR.value) != 0
@@ -199,6 +263,7 @@ def row_faults(df: pd.DataFrame, kind: _Kind) -> dict[str, np.ndarray]:
             prices = np.stack([o, h, lo, c])
             masks["missing or non-finite price"] = ~np.isfinite(prices).all(axis=0)
             masks["price <= 0"] = (prices <= 0).any(axis=0)
+            masks[f"price < {MIN_PRICE:g}"] = ((prices > 0) & (prices < MIN_PRICE)).any(axis=0)
             masks[f"price > {MAX_PRICE:g}"] = (prices > MAX_PRICE).any(axis=0)
             top, bottom = np.maximum(o, c), np.minimum(o, c)
             masks["high < low"] = h < lo * (1 - OHLC_TOLERANCE)
@@ -207,6 +272,7 @@ def row_faults(df: pd.DataFrame, kind: _Kind) -> dict[str, np.ndarray]:
             for name in ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume", "trades"):
                 v = col(name)
                 masks[f"{name} < 0 or infinite"] = (v < 0) | np.isinf(v)
+            masks.update(_volume_faults(col, c))
         elif kind is FUNDING:
             rate, mark = col("funding_rate"), col("mark_price")
             masks[f"|funding_rate| > {MAX_FUNDING_RATE:g} or infinite"] = np.abs(rate) > MAX_FUNDING_RATE
@@ -221,6 +287,20 @@ def row_faults(df: pd.DataFrame, kind: _Kind) -> dict[str, np.ndarray]:
                 masks[f"{name} < 0 or infinite"] = (v < 0) | np.isinf(v)
             masks["spread infinite"] = np.isinf(col("spread"))
     return {rule: mask for rule, mask in masks.items() if mask.any()}
+
+
+def _volume_faults(col, close: np.ndarray) -> dict[str, np.ndarray]:
+    """Kline volume rules beyond the sign: bounded traded value, taker part within the total, trade count."""
+    masks = {}
+    for label, value in (("volume x close", col("volume") * close),
+                         ("taker_buy_volume x close", col("taker_buy_volume") * close),
+                         ("quote_volume", col("quote_volume")),
+                         ("taker_buy_quote_volume", col("taker_buy_quote_volume"))):
+        masks[f"{label} > {MAX_NOTIONAL:g} USDT"] = value > MAX_NOTIONAL
+    for part, whole in (("taker_buy_volume", "volume"), ("taker_buy_quote_volume", "quote_volume")):
+        masks[f"{part} > {whole}"] = col(part) > col(whole) * (1 + TAKER_TOLERANCE)
+    masks[f"trades > {MAX_TRADES:g}"] = col("trades") > MAX_TRADES
+    return masks
 
 
 def checked_frame(df: pd.DataFrame, kind: str, source: object) -> pd.DataFrame:

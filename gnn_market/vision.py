@@ -26,6 +26,8 @@ What the archive does that this module absorbs (reference §5):
 * spot timestamps in microseconds from 2025 on (detected per value, >= 1e15);
   every time must fall in [2010-01-01, now + 1 day] (:data:`~gnn_market.store.MIN_TIME_MS`);
 * ``<file>.zip.CHECKSUM`` (sha256) next to a zip: verified when present;
+* a file whose name's symbol differs from its archive symbol folder
+  (``.../klines/SYNBUSDT/1h/SYNAUSDT-1h-2024-01.zip``) is refused: which is right is unknown;
 * funding ``calc_time`` with millisecond jitter: rounded to the minute;
   funding columns are read by header name, klines by position.
 
@@ -44,7 +46,9 @@ rows in and rows stored, which differ only by rows repeated across files
 a group is read and checked before the group is written: so a bad file stops
 the import before anything of its group reaches the store, groups written
 earlier stay (complete and valid), and re-running after fixing the file is
-safe because store writes are idempotent upserts.
+safe because store writes are idempotent upserts. A target the store would
+refuse (a stored file of one of the symbols that breaks a store rule, or a
+``STORE.json`` this version cannot write) stops the import before its first write.
 """
 from __future__ import annotations
 
@@ -179,6 +183,8 @@ def import_paths(paths: list[Path], store: Store, market: str | None = None,
             groups[(task.dataset, task.market, task.symbol)].append(task)
     for item in report.skipped:
         log.warning("skipping %s: %s", item.path, item.reason)
+    for dataset, group_market, group_symbol in sorted(groups):  # a target a write would refuse: stop first
+        store.check_targets(dataset, [group_symbol], None if dataset == "funding" else group_market)
     for key in sorted(groups):
         _import_group(groups[key], store, report, max_member_bytes)
     return report
@@ -373,6 +379,7 @@ def _classify(path: Path, market_arg: str | None, symbol_arg: str | None,
     if data_type is not None and data_type not in ("klines", "fundingRate"):
         return SkippedFile(path, f"data type {data_type!r} is not imported (only klines and fundingRate)")
     match = _NAME.match(path.stem)
+    _refuse_folder_mismatch(path, match["symbol"] if match else None)
     kind = match["kind"] if match else None
     if kind is not None and kind != "fundingRate" and kind not in KLINE_INTERVALS:
         return SkippedFile(path, f"data type {kind!r} is not imported (only 1h klines and fundingRate)")
@@ -405,6 +412,28 @@ def _classify(path: Path, market_arg: str | None, symbol_arg: str | None,
         raise DataError(f"{path}: cannot tell whether these are spot or perp klines from the path; "
                         f"pass the market explicitly")
     return _Task(path, dataset, market, symbol, checked_interval=kind == "1h")
+
+
+def _folder_symbol(path: Path) -> str | None:
+    """The symbol folder of an archive path (``.../monthly/<type>/<SYMBOL>/...``), or None if there is none."""
+    parts = path.parent.parts
+    for i, part in enumerate(parts[:-2]):
+        if (part.lower() in ("monthly", "daily") and parts[i + 1] in ("klines", "fundingRate")
+                and is_valid_symbol(parts[i + 2])):
+            return parts[i + 2]
+    return None
+
+
+def _refuse_folder_mismatch(path: Path, name_symbol: str | None) -> None:
+    """A file whose name and archive folder name different symbols is refused: which one is right is unknown.
+
+    The archive puts ``SYMBOL-1h-...`` under ``.../klines/SYMBOL/1h/``; a file moved or renamed by hand
+    into another symbol's folder would otherwise be stored under the name's symbol without a word.
+    """
+    folder = _folder_symbol(path)
+    if folder is not None and name_symbol is not None and folder != name_symbol:
+        raise DataError(f"{path}: the file name says symbol {name_symbol} but its archive folder says {folder}; "
+                        f"move or rename the file so they agree")
 
 
 def _sniff_dataset(path: Path, max_bytes: int = MAX_MEMBER_BYTES) -> str:

@@ -62,3 +62,21 @@ def test_atomic_dir_replaces_a_folder_whole_or_not_at_all(tmp_path):
     with pytest.raises(DataError, match="cannot write"):
         with atomic_dir(tmp_path / "missing" / "entry", DataError):
             pass
+
+
+def test_a_symbolic_link_is_written_through_and_stays_a_link(tmp_path):
+    """Issue 21 item 6: the rename replaced the link by a plain file; readers of its target saw nothing."""
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "data.txt"
+    target.write_text("old")
+    link = tmp_path / "data.txt"
+    link.symlink_to(target)
+    chain = tmp_path / "chain.txt"
+    chain.symlink_to(link)  # a link to a link: followed to the end
+    write_text_atomic(chain, "new")
+    assert chain.is_symlink() and link.is_symlink() and target.read_text() == "new"
+    dangling = tmp_path / "later.txt"
+    dangling.symlink_to(tmp_path / "real" / "later.txt")  # its target does not exist yet: created
+    write_text_atomic(dangling, "first")
+    assert dangling.is_symlink() and (tmp_path / "real" / "later.txt").read_text() == "first"
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["data.txt", "later.txt"]

@@ -134,3 +134,85 @@ def test_bad_values_stop_the_import_before_any_write(tmp_path, capsys, row, mess
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "BBBUSDT.csv" in err[0]
     assert not (tmp_path / "store").exists()  # AAAUSDT, read first, was not written either
+
+
+# ------------------------------------------------------------------ issue 21
+def test_a_newest_first_file_loses_its_newest_row_not_its_oldest(tmp_path):
+    """Issue 21 item 8: a file in descending order lost 00:00 instead of its partial newest candle."""
+    lines = _csv(5).splitlines()
+    path = tmp_path / "AAAUSDT.csv"
+    path.write_text("\n".join([lines[0], *lines[:0:-1]]) + "\n")  # header, then newest first
+    frame = read_kline_csv(path).sort_index()
+    start = pd.Timestamp(T0, unit="ms", tz="UTC")
+    assert list(frame.index) == list(pd.date_range(start, periods=4, freq="h"))
+    np.testing.assert_array_equal(frame["close"].to_numpy(), [10.5, 11.5, 12.5, 13.5])
+    shuffled = [lines[0], lines[3], lines[5], lines[1], lines[4], lines[2]]  # any order: the newest goes
+    path.write_text("\n".join(shuffled) + "\n")
+    assert read_kline_csv(path).index.max() == start + pd.Timedelta(hours=3)
+    assert len(read_kline_csv(path, drop_last=False)) == 5
+
+
+def test_a_header_only_or_single_row_file_is_refused(tmp_path):
+    """Issue 21 item 11: a header-only CSV stored an empty symbol that `info` reported "ok yes"."""
+    path = tmp_path / "AAAUSDT.csv"
+    path.write_text("open_time,open,high,low,close,volume\n")
+    with pytest.raises(DataError, match="AAAUSDT.csv: no candles, only a header"):
+        read_kline_csv(path)
+    path.write_text(_csv(1))
+    with pytest.raises(DataError, match="only candle is the newest hour.*--keep-last"):
+        read_kline_csv(path)
+    assert len(read_kline_csv(path, drop_last=False)) == 1
+    path.write_text("open_time,open,high,low,close,volume\n")
+    with pytest.raises(DataError, match="AAAUSDT.csv: no candles"):
+        import_csv_folder(tmp_path, Store(tmp_path / "store"))
+    assert not (tmp_path / "store").exists()
+
+
+def _bad_stored_store(tmp_path) -> tuple[Path, Store, dict[str, bytes]]:
+    """Source files for SYN00..SYN05 and a store holding 3 rows of each, SYN01's file breaking a rule."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"SYN0{i}USDT.csv").write_text(_csv(6))
+        store = Store(tmp_path / "store")
+        store.write_klines(f"SYN0{i}USDT", read_kline_csv(src / f"SYN0{i}USDT.csv").iloc[:3])
+    bad = store.klines("SYN01USDT").reset_index()
+    pd.concat([bad, bad.iloc[[0]]]).set_index("open_time").to_parquet(
+        tmp_path / "store" / "klines" / "spot" / "SYN01USDT.parquet")
+    files = {p.name: p.read_bytes() for p in (tmp_path / "store" / "klines" / "spot").glob("*.parquet")}
+    return src, store, files
+
+
+def test_a_bad_stored_target_stops_the_import_before_any_write(tmp_path):
+    """Issue 21 item 7: SYN00USDT had grown when SYN01USDT's stored file stopped the import."""
+    from gnn_market.errors import StoreError
+
+    src, store, files = _bad_stored_store(tmp_path)
+    with pytest.raises(StoreError, match="SYN01USDT.parquet: 1 duplicated timestamp.*nothing was changed"):
+        import_csv_folder(src, store)
+    now = {p.name: p.read_bytes() for p in (tmp_path / "store" / "klines" / "spot").glob("*.parquet")}
+    assert now == files
+
+
+def test_a_write_failing_midway_names_the_symbols_written(tmp_path, monkeypatch):
+    """Issue 21 item 7, a nearly full disk: the error says which symbols were written."""
+    import gnn_market.store as store_module
+    from gnn_market.errors import StoreError
+
+    src, store, _ = _bad_stored_store(tmp_path)
+    (tmp_path / "store" / "klines" / "spot" / "SYN01USDT.parquet").unlink()  # every target fine now
+    real, calls = store_module.pq.write_table, []
+
+    def fills_up(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store_module.pq, "write_table", fills_up)
+    with pytest.raises(StoreError, match=r"SYN02USDT.parquet: No space left on device; written before the "
+                                         r"failure: SYN00USDT \(\+2 rows\), SYN01USDT \(\+5 rows\); not written: "
+                                         r"SYN02USDT, SYN03USDT, SYN04USDT, SYN05USDT"):
+        import_csv_folder(src, store)
+    monkeypatch.undo()
+    assert [len(store.klines(f"SYN0{i}USDT")) for i in range(6)] == [5, 5, 3, 3, 3, 3]

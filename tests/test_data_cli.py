@@ -386,3 +386,45 @@ def test_collect_skips_a_symbol_whose_file_is_bad_and_goes_on(tmp_path, capsys):
     assert "skipped ETHUSDT: invalid store file" in out and "duplicated timestamp" in out
     assert path.read_bytes() == raw  # refused, not rewritten
     assert Store(tmp_path).klines("BTCUSDT").index[-1] == pd.Timestamp("2024-03-01 12:00", tz="UTC")
+
+
+# ------------------------------------------------------------------ issue 21
+@pytest.mark.parametrize("marker", ['{"format": "cryptograph-store", "version": 99}', "garbage", "", "[2]", None],
+                         ids=["version-99", "garbage", "empty", "list", "directory"])
+def test_writing_commands_refuse_a_store_marker_readers_refuse(tmp_path, capsys, marker):
+    """Issue 21 item 9: import-csv wrote 350 rows into a store of format 99."""
+    store = tmp_path / "store"
+    Store(store).write_klines("BTCUSDT", pd.DataFrame(
+        {"open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0], "volume": [1.0]},
+        index=pd.DatetimeIndex([pd.Timestamp("2024-01-01", tz="UTC")], name="open_time")))
+    (store / "STORE.json").unlink()
+    if marker is None:
+        (store / "STORE.json").mkdir()
+    else:
+        (store / "STORE.json").write_text(marker)
+    src = tmp_path / "src"
+    src.mkdir()
+    rows = ["open_time,open,high,low,close,volume"] + [f"{1704067200000 + i * 3_600_000},1,2,1,1.5,3"
+                                                       for i in range(5)]
+    (src / "ETHUSDT.csv").write_text("\n".join(rows) + "\n")
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
+    for argv in (["import-csv", str(src)], ["import-vision", str(src / "ETHUSDT.csv"), "--market", "spot"],
+                 ["repair"]):
+        assert run_cli(main, [*argv, "--store", str(store)]) == 2, argv
+        line = _one_error_line(capsys)
+        assert "STORE.json" in line or "newer than this cryptograph" in line, line
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+
+
+def test_info_does_not_call_an_empty_symbol_ok(tmp_path, capsys):
+    """Issue 21 item 11: a header-only import left an empty symbol that `info` reported "ok yes"."""
+    store = Store(tmp_path)
+    idx = pd.DatetimeIndex([pd.Timestamp("2024-01-01", tz="UTC")], name="open_time")
+    store.write_klines("BTCUSDT", pd.DataFrame({"open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0],
+                                                "volume": [1.0]}, index=idx))
+    store.klines("BTCUSDT").iloc[:0].to_parquet(tmp_path / "klines" / "spot" / "EMPTYUSDT.parquet")
+    assert run_cli(main, ["info", "--store", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[1]: line.split()[-1] for line in out.splitlines() if line.startswith("  spot ")}
+    assert rows == {"BTCUSDT": "yes", "EMPTYUSDT": "NO"}, out
+    assert "empty: 1 kline file(s) hold no candle" in out and "  klines/spot EMPTYUSDT" in out

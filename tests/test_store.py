@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -404,3 +405,254 @@ def test_duplicate_hours_inside_one_write_keep_the_later_row(tmp_path):
     got = store.klines("BTCUSDT")
     assert len(got) == 3 and got.index.is_unique
     assert got["volume"].iloc[1] == 12345.0 and got["volume"].iloc[0] == df["volume"].iloc[0]
+
+
+# ------------------------------------------------------------------ issue 21: repair, links, markers, rules
+def _backups(root) -> list:
+    """Every file under the store's repair-backup folder."""
+    return sorted(p for p in (root / "repair-backup").rglob("*") if p.is_file()) \
+        if (root / "repair-backup").exists() else []
+
+
+def test_a_second_repair_waits_and_never_backs_up_the_repaired_file(tmp_path, monkeypatch):
+    """Issue 21 item 1: a repair started while another runs found the file bad, then backed up its
+    repaired version (over the original's backup when both ran in the same second)."""
+    import threading
+
+    import gnn_market.store as store_module
+
+    df = candles("2024-01-01", 8)
+    store = _foreign(tmp_path, pd.concat([df, df.iloc[[3]]]))
+    original = (tmp_path / "klines" / "spot" / "BTCUSDT.parquet").read_bytes()
+    release, first_copy = threading.Event(), threading.Event()
+    real_copy = shutil.copy2
+
+    def slow_copy(src, dst, **kwargs):  # the first run pauses in its backup, the file lock held
+        if not first_copy.is_set():
+            first_copy.set()
+            assert release.wait(10)
+        return real_copy(src, dst, **kwargs)
+
+    monkeypatch.setattr(store_module.shutil, "copy2", slow_copy)
+    results: dict[str, list] = {}
+    first = threading.Thread(target=lambda: results.setdefault("first", Store(tmp_path).repair()))
+    first.start()
+    assert first_copy.wait(10)
+    second = threading.Thread(target=lambda: results.setdefault("second", Store(tmp_path).repair()))
+    second.start()
+    second.join(0.5)  # the second run is now waiting for a lock
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert [r.rows_after for r in results["first"]] == [8]
+    assert results["second"] == []  # it found nothing left to repair
+    backups = _backups(tmp_path)
+    assert len(backups) == 1 and backups[0].read_bytes() == original
+    assert len(store.klines("BTCUSDT")) == 8
+
+
+def test_each_repair_gets_its_own_backup_folder(tmp_path):
+    df = candles("2024-01-01", 4)
+    path = tmp_path / "klines" / "spot" / "BTCUSDT.parquet"
+    store = _foreign(tmp_path, pd.concat([df, df.iloc[[1]]]))
+    first_raw = path.read_bytes()
+    store.repair()
+    pd.concat([df, df.iloc[[2]], df.iloc[[2]]]).to_parquet(path)  # damaged again within the same second
+    second_raw = path.read_bytes()
+    store.repair()
+    folders = sorted((tmp_path / "repair-backup").iterdir())
+    assert len(folders) == 2 and all(re.fullmatch(r"\d{8}T\d{6}Z-\d+-[0-9a-f]{8}", f.name) for f in folders)
+    assert sorted(p.read_bytes() for p in _backups(tmp_path)) == sorted([first_raw, second_raw])
+
+
+@pytest.mark.parametrize("unit, factor", [("s", 10 ** 9), ("ms", 10 ** 6), ("us", 10 ** 3), ("ns", 1)])
+def test_integer_times_of_a_foreign_file_are_read_by_magnitude(tmp_path, unit, factor):
+    """Issue 21 item 2: int64 milliseconds were read as nanoseconds (1970) and repair emptied the file."""
+    df = candles("2024-01-01", 800)
+    frame = pd.concat([df, df.iloc[[5]]])  # 801 rows, one duplicate
+    frame.index = pd.Index(frame.index.as_unit("ns").asi8 // factor, name="open_time")
+    store = _foreign(tmp_path, frame)
+    assert [r.problems for r in store.check()] == [["1 duplicated timestamp(s) (first 2024-01-01 05:00:00)"]]
+    report = store.repair()
+    assert [(r.rows_before, r.rows_after) for r in report] == [(801, 800)]
+    got = store.klines("BTCUSDT")
+    assert list(got.index) == list(df.index)
+    np.testing.assert_allclose(got["close"].to_numpy(), df["close"].to_numpy())
+
+
+def test_integer_times_in_no_unit_are_refused_not_emptied(tmp_path):
+    frame = candles("2024-01-01", 3)
+    frame.index = pd.Index([5, 6, 7], name="open_time")
+    store = _foreign(tmp_path, frame)
+    path = tmp_path / "klines" / "spot" / "BTCUSDT.parquet"
+    raw = path.read_bytes()
+    with pytest.raises(StoreError, match="integer time 5 is in 2010-01-01 .. tomorrow neither as epoch seconds"):
+        store.klines("BTCUSDT")
+    assert [r.repairable for r in store.repair()] == [False] and path.read_bytes() == raw
+
+
+def _full_disk_copy(src, dst, **kwargs):
+    open(dst, "wb").close()  # a copy that got as far as creating the file
+    raise OSError(28, "No space left on device")
+
+
+def test_repair_on_a_full_disk_leaves_no_backup_and_says_the_truth(tmp_path, monkeypatch):
+    """Issue 21 item 2: a failed backup left a 0-byte file behind a "nothing was changed" message."""
+    import gnn_market.store as store_module
+
+    df = candles("2024-01-01", 4)
+    store = _foreign(tmp_path, pd.concat([df, df.iloc[[1]]]))
+    path = tmp_path / "klines" / "spot" / "BTCUSDT.parquet"
+    raw = path.read_bytes()
+    monkeypatch.setattr(store_module.shutil, "copy2", _full_disk_copy)
+    with pytest.raises(StoreError, match="cannot back up .*BTCUSDT.parquet.*No space left on device; that file "
+                                         "was not changed and no partial backup was left; no file was repaired"):
+        store.repair()
+    assert path.read_bytes() == raw and _backups(tmp_path) == []
+    assert list((tmp_path / "repair-backup").iterdir()) == []  # no empty run folder either
+
+
+def test_repair_failing_on_a_second_file_names_the_first(tmp_path, monkeypatch):
+    import gnn_market.store as store_module
+
+    df = candles("2024-01-01", 4)
+    store = _foreign(tmp_path, pd.concat([df, df.iloc[[1]]]), symbol="AAAUSDT")
+    pd.concat([df, df.iloc[[2]]]).to_parquet(tmp_path / "klines" / "spot" / "BBBUSDT.parquet")
+    bbb = (tmp_path / "klines" / "spot" / "BBBUSDT.parquet").read_bytes()
+    real_copy = shutil.copy2
+    monkeypatch.setattr(store_module.shutil, "copy2",
+                        lambda s, d, **k: _full_disk_copy(s, d) if "BBB" in str(s) else real_copy(s, d, **k))
+    with pytest.raises(StoreError, match=r"BBBUSDT.parquet.*not changed.*already repaired in this run: "
+                                         r"klines/spot/AAAUSDT \(original in .*AAAUSDT.parquet\)"):
+        store.repair()
+    assert len(store.klines("AAAUSDT")) == 4
+    assert (tmp_path / "klines" / "spot" / "BBBUSDT.parquet").read_bytes() == bbb
+    assert [p.name for p in _backups(tmp_path)] == ["AAAUSDT.parquet"]
+
+
+def test_a_symlinked_store_file_is_written_through(tmp_path):
+    """Issue 21 item 6: a write replaced the link by a plain file; readers of the target saw nothing."""
+    store = Store(tmp_path / "s")
+    elsewhere = tmp_path / "shared" / "BTCUSDT.parquet"
+    Store(tmp_path / "other").write_klines("BTCUSDT", candles("2024-01-01", 3))
+    elsewhere.parent.mkdir()
+    shutil.move(tmp_path / "other" / "klines" / "spot" / "BTCUSDT.parquet", elsewhere)
+    store.write_klines("ETHUSDT", candles("2024-01-01", 2))
+    link = tmp_path / "s" / "klines" / "spot" / "BTCUSDT.parquet"
+    link.symlink_to(elsewhere)
+    assert store.write_klines("BTCUSDT", candles("2024-01-01", 5)) == 2
+    assert link.is_symlink() and os.readlink(link) == str(elsewhere)
+    assert len(pd.read_parquet(elsewhere)) == 5 and len(store.klines("BTCUSDT")) == 5
+    assert not list(elsewhere.parent.glob(".*.tmp")) and not list(link.parent.glob(".*.tmp"))
+    df = candles("2024-01-01", 5)
+    pd.concat([df, df.iloc[[0]]]).to_parquet(elsewhere)  # damaged: repair also writes through the link
+    assert [r.rows_after for r in store.repair()] == [5]
+    assert link.is_symlink() and len(pd.read_parquet(elsewhere)) == 5
+
+
+MARKERS = {
+    "version-99": '{"format": "cryptograph-store", "version": 99}',
+    "garbage": "not json at all {",
+    "empty": "",
+    "list": "[2]",
+    "no-format": '{"version": 2}',
+    "version-0": '{"format": "cryptograph-store", "version": 0}',
+    "version-text": '{"format": "cryptograph-store", "version": "2"}',
+    "directory": None,
+}
+
+
+def write_marker(root, name: str) -> None:
+    """Replace ``root``'s STORE.json by the damaged marker ``MARKERS[name]`` (None: a folder)."""
+    marker = root / "STORE.json"
+    marker.unlink()
+    if MARKERS[name] is None:
+        marker.mkdir()
+    else:
+        marker.write_text(MARKERS[name])
+
+
+@pytest.mark.parametrize("name", list(MARKERS))
+def test_writers_refuse_a_store_whose_marker_readers_refuse(tmp_path, name):
+    """Issue 21 item 9: a store of format 99 (or a damaged marker) was written to."""
+    store = Store(tmp_path)
+    store.write_klines("BTCUSDT", candles("2024-01-01", 3))
+    path = tmp_path / "klines" / "spot" / "BTCUSDT.parquet"
+    pd.concat([candles("2024-01-01", 3), candles("2024-01-01", 1)]).to_parquet(path)  # repairable
+    raw = path.read_bytes()
+    write_marker(tmp_path, name)
+    with pytest.raises(StoreError, match="newer than this cryptograph|store marker"):
+        store.format_version()  # what readers do
+    with pytest.raises(StoreError, match="newer than this cryptograph|store marker"):
+        store.write_klines("ETHUSDT", candles("2024-01-01", 3))
+    with pytest.raises(StoreError, match="newer than this cryptograph|store marker"):
+        store.write_funding("BTCUSDT", pd.DataFrame({"funding_rate": [1e-4]},
+                                                    index=pd.DatetimeIndex(["2024-01-01"], tz="UTC")))
+    with pytest.raises(StoreError, match="newer than this cryptograph|store marker"):
+        store.repair()
+    assert store.symbols() == ["BTCUSDT"] and path.read_bytes() == raw
+    assert not (tmp_path / "funding").exists() and not (tmp_path / "repair-backup").exists()
+
+
+RULE_BREAKERS = {
+    "volume-1e300": (lambda d: d.assign(volume=1e300), r"volume x close > 1e\+12 USDT"),
+    "quote-volume-1e300": (lambda d: d.assign(quote_volume=1e300), r"quote_volume > 1e\+12 USDT"),
+    "taker-above-volume": (lambda d: d.assign(taker_buy_volume=d["volume"] * 1.01), "taker_buy_volume > volume"),
+    "taker-quote-above": (lambda d: d.assign(quote_volume=10.0, taker_buy_quote_volume=11.0),
+                          "taker_buy_quote_volume > quote_volume"),
+    "open-1e-300": (lambda d: d.assign(open=1e-300, low=1e-300), r"price < 1e-10"),
+    "low-1e-300": (lambda d: d.assign(low=1e-300), r"price < 1e-10"),
+    "trades-1e12": (lambda d: d.assign(trades=10 ** 12), r"trades > 1e\+09"),
+}
+
+
+@pytest.mark.parametrize("name", list(RULE_BREAKERS))
+def test_implausible_values_are_refused_on_write_and_on_read(tmp_path, name):
+    """Issue 21 item 11: a volume of 1e300 changed a prediction; taker volume above volume, prices of
+    1e-300 were accepted."""
+    damage, rule = RULE_BREAKERS[name]
+    bad = damage(candles("2024-01-01", 5))
+    with pytest.raises(DataError, match=rule):
+        Store(tmp_path / "fresh").write_klines("BTCUSDT", bad)
+    assert not (tmp_path / "fresh").exists()
+    store = _foreign(tmp_path / "foreign", bad)
+    with pytest.raises(StoreError, match=f"invalid store file .*BTCUSDT.parquet: .*{rule}"):
+        store.klines("BTCUSDT")
+    assert [r.rows_after for r in store.repair()] == [0]  # every row broke it: dropped, original kept
+
+
+@pytest.mark.parametrize("trades", [1.5, 2.0000001, 1e300])
+def test_fractional_trade_counts_are_refused_never_rounded(tmp_path, trades):
+    bad = candles("2024-01-01", 3).astype({"trades": "float64"})
+    bad.loc[bad.index[1], "trades"] = trades
+    with pytest.raises(DataError, match=r"column 'trades' holds 1 non-integer value\(s\) .*at 2024-01-01 01:00"):
+        Store(tmp_path / "fresh").write_klines("BTCUSDT", bad)
+    store = _foreign(tmp_path / "foreign", bad)
+    with pytest.raises(StoreError, match="corrupt store file .*trades"):
+        store.klines("BTCUSDT")
+
+
+def test_volume_rules_keep_their_slack_for_float_round_trips(tmp_path):
+    from gnn_market.store_schema import MAX_NOTIONAL, MIN_PRICE, TAKER_TOLERANCE
+
+    ok = candles("2024-01-01", 3).assign(taker_buy_volume=lambda d: d["volume"] * (1 + TAKER_TOLERANCE / 10),
+                                         quote_volume=MAX_NOTIONAL, trades=[0, 1, 10 ** 9])
+    ok.loc[ok.index[0], ["open", "low", "close"]] = MIN_PRICE
+    ok.loc[ok.index[0], ["high", "volume", "taker_buy_volume"]] = [MIN_PRICE * 2, np.nan, np.nan]
+    assert Store(tmp_path).write_klines("BTCUSDT", ok) == 3  # the bounds themselves are accepted
+
+
+def test_an_empty_write_creates_no_symbol(tmp_path):
+    store = Store(tmp_path)
+    assert store.write_klines("BTCUSDT", candles("2024-01-01", 0)) == 0
+    assert not tmp_path.exists() or store.symbols() == []
+
+
+def test_a_volume_whose_value_overflows_is_one_clean_error(tmp_path):
+    import warnings
+
+    bad = candles("2024-01-01", 3).assign(volume=1e307, close=1e5, high=1e5 * 1.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning on stderr beside the error line
+        with pytest.raises(DataError, match=r"volume x close > 1e\+12 USDT"):
+            Store(tmp_path).write_klines("BTCUSDT", bad)

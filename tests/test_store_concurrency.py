@@ -52,3 +52,45 @@ def test_two_writer_processes_lose_nothing(tmp_path):
     assert acked <= stored, f"lost {len(acked - stored)} acknowledged rows"
     assert len(stored) == 2 * n + 1
     assert not list((root / "klines" / "spot").glob(".*.tmp"))  # no temporary left behind
+
+
+REPAIR = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from gnn_market.cli import run_cli
+    from gnn_market.data import main
+
+    root, go, ready = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    ready.touch()
+    while not go.exists():          # start both repairs at the same moment
+        time.sleep(0.001)
+    sys.exit(run_cli(main, ["repair", "--store", root]))
+""")
+
+
+def test_two_repair_processes_at_once_keep_the_original_as_the_only_backup(tmp_path):
+    """Issue 21 item 1: `repair & repair & wait` left a backup of the repaired file (800 rows, not 801)."""
+    df = pd.DataFrame({"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 3.0},
+                      index=pd.date_range("2024-01-01", periods=800, freq="h", tz="UTC", name="open_time"))
+    for run in range(3):
+        root, go = tmp_path / f"store{run}", tmp_path / f"go{run}"
+        Store(root).write_klines("BTCUSDT", df)
+        path = root / "klines" / "spot" / "BTCUSDT.parquet"
+        pd.concat([df, df.iloc[[400]]]).to_parquet(path)  # 801 rows, one duplicate
+        original = path.read_bytes()
+        ready = [tmp_path / f"ready{run}-{k}" for k in range(2)]
+        procs = [subprocess.Popen([sys.executable, "-c", REPAIR, str(root), str(go), str(flag)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  cwd=Path(__file__).resolve().parents[1])
+                 for flag in ready]
+        deadline = time.monotonic() + 60
+        while not all(f.exists() for f in ready) and time.monotonic() < deadline:
+            time.sleep(0.01)  # both interpreters up (imports done) and waiting
+        go.touch()
+        outputs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outputs
+        said = sorted(out for out, _ in outputs)
+        assert "dropped 1 of 801 rows" in said[0] and "nothing to repair" in said[1], said
+        backups = [p for p in (root / "repair-backup").rglob("*") if p.is_file()]
+        assert len(backups) == 1 and backups[0].read_bytes() == original, f"run {run}: {backups}"
+        assert len(Store(root).klines("BTCUSDT")) == 800

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gnn_market.errors import DataError
+from gnn_market.errors import DataError, StoreError
 from gnn_market.store import Store
 from gnn_market.vision import import_paths, parse_funding, parse_klines
 
@@ -442,3 +442,38 @@ def test_failed_imports_leave_no_store_folder(tmp_path, capsys, command):
     assert run_cli(main, argv) == 2
     assert capsys.readouterr().err.startswith("error: ")
     assert not store.exists()
+
+
+# ------------------------------------------------------------------ issue 21
+def test_a_file_named_for_another_symbol_than_its_folder_is_refused(tmp_path):
+    """Issue 21 item 11: SYNAUSDT-1h-... under klines/SYNBUSDT/ was stored as SYNAUSDT without a word."""
+    data = tmp_path / "data"
+    write_zip(data / "spot/monthly/klines/SYNBUSDT/1h/SYNBUSDT-1h-2024-01.zip", kline_csv(JAN_2024_MS, 5))
+    wrong = write_zip(data / "spot/monthly/klines/SYNBUSDT/1h/SYNAUSDT-1h-2024-02.zip", kline_csv(JAN_2024_MS, 5))
+    store = Store(tmp_path / "store")
+    with pytest.raises(DataError, match=f"{wrong}: the file name says symbol SYNAUSDT but its archive folder "
+                                        f"says SYNBUSDT"):
+        import_paths([data], store)
+    assert not (tmp_path / "store").exists()
+    write_zip(data / "futures/um/monthly/fundingRate/SYNBUSDT/SYNAUSDT-fundingRate-2024-01.zip",
+              funding_csv(JAN_2024_MS, 2))
+    wrong.unlink()
+    with pytest.raises(DataError, match="SYNAUSDT but its archive folder says SYNBUSDT"):
+        import_paths([data], store)
+    loose = tmp_path / "loose" / "2024" / "SYNAUSDT-1h-2024-01.csv"  # no archive folders: nothing to compare
+    loose.parent.mkdir(parents=True)
+    loose.write_bytes(kline_csv(JAN_2024_MS, 5))
+    assert import_paths([loose], store, market="spot").per_symbol == {("spot", "SYNAUSDT"): 5}
+
+
+def test_a_bad_stored_target_stops_the_archive_import_before_any_write(tmp_path):
+    data = tmp_path / "data"
+    write_zip(data / "spot/monthly/klines/AAAUSDT/1h/AAAUSDT-1h-2024-01.zip", kline_csv(JAN_2024_MS, 5))
+    write_zip(data / "spot/monthly/klines/BBBUSDT/1h/BBBUSDT-1h-2024-01.zip", kline_csv(JAN_2024_MS, 5))
+    store = Store(tmp_path / "store")
+    store.write_klines("AAAUSDT", parse_klines(kline_csv(JAN_2024_MS, 2), "x"))
+    frame = parse_klines(kline_csv(JAN_2024_MS, 2), "x")
+    pd.concat([frame, frame]).to_parquet(tmp_path / "store" / "klines" / "spot" / "BBBUSDT.parquet")
+    with pytest.raises(StoreError, match="BBBUSDT.parquet: 2 duplicated timestamp"):
+        import_paths([data], store)
+    assert len(pd.read_parquet(tmp_path / "store" / "klines" / "spot" / "AAAUSDT.parquet")) == 2  # untouched
