@@ -58,6 +58,17 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("statistics", "seed-B repeated wrongly (first seed only of A)", SIG,
            "for ca, cb in zip(conf_a, conf_b)], axis=0)", "for ca, cb in zip(conf_a[:1], conf_b[:1])], axis=0)",
            SIG_TESTS),
+    # ---------------------------------------------------------------- store rules
+    Mutant("store", "taker buy volume may exceed volume", "gnn_market/store_schema.py",
+           "masks[f\"{part} > {whole}\"] = col(part) > col(whole) * (1 + TAKER_TOLERANCE)",
+           "masks[f\"{part} > {whole}\"] = col(part) > col(whole) * (2 + TAKER_TOLERANCE)", ("tests/test_store.py",)),
+    Mutant("store", "high < low tolerated", "gnn_market/store_schema.py",
+           "masks[\"high < low\"] = h < lo * (1 - OHLC_TOLERANCE)", "masks[\"high < low\"] = h < lo * 0.5", ("tests/test_store.py",)),
+    Mutant("store", "duplicated timestamps kept", "gnn_market/store_schema.py",
+           "dup = df.index.duplicated(keep=False)", "dup = df.index.duplicated(keep=False) & False", ("tests/test_store.py",)),
+    Mutant("store", "integer times: unit window one unit too wide", "gnn_market/store_schema.py",
+           "inside = ~found & (raw >= MIN_TIME_MS * per_ms) & (raw <= latest_ms * per_ms)",
+           "inside = ~found & (raw >= MIN_TIME_MS * per_ms / 1000) & (raw <= latest_ms * per_ms)", ("tests/test_store.py",)),
     # ---------------------------------------------------------------- environment arithmetic and ranges
     Mutant("env", "no-trade band inclusive (portfolio)", "envs/portfolio.py",
            "turnover(target, held) < threshold:", "turnover(target, held) <= threshold:", ("tests/test_portfolio.py",)),

@@ -656,3 +656,18 @@ def test_a_volume_whose_value_overflows_is_one_clean_error(tmp_path):
         warnings.simplefilter("error")  # no RuntimeWarning on stderr beside the error line
         with pytest.raises(DataError, match=r"volume x close > 1e\+12 USDT"):
             Store(tmp_path).write_klines("BTCUSDT", bad)
+
+
+@pytest.mark.parametrize("unit,factor", [("s", 10 ** 9), ("ms", 10 ** 6), ("us", 10 ** 3)])
+def test_integer_time_windows_end_at_2010_on_both_sides(tmp_path, unit, factor):
+    """The first accepted integer time of each unit is 2010-01-01; one unit earlier is refused
+    (a time in 1970-2009 in one unit must not be read as another unit or as itself)."""
+    from gnn_market.store_schema import MIN_TIME_MS, epoch_index
+
+    first = MIN_TIME_MS * 10 ** 6 // factor      # 2010-01-01 in this unit
+    index = epoch_index(np.array([first], dtype=np.int64), "open_time")
+    assert index[0] == pd.Timestamp("2010-01-01", tz="UTC")
+    with pytest.raises((StoreError, DataError), match="2010-01-01 .. tomorrow"):
+        epoch_index(np.array([first - 1], dtype=np.int64), "open_time")
+    with pytest.raises((StoreError, DataError), match="2010-01-01 .. tomorrow"):
+        epoch_index(np.array([first // 1000 - 1], dtype=np.int64), "open_time")   # 1970 here, pre-2010 a unit up
