@@ -10,7 +10,7 @@ import pytest
 from gnn_market import follow as follow_module
 from gnn_market.cli import run_cli
 from gnn_market.encoder import GraphEncoder
-from gnn_market.follow import FollowConfig, complete_through, follow
+from gnn_market.follow import FollowConfig, complete_through, follow, stopped_pairs, stored_lasts
 from gnn_market.predict import main
 from gnn_market.store import Store
 
@@ -86,9 +86,47 @@ def test_an_hour_is_written_only_once_every_pair_has_it(trained, tmp_path):
     assert run(live, ckpt, out, "--once") == 0
     frame = read(out)
     assert list(frame["time"].unique()) == [h, h + HOUR] and frame["valid"].all()
-    # a pair that stops (delisted) delays the next hour only until a later hour is stored
+    # a pair that stops (delisted) is waited for until it is stopped_after_hours behind
     grow(live, full, h + 3 * HOUR, symbols=TINY_MARKET.symbols[1:])
-    assert complete_through(live, "spot") == h + 3 * HOUR
+    since = h + 2 * HOUR
+    assert complete_through(live, "spot", since=since) == h + HOUR  # hour h + 2 is not complete
+    lasts = stored_lasts(live, "spot")
+    assert stopped_pairs(lasts, stopped_after_hours=3) == set()
+    assert stopped_pairs(lasts, stopped_after_hours=2) == {TINY_MARKET.symbols[0]}
+    assert complete_through(lasts, since=since, stopped=stopped_pairs(lasts, 2)) == h + 3 * HOUR
+
+
+def test_a_pair_that_stops_is_waited_for_until_the_newest_hour_moved_on_twice(trained, tmp_path, caplog):
+    """A delisted pair holds the follower back two hours (one running follower), then its hours are written."""
+    full, ckpt = trained
+    live, out = Store(tmp_path / "live"), tmp_path / "live.parquet"
+    h = pd.Timestamp(TINY_MARKET.start, tz="UTC") + 300 * HOUR
+    grow(live, full, h)
+    gone, rest = TINY_MARKET.symbols[0], TINY_MARKET.symbols[1:]
+    stored = [h]
+
+    def store_next_hour(seconds: float) -> None:  # collect stores every pair but the delisted one
+        stored.append(stored[-1] + HOUR)
+        grow(live, full, stored[-1], symbols=rest)
+
+    config = FollowConfig(out=out, interval_s=0, iterations=5)
+    with caplog.at_level("INFO", logger="gnn_market.follow"):
+        written = follow(GraphEncoder.load(ckpt), live, config, sleep=store_next_hour)
+    # polls see the newest hour at h, h+1 (gone is stuck), h+2, h+3 (advanced twice: stopped), h+4
+    assert written == list(pd.date_range(h, h + 4 * HOUR, freq="h")) and stored[-1] == h + 4 * HOUR
+    assert "waits for 1 pair(s)" in caplog.text and f"{gone} has no hour after" in caplog.text
+    frame = read(out)
+    rows = frame[frame["symbol"] == gone].set_index("time")
+    assert rows.loc[h + HOUR:h + 3 * HOUR, "filled"].all() and not rows.loc[h, "filled"]  # the panel fills 3 h
+    assert not rows.loc[h + 4 * HOUR, "valid"] and rows.loc[:h + 3 * HOUR, "valid"].all()
+    # a follower started afresh (no memory) waits until the pair is stopped_after_hours behind
+    out2 = tmp_path / "again.parquet"
+    encoder = GraphEncoder.load(ckpt)
+    config = FollowConfig(out=out2, start=h, stopped_after_hours=5)
+    assert follow_module.poll_once(encoder, live, config, follow_module.model_id(encoder)) == [h]
+    grow(live, full, h + 5 * HOUR, symbols=rest)
+    assert follow_module.poll_once(encoder, live, config, follow_module.model_id(encoder)) == list(
+        pd.date_range(h + HOUR, h + 5 * HOUR, freq="h"))
 
 
 def test_the_loop_picks_up_hours_stored_between_polls(trained, tmp_path):
@@ -114,7 +152,8 @@ def test_the_loop_picks_up_hours_stored_between_polls(trained, tmp_path):
 def test_refusals_are_one_line(trained, tmp_path, capsys):
     full, ckpt = trained
     out = tmp_path / "other.parquet"
-    pd.DataFrame({"time": [pd.Timestamp("2024-01-02", tz="UTC")], "model": ["0123456789ab"]}).to_parquet(out)
+    pd.DataFrame({"time": [pd.Timestamp("2024-01-02", tz="UTC")], "symbol": ["SYN00USDT"],
+                  "model": ["0123456789ab"]}).to_parquet(out)
     cases = [
         (["--follow", "--store", str(full.root), "--checkpoint", str(ckpt), "--out", str(out), "--once",
           "--no-embeddings"], "not of this checkpoint"),
@@ -131,3 +170,46 @@ def test_refusals_are_one_line(trained, tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and match in err and len(err.strip().splitlines()) == 1, (argv, err)
     assert not (tmp_path / "y.csv").exists()
+
+
+def batch_probs(ckpt, full: Store, hour: pd.Timestamp) -> pd.DataFrame:
+    """A plain ``predict`` of ``hour`` on the whole store: probabilities and flags per pair."""
+    frame = GraphEncoder.load(ckpt).encode(full, time=hour).to_frame(embeddings=False)
+    return frame.set_index("symbol")
+
+
+def assert_matches_batch(frame: pd.DataFrame, ckpt, full: Store) -> None:
+    """Every written hour equals a batch predict of that hour, for every pair (probabilities within 1e-6)."""
+    for hour, rows in frame.groupby("time"):
+        batch, rows = batch_probs(ckpt, full, hour), rows.set_index("symbol")
+        assert list(rows.index) == list(batch.index), hour
+        for col in ("p_down", "p_sideways", "p_up"):
+            np.testing.assert_allclose(rows[col], batch[col], atol=1e-6, rtol=0, err_msg=f"{col} at {hour}")
+        assert list(rows["prediction"]) == list(batch["prediction"]), hour
+        assert list(rows["filled"].astype(bool)) == list(batch["filled"].astype(bool)), hour
+
+
+def test_unevenly_grown_pairs_hold_back_the_hour_until_every_pair_has_it(trained, tmp_path):
+    """Issue 21 item 3: a pair two or more hours behind (collect catching up) is waited for, never filled in."""
+    full, ckpt = trained
+    live, out = Store(tmp_path / "live"), tmp_path / "live.parquet"
+    syms = TINY_MARKET.symbols
+    h = pd.Timestamp(TINY_MARKET.start, tz="UTC") + 400 * HOUR
+    grow(live, full, h)                                   # SYN05..07 sit at h (800 in the issue)
+    grow(live, full, h + HOUR, symbols=syms[1:5])         # SYN01..04 at h + 1
+    grow(live, full, h + 2 * HOUR, symbols=syms[:1])      # SYN00 ran ahead to h + 2
+    assert complete_through(live, "spot", since=h - 2 * HOUR) == h
+    assert run(live, ckpt, out, "--once", "--start", (h - 2 * HOUR).isoformat()) == 0
+    frame = read(out)
+    assert list(frame["time"].unique()) == list(pd.date_range(h - 2 * HOUR, h, freq="h"))  # nothing past h
+    assert_matches_batch(frame, ckpt, full)
+    grow(live, full, h + 2 * HOUR)
+    grow(live, full, h + 6 * HOUR, symbols=syms[:-1])     # the last pair stays 4 hours behind
+    assert run(live, ckpt, out, "--once") == 0
+    assert read(out)["time"].max() == h + 2 * HOUR
+    grow(live, full, h + 6 * HOUR)
+    assert run(live, ckpt, out, "--once") == 0
+    frame = read(out)
+    assert list(frame["time"].unique()) == list(pd.date_range(h - 2 * HOUR, h + 6 * HOUR, freq="h"))
+    assert not frame["filled"].any() and frame["valid"].all()
+    assert_matches_batch(frame, ckpt, full)
