@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import pandas as pd
@@ -213,3 +214,152 @@ def test_unevenly_grown_pairs_hold_back_the_hour_until_every_pair_has_it(trained
     assert list(frame["time"].unique()) == list(pd.date_range(h - 2 * HOUR, h + 6 * HOUR, freq="h"))
     assert not frame["filled"].any() and frame["valid"].all()
     assert_matches_batch(frame, ckpt, full)
+
+
+def one_error_line(capsys, code: int, *needles: str) -> str:
+    """Exit 2 and exactly one ``error:`` line on stderr (INFO log lines allowed) holding every needle."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("INFO", "WARNING"))]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
+    assert all(n in lines[0] for n in needles), lines[0]
+    return lines[0]
+
+
+@pytest.fixture()
+def hour_stored(trained, tmp_path):
+    """A live store grown to one hour, the checkpoint and the hour."""
+    full, ckpt = trained
+    live = Store(tmp_path / "live")
+    h = pd.Timestamp(TINY_MARKET.start, tz="UTC") + 300 * HOUR
+    grow(live, full, h)
+    return live, full, ckpt, h
+
+
+def test_a_csv_without_its_final_newline_is_continued_on_a_new_line(hour_stored, tmp_path):
+    """Issue 21 item 5: the next row used to be glued onto the last one."""
+    live, full, ckpt, h = hour_stored
+    out = tmp_path / "live.csv"
+    assert run(live, ckpt, out, "--once") == 0
+    out.write_bytes(out.read_bytes().rstrip(b"\n"))  # an editor or a copy dropped the final newline
+    grow(live, full, h + HOUR)
+    assert run(live, ckpt, out, "--once") == 0
+    frame = read(out)  # parses: every row has its own line
+    assert list(frame["time"].unique()) == [h, h + HOUR] and len(frame) == 2 * len(TINY_MARKET.symbols)
+    assert frame["model"].str.fullmatch("[0-9a-f]{12}").all() and frame["valid"].all()
+    assert run(live, ckpt, out, "--once") == 0  # and it continues cleanly
+
+
+def _cut_last_row(out):
+    data = out.read_bytes()
+    out.write_bytes(data[:-25])  # a copy cut off mid-row
+
+
+def _merge_last_rows(out):
+    data = out.read_bytes().rstrip(b"\n")
+    head, last = data.rsplit(b"\n", 1)
+    out.write_bytes(head + last + b"\n")  # what the old follower wrote after a missing newline
+
+
+def _cut_parquet(out):
+    out.write_bytes(out.read_bytes()[:-200])
+
+
+@pytest.mark.parametrize("suffix,damage,what", [
+    (".csv", _cut_last_row, "the last row is cut short"),
+    (".csv", _merge_last_rows, "fields, the header"),
+    (".csv", lambda out: out.write_bytes(b"\xff\xfe\x00garbage"), "cannot read it as text"),
+    (".csv", lambda out: out.write_text(""), "no header line"),
+    (".parquet", _cut_parquet, "cannot read it as parquet"),
+    (".parquet", lambda out: out.write_bytes(b"PAR1 not really"), "cannot read it as parquet"),
+])
+def test_a_damaged_output_is_refused_in_one_line_and_left_as_it_is(hour_stored, tmp_path, capsys, suffix, damage,
+                                                                   what):
+    """Issue 21 items 5 and 13: a damaged file is refused (it was a TypeError, or rows appended to it)."""
+    live, full, ckpt, h = hour_stored
+    out = tmp_path / f"live{suffix}"
+    assert run(live, ckpt, out, "--once") == 0
+    damage(out)
+    before = out.read_bytes()
+    grow(live, full, h + HOUR)
+    capsys.readouterr()
+    one_error_line(capsys, run(live, ckpt, out, "--once"), "is damaged", what, "pass another --out")
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_symlinked_output_is_written_through_the_link(hour_stored, tmp_path, suffix):
+    """Issue 21 item 6: the link used to be replaced by a plain file, so its target never saw an update."""
+    live, full, ckpt, h = hour_stored
+    (tmp_path / "data").mkdir()
+    target, link = tmp_path / "data" / f"target{suffix}", tmp_path / f"link{suffix}"
+    link.symlink_to(target)  # dangling until the first write
+    assert run(live, ckpt, link, "--once") == 0
+    grow(live, full, h + HOUR)
+    assert run(live, ckpt, link, "--once") == 0
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert list(read(target)["time"].unique()) == [h, h + HOUR]
+    assert (tmp_path / "data" / f".target{suffix}.lock").exists()  # one lock for every path to the file
+
+
+def test_symbols_not_stored_and_another_symbol_set_are_refused(hour_stored, tmp_path, capsys):
+    """Issue 21 item 12: an unknown symbol polled forever; another --symbols set was appended to the same file."""
+    live, full, ckpt, h = hour_stored
+    out = tmp_path / "live.parquet"
+    one_error_line(capsys, run(live, ckpt, out, "--once", "--symbols", "SYN00USDT,NOPEUSDT"),
+                   "unknown spot symbols ['NOPEUSDT']")
+    assert not out.exists()
+    pair = "SYN00USDT,SYN01USDT"
+    assert run(live, ckpt, out, "--once", "--symbols", pair) == 0
+    before = out.read_bytes()
+    grow(live, full, h + HOUR)
+    for other in (["--symbols", "SYN00USDT,SYN01USDT,SYN02USDT"], ["--symbols", "SYN00USDT"], []):
+        capsys.readouterr()
+        one_error_line(capsys, run(live, ckpt, out, "--once", *other), "another graph", f"--symbols {pair}")
+        assert out.read_bytes() == before
+    assert run(live, ckpt, out, "--once", "--symbols", "SYN01USDT,SYN00USDT") == 0  # the same set
+    assert list(read(out)["time"].unique()) == [h, h + HOUR]
+
+
+def test_unwritable_output_places_are_one_error_line(hour_stored, tmp_path, capsys, monkeypatch):
+    """Issue 21 item 13: a lock path that is a folder (IsADirectoryError), a folder we may not write (OSError)."""
+    live, full, ckpt, h = hour_stored
+    out = tmp_path / "live.csv"
+    (tmp_path / ".live.csv.lock").mkdir()
+    one_error_line(capsys, run(live, ckpt, out, "--once"), "cannot lock", "remove the folder")
+    assert not out.exists()
+
+    def refuse(self, *args, **kwargs):  # a read-only folder, as a non-root user sees it
+        raise PermissionError(13, "Permission denied", str(self.lock_file))
+
+    monkeypatch.setattr(follow_module.FileLock, "acquire", refuse)
+    out = tmp_path / "other.csv"
+    one_error_line(capsys, run(live, ckpt, out, "--once"), "cannot lock", "Permission denied", "writable")
+    assert not out.exists()
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_is_one_error_line(hour_stored, tmp_path, capsys):
+    live, full, ckpt, h = hour_stored
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        one_error_line(capsys, run(live, ckpt, folder / "live.csv", "--once"), "cannot")
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("first,then", [([], ["--no-embeddings"]), (["--no-embeddings"], [])])
+def test_an_output_of_the_other_embeddings_setting_is_refused(hour_stored, tmp_path, capsys, suffix, first, then):
+    """Issue 21 item 18: the refusal of a file whose emb_* columns do not match --no-embeddings, both ways."""
+    live, full, ckpt, h = hour_stored
+    out = tmp_path / f"live{suffix}"
+    assert run(live, ckpt, out, "--once", *first) == 0
+    before = out.read_bytes()
+    grow(live, full, h + HOUR)
+    capsys.readouterr()
+    with_or_without = "without" if first else "with"
+    one_error_line(capsys, run(live, ckpt, out, "--once", *then),
+                   f"was written {with_or_without} embedding columns", "--no-embeddings")
+    assert out.read_bytes() == before
