@@ -55,7 +55,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -87,7 +86,7 @@ STOPPED_AFTER_HOURS = 24
 #: In a running follower, a pair left behind while the store's newest hour advanced this often has stopped.
 STOPPED_AFTER_ADVANCES = 2
 #: What a ``model`` cell holds; anything else means the row was cut or edited.
-_MODEL_ID = re.compile(rf"[0-9a-f]{{{MODEL_ID_CHARS}}}")
+_MODEL_ID = rf"[0-9a-f]{{{MODEL_ID_CHARS}}}"
 #: Columns read from an existing output to continue it.
 _STATE_COLUMNS = ["time", "symbol", "model"]
 
@@ -194,11 +193,12 @@ def complete_through(store_or_lasts: Store | Mapping[str, pd.Timestamp], market:
     """The last hour ``H`` such that every hour of ``[since, H]`` is complete; None if nothing is stored.
 
     Hour ``h`` is complete when every pair that has ``h - 1`` also has ``h``; applied
-    to each hour from ``since`` on, that is the earliest last hour among the pairs
-    that have ``since - 1`` (those without it stopped earlier). Without ``since``
-    (a new file) it is the earliest last hour among all pairs. ``stopped`` pairs
-    (default: :func:`stopped_pairs`' stateless rule) are not waited for. The result
-    is before ``since`` when hour ``since`` is not complete yet.
+    to each hour from ``since`` (the hour after the file's last) on, that is the
+    earliest last hour among the pairs that have ``since - 1`` (those without it
+    stopped earlier). Without ``since`` (a new file: nothing tells a pair catching
+    up from one that stopped) it is the earliest last hour among all pairs.
+    ``stopped`` pairs (default: :func:`stopped_pairs`' stateless rule) are not
+    waited for. The result is before ``since`` when hour ``since`` is not complete yet.
     """
     lasts = (store_or_lasts if not isinstance(store_or_lasts, Store)
              else stored_lasts(store_or_lasts, market, symbols))
@@ -266,11 +266,13 @@ def _read_csv_state(out: Path) -> tuple[list[str], pd.DataFrame]:
     missing = [c for c in _STATE_COLUMNS if c not in columns]
     if missing:
         raise _damaged(out, f"no column {missing[0]!r}")
-    # A cut-off write or copy leaves a short last row; pandas would fill it with NaN silently.
-    for number, line in enumerate(csv.reader(lines[1:]), start=2):
-        if len(line) != len(columns):
-            raise _damaged(out, f"line {number} has {len(line)} fields, the header {len(columns)}"
-                                + ("; the last row is cut short" if number == len(lines) else ""))
+    # A cut-off write or copy leaves a short last row, which pandas would fill with NaN silently (a short
+    # row inside the file leaves ``model``, the last column, empty: _check_rows refuses it; a long one
+    # is a parser error).
+    last = next(csv.reader([lines[-1]])) if len(lines) > 1 else columns
+    if len(last) != len(columns):
+        raise _damaged(out, f"line {len(lines)} has {len(last)} fields, the header {len(columns)}"
+                            + ("; the last row is cut short" if len(last) < len(columns) else ""))
     try:
         frame = pd.read_csv(out, usecols=_STATE_COLUMNS, dtype=str, keep_default_na=False)
     except (OSError, ValueError) as exc:  # pandas' ParserError is a ValueError
@@ -280,15 +282,17 @@ def _read_csv_state(out: Path) -> tuple[list[str], pd.DataFrame]:
 
 
 def _check_rows(out: Path, frame: pd.DataFrame) -> None:
-    """Every row names a model, a pair and an hour: a NaN or cut-off cell means the file was damaged."""
-    bad_model = ~frame["model"].map(lambda m: isinstance(m, str) and _MODEL_ID.fullmatch(m) is not None)
-    if bad_model.any():
-        row = int(bad_model.to_numpy().argmax())
-        raise _damaged(out, f"row {row + 1} has model {frame['model'].iloc[row]!r}, not {MODEL_ID_CHARS} hex "
-                            f"digits")
-    bad_symbol = ~frame["symbol"].map(lambda s: isinstance(s, str) and bool(s))
-    if bad_symbol.any():
-        raise _damaged(out, f"row {int(bad_symbol.to_numpy().argmax()) + 1} has no symbol")
+    """Every row names a model, a pair and an hour: an empty or cut-off cell means the file was damaged.
+
+    Rows are counted from 1 after the header (a CSV's line number is one more).
+    """
+    model = frame["model"].astype("string").fillna("")
+    bad = ~model.str.fullmatch(_MODEL_ID) | frame["symbol"].astype("string").fillna("").eq("")
+    if bad.any():
+        row = int(bad.to_numpy().argmax())
+        cell = model.iloc[row]
+        what = "no model or no symbol: cut short" if not cell else f"model {cell!r}, not {MODEL_ID_CHARS} hex digits"
+        raise _damaged(out, f"row {row + 1} has {what}")
     try:
         times = pd.to_datetime(frame["time"], utc=True)
     except (ValueError, TypeError) as exc:
@@ -363,10 +367,10 @@ def poll_once(encoder: GraphEncoder, store: Store, config: FollowConfig, model: 
         return []
     with output_lock(out):
         written = read_written(out, model, config.embeddings)
-        since = written.last + HOUR if written.last is not None else config.start
+        since = written.last + HOUR if written.last is not None else None  # None: a new file
         stopped = stopped_pairs(lasts, config.stopped_after_hours, stuck)
         ready = complete_through(lasts, since=since, stopped=stopped)
-        first = since if since is not None else ready
+        first = since if since is not None else (config.start if config.start is not None else ready)
         if ready is None or first > ready:
             _log_waiting(lasts, first, stopped)
             return []

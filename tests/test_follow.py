@@ -196,11 +196,16 @@ def test_unevenly_grown_pairs_hold_back_the_hour_until_every_pair_has_it(trained
     live, out = Store(tmp_path / "live"), tmp_path / "live.parquet"
     syms = TINY_MARKET.symbols
     h = pd.Timestamp(TINY_MARKET.start, tz="UTC") + 400 * HOUR
-    grow(live, full, h)                                   # SYN05..07 sit at h (800 in the issue)
+    grow(live, full, h - 4 * HOUR)
+    grow(live, full, h, symbols=syms[:-1])                # SYN05..06 sit at h (800 in the issue)
     grow(live, full, h + HOUR, symbols=syms[1:5])         # SYN01..04 at h + 1
     grow(live, full, h + 2 * HOUR, symbols=syms[:1])      # SYN00 ran ahead to h + 2
+    start = (h - 2 * HOUR).isoformat()
+    assert run(live, ckpt, out, "--once", "--start", start) == 0  # SYN07, still at h - 4, is waited for
+    assert not out.exists()
+    grow(live, full, h, symbols=syms[-1:])
     assert complete_through(live, "spot", since=h - 2 * HOUR) == h
-    assert run(live, ckpt, out, "--once", "--start", (h - 2 * HOUR).isoformat()) == 0
+    assert run(live, ckpt, out, "--once", "--start", start) == 0
     frame = read(out)
     assert list(frame["time"].unique()) == list(pd.date_range(h - 2 * HOUR, h, freq="h"))  # nothing past h
     assert_matches_batch(frame, ckpt, full)
@@ -260,6 +265,12 @@ def _merge_last_rows(out):
     out.write_bytes(head + last + b"\n")  # what the old follower wrote after a missing newline
 
 
+def _cut_a_middle_row(out):
+    lines = out.read_bytes().split(b"\n")
+    lines[3] = lines[3][:40]  # an edit that lost the end of one row
+    out.write_bytes(b"\n".join(lines))
+
+
 def _cut_parquet(out):
     out.write_bytes(out.read_bytes()[:-200])
 
@@ -267,6 +278,7 @@ def _cut_parquet(out):
 @pytest.mark.parametrize("suffix,damage,what", [
     (".csv", _cut_last_row, "the last row is cut short"),
     (".csv", _merge_last_rows, "fields, the header"),
+    (".csv", _cut_a_middle_row, "row 3 has no model or no symbol: cut short"),
     (".csv", lambda out: out.write_bytes(b"\xff\xfe\x00garbage"), "cannot read it as text"),
     (".csv", lambda out: out.write_text(""), "no header line"),
     (".parquet", _cut_parquet, "cannot read it as parquet"),
