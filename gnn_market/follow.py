@@ -19,23 +19,29 @@ Guarantees:
   the file's lock) continues where the file ends.
 - **No hour missed.** Every complete hour after the file's last one is written,
   however many arrived since the last poll, including across a restart. A new
-  file starts at ``start`` (default: the latest hour every pair still being
-  stored has).
+  file starts at ``start`` (default: the latest complete hour).
 - **Complete hours only, never rewritten.** ``collect`` writes the symbols of an
-  hour one file at a time, and after an outage it catches up symbol by symbol,
-  so a pair can be several hours behind the others for a while. Hour ``h``
-  counts as stored when every pair that has hour ``h - 1`` also has ``h``;
-  hours are written in order, so the follower writes up to the last hour of the
-  pair furthest behind among those that had the hour before the file's next
-  one. A written hour therefore equals a batch ``predict`` of it.
+  hour one file at a time, and after an outage it catches up pair by pair, so a
+  pair can be several hours behind the others for a while. Hour ``h`` counts as
+  stored when every pair that has hour ``h - 1`` also has ``h``. Hours are
+  written in order, so the follower writes up to the last hour of the pair
+  furthest behind among those that have the hour before the file's next one (for
+  a new file, among all pairs, since nothing tells a pair catching up from one
+  that stopped). A written hour therefore equals a batch ``predict`` of it.
   A pair that never gets its next hour (delisted, or no longer collected) would
-  hold every later hour back, so it counts as **stopped** once it is
-  ``stopped_after_hours`` (default 24) behind the store's newest hour, or,
-  inside one running follower, once the newest hour has advanced
-  :data:`STOPPED_AFTER_ADVANCES` times while it stayed where it was (a catch-up
-  finishes within one ``collect`` cycle, so the newest hour does not move
-  meanwhile). From then on its hours are written as the panel has them
-  (forward-filled for a few hours, then masked), with a warning.
+  hold every later hour back, so it counts as **stopped**: in a running
+  follower, once the store's newest hour has advanced
+  :data:`STOPPED_AFTER_ADVANCES` (2) times while the pair stayed where it was
+  (a catch-up after an outage of any length reaches every pair within one
+  ``collect`` cycle, during which the newest hour does not move); on a
+  follower's first poll (every ``--once`` run), when it is
+  ``stopped_after_hours`` (default 24) or more behind the store's newest hour.
+  From then on its hours are written as the panel has them (forward-filled
+  for up to 3 hours, then not valid), with a warning. Limits: a pair whose
+  collection keeps failing is counted as stopped the same way (the hours
+  written meanwhile are not rewritten if it is repaired later), and a follower
+  (re)started in the middle of a catch-up from an outage longer than
+  ``stopped_after_hours`` writes the pairs not yet caught up as stopped.
 - **Atomic writes.** The file is rewritten through :func:`gnn_market.atomic.atomic_path`
   (readers see the old file or the new one), under a cross-process lock; a
   symbolic link given as ``out`` is written through (its target is replaced).
@@ -136,23 +142,32 @@ class Written:
 
 @dataclass
 class StuckPairs:
-    """Pairs one running follower has seen left behind: symbol -> (its last hour, the newest hour then).
+    """What one running follower has seen of pairs left behind, to tell a stopped pair from a catch-up.
 
-    A pair still behind after the store's newest hour advanced :data:`STOPPED_AFTER_ADVANCES`
-    times is no catch-up in progress (``collect`` reaches every pair within one cycle).
+    ``at_start``: the pairs far behind (``stopped_after_hours``) on the first poll, with
+    their last hour: judged by distance, as nothing was seen before; they stay stopped
+    while that hour does not change. Later, a pair counts as stopped only when it was
+    left behind while the store's newest hour advanced :data:`STOPPED_AFTER_ADVANCES`
+    times (``seen``: symbol -> (its last hour, the newest hour when first seen there)).
+    A catch-up after an outage of any length reaches every pair within one ``collect``
+    cycle, during which the newest hour does not move.
     """
 
+    at_start: dict[str, pd.Timestamp] | None = None
     seen: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=dict)
 
-    def update(self, lasts: Mapping[str, pd.Timestamp], newest: pd.Timestamp) -> set[str]:
-        """Record this poll's pairs behind ``newest``; returns those that have stopped by this rule."""
+    def update(self, lasts: Mapping[str, pd.Timestamp], newest: pd.Timestamp, far_behind: set[str]) -> set[str]:
+        """Record this poll's pairs behind ``newest``; returns those that have stopped."""
+        if self.at_start is None:
+            self.at_start = {s: lasts[s] for s in far_behind}
         seen = {}
         for sym, last in lasts.items():
             if last < newest:
                 before = self.seen.get(sym)
                 seen[sym] = before if before is not None and before[0] == last else (last, newest)
         self.seen = seen
-        return {s for s, (_, at) in seen.items() if newest - at >= STOPPED_AFTER_ADVANCES * HOUR}
+        advanced = {s for s, (_, at) in seen.items() if newest - at >= STOPPED_AFTER_ADVANCES * HOUR}
+        return advanced | {s for s, last in self.at_start.items() if lasts.get(s) == last}
 
 
 def model_id(encoder: GraphEncoder) -> str:
@@ -179,12 +194,16 @@ def stored_lasts(store: Store, market: str, symbols: Sequence[str] | None = None
 
 def stopped_pairs(lasts: Mapping[str, pd.Timestamp], stopped_after_hours: int = STOPPED_AFTER_HOURS,
                   stuck: StuckPairs | None = None) -> set[str]:
-    """Pairs that will not get their next hour: far behind the newest, or seen stuck (see the module docstring)."""
+    """Pairs that will not get their next hour (see the module docstring).
+
+    Without ``stuck`` (one poll, ``--once``): those ``stopped_after_hours`` or more behind
+    the newest stored hour. With it, a running follower's rule (:class:`StuckPairs`).
+    """
     if not lasts:
         return set()
     newest = max(lasts.values())
-    stopped = {s for s, t in lasts.items() if newest - t >= stopped_after_hours * HOUR}
-    return stopped | (stuck.update(lasts, newest) if stuck is not None else set())
+    far_behind = {s for s, t in lasts.items() if newest - t >= stopped_after_hours * HOUR}
+    return far_behind if stuck is None else stuck.update(lasts, newest, far_behind)
 
 
 def complete_through(store_or_lasts: Store | Mapping[str, pd.Timestamp], market: str = "spot",

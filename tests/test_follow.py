@@ -375,3 +375,25 @@ def test_an_output_of_the_other_embeddings_setting_is_refused(hour_stored, tmp_p
     one_error_line(capsys, run(live, ckpt, out, "--once", *then),
                    f"was written {with_or_without} embedding columns", "--no-embeddings")
     assert out.read_bytes() == before
+
+
+def test_a_running_follower_waits_out_a_catch_up_longer_than_stopped_after_hours(trained, tmp_path):
+    """collect down 30 hours, then catching up pair by pair: the pairs not yet caught up are waited for."""
+    full, ckpt = trained
+    live, out = Store(tmp_path / "live"), tmp_path / "live.parquet"
+    h = pd.Timestamp(TINY_MARKET.start, tz="UTC") + 300 * HOUR
+    grow(live, full, h)
+    late = h + 30 * HOUR
+    steps = iter([
+        lambda: None,                                               # collect down: nothing stored
+        lambda: grow(live, full, late, symbols=TINY_MARKET.symbols[:3]),  # catch-up, first pairs
+        lambda: grow(live, full, late, symbols=TINY_MARKET.symbols[3:]),  # the rest
+    ])
+    config = FollowConfig(out=out, interval_s=0, iterations=4)
+    written = follow(GraphEncoder.load(ckpt), live, config, sleep=lambda s: next(steps)())
+    assert written == list(pd.date_range(h, late, freq="h"))
+    frame = read(out)
+    assert frame["valid"].all() and not frame["filled"].any()
+    # one poll without memory (--once) judges by distance: 30 hours behind counts as stopped
+    lasts = {**{s: late for s in TINY_MARKET.symbols[:3]}, **{s: h for s in TINY_MARKET.symbols[3:]}}
+    assert stopped_pairs(lasts) == set(TINY_MARKET.symbols[3:])
