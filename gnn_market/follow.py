@@ -155,6 +155,7 @@ class StuckPairs:
 
     at_start: dict[str, pd.Timestamp] | None = None
     seen: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=dict)
+    note: str = ""  # the last "waits for" line logged
 
     def update(self, lasts: Mapping[str, pd.Timestamp], newest: pd.Timestamp, far_behind: set[str]) -> set[str]:
         """Record this poll's pairs behind ``newest``; returns those that have stopped."""
@@ -223,8 +224,14 @@ def complete_through(store_or_lasts: Store | Mapping[str, pd.Timestamp], market:
              else stored_lasts(store_or_lasts, market, symbols))
     if stopped is None:
         stopped = stopped_pairs(lasts)
-    waited = [t for s, t in lasts.items() if s not in stopped and (since is None or t >= since - HOUR)]
-    return min(waited) if waited else None
+    waited = waited_for(lasts, since, stopped)
+    return min(waited.values()) if waited else None
+
+
+def waited_for(lasts: Mapping[str, pd.Timestamp], since: pd.Timestamp | None,
+               stopped: set[str]) -> dict[str, pd.Timestamp]:
+    """The pairs whose next hours :func:`complete_through` waits for, with their last hours."""
+    return {s: t for s, t in lasts.items() if s not in stopped and (since is None or t >= since - HOUR)}
 
 
 def written_through(out: Path, model: str, embeddings: bool) -> pd.Timestamp | None:
@@ -391,7 +398,7 @@ def poll_once(encoder: GraphEncoder, store: Store, config: FollowConfig, model: 
         ready = complete_through(lasts, since=since, stopped=stopped)
         first = since if since is not None else (config.start if config.start is not None else ready)
         if ready is None or first > ready:
-            _log_waiting(lasts, first, stopped)
+            _log_waiting(waited_for(lasts, since, stopped), first, stuck)
             return []
         _log_stopped(lasts, first, stopped)
         panel = load_panel(store, market=encoder.market, symbols=list(config.symbols) if config.symbols else None,
@@ -405,14 +412,21 @@ def poll_once(encoder: GraphEncoder, store: Store, config: FollowConfig, model: 
     return hours
 
 
-def _log_waiting(lasts: Mapping[str, pd.Timestamp], first: pd.Timestamp | None, stopped: set[str]) -> None:
-    """Say which pairs hold the next hour back (a catch-up in progress, or a pair not yet counted as stopped)."""
-    if first is None:
+def _log_waiting(waited: Mapping[str, pd.Timestamp], first: pd.Timestamp | None,
+                 stuck: StuckPairs | None) -> None:
+    """Say which pairs hold the next hour back (a catch-up in progress, or a pair not yet counted as stopped).
+
+    A running follower says it once per change, not on every poll.
+    """
+    behind = sorted(s for s, t in waited.items() if first is not None and t < first)
+    if not behind:
         return
-    behind = sorted(s for s, t in lasts.items() if first - HOUR <= t < first and s not in stopped)
-    if behind:
-        log.info("hour %s waits for %d pair(s) stored through %s: %s", first.isoformat(), len(behind),
-                 (first - HOUR).isoformat(), ", ".join(behind[:10]))
+    note = (f"hour {first.isoformat()} waits for {len(behind)} pair(s) not stored through it yet: "
+            + ", ".join(f"{s} ({waited[s].isoformat()})" for s in behind[:10]))
+    if stuck is None or stuck.note != note:
+        log.info("%s", note)
+    if stuck is not None:
+        stuck.note = note
 
 
 def _log_stopped(lasts: Mapping[str, pd.Timestamp], first: pd.Timestamp, stopped: set[str]) -> None:
