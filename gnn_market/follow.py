@@ -102,12 +102,12 @@ class FollowConfig:
     """What to follow, where to write, how often to look."""
 
     out: Path
-    symbols: Sequence[str] | None = None   # default: every symbol of the checkpoint's market
+    symbols: Sequence[str] | None = None   # default: every stored symbol of the checkpoint's market
     start: pd.Timestamp | None = None      # first hour of a new file (default: the latest complete hour)
     interval_s: float = 60.0               # seconds between polls
     iterations: int | None = None          # polls before returning (None: forever)
     embeddings: bool = True                # emb_* columns
-    stopped_after_hours: int = STOPPED_AFTER_HOURS  # a pair this far behind the newest hour has stopped
+    stopped_after_hours: int = STOPPED_AFTER_HOURS  # on a first poll, a pair this far behind has stopped
 
     def target(self) -> Path:
         """The file written: ``out``, or the file a symbolic link ``out`` leads to (the link is kept)."""
