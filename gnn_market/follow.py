@@ -9,8 +9,8 @@ them and appends one row per (hour, pair) to the ``.parquet`` or ``.csv`` file:
 the columns of :meth:`gnn_market.encoder.EncodedRange.to_frame` (``time``, the
 hour whose candle is the latest input, so the prediction is for the candle
 opening at ``time + 1h``; ``symbol``; calibrated ``p_down``, ``p_sideways``,
-``p_up``; ``prediction``; ``valid``; ``emb_0 ..``) plus ``model``, the first
-12 hex digits of the checkpoint file's SHA-256.
+``p_up``; ``prediction``; ``valid``; ``filled``; ``emb_0 ..``) plus ``model``,
+the first 12 hex digits of the checkpoint file's SHA-256.
 
 Guarantees:
 
@@ -20,14 +20,35 @@ Guarantees:
 - **No hour missed.** Every complete hour after the file's last one is written,
   however many arrived since the last poll, including across a restart. A new
   file starts at ``start`` (default: the latest complete hour).
-- **Complete hours only.** ``collect`` writes the symbols of an hour one file at a
-  time, so hour ``h`` counts as stored when every symbol that has hour ``h - 1``
-  also has ``h``, or when any symbol already has a later hour (a pair delisted at
-  ``h - 1`` delays hour ``h`` until the next hour is stored).
+- **Complete hours only, never rewritten.** ``collect`` writes the symbols of an
+  hour one file at a time, and after an outage it catches up pair by pair, so a
+  pair can be several hours behind the others for a while. Hour ``h`` counts as
+  stored when every pair that has hour ``h - 1`` also has ``h``. Hours are
+  written in order, so the follower writes up to the last hour of the pair
+  furthest behind among those that have the hour before the file's next one (for
+  a new file, among all pairs, since nothing tells a pair catching up from one
+  that stopped). A written hour therefore equals a batch ``predict`` of it.
+  A pair that never gets its next hour (delisted, or no longer collected) would
+  hold every later hour back, so it counts as **stopped**: in a running
+  follower, once the store's newest hour has advanced
+  :data:`STOPPED_AFTER_ADVANCES` (2) times while the pair stayed where it was
+  (a catch-up after an outage of any length reaches every pair within one
+  ``collect`` cycle, during which the newest hour does not move); on a
+  follower's first poll (every ``--once`` run), when it is
+  ``stopped_after_hours`` (default 24) or more behind the store's newest hour.
+  From then on its hours are written as the panel has them (forward-filled
+  for up to 3 hours, then not valid), with a warning. Limits: a pair whose
+  collection keeps failing is counted as stopped the same way (the hours
+  written meanwhile are not rewritten if it is repaired later), and a follower
+  (re)started in the middle of a catch-up from an outage longer than
+  ``stopped_after_hours`` writes the pairs not yet caught up as stopped.
 - **Atomic writes.** The file is rewritten through :func:`gnn_market.atomic.atomic_path`
-  (readers see the old file or the new one), under a cross-process lock.
-- **One model per file.** A file written by another checkpoint (``model`` differs)
-  or with other columns is refused, never mixed.
+  (readers see the old file or the new one), under a cross-process lock; a
+  symbolic link given as ``out`` is written through (its target is replaced).
+- **One model and one graph per file.** A file written by another checkpoint
+  (``model`` differs), with other columns, or for other pairs (``--symbols``)
+  is refused, never mixed; so is a damaged file (unparseable, or a last row cut
+  short). A last row that is complete but lacks its newline gets one.
 
 Each encoding reads the hours since ``max(first new hour - WARMUP_HOURS, ...)``:
 features, correlations and the GRU lookback need far less than the
@@ -37,11 +58,14 @@ per hour does not grow with the store.
 """
 from __future__ import annotations
 
+import csv
 import logging
+import os
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -62,6 +86,15 @@ WARMUP_HOURS = 720
 FOLLOW_SUFFIXES = (".parquet", ".csv")
 #: Characters of the checkpoint's SHA-256 kept in the ``model`` column.
 MODEL_ID_CHARS = 12
+#: Default of :attr:`FollowConfig.stopped_after_hours`: longer than a ``collect`` catch-up takes to reach
+#: every pair after any usual outage, short enough that a delisting holds predictions back at most a day.
+STOPPED_AFTER_HOURS = 24
+#: In a running follower, a pair left behind while the store's newest hour advanced this often has stopped.
+STOPPED_AFTER_ADVANCES = 2
+#: What a ``model`` cell holds; anything else means the row was cut or edited.
+_MODEL_ID = rf"[0-9a-f]{{{MODEL_ID_CHARS}}}"
+#: Columns read from an existing output to continue it.
+_STATE_COLUMNS = ["time", "symbol", "model"]
 
 
 @dataclass(frozen=True)
@@ -69,21 +102,73 @@ class FollowConfig:
     """What to follow, where to write, how often to look."""
 
     out: Path
-    symbols: Sequence[str] | None = None   # default: every symbol of the checkpoint's market
+    symbols: Sequence[str] | None = None   # default: every stored symbol of the checkpoint's market
     start: pd.Timestamp | None = None      # first hour of a new file (default: the latest complete hour)
     interval_s: float = 60.0               # seconds between polls
     iterations: int | None = None          # polls before returning (None: forever)
     embeddings: bool = True                # emb_* columns
+    stopped_after_hours: int = STOPPED_AFTER_HOURS  # on a first poll, a pair this far behind has stopped
+
+    def target(self) -> Path:
+        """The file written: ``out``, or the file a symbolic link ``out`` leads to (the link is kept)."""
+        return Path(os.path.realpath(Path(self.out).expanduser()))
 
     def validate(self) -> None:
-        if Path(self.out).suffix.lower() not in FOLLOW_SUFFIXES:
+        out = Path(self.out)
+        if out.suffix.lower() not in FOLLOW_SUFFIXES:
             raise DataError(f"--follow appends to a {' or '.join(FOLLOW_SUFFIXES)} file, got {self.out}")
-        if not Path(self.out).parent.is_dir():
-            raise DataError(f"cannot write {self.out}: folder {Path(self.out).parent} does not exist")
+        target = self.target()
+        if target.suffix.lower() != out.suffix.lower():
+            raise DataError(f"{out} is a link to {target}, which is not a {out.suffix} file; pass another --out")
+        if not target.parent.is_dir():
+            raise DataError(f"cannot write {self.out}: folder {target.parent} does not exist")
+        if target.is_dir():
+            raise DataError(f"cannot write {self.out}: it is a folder; pass a file name")
         if not self.interval_s >= 0:
             raise DataError(f"--interval must be >= 0 seconds, got {self.interval_s}")
         if self.iterations is not None and self.iterations < 1:
             raise DataError(f"--iterations must be >= 1, got {self.iterations}")
+        if self.stopped_after_hours < 1:
+            raise DataError(f"stopped_after_hours must be >= 1, got {self.stopped_after_hours}")
+
+
+@dataclass(frozen=True)
+class Written:
+    """What an existing output holds: its last hour and its pairs (None / empty for no file)."""
+
+    last: pd.Timestamp | None
+    symbols: frozenset[str]
+
+
+@dataclass
+class StuckPairs:
+    """What one running follower has seen of pairs left behind, to tell a stopped pair from a catch-up.
+
+    ``at_start``: the pairs far behind (``stopped_after_hours``) on the first poll, with
+    their last hour: judged by distance, as nothing was seen before; they stay stopped
+    while that hour does not change. Later, a pair counts as stopped only when it was
+    left behind while the store's newest hour advanced :data:`STOPPED_AFTER_ADVANCES`
+    times (``seen``: symbol -> (its last hour, the newest hour when first seen there)).
+    A catch-up after an outage of any length reaches every pair within one ``collect``
+    cycle, during which the newest hour does not move.
+    """
+
+    at_start: dict[str, pd.Timestamp] | None = None
+    seen: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=dict)
+    note: str = ""  # the last "waits for" line logged
+
+    def update(self, lasts: Mapping[str, pd.Timestamp], newest: pd.Timestamp, far_behind: set[str]) -> set[str]:
+        """Record this poll's pairs behind ``newest``; returns those that have stopped."""
+        if self.at_start is None:
+            self.at_start = {s: lasts[s] for s in far_behind}
+        seen = {}
+        for sym, last in lasts.items():
+            if last < newest:
+                before = self.seen.get(sym)
+                seen[sym] = before if before is not None and before[0] == last else (last, newest)
+        self.seen = seen
+        advanced = {s for s, (_, at) in seen.items() if newest - at >= STOPPED_AFTER_ADVANCES * HOUR}
+        return advanced | {s for s, last in self.at_start.items() if lasts.get(s) == last}
 
 
 def model_id(encoder: GraphEncoder) -> str:
@@ -91,43 +176,174 @@ def model_id(encoder: GraphEncoder) -> str:
     return encoder.fingerprint()[:MODEL_ID_CHARS]
 
 
-def complete_through(store: Store, market: str, symbols: Sequence[str] | None = None) -> pd.Timestamp | None:
-    """The last hour every symbol alive just before it has stored (see the module docstring); None if empty."""
+def check_symbols(store: Store, market: str, symbols: Sequence[str] | None) -> None:
+    """Refuse symbols the store does not hold, as a plain ``predict`` does (a follower would wait forever)."""
+    if symbols is None:
+        return
+    available = set(store.symbols(market))
+    unknown = [s for s in symbols if s not in available]
+    if unknown:
+        raise DataError(f"unknown {market} symbols {unknown} in store {store.root}")
+
+
+def stored_lasts(store: Store, market: str, symbols: Sequence[str] | None = None) -> dict[str, pd.Timestamp]:
+    """Each symbol's last stored hour (symbols without candles left out); reads only time columns."""
     names = list(symbols) if symbols is not None else store.symbols(market)
-    lasts = [span[1] for span in (store.stored_range(s, market) for s in names) if span is not None]
+    spans = {s: store.stored_range(s, market) for s in names}
+    return {s: span[1] for s, span in spans.items() if span is not None}
+
+
+def stopped_pairs(lasts: Mapping[str, pd.Timestamp], stopped_after_hours: int = STOPPED_AFTER_HOURS,
+                  stuck: StuckPairs | None = None) -> set[str]:
+    """Pairs that will not get their next hour (see the module docstring).
+
+    Without ``stuck`` (one poll, ``--once``): those ``stopped_after_hours`` or more behind
+    the newest stored hour. With it, a running follower's rule (:class:`StuckPairs`).
+    """
     if not lasts:
-        return None
-    newest = max(lasts)
-    alive = [t for t in lasts if t >= newest - HOUR]
-    return newest if all(t == newest for t in alive) else newest - HOUR
+        return set()
+    newest = max(lasts.values())
+    far_behind = {s for s, t in lasts.items() if newest - t >= stopped_after_hours * HOUR}
+    return far_behind if stuck is None else stuck.update(lasts, newest, far_behind)
+
+
+def complete_through(store_or_lasts: Store | Mapping[str, pd.Timestamp], market: str = "spot",
+                     symbols: Sequence[str] | None = None, since: pd.Timestamp | None = None,
+                     stopped: set[str] | None = None) -> pd.Timestamp | None:
+    """The last hour ``H`` such that every hour of ``[since, H]`` is complete; None if nothing is stored.
+
+    Hour ``h`` is complete when every pair that has ``h - 1`` also has ``h``; applied
+    to each hour from ``since`` (the hour after the file's last) on, that is the
+    earliest last hour among the pairs that have ``since - 1`` (those without it
+    stopped earlier). Without ``since`` (a new file: nothing tells a pair catching
+    up from one that stopped) it is the earliest last hour among all pairs.
+    ``stopped`` pairs (default: :func:`stopped_pairs`' stateless rule) are not
+    waited for. The result is before ``since`` when hour ``since`` is not complete yet.
+    """
+    lasts = (store_or_lasts if not isinstance(store_or_lasts, Store)
+             else stored_lasts(store_or_lasts, market, symbols))
+    if stopped is None:
+        stopped = stopped_pairs(lasts)
+    waited = waited_for(lasts, since, stopped)
+    return min(waited.values()) if waited else None
+
+
+def waited_for(lasts: Mapping[str, pd.Timestamp], since: pd.Timestamp | None,
+               stopped: set[str]) -> dict[str, pd.Timestamp]:
+    """The pairs whose next hours :func:`complete_through` waits for, with their last hours."""
+    return {s: t for s, t in lasts.items() if s not in stopped and (since is None or t >= since - HOUR)}
 
 
 def written_through(out: Path, model: str, embeddings: bool) -> pd.Timestamp | None:
     """Last hour in ``out`` (None if there is no file); refuses a file of another model or layout."""
+    return read_written(out, model, embeddings).last
+
+
+def read_written(out: Path, model: str, embeddings: bool) -> Written:
+    """What ``out`` holds; refuses a damaged file or one of another model or layout (:class:`DataError`)."""
     if not out.exists():
-        return None
-    try:
-        if out.suffix.lower() == ".parquet":
-            columns = pq.read_schema(out).names
-            frame = pq.read_table(out, columns=["time", "model"]).to_pandas() if "model" in columns else None
-        else:
-            columns = list(pd.read_csv(out, nrows=0).columns)
-            frame = pd.read_csv(out, usecols=["time", "model"], dtype={"model": str}) if "model" in columns else None
-    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
-        raise DataError(f"cannot read {out} to continue it: {exc}") from exc
-    if frame is None:
-        raise DataError(f"{out} has no 'model' column: it was not written by --follow; pass another --out")
+        return Written(None, frozenset())
+    columns, frame = _read_parquet_state(out) if out.suffix.lower() == ".parquet" else _read_csv_state(out)
     has_emb = any(c.startswith("emb_") for c in columns)
     if has_emb != embeddings:
         raise DataError(f"{out} was written {'with' if has_emb else 'without'} embedding columns; pass the same "
                         f"--no-embeddings setting or another --out")
-    models = set(frame["model"].astype(str))
+    models = set(frame["model"])
     if models - {model}:
-        raise DataError(f"{out} holds predictions of model {sorted(models)[0]}, not of this checkpoint ({model}); "
-                        f"pass another --out")
-    if frame.empty:
-        return None
-    return pd.to_datetime(frame["time"], utc=True).max()
+        raise DataError(f"{out} holds predictions of model {sorted(models - {model})[0]}, not of this checkpoint "
+                        f"({model}); pass another --out")
+    last = pd.to_datetime(frame["time"], utc=True).max() if len(frame) else None
+    return Written(last, frozenset(frame["symbol"]))
+
+
+def _damaged(out: Path, what: str) -> DataError:
+    """The one-line refusal of an output --follow cannot safely continue."""
+    what = " ".join(what.split())  # parser messages carry newlines
+    return DataError(f"{out} is damaged ({what}); it was not changed: repair or move it away, or pass "
+                     f"another --out")
+
+
+def _read_parquet_state(out: Path) -> tuple[list[str], pd.DataFrame]:
+    try:
+        columns = pq.read_schema(out).names
+        if "model" not in columns:
+            raise DataError(f"{out} has no 'model' column: it was not written by --follow; pass another --out")
+        missing = [c for c in _STATE_COLUMNS if c not in columns]
+        if missing:
+            raise _damaged(out, f"no column {missing[0]!r}")
+        frame = pq.read_table(out, columns=_STATE_COLUMNS).to_pandas()
+    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+        raise _damaged(out, f"cannot read it as parquet: {exc}") from exc
+    _check_rows(out, frame)
+    return columns, frame
+
+
+def _read_csv_state(out: Path) -> tuple[list[str], pd.DataFrame]:
+    try:
+        text = out.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _damaged(out, f"cannot read it as text: {exc}") from exc
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise _damaged(out, "no header line")
+    columns = next(csv.reader([lines[0]]))
+    if "model" not in columns:
+        raise DataError(f"{out} has no 'model' column: it was not written by --follow; pass another --out")
+    missing = [c for c in _STATE_COLUMNS if c not in columns]
+    if missing:
+        raise _damaged(out, f"no column {missing[0]!r}")
+    # A cut-off write or copy leaves a short last row, which pandas would fill with NaN silently (a short
+    # row inside the file leaves ``model``, the last column, empty: _check_rows refuses it; a long one
+    # is a parser error).
+    last = next(csv.reader([lines[-1]])) if len(lines) > 1 else columns
+    if len(last) != len(columns):
+        raise _damaged(out, f"line {len(lines)} has {len(last)} fields, the header {len(columns)}"
+                            + ("; the last row is cut short" if len(last) < len(columns) else ""))
+    try:
+        frame = pd.read_csv(out, usecols=_STATE_COLUMNS, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:  # pandas' ParserError is a ValueError
+        raise _damaged(out, f"cannot parse it as CSV: {exc}") from exc
+    _check_rows(out, frame)
+    return columns, frame
+
+
+def _check_rows(out: Path, frame: pd.DataFrame) -> None:
+    """Every row names a model, a pair and an hour: an empty or cut-off cell means the file was damaged.
+
+    Rows are counted from 1 after the header (a CSV's line number is one more).
+    """
+    model = frame["model"].astype("string").fillna("")
+    bad = ~model.str.fullmatch(_MODEL_ID) | frame["symbol"].astype("string").fillna("").eq("")
+    if bad.any():
+        row = int(bad.to_numpy().argmax())
+        cell = model.iloc[row]
+        what = "no model or no symbol: cut short" if not cell else f"model {cell!r}, not {MODEL_ID_CHARS} hex digits"
+        raise _damaged(out, f"row {row + 1} has {what}")
+    try:
+        times = pd.to_datetime(frame["time"], utc=True)
+    except (ValueError, TypeError) as exc:
+        raise _damaged(out, f"a time that is not an ISO hour: {exc}") from exc
+    if times.isna().any():
+        raise _damaged(out, f"row {int(times.isna().to_numpy().argmax()) + 1} has no time")
+
+
+def check_pairs(out: Path, written: Written, encoded: EncodedRange, symbols: Sequence[str] | None) -> None:
+    """Refuse to mix graphs: the file's pairs must be this run's (``--symbols``), or hold every pair it encodes.
+
+    With the default (every stored pair) a pair that left the data window may drop out,
+    but a pair the file never had means another graph.
+    """
+    if written.last is None:
+        return
+    run = set(encoded.symbols)
+    new = sorted(run - written.symbols)
+    gone = sorted(written.symbols - run) if symbols is not None else []
+    if new or gone:
+        diff = "; ".join(part for part in (f"{len(new)} pair(s) it lacks ({', '.join(new[:5])})" if new else "",
+                                           f"not {len(gone)} of its pairs ({', '.join(gone[:5])})" if gone else "")
+                         if part)
+        raise DataError(f"{out} holds predictions for {len(written.symbols)} other pairs: this run has {diff}, "
+                        f"another graph; pass --symbols {','.join(sorted(written.symbols))} or another --out")
 
 
 def append_hours(out: Path, encoded: EncodedRange, model: str, embeddings: bool) -> int:
@@ -141,29 +357,83 @@ def append_hours(out: Path, encoded: EncodedRange, model: str, embeddings: bool)
         else:
             text = frame.assign(time=frame["time"].map(pd.Timestamp.isoformat)).to_csv(
                 index=False, header=not out.exists(), float_format="%.6g")
-            tmp.write_bytes((out.read_bytes() if out.exists() else b"") + text.encode())
+            old = out.read_bytes() if out.exists() else b""
+            if old and not old.endswith(b"\n"):  # a complete last row without its newline (checked before)
+                old += b"\n"
+            tmp.write_bytes(old + text.encode())
     return len(encoded.times) * len(encoded.symbols)
 
 
-def poll_once(encoder: GraphEncoder, store: Store, config: FollowConfig, model: str) -> list[pd.Timestamp]:
-    """Write every complete hour after the file's last one; returns the hours written."""
-    out = Path(config.out)
-    ready = complete_through(store, encoder.market, config.symbols)
-    if ready is None:
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold ``out``'s cross-process lock ``.<name>.lock`` (a second follower waits); one-line errors."""
+    lock_path = out.with_name(f".{out.name}.lock")
+    lock = FileLock(lock_path)
+    try:
+        lock.acquire()
+    except OSError as exc:
+        hint = f"remove the folder {lock_path}" if lock_path.is_dir() else f"make {out.parent} writable"
+        raise DataError(f"cannot lock {out} through {lock_path}: {exc.strerror or exc}; {hint} or pass "
+                        f"another --out") from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def poll_once(encoder: GraphEncoder, store: Store, config: FollowConfig, model: str,
+              stuck: StuckPairs | None = None) -> list[pd.Timestamp]:
+    """Write every complete hour after the file's last one; returns the hours written.
+
+    ``stuck``: what this follower saw on earlier polls (see :class:`StuckPairs`).
+    """
+    out = config.target()
+    lasts = stored_lasts(store, encoder.market, config.symbols)
+    if not lasts:
         return []
-    with FileLock(out.with_name(f".{out.name}.lock")):  # a second follower waits, then sees these hours
-        last = written_through(out, model, config.embeddings)
-        first = last + HOUR if last is not None else (config.start if config.start is not None else ready)
-        if first > ready:
+    with output_lock(out):
+        written = read_written(out, model, config.embeddings)
+        since = written.last + HOUR if written.last is not None else None  # None: a new file
+        stopped = stopped_pairs(lasts, config.stopped_after_hours, stuck)
+        ready = complete_through(lasts, since=since, stopped=stopped)
+        first = since if since is not None else (config.start if config.start is not None else ready)
+        if ready is None or first > ready:
+            _log_waiting(waited_for(lasts, since, stopped), first, stuck)
             return []
+        _log_stopped(lasts, first, stopped)
         panel = load_panel(store, market=encoder.market, symbols=list(config.symbols) if config.symbols else None,
                            start=first - WARMUP_HOURS * HOUR, end=ready)
         encoded = encoder.encode_range(panel, start=first, end=ready, progress=None)
+        check_pairs(out, written, encoded, config.symbols)
         append_hours(out, encoded, model, config.embeddings)
     hours = list(encoded.times)
     log.info("wrote %d hour(s) %s .. %s x %d pairs to %s", len(hours), hours[0].isoformat(),
              hours[-1].isoformat(), len(encoded.symbols), out)
     return hours
+
+
+def _log_waiting(waited: Mapping[str, pd.Timestamp], first: pd.Timestamp | None,
+                 stuck: StuckPairs | None) -> None:
+    """Say which pairs hold the next hour back (a catch-up in progress, or a pair not yet counted as stopped).
+
+    A running follower says it once per change, not on every poll.
+    """
+    behind = sorted(s for s, t in waited.items() if first is not None and t < first)
+    if not behind:
+        return
+    note = (f"hour {first.isoformat()} waits for {len(behind)} pair(s) not stored through it yet: "
+            + ", ".join(f"{s} ({waited[s].isoformat()})" for s in behind[:10]))
+    if stuck is None or stuck.note != note:
+        log.info("%s", note)
+    if stuck is not None:
+        stuck.note = note
+
+
+def _log_stopped(lasts: Mapping[str, pd.Timestamp], first: pd.Timestamp, stopped: set[str]) -> None:
+    """Warn about the pairs no longer waited for whose last hour is among those about to be written."""
+    for sym in sorted(s for s in stopped if lasts[s] >= first - HOUR):
+        log.warning("%s has no hour after %s while the others have: counted as stopped (delisted?); its later "
+                    "hours are written as the data has them (filled, then not valid)", sym, lasts[sym].isoformat())
 
 
 def follow(encoder: GraphEncoder, store: Store, config: FollowConfig,
@@ -173,16 +443,17 @@ def follow(encoder: GraphEncoder, store: Store, config: FollowConfig,
     Runs ``config.iterations`` polls (forever when None; Ctrl-C stops it
     between or during polls without damaging the file). Returns the hours
     written. ``sleep`` is the wait between polls (tests pass one that stores
-    the next hour).
+    the next hour). Symbols the store does not hold are refused first.
     """
     config.validate()
+    check_symbols(store, encoder.market, config.symbols)
     model = model_id(encoder)
+    stuck = StuckPairs()
     written: list[pd.Timestamp] = []
     n = 0
     while True:
-        written += poll_once(encoder, store, config, model)
+        written += poll_once(encoder, store, config, model, stuck)
         n += 1
         if config.iterations is not None and n >= config.iterations:
             return written
         sleep(config.interval_s)
-
