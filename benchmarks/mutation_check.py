@@ -58,6 +58,17 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("statistics", "seed-B repeated wrongly (first seed only of A)", SIG,
            "for ca, cb in zip(conf_a, conf_b)], axis=0)", "for ca, cb in zip(conf_a[:1], conf_b[:1])], axis=0)",
            SIG_TESTS),
+    # ---------------------------------------------------------------- live follower
+    Mutant("follower", "embedding-column mismatch not refused", "gnn_market/follow.py",
+           "    if has_emb != embeddings:", "    if has_emb != embeddings and False:", ("tests/test_follow.py",)),
+    Mutant("follower", "pairs one hour behind only are waited for", "gnn_market/follow.py",
+           "(since is None or t >= since - HOUR)}", "(since is None or t >= since)}", ("tests/test_follow.py",)),
+    Mutant("follower", "stopped pairs still waited for", "gnn_market/follow.py",
+           "if s not in stopped and (since", "if (since", ("tests/test_follow.py",)),
+    Mutant("follower", "missing final newline not added", "gnn_market/follow.py",
+           "if old and not old.endswith(b\"\\n\"):", "if False:", ("tests/test_follow.py",)),
+    Mutant("follower", "another model's rows accepted", "gnn_market/follow.py",
+           "    if models - {model}:", "    if False:", ("tests/test_follow.py",)),
     # ---------------------------------------------------------------- store rules
     Mutant("store", "taker buy volume may exceed volume", "gnn_market/store_schema.py",
            "masks[f\"{part} > {whole}\"] = col(part) > col(whole) * (1 + TAKER_TOLERANCE)",
