@@ -137,6 +137,31 @@ def full_disk(tmp: Path) -> None:
     check(not (tmp / "new").exists(), f"the failed run left {sorted(p.name for p in (tmp / 'new').rglob('*'))}")
 
 
+def full_disk_at_metrics(tmp: Path) -> None:
+    """Item 16: a plain run (no --resume) whose disk fills after model.pt: no half run may stay behind."""
+    import gnn_market.training.run as run_module
+    from gnn_market.atomic import atomic_path
+    from gnn_market.errors import StoreError
+
+    real = run_module.write_text_atomic
+
+    def no_space_for_metrics(path: Path, text: str, error: type[Exception] = StoreError) -> Path:
+        if Path(path).name != "metrics.json":
+            return real(path, text, error)
+        with atomic_path(path, error):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    store, _ = trained_run()
+    flags = [f for f in _flags(store, tmp / "new") if f != "--resume"]
+    run_module.write_text_atomic = no_space_for_metrics
+    try:
+        outcome = invoke("gnn_market.train", *flags)
+    finally:
+        run_module.write_text_atomic = real
+    expect_error(outcome, "no space left on device", "metrics.json")
+    check(not (tmp / "new").exists(), f"the failed run left {sorted(p.name for p in (tmp / 'new').rglob('*'))}")
+
+
 def _nan_normaliser(raw: dict[str, Any]) -> None:
     raw["normalizer"]["mean"][0] = float("nan")
 
@@ -173,4 +198,5 @@ ATTEMPTS: list[Attempt] = [
             store_rewritten(TINY_MARKET.hours + 24, "other fold hours")),
     Attempt("resume", 18, "part of the previous format (version 2)", tampered(_version, "part format 2")),
     Attempt("resume", 16, "train --resume onto a full disk", full_disk),
+    Attempt("resume", 16, "train onto a disk that fills at metrics.json", full_disk_at_metrics),
 ]

@@ -359,3 +359,21 @@ def test_a_full_disk_keeps_the_finished_folds_for_resume(store, tmp_path, capsys
     assert "No space left on device" in capsys.readouterr().err
     assert sorted(p.name for p in (out / "parts").iterdir()) == ["seed0_fold1.pt"]
     assert sorted(p.name for p in out.iterdir()) == ["parts"]
+
+
+def test_a_plain_run_failing_after_model_pt_removes_it(store, tmp_path, capsys, monkeypatch) -> None:
+    """Issue 21 item 16: a run whose metrics.json hit a full disk left model.pt, so the rerun was
+    refused ('already holds a training run')."""
+    real = run_module.write_text_atomic
+
+    def metrics_fail(path, text, error=StoreError):
+        if Path(path).name == "metrics.json":
+            return _full_disk(path, text.encode(), error)
+        return real(path, text, error)
+
+    monkeypatch.setattr(run_module, "write_text_atomic", metrics_fail)
+    out = tmp_path / "new"
+    flags = [f for f in _flags(store, out) if f != "--resume"]
+    assert run_cli(main, flags) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert not out.exists()

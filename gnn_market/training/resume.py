@@ -190,11 +190,14 @@ def save_part(path: Path, result: FoldResult, spec: PartSpec) -> None:
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
+    advice = "free space (or fix the folder) and rerun with --resume: finished folds are kept"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, buffer.getvalue(), DataError)
     except OSError as exc:
-        raise DataError(f"cannot save the fold result {path}: {exc.strerror or exc}") from None
-    write_bytes_atomic(path, buffer.getvalue(), DataError)
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}; {advice}") from None
+    except DataError as exc:  # write_bytes_atomic's one line, naming the file
+        raise DataError(f"{exc}; {advice}") from None
 
 
 #: Every field of a part and its type(s); checked before any value is used.

@@ -233,11 +233,18 @@ def prepare_out(out: Path, resume: bool) -> bool:
 
 
 def remove_created(out: Path, created: bool, parts_existed: bool) -> None:
-    """After a failed run: remove the folders it created that hold nothing (``parts/``, then ``--out``).
+    """After a failed run (a full disk, Ctrl-C, a refused part): remove what it created.
 
-    Finished parts are results, not debris: they stay, so that ``--resume`` continues from them.
-    Files are written atomically, so a failure (a full disk, Ctrl-C) leaves no half-written one.
+    In an ``--out`` this run created, the artefacts already written (``model.pt`` without
+    ``metrics.json``, say) go: half a run would make the next run refuse the folder as holding one.
+    Then the folders it created, once empty: ``parts/`` and ``--out``. Finished parts are results,
+    not debris: they stay, so that ``--resume`` continues from them. An ``--out`` that existed
+    before keeps its files (every file is replaced atomically: the old content or the new).
     """
+    if created and out.is_dir():
+        for item in out.iterdir():
+            if item.name != "parts" and (item.is_file() or item.is_symlink()):
+                item.unlink()
     for folder, made in ((out / "parts", not parts_existed), (out, created)):
         if made and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
