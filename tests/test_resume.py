@@ -19,6 +19,7 @@ from gnn_market.atomic import atomic_path
 from gnn_market.cli import run_cli
 from gnn_market.errors import DataError, StoreError
 from gnn_market.sources import open_store
+from gnn_market.store import Store
 from gnn_market.synthetic import write_synthetic_store
 from gnn_market.train import main
 from gnn_market.training import TrainConfig, resolve_device, run_fold, run_training
@@ -236,6 +237,16 @@ def test_an_intact_part_is_reused_and_gives_the_same_metrics(store, parts_run, t
     after = json.loads((out / "metrics.json").read_text())["test"]["gnn"]
     assert after["macro_f1"] == pytest.approx(before["macro_f1"], abs=1e-12)
     assert after["log_loss"] == pytest.approx(before["log_loss"], abs=1e-12)
+
+
+def test_a_moved_store_resumes(store, parts_run, tmp_path, monkeypatch) -> None:
+    """The key holds the data's values, not their path: a study moved with its store to another folder
+    (another machine) re-uses its parts."""
+    out, _ = _copy_parts(parts_run, tmp_path)
+    moved = tmp_path / "moved-store"
+    shutil.copytree(store.root, moved)
+    monkeypatch.setattr(run_module, "run_fold", lambda *a, **k: pytest.fail("a fold was retrained"))
+    assert run_cli(main, _flags(Store(moved), out)) == 0
 
 
 # --------------------------------------------------------------------------- the key (issue 21 items 4, 18; issue 22)

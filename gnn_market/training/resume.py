@@ -16,7 +16,7 @@ deterministic), so a resumed run equals an uninterrupted one.
 
 **The key.** Each part carries the components of its key (:func:`part_key`):
 the result-defining configuration (everything but the seed list, output,
-threads, device and progress flags), the training seed, the synthetic
+threads, device and progress flags, and where the data are), the training seed, the synthetic
 market's seed, a fingerprint of the market's *values* (:func:`data_fingerprint`),
 the fold's hours and the code version (package and part format). A part whose
 key differs (other flags, another seed, a changed or grown store, other code)
@@ -57,9 +57,11 @@ from .loop import History
 from .splits import Split
 
 PART_VERSION = 3  # 3: key components (seed, data fingerprint, code version), seed and fold; validated on load
-#: TrainConfig fields that do not change a fold's result (the training seed is a key component of its own).
+#: TrainConfig fields that do not change a fold's result. The training seed is a key component of its own,
+#: and the data are keyed by their values, not by where they are: a study moved to another machine, with
+#: its store at another path, resumes.
 NEUTRAL_FIELDS = frozenset({"seed", "seeds", "out", "threads", "progress", "device", "save_packaged", "resume",
-                            "edge_memory_mb"})
+                            "edge_memory_mb", "store", "data"})
 #: Why a key component differs, as the refusal says it.
 KEY_REASONS = {
     "config": "other result-defining settings (flags)",
