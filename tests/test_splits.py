@@ -1,11 +1,15 @@
 """gnn_market.training.splits: chronological folds with purge gaps."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
+from gnn_market.classes import IGNORE_INDEX
 from gnn_market.errors import DataError
 from gnn_market.training import TrainConfig, make_splits
+from gnn_market.training.splits import candidate_hours
 
 
 def test_split_is_chronological_with_purge_gaps() -> None:
@@ -46,3 +50,31 @@ def test_too_few_hours_for_one_fold_quotes_the_exact_minimum() -> None:
     assert len(make_splits(np.arange(322), TrainConfig())) == 1
     with pytest.raises(DataError, match="needs at least 322"):
         make_splits(np.arange(321), TrainConfig(folds=3))
+
+
+def _market(labelled: np.ndarray) -> SimpleNamespace:
+    """The two arrays candidate_hours reads: labels [T, N] (IGNORE_INDEX where none) and features.valid."""
+    classes = np.where(labelled, 1, IGNORE_INDEX)
+    return SimpleNamespace(require_labels=lambda: SimpleNamespace(classes=classes),
+                           features=SimpleNamespace(valid=np.ones_like(labelled, dtype=bool)))
+
+
+@pytest.mark.parametrize("window", [2, 10, 100])
+def test_the_first_candidate_hour_has_exactly_a_full_window(window) -> None:
+    """Issue 21 item 18: a mutant admitting an incomplete first window survived.
+
+    The correlation window of hour t is the ``window`` hours t-window+1 .. t, so the first hour with a
+    full one is ``window - 1``; the hour before it (``window - 1`` hours behind it) is refused.
+    """
+    hours = candidate_hours(_market(np.ones((window + 30, 3), dtype=bool)), window)
+    assert hours[0] == window - 1 and window - 2 not in hours
+    np.testing.assert_array_equal(hours, np.arange(window - 1, window + 30))
+
+
+def test_candidate_hours_need_a_labelled_valid_node_and_a_full_window() -> None:
+    labelled = np.zeros((40, 2), dtype=bool)
+    labelled[5, 0] = labelled[9, 1] = labelled[20, 0] = True     # 5 lacks a full window (10 hours)
+    assert candidate_hours(_market(labelled), 10).tolist() == [9, 20]
+    market = _market(labelled)
+    market.features.valid[20, 0] = False                          # labelled but not valid: not a candidate
+    assert candidate_hours(market, 10).tolist() == [9]

@@ -38,7 +38,7 @@ from .graphs import graph_config, run_edges
 from .loop import resolve_device
 from .packaging import save_packaged
 from .report import write_report
-from .resume import load_part, part_path, run_key, save_part
+from .resume import data_fingerprint, load_part, part_path, part_spec, save_part
 from .splits import Split
 from .universe import load_training_market
 
@@ -73,11 +73,12 @@ def _run_training(cfg: TrainConfig) -> dict[str, Any]:
         device = resolve_device(device_name) if processes.size == 1 else torch.device(device_name)
         out = Path(broadcast(str(Path(cfg.out) if cfg.out else default_out())))  # one folder, rank 0's name
         created = prepare_out(out, cfg.resume) if processes.is_main else False
+        parts_existed = (out / "parts").exists()
         try:
             return _train_into(out, cfg, device, started, processes)
         except BaseException:
-            if created and out.is_dir() and not any(out.iterdir()):
-                out.rmdir()  # a run that failed before writing anything leaves no folder behind
+            if processes.is_main:
+                remove_created(out, created, parts_existed)
             raise
     finally:
         shutdown()
@@ -169,6 +170,7 @@ def _train_seeds(out: Path, cfg: TrainConfig, device: torch.device, market: Mark
     per_seed: dict[int, list[CalibratedFold]] = {}
     edges = _RunEdges(market, splits, cfg, device)
     main = world().is_main
+    fingerprint: str | None = None
     try:
         for seed in seeds:
             seed_cfg = replace(cfg, seed=seed, seeds=None)
@@ -178,14 +180,16 @@ def _train_seeds(out: Path, cfg: TrainConfig, device: torch.device, market: Mark
                         + (f" fold {k + 1}/{len(splits)}" if len(splits) > 1 else ""))
                 fold = None
                 if cfg.resume:  # parts: finished (seed, fold) results survive an interruption
-                    key, path = run_key(cfg, market.panel.symbols, market.times, split), part_path(out, seed, k)
-                    fold = load_part(path, key, split) if main else None
+                    if fingerprint is None:  # the market's values, hashed once per run
+                        fingerprint = data_fingerprint(market)
+                    spec, path = part_spec(cfg, market, split, seed, k, fingerprint), part_path(out, seed, k)
+                    fold = load_part(path, spec) if main else None
                     if fold is not None and cfg.progress:
                         print(f"loaded{name or ' the fold'} from {path}", flush=True)
                 if not broadcast(fold is not None):  # every process trains the folds rank 0 has no part of
                     fold = run_fold(market, split, seed_cfg, device, name, edges=edges.get())
                     if cfg.resume and main:
-                        save_part(path, fold, key)
+                        save_part(path, fold, spec)
                 if not main:
                     continue
                 t0 = time.perf_counter()
@@ -226,6 +230,24 @@ def prepare_out(out: Path, resume: bool) -> bool:
     except OSError as exc:
         raise DataError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
     return created
+
+
+def remove_created(out: Path, created: bool, parts_existed: bool) -> None:
+    """After a failed run (a full disk, Ctrl-C, a refused part): remove what it created.
+
+    In an ``--out`` this run created, the artefacts already written (``model.pt`` without
+    ``metrics.json``, say) go: half a run would make the next run refuse the folder as holding one.
+    Then the folders it created, once empty: ``parts/`` and ``--out``. Finished parts are results,
+    not debris: they stay, so that ``--resume`` continues from them. An ``--out`` that existed
+    before keeps its files (every file is replaced atomically: the old content or the new).
+    """
+    if created and out.is_dir():
+        for item in out.iterdir():
+            if item.name != "parts" and (item.is_file() or item.is_symlink()):
+                item.unlink()
+    for folder, made in ((out / "parts", not parts_existed), (out, created)):
+        if made and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def reliability_curves(folds: list[CalibratedFold], val_metrics: dict[str, dict[str, Any]]

@@ -35,7 +35,11 @@ class Split:
 
 
 def candidate_hours(market: MarketData, window: int) -> np.ndarray:
-    """Hours ``[H]`` with a full correlation window behind them and at least one labelled, valid node."""
+    """Hours ``[H]`` with a full correlation window behind them and at least one labelled, valid node.
+
+    The window of hour ``t`` is the ``window`` hours ``t - window + 1 .. t`` (``correlations._window``),
+    so the first candidate is hour ``window - 1``: an earlier one would get a shortened window.
+    """
     labelled = (market.require_labels().classes != IGNORE_INDEX) & market.features.valid
     hours = np.flatnonzero(labelled.any(axis=1))
     return hours[hours >= window - 1]
