@@ -11,7 +11,7 @@ from gnn_market.encoder import GraphEncoder
 from gnn_market.sources import open_store
 from gnn_market.training import TrainConfig, resolve_device, run_fold, run_training
 from gnn_market.training.loop import History
-from gnn_market.training.resume import load_part, run_key, save_part
+from gnn_market.training.resume import load_part, part_spec, save_part
 from gnn_market.training.universe import load_training_market
 
 from train_fixtures import TINY_TRAIN, tiny_store
@@ -103,9 +103,9 @@ def test_a_snapshot_gnn_has_nothing_to_select(store, tmp_path, rigged) -> None:
 def test_choice_survives_a_saved_part(store, tmp_path, rigged) -> None:
     rigged(temporal=0.40, snapshot=0.45)
     cfg, market, split, result = _fold(store, tmp_path)
-    key, path = run_key(cfg, market.panel.symbols, market.times, split), tmp_path / "p.pt"
-    save_part(path, result, key)
-    loaded = load_part(path, key, split)
+    spec, path = part_spec(cfg, market, split, seed=cfg.seed, fold=0), tmp_path / "p.pt"
+    save_part(path, result, spec)
+    loaded = load_part(path, spec)
     assert loaded.encoder == "snapshot" and loaded.encoder_scores == result.encoder_scores
     assert loaded.model.config.lookback == 0
 
