@@ -36,6 +36,7 @@ class Mutant:
     before: str
     after: str
     tests: tuple[str, ...]
+    select: str = ""  #: pytest ``-k`` expression, to run only the guarding tests of a slow file
 
 
 SIG = "gnn_market/significance.py"
@@ -69,6 +70,15 @@ MUTANTS: tuple[Mutant, ...] = (
            "if old and not old.endswith(b\"\\n\"):", "if False:", ("tests/test_follow.py",)),
     Mutant("follower", "another model's rows accepted", "gnn_market/follow.py",
            "    if models - {model}:", "    if False:", ("tests/test_follow.py",)),
+    # ---------------------------------------------------------------- resume and splits
+    Mutant("resume", "key ignores the fold's hours", "gnn_market/training/resume.py",
+           '"hours": _digest(hours),', '"hours": "-",', ("tests/test_resume.py",), select="folds_hours"),
+    Mutant("resume", "part-format version check skipped", "gnn_market/training/resume.py",
+           'if raw.get("version") != PART_VERSION:', "if False:", ("tests/test_resume.py",), select="previous_format or version"),
+    Mutant("splits", "candidate_hours admits an incomplete first window", "gnn_market/training/splits.py",
+           "return hours[hours >= window - 1]", "return hours[hours >= window - 2]", ("tests/test_splits.py",)),
+    Mutant("splits", "candidate_hours drops the first full window", "gnn_market/training/splits.py",
+           "return hours[hours >= window - 1]", "return hours[hours >= window]", ("tests/test_splits.py",)),
     # ---------------------------------------------------------------- store rules
     Mutant("store", "taker buy volume may exceed volume", "gnn_market/store_schema.py",
            "masks[f\"{part} > {whole}\"] = col(part) > col(whole) * (1 + TAKER_TOLERANCE)",
@@ -129,7 +139,8 @@ def run_mutant(tree: Path, mutant: Mutant, timeout: float) -> tuple[str, float]:
     started = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
     try:
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests],
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests,
+                               *(["-k", mutant.select] if mutant.select else [])],
                               cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
         outcome = "survived" if proc.returncode == 0 else "caught"
         if proc.returncode in (2, 3, 4, 5):  # interrupted / internal / usage / no tests: not a catch
