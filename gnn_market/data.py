@@ -43,7 +43,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .binance import PERP, SPOT, BinanceClient, ClientConfig, Universe
-from .cli import parse_symbols, run_cli
+from .cli import OneLineParser, parse_symbols, run_cli
 from .csv_import import read_csv_folder
 from .errors import BannedError, BinanceError, CryptoGraphError, DataError, StoreError, UnknownSymbolError
 from .panel import BOOK_TOLERANCE
@@ -505,13 +505,6 @@ def _when(ts: pd.Timestamp) -> str:
 
 
 # --------------------------------------------------------------------------- parser
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors become the CLI's one ``error: ...`` line (exit 2), not a usage dump."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise DataError(f"{self.prog}: {message} (see --help)")
-
-
 def _number(kind: str, low: float, low_open: bool = True):
     """An argparse type: a finite float above ``low`` (``low_open``) or at least ``low``; NaN and inf refused."""
 
@@ -546,7 +539,7 @@ def _add_network(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m gnn_market.data", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="python -m gnn_market.data", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("backfill", help="download history into a store (resumable)")
     p.add_argument("--store", required=True)
