@@ -307,7 +307,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     client = make_client(args)
     uni = client.universe(args.market, top=None if args.symbols else args.top,
                           min_quote_volume=None if args.symbols else args.min_quote_volume)
-    plan = select(uni, _markets(args.market), parse_symbols(args.symbols))
+    plan = select(uni, _markets(args.market), args.symbols)  # --symbols: a list, checked by the parser
     report = refresh(client, store, plan, args.hours, progress=True)
     return _finish(report, store)
 
@@ -317,7 +317,7 @@ def _collect_plan(client: BinanceClient, store: Store, args: argparse.Namespace)
     plan = {m: store.symbols(m) for m in _markets(args.market) if store.exists() and store.symbols(m)}
     if not plan:  # empty store: start from the universe
         uni = client.universe(args.market, top=args.top, min_quote_volume=args.min_quote_volume)
-        plan = select(uni, _markets(args.market), parse_symbols(args.symbols))
+        plan = select(uni, _markets(args.market), args.symbols)
     return plan
 
 
@@ -530,7 +530,9 @@ def _add_network(p: argparse.ArgumentParser) -> None:
     p.add_argument("--market", choices=["spot", "perp", "both"], default="spot")
     p.add_argument("--top", type=int, default=None, help="keep the N most traded pairs")
     p.add_argument("--min-quote-volume", type=_non_negative, default=None, help="24 h quote volume floor (USDT)")
-    p.add_argument("--symbols", default=None, help="comma-separated symbols instead of the ranked universe")
+    # parsed (checked, repeats refused) with the other arguments: before the universe is fetched
+    p.add_argument("--symbols", type=parse_symbols, default=None,
+                   help="comma-separated symbols instead of the ranked universe (each once)")
     p.add_argument("--spot-url", default=ClientConfig.spot_url, help="spot host root")
     p.add_argument("--futures-url", default=ClientConfig.futures_url, help="USDT-M futures host root")
     p.add_argument("--timeout", type=_positive, default=10.0, help="seconds per request (finite, > 0)")

@@ -386,3 +386,14 @@ def test_collect_skips_a_symbol_whose_file_is_bad_and_goes_on(tmp_path, capsys):
     assert "skipped ETHUSDT: invalid store file" in out and "duplicated timestamp" in out
     assert path.read_bytes() == raw  # refused, not rewritten
     assert Store(tmp_path).klines("BTCUSDT").index[-1] == pd.Timestamp("2024-03-01 12:00", tz="UTC")
+
+
+# --------------------------------------------------------------------------- issue 21 (checkpoint_cli area)
+@pytest.mark.parametrize("command", ["backfill", "collect"])
+def test_repeated_symbols_are_refused_while_parsing_before_any_request(server, tmp_path, capsys, command):
+    """Issue 21 item 16: ``--symbols BTCUSDT,btcusdt`` was refused only after fetching the universe."""
+    store = tmp_path / "s"
+    once = ["--once"] if command == "collect" else []
+    assert cli(server, command, "--store", str(store), "--symbols", "BTCUSDT,btcusdt", *once) == 2
+    assert _one_error_line(capsys) == "error: --symbols lists BTCUSDT more than once; give each symbol once"
+    assert server.count() == 0 and not store.exists()
