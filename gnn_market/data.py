@@ -36,7 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -45,7 +45,7 @@ from tqdm import tqdm
 from .binance import PERP, SPOT, BinanceClient, ClientConfig, Universe
 from .cli import OneLineParser, parse_symbols, run_cli
 from .csv_import import read_csv_folder
-from .errors import BannedError, BinanceError, CryptoGraphError, DataError, StoreError, UnknownSymbolError
+from .errors import BannedError, BinanceError, CryptoGraphError, DataError, OutageError, StoreError, UnknownSymbolError
 from .panel import BOOK_TOLERANCE
 from .sources import open_store
 from .store import Store
@@ -325,10 +325,19 @@ def collect_cycle(client: BinanceClient, store: Store, args: argparse.Namespace,
     """One cycle: every stored symbol (or the universe, for an empty store) brought up to date.
 
     ``book``: also take a book snapshot now (``--once``); the loop takes it in
-    its own pass before the hour instead (:func:`book_pass`).
+    its own pass before the hour instead (:func:`book_pass`). A cycle in which no
+    symbol could be downloaded and some call gave up on an outage raises
+    :class:`OutageError` (the loop rides it out), whatever the first symbol's error was.
     """
     plan = _collect_plan(client, store, args)
-    return _finish(refresh(client, store, plan, args.hours, book=book), store)
+    outages = client.outages
+    report = refresh(client, store, plan, args.hours, book=book)
+    try:
+        return _finish(report, store)
+    except BinanceError as exc:
+        if client.outages > outages and not isinstance(exc, OutageError):
+            raise OutageError(str(exc)) from exc
+        raise
 
 
 def next_hour_ms(client: BinanceClient) -> int:
@@ -359,13 +368,22 @@ def cmd_collect(args: argparse.Namespace) -> int:
     client = make_client(args)
     if args.once:
         return collect_cycle(client, store, args)
+    cycles, books = FailureStreak("collect cycle"), FailureStreak("book pass")
+    worked = False  # a collect cycle has succeeded: the URLs, symbols and store are right
     while True:
         # Candles and funding of the hours closed so far.
-        _guarded(lambda: collect_cycle(client, store, args, book=False), "collect cycle")
+        error = _guarded(lambda: collect_cycle(client, store, args, book=False))
+        if stops_collect(error, worked):
+            raise error
         hour = next_hour_ms(client)
+        cycles.record(error, next_ms=hour + int(args.delay * 1000))
+        worked = worked or error is None
         # The book a few seconds before the close: the state at the decision time of the closing hour's row.
         _wait(max(0.0, (hour - args.book_lead * 1000 - _now_ms(client)) / 1000))
-        _guarded(lambda: _finish_books(book_pass(client, store, _collect_plan(client, store, args))), "book pass")
+        error = _guarded(lambda: _finish_books(book_pass(client, store, _collect_plan(client, store, args))))
+        if stops_collect(error, worked):
+            raise error
+        books.record(error, next_ms=hour + HOUR_MS - int(args.book_lead * 1000))
         # Binance can publish a bar 10-15 s late: the closed candle is fetched --delay s after the hour.
         wait = max(0.0, (hour + args.delay * 1000 - _now_ms(client)) / 1000)
         log.info("next cycle in %.0f s", wait)
@@ -378,15 +396,53 @@ def _finish_books(report: RefreshReport) -> None:
         log.warning("book %s %s skipped: %s", market, sym, err)
 
 
-def _guarded(step, what: str) -> None:
-    """Run one pass of the endless job: outages are logged and retried next time; a ban or a bad store stops it."""
+def _guarded(step: Callable[[], object]) -> CryptoGraphError | None:
+    """Run one pass of the endless job; its user-facing error (None when it worked), for :func:`stops_collect`."""
     try:
         step()
-    except (BannedError, StoreError):
-        raise  # going on would extend an IP ban; an unwritable store does not heal by itself
     except CryptoGraphError as exc:
-        # A live job outlives outages: log, keep what was stored, try again at the next pass.
-        log.error("%s failed (will retry at the next pass): %s", what, exc)
+        return exc
+    return None
+
+
+def stops_collect(error: CryptoGraphError | None, worked_before: bool) -> bool:
+    """Whether a failed pass ends the endless ``collect`` job (exit 2) rather than being retried.
+
+    - An IP ban (418) or a store error always stops it: going on would extend the ban, and an
+      unwritable or broken store does not heal by itself.
+    - Until a collect cycle has worked once, every error but an outage stops it too: a host that
+      answers but is not the Binance API (HTTP 4xx), an unknown symbol, no symbol left by the
+      filters are configuration errors that no retry fixes, and the user who just started the job
+      should see one error line, not a log that grows every hour.
+    - An outage (:class:`OutageError`: timeouts, refused connections, host names that do not
+      resolve, which is also what a machine without network sees, HTTP 5xx, 429) is retried at the
+      next pass, from the first cycle on; after a working cycle every other error is retried too.
+    """
+    if error is None:
+        return False
+    if isinstance(error, (BannedError, StoreError)):
+        return True
+    return not worked_before and not isinstance(error, OutageError)
+
+
+@dataclass
+class FailureStreak:
+    """Failed passes in a row of one kind, so each failure's log line says how long it has lasted."""
+
+    what: str
+    count: int = 0
+
+    def record(self, error: CryptoGraphError | None, next_ms: int) -> None:
+        """Log a failed pass (what failed, the count, the next try in UTC) or a recovery."""
+        if error is None:
+            if self.count:
+                log.info("%s works again after %d failed in a row", self.what, self.count)
+            self.count = 0
+            return
+        self.count += 1
+        kind = "a network outage or server error" if isinstance(error, OutageError) else "error"
+        log.error("%s failed (%d in a row, %s): %s; next try at %s UTC", self.what, self.count, kind, error,
+                  pd.Timestamp(next_ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def _wait(seconds: float) -> None:
@@ -540,6 +596,30 @@ def _add_network(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=ClientConfig.max_workers, help="concurrent requests")
 
 
+#: ``collect --help``: the schedule and what happens when a pass fails (see :func:`stops_collect`).
+COLLECT_DESCRIPTION = """\
+The live hourly job. --book-lead seconds before each hour closes it takes a top-20
+book snapshot of every symbol; --delay seconds after the hour it appends every closed
+candle not yet stored and the funding rate. It works on the symbols the store holds
+(an empty store gets the universe). --once: one cycle now, then exit.
+
+When a pass fails, the job logs one ERROR line per failed pass: what failed, how many
+passes of that kind failed in a row, and the next try (UTC, on the server's clock;
+the local one while the server is unreachable):
+  ERROR gnn_market.data: collect cycle failed (3 in a row, a network outage or server
+  error): ...; next try at 2024-03-01 14:00:15 UTC
+and logs when it works again; the hours it missed are fetched then.
+ - Outages are ridden out, from the first cycle on: timeouts, refused connections,
+   host names that do not resolve (a machine without network sees the same),
+   HTTP 5xx and 429 left after --retries.
+ - Until one cycle has worked, any other error stops the job with one error line and
+   exit 2: a host that answers but is not the Binance API (HTTP 4xx), an unknown
+   --symbols entry, no symbol left by --top/--min-quote-volume. A URL that is not
+   http(s)://host[:port] and an unwritable store are refused before any request.
+ - An IP ban (418) or a store that cannot be written stops it at any time (exit 2).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m gnn_market.data", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -548,7 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hours", type=int, default=24 * 365, help="history length (default one year)")
     _add_network(p)
     p.set_defaults(func=cmd_backfill)
-    p = sub.add_parser("collect", help="hourly live job: book before the close, then candle + funding")
+    p = sub.add_parser("collect", help="hourly live job: book before the close, then candle + funding",
+                       description=COLLECT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", required=True)
     p.add_argument("--once", action="store_true", help="run one cycle (candles, book, funding) now and exit")
     p.add_argument("--hours", type=int, default=24, help="history for symbols with nothing stored")

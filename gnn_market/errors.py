@@ -34,3 +34,9 @@ class UnknownSymbolError(BinanceError):
 
 class CheckpointError(CryptoGraphError):
     """A model checkpoint is missing, corrupt, or does not fit the data."""
+
+
+class OutageError(BinanceError):
+    """The server could not be reached, or kept failing, after every retry (timeouts, refused
+    connections, unresolvable host names, HTTP 5xx/408, 429 past its limit, malformed answers):
+    a network or server outage that may be over later, unlike a wrong URL or an unknown symbol."""
