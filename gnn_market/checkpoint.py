@@ -300,7 +300,7 @@ def _weights_fit_problem(state: dict[str, torch.Tensor], model_config: dict[str,
                         (sorted(set(expected) - set(state)), "missing")):
         if names:
             more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
-            return f"{what} parameter {names[0]!r}{more} for the model its config describes"
+            return f"{what} parameter {names[0]!r}{more}: the weights do not fit the model its config describes"
     for name, want in expected.items():
         if state[name].shape != want.shape:
             return f"parameter {name!r} has shape {list(state[name].shape)}, the model expects {list(want.shape)}"
