@@ -21,12 +21,20 @@ code runs). Keys:
 package lives (written by ``python -m gnn_market.train --save-packaged``).
 
 Anything missing, of the wrong type, or from a newer format raises
-:class:`~gnn_market.errors.CheckpointError` with a message that says why, and so
-does a value no trained model can hold: a non-finite weight, a non-finite or
+:class:`~gnn_market.errors.CheckpointError` with a message that says why, in one
+line naming the file and the first problem, and so does a value no trained model
+can hold: a weight that is not floating point (int64 weights ran and gave every
+pair the same probabilities) or not finite, weights whose names or shapes differ
+from the model its ``model_config`` describes (an unexpected or missing
+parameter, another shape, a ``lookback`` the weights were not trained with), a non-finite or
 non-positive normaliser statistic, a normaliser whose length differs from the
 feature count, a range whose hours do not parse (or end before they start),
 symbols or feature names that are not strings (or repeat), an unknown market or
 a non-finite threshold. A bad file fails at load time, never at the first prediction.
+A file holding pickled Python objects (``torch.save`` of anything else) or a
+TorchScript archive is refused without running it and without torch's warnings, and
+a CUDA ``map_location`` on a machine without CUDA is a :class:`~gnn_market.errors.DataError`
+naming the device, not a corrupt file.
 """
 from __future__ import annotations
 
