@@ -606,8 +606,9 @@ candle not yet stored and the funding rate. It works on the symbols the store ho
 When a pass fails, the job logs one ERROR line per failed pass: what failed, how many
 passes of that kind failed in a row, and the next try (UTC, on the server's clock;
 the local one while the server is unreachable):
-  ERROR gnn_market.data: collect cycle failed (3 in a row, a network outage or server
-  error): ...; next try at 2024-03-01 14:00:15 UTC
+  ERROR ...: collect cycle failed (3 in a row, a network outage or server error):
+  spot klines BTCUSDT: cannot reach ... (timeout) after 6 attempts; next try at
+  2024-03-01 14:00:15 UTC
 and logs when it works again; the hours it missed are fetched then.
  - Outages are ridden out, from the first cycle on: timeouts, refused connections,
    host names that do not resolve (a machine without network sees the same),
