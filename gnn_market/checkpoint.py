@@ -21,16 +21,26 @@ code runs). Keys:
 package lives (written by ``python -m gnn_market.train --save-packaged``).
 
 Anything missing, of the wrong type, or from a newer format raises
-:class:`~gnn_market.errors.CheckpointError` with a message that says why, and so
-does a value no trained model can hold: a non-finite weight, a non-finite or
+:class:`~gnn_market.errors.CheckpointError` with a message that says why, in one
+line naming the file and the first problem, and so does a value no trained model
+can hold: a weight that is not floating point (int64 weights ran and gave every
+pair the same probabilities) or not finite, weights whose names or shapes differ
+from the model its ``model_config`` describes (an unexpected or missing
+parameter, another shape, a ``lookback`` the weights were not trained with), a non-finite or
 non-positive normaliser statistic, a normaliser whose length differs from the
 feature count, a range whose hours do not parse (or end before they start),
 symbols or feature names that are not strings (or repeat), an unknown market or
 a non-finite threshold. A bad file fails at load time, never at the first prediction.
+A file holding pickled Python objects (``torch.save`` of anything else) or a
+TorchScript archive is refused without running it and without torch's warnings, and
+a CUDA ``map_location`` on a machine without CUDA is a :class:`~gnn_market.errors.DataError`
+naming the device, not a corrupt file.
 """
 from __future__ import annotations
 
 import os
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +52,7 @@ import torch
 from . import __version__
 from .atomic import atomic_path
 from .calibration import DecisionRule, VectorScaling
-from .errors import CheckpointError
+from .errors import CheckpointError, DataError
 from .model import GATv2Classifier, ModelConfig
 
 FORMAT = "cryptograph-gatv2"
@@ -155,14 +165,10 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read and validate a checkpoint written by :func:`save_checkpoint`."""
     path = Path(path)
+    require_device(map_location)  # else torch reports a CUDA-less machine as a corrupt file
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        raw = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt zip, truncated file, foreign pickle...
-        # torch's own message suggests weights_only=False: never do that with an unknown file
-        raise CheckpointError(f"cannot read checkpoint {path}: corrupt, truncated or not written by "
-                              f"gnn_market.train ({type(exc).__name__})") from exc
+    raw = _read(path, map_location)
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a CryptoGraph GATv2 checkpoint (format {FORMAT!r} expected)")
     version = raw.get("format_version")
@@ -198,6 +204,45 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
+def require_device(device: str | torch.device, flag: str = "device") -> None:
+    """Refuse a device this machine does not have (:class:`DataError` naming ``flag``), before any file is read."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError) as exc:
+        raise DataError(f"{flag} {device!r} is not a torch device (use cpu or cuda)") from exc
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"{flag} {device}: CUDA is not available on this machine (use {flag} cpu)")
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A ``torch.jit.save`` archive (torch.load would hand it to torch.jit.load, with a warning)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/constants.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _read(path: Path, map_location: str | torch.device) -> Any:
+    """``torch.load(weights_only=True)``, its failures as one :class:`CheckpointError` line and no warnings."""
+    if _is_torchscript(path):
+        raise CheckpointError(f"{path} is a TorchScript archive (torch.jit.save), not a checkpoint written by "
+                              f"gnn_market.train")
+    with warnings.catch_warnings():
+        # torch warns about foreign pickle protocols before failing: the error line says what matters
+        warnings.simplefilter("ignore")
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as exc:  # corrupt zip, truncated file, foreign pickle...
+            # torch's own message suggests weights_only=False: never do that with an unknown file
+            if "weights only load failed" in str(exc).lower():
+                raise CheckpointError(f"cannot read checkpoint {path}: it holds pickled Python objects, not only "
+                                      f"tensors and plain values (refused: loading them could run code); it was "
+                                      f"not written by gnn_market.train") from exc
+            raise CheckpointError(f"cannot read checkpoint {path}: corrupt, truncated or not written by "
+                                  f"gnn_market.train ({type(exc).__name__})") from exc
+
+
 _MARKETS = ("spot", "perp")
 _RANGE_NAMES = ("train", "val", "test")
 
@@ -214,16 +259,21 @@ def _str_list_problem(name: str, values: Any) -> str | None:
 def checkpoint_problem(ckpt: Checkpoint) -> str | None:
     """Why ``ckpt`` cannot be a trained model's checkpoint (None when its values are sound).
 
-    Checks what the type checks of :func:`load_checkpoint` cannot: finite weights,
-    a finite normaliser of the feature count's length, parseable ranges, string
+    Checks what the type checks of :func:`load_checkpoint` cannot: finite floating-point
+    weights with exactly the names and shapes of the model its config describes, a finite normaliser of the feature count's length, parseable ranges, string
     symbols and feature names, a known market and a finite threshold.
     """
     for key, value in ckpt.state_dict.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             return f"checkpoint weight {key!r} is not a tensor"
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        if not value.is_floating_point():  # integer weights run, and give one answer for every pair
+            return f"checkpoint weight {key!r} is {value.dtype}, not floating point"
+        if not bool(torch.isfinite(value).all()):
             bad = int((~torch.isfinite(value)).sum())
             return f"checkpoint weight {key!r} holds {bad} non-finite value(s) (NaN or inf)"
+    problem = _weights_fit_problem(ckpt.state_dict, ckpt.model_config)
+    if problem:
+        return problem
     for name in ("feature_names", "symbols"):
         problem = _str_list_problem(name, getattr(ckpt, name))
         if problem:
@@ -241,6 +291,28 @@ def checkpoint_problem(ckpt: Checkpoint) -> str | None:
     if problem:
         return f"checkpoint normaliser: {problem}"
     return _ranges_problem(ckpt.ranges)
+
+
+def _weights_fit_problem(state: dict[str, torch.Tensor], model_config: dict[str, Any]) -> str | None:
+    """The first way ``state`` does not fit the model ``model_config`` describes, as a short phrase.
+
+    ``load_state_dict`` would say the same over several lines; the model is built on the
+    meta device (no memory, no draw from the global RNG) only for its parameter names and shapes.
+    """
+    try:
+        with torch.device("meta"):
+            expected = GATv2Classifier(ModelConfig.from_dict(model_config)).state_dict()
+    except (TypeError, ValueError) as exc:
+        return f"checkpoint model config is unusable: {exc}"
+    for names, what in ((sorted(set(state) - set(expected)), "unexpected"),
+                        (sorted(set(expected) - set(state)), "missing")):
+        if names:
+            more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+            return f"{what} parameter {names[0]!r}{more}: the weights do not fit the model its config describes"
+    for name, want in expected.items():
+        if state[name].shape != want.shape:
+            return f"parameter {name!r} has shape {list(state[name].shape)}, the model expects {list(want.shape)}"
+    return None
 
 
 def _normalizer_problem(state: dict[str, Any], n_features: int) -> str | None:

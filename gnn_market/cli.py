@@ -31,6 +31,17 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
         return EXIT_INTERRUPTED
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors become the CLI's one ``error: ...`` line (exit 2), not a usage dump.
+
+    The error is raised as :class:`DataError` for :func:`run_cli` to print, like every other
+    user error; ``--help`` still prints and exits 0. Sub-parsers inherit the class.
+    """
+
+    def error(self, message: str):  # type: ignore[override]
+        raise DataError(f"{self.prog}: {message} (see --help)")
+
+
 class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
     """The module docstring as written, and every valued option's default in ``--help``."""
 

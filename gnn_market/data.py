@@ -36,16 +36,16 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from .binance import PERP, SPOT, BinanceClient, ClientConfig, Universe
-from .cli import parse_symbols, run_cli
+from .cli import OneLineParser, parse_symbols, run_cli
 from .csv_import import import_csv_folder
-from .errors import BannedError, BinanceError, CryptoGraphError, DataError, StoreError, UnknownSymbolError
+from .errors import BannedError, BinanceError, CryptoGraphError, DataError, OutageError, StoreError, UnknownSymbolError
 from .panel import BOOK_TOLERANCE
 from .sources import open_store
 from .store import Store
@@ -308,7 +308,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     client = make_client(args)
     uni = client.universe(args.market, top=None if args.symbols else args.top,
                           min_quote_volume=None if args.symbols else args.min_quote_volume)
-    plan = select(uni, _markets(args.market), parse_symbols(args.symbols))
+    plan = select(uni, _markets(args.market), args.symbols)  # --symbols: a list, checked by the parser
     report = refresh(client, store, plan, args.hours, progress=True)
     return _finish(report, store)
 
@@ -318,7 +318,7 @@ def _collect_plan(client: BinanceClient, store: Store, args: argparse.Namespace)
     plan = {m: store.symbols(m) for m in _markets(args.market) if store.exists() and store.symbols(m)}
     if not plan:  # empty store: start from the universe
         uni = client.universe(args.market, top=args.top, min_quote_volume=args.min_quote_volume)
-        plan = select(uni, _markets(args.market), parse_symbols(args.symbols))
+        plan = select(uni, _markets(args.market), args.symbols)
     return plan
 
 
@@ -326,10 +326,19 @@ def collect_cycle(client: BinanceClient, store: Store, args: argparse.Namespace,
     """One cycle: every stored symbol (or the universe, for an empty store) brought up to date.
 
     ``book``: also take a book snapshot now (``--once``); the loop takes it in
-    its own pass before the hour instead (:func:`book_pass`).
+    its own pass before the hour instead (:func:`book_pass`). A cycle in which no
+    symbol could be downloaded and some call gave up on an outage raises
+    :class:`OutageError` (the loop rides it out), whatever the first symbol's error was.
     """
     plan = _collect_plan(client, store, args)
-    return _finish(refresh(client, store, plan, args.hours, book=book), store)
+    outages = client.outages
+    report = refresh(client, store, plan, args.hours, book=book)
+    try:
+        return _finish(report, store)
+    except BinanceError as exc:
+        if client.outages > outages and not isinstance(exc, OutageError):
+            raise OutageError(str(exc)) from exc
+        raise
 
 
 def next_hour_ms(client: BinanceClient) -> int:
@@ -360,13 +369,22 @@ def cmd_collect(args: argparse.Namespace) -> int:
     client = make_client(args)
     if args.once:
         return collect_cycle(client, store, args)
+    cycles, books = FailureStreak("collect cycle"), FailureStreak("book pass")
+    worked = False  # a collect cycle has succeeded: the URLs, symbols and store are right
     while True:
         # Candles and funding of the hours closed so far.
-        _guarded(lambda: collect_cycle(client, store, args, book=False), "collect cycle")
+        error = _guarded(lambda: collect_cycle(client, store, args, book=False))
+        if stops_collect(error, worked):
+            raise error
         hour = next_hour_ms(client)
+        cycles.record(error, next_ms=hour + int(args.delay * 1000))
+        worked = worked or error is None
         # The book a few seconds before the close: the state at the decision time of the closing hour's row.
         _wait(max(0.0, (hour - args.book_lead * 1000 - _now_ms(client)) / 1000))
-        _guarded(lambda: _finish_books(book_pass(client, store, _collect_plan(client, store, args))), "book pass")
+        error = _guarded(lambda: _finish_books(book_pass(client, store, _collect_plan(client, store, args))))
+        if stops_collect(error, worked):
+            raise error
+        books.record(error, next_ms=hour + HOUR_MS - int(args.book_lead * 1000))
         # Binance can publish a bar 10-15 s late: the closed candle is fetched --delay s after the hour.
         wait = max(0.0, (hour + args.delay * 1000 - _now_ms(client)) / 1000)
         log.info("next cycle in %.0f s", wait)
@@ -379,15 +397,53 @@ def _finish_books(report: RefreshReport) -> None:
         log.warning("book %s %s skipped: %s", market, sym, err)
 
 
-def _guarded(step, what: str) -> None:
-    """Run one pass of the endless job: outages are logged and retried next time; a ban or a bad store stops it."""
+def _guarded(step: Callable[[], object]) -> CryptoGraphError | None:
+    """Run one pass of the endless job; its user-facing error (None when it worked), for :func:`stops_collect`."""
     try:
         step()
-    except (BannedError, StoreError):
-        raise  # going on would extend an IP ban; an unwritable store does not heal by itself
     except CryptoGraphError as exc:
-        # A live job outlives outages: log, keep what was stored, try again at the next pass.
-        log.error("%s failed (will retry at the next pass): %s", what, exc)
+        return exc
+    return None
+
+
+def stops_collect(error: CryptoGraphError | None, worked_before: bool) -> bool:
+    """Whether a failed pass ends the endless ``collect`` job (exit 2) rather than being retried.
+
+    - An IP ban (418) or a store error always stops it: going on would extend the ban, and an
+      unwritable or broken store does not heal by itself.
+    - Until a collect cycle has worked once, every error but an outage stops it too: a host that
+      answers but is not the Binance API (HTTP 4xx), an unknown symbol, no symbol left by the
+      filters are configuration errors that no retry fixes, and the user who just started the job
+      should see one error line, not a log that grows every hour.
+    - An outage (:class:`OutageError`: timeouts, refused connections, host names that do not
+      resolve, which is also what a machine without network sees, HTTP 5xx, 429) is retried at the
+      next pass, from the first cycle on; after a working cycle every other error is retried too.
+    """
+    if error is None:
+        return False
+    if isinstance(error, (BannedError, StoreError)):
+        return True
+    return not worked_before and not isinstance(error, OutageError)
+
+
+@dataclass
+class FailureStreak:
+    """Failed passes in a row of one kind, so each failure's log line says how long it has lasted."""
+
+    what: str
+    count: int = 0
+
+    def record(self, error: CryptoGraphError | None, next_ms: int) -> None:
+        """Log a failed pass (what failed, the count, the next try in UTC) or a recovery."""
+        if error is None:
+            if self.count:
+                log.info("%s works again after %d failed in a row", self.what, self.count)
+            self.count = 0
+            return
+        self.count += 1
+        kind = "a network outage or server error" if isinstance(error, OutageError) else "error"
+        log.error("%s failed (%d in a row, %s): %s; next try at %s UTC", self.what, self.count, kind, error,
+                  pd.Timestamp(next_ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def _wait(seconds: float) -> None:
@@ -511,13 +567,6 @@ def _when(ts: pd.Timestamp) -> str:
 
 
 # --------------------------------------------------------------------------- parser
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors become the CLI's one ``error: ...`` line (exit 2), not a usage dump."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise DataError(f"{self.prog}: {message} (see --help)")
-
-
 def _number(kind: str, low: float, low_open: bool = True):
     """An argparse type: a finite float above ``low`` (``low_open``) or at least ``low``; NaN and inf refused."""
 
@@ -543,7 +592,9 @@ def _add_network(p: argparse.ArgumentParser) -> None:
     p.add_argument("--market", choices=["spot", "perp", "both"], default="spot")
     p.add_argument("--top", type=int, default=None, help="keep the N most traded pairs")
     p.add_argument("--min-quote-volume", type=_non_negative, default=None, help="24 h quote volume floor (USDT)")
-    p.add_argument("--symbols", default=None, help="comma-separated symbols instead of the ranked universe")
+    # parsed (checked, repeats refused) with the other arguments: before the universe is fetched
+    p.add_argument("--symbols", type=parse_symbols, default=None,
+                   help="comma-separated symbols instead of the ranked universe (each once)")
     p.add_argument("--spot-url", default=ClientConfig.spot_url, help="spot host root")
     p.add_argument("--futures-url", default=ClientConfig.futures_url, help="USDT-M futures host root")
     p.add_argument("--timeout", type=_positive, default=10.0, help="seconds per request (finite, > 0)")
@@ -551,15 +602,41 @@ def _add_network(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=ClientConfig.max_workers, help="concurrent requests")
 
 
+#: ``collect --help``: the schedule and what happens when a pass fails (see :func:`stops_collect`).
+COLLECT_DESCRIPTION = """\
+The live hourly job. --book-lead seconds before each hour closes it takes a top-20
+book snapshot of every symbol; --delay seconds after the hour it appends every closed
+candle not yet stored and the funding rate. It works on the symbols the store holds
+(an empty store gets the universe). --once: one cycle now, then exit.
+
+When a pass fails, the job logs one ERROR line per failed pass: what failed, how many
+passes of that kind failed in a row, and the next try (UTC, on the server's clock;
+the local one while the server is unreachable):
+  ERROR ...: collect cycle failed (3 in a row, a network outage or server error):
+  spot klines BTCUSDT: cannot reach ... (timeout) after 6 attempts; next try at
+  2024-03-01 14:00:15 UTC
+and logs when it works again; the hours it missed are fetched then.
+ - Outages are ridden out, from the first cycle on: timeouts, refused connections,
+   host names that do not resolve (a machine without network sees the same),
+   HTTP 5xx and 429 left after --retries.
+ - Until one cycle has worked, any other error stops the job with one error line and
+   exit 2: a host that answers but is not the Binance API (HTTP 4xx), an unknown
+   --symbols entry, no symbol left by --top/--min-quote-volume. A URL that is not
+   http(s)://host[:port] and an unwritable store are refused before any request.
+ - An IP ban (418) or a store that cannot be written stops it at any time (exit 2).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m gnn_market.data", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="python -m gnn_market.data", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("backfill", help="download history into a store (resumable)")
     p.add_argument("--store", required=True)
     p.add_argument("--hours", type=int, default=24 * 365, help="history length (default one year)")
     _add_network(p)
     p.set_defaults(func=cmd_backfill)
-    p = sub.add_parser("collect", help="hourly live job: book before the close, then candle + funding")
+    p = sub.add_parser("collect", help="hourly live job: book before the close, then candle + funding",
+                       description=COLLECT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", required=True)
     p.add_argument("--once", action="store_true", help="run one cycle (candles, book, funding) now and exit")
     p.add_argument("--hours", type=int, default=24, help="history for symbols with nothing stored")

@@ -42,3 +42,9 @@ class OptionError(CryptoGraphError, ValueError):
 
 class CacheError(CryptoGraphError):
     """A cache folder cannot be used as given (a file where the folder should be, a damaged lock)."""
+
+
+class OutageError(BinanceError):
+    """The server could not be reached, or kept failing, after every retry (timeouts, refused
+    connections, unresolvable host names, HTTP 5xx/408, 429 past its limit, malformed answers):
+    a network or server outage that may be over later, unlike a wrong URL or an unknown symbol."""

@@ -40,7 +40,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .cli import DefaultsHelpFormatter, parse_symbols, run_cli
+from .checkpoint import require_device
+from .cli import DefaultsHelpFormatter, OneLineParser, parse_symbols, run_cli
 from .encoder import EncodedRange, GraphEncoder
 from .errors import DataError
 from .export import SUFFIXES, save_encoded
@@ -86,7 +87,7 @@ def render(frame: pd.DataFrame, time: pd.Timestamp, fmt: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m gnn_market.predict", description=__doc__,
+    p = OneLineParser(prog="python -m gnn_market.predict", description=__doc__,
                                 formatter_class=DefaultsHelpFormatter)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--store", help="market store folder (default: the bundled sample)")
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    require_device(args.device, "--device")  # before the checkpoint: torch would call it corrupt
     if args.follow or args.once or args.iterations is not None:
         return _follow(args)
     ranged = args.start is not None or args.end is not None

@@ -39,7 +39,7 @@ import argparse
 from dataclasses import fields
 from typing import Sequence
 
-from .cli import DefaultsHelpFormatter, parse_symbols, run_cli
+from .cli import DefaultsHelpFormatter, OneLineParser, parse_symbols, run_cli
 from .training import TrainConfig, results_table, run_training  # the CLI's own needs (README imports the first two)
 from .training.report import significance_caption, significance_table
 
@@ -47,7 +47,7 @@ from .training.report import significance_caption, significance_table
 def build_parser() -> argparse.ArgumentParser:
     """The flags; each sets the :class:`TrainConfig` field of its name and defaults to its default."""
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m gnn_market.train", description=__doc__,
+    p = OneLineParser(prog="python -m gnn_market.train", description=__doc__,
                                 formatter_class=DefaultsHelpFormatter)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--store", help="market store folder (default: the bundled sample)")

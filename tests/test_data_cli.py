@@ -1,6 +1,7 @@
 """The data CLI against the fake server: backfill, resumability, faults, collect, info, bad input."""
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from gnn_market.cli import run_cli
 from gnn_market.data import main
-from gnn_market.errors import StoreError
+from gnn_market.errors import DataError, StoreError
 from gnn_market.store import Store
 
 from fake_binance import FakeBinance, FakeSymbol
@@ -428,3 +429,124 @@ def test_info_does_not_call_an_empty_symbol_ok(tmp_path, capsys):
     rows = {line.split()[1]: line.split()[-1] for line in out.splitlines() if line.startswith("  spot ")}
     assert rows == {"BTCUSDT": "yes", "EMPTYUSDT": "NO"}, out
     assert "empty: 1 kline file(s) hold no candle" in out and "  klines/spot EMPTYUSDT" in out
+
+
+# --------------------------------------------------------------------------- issue 21 (checkpoint_cli area)
+@pytest.mark.parametrize("command", ["backfill", "collect"])
+def test_repeated_symbols_are_refused_while_parsing_before_any_request(server, tmp_path, capsys, command):
+    """Issue 21 item 16: ``--symbols BTCUSDT,btcusdt`` was refused only after fetching the universe."""
+    store = tmp_path / "s"
+    once = ["--once"] if command == "collect" else []
+    assert cli(server, command, "--store", str(store), "--symbols", "BTCUSDT,btcusdt", *once) == 2
+    assert _one_error_line(capsys) == "error: --symbols lists BTCUSDT more than once; give each symbol once"
+    assert server.count() == 0 and not store.exists()
+
+
+def _error_records(caplog, what: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and r.getMessage().startswith(what)]
+
+
+def test_collect_loop_says_each_failed_cycle_with_its_retry_time_and_count(tmp_path, monkeypatch, caplog):
+    """Issue 21 item 17: one ERROR line, then silence; now every failed pass says what failed, when it is
+    tried again (UTC, the server's clock) and how many failed in a row, and the recovery is logged."""
+    import gnn_market.data as data_cli
+
+    caplog.set_level(logging.INFO, logger="gnn_market.data")
+    with FakeBinance(plain_symbols(), now_ms=NOW) as srv:
+        assert cli(srv, "backfill", "--store", str(tmp_path), "--hours", "50") == 0
+    waits: list[float] = []
+
+    def fake_wait(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 5:
+            raise _StopLoop
+
+    monkeypatch.setattr(data_cli, "_wait", fake_wait)
+    with FakeBinance(plain_symbols(), now_ms=NOW + HOUR_MS) as srv:  # 13:00:30, a clock that stands still
+        srv.add_fault("500", endpoint="klines", times=8)  # the 4 symbols' candles fail in two cycles, then work
+        with pytest.raises(_StopLoop):
+            cli(srv, "collect", "--store", str(tmp_path), "--retries", "0", "--workers", "1")
+    failed = _error_records(caplog, "collect cycle failed")
+    assert len(failed) == 2, failed
+    for n, line in enumerate(failed, start=1):
+        assert line.startswith(f"collect cycle failed ({n} in a row, a network outage or server error): "
+                               f"nothing downloaded: spot klines "), line
+        assert "HTTP 500" in line and line.endswith("; next try at 2024-03-01 14:00:15 UTC"), line
+    assert "collect cycle works again after 2 failed in a row" in caplog.text
+    assert Store(tmp_path).klines("BTCUSDT", "spot").index[-1] == pd.Timestamp("2024-03-01 12:00", tz="UTC")
+
+
+def test_collect_loop_rides_out_an_unreachable_api_from_its_first_cycle(tmp_path, monkeypatch, caplog):
+    """The README's live form with the API unreachable (connection refused): an outage, retried and said."""
+    import gnn_market.data as data_cli
+
+    waits: list[float] = []
+
+    def fake_wait(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3:
+            raise _StopLoop
+
+    monkeypatch.setattr(data_cli, "_wait", fake_wait)
+    store = tmp_path / "data"
+    with pytest.raises(_StopLoop):
+        run_cli(main, ["collect", "--store", str(store), "--spot-url", "http://127.0.0.1:9",
+                       "--futures-url", "http://127.0.0.1:9", "--retries", "0"])
+    failed = _error_records(caplog, "collect cycle failed")
+    assert [line[:len("collect cycle failed (1 in a row")] for line in failed] == \
+        ["collect cycle failed (1 in a row", "collect cycle failed (2 in a row"]
+    assert all("cannot reach http://127.0.0.1:9 (connection error)" in line for line in failed)
+    assert len(_error_records(caplog, "book pass failed (1 in a row")) == 1
+    assert not store.exists()
+
+
+@pytest.mark.parametrize("case, words", [
+    ("unknown symbol", "unknown symbol(s) NOPEUSDT"),
+    ("not a Binance host", "HTTP 404"),
+    ("no symbol left", "empty result: no symbols match"),
+    ("unwritable store", "is a file, not a folder"),
+])
+def test_collect_loop_stops_with_one_line_when_its_first_cycle_fails_on_configuration(
+        server, tmp_path, monkeypatch, capsys, case, words):
+    """Issue 21 item 17: a configuration error in the first cycle used to be logged and retried forever."""
+    import gnn_market.data as data_cli
+
+    waits: list[float] = []
+
+    def fake_wait(seconds: float) -> None:  # the job went on: stop it, the assertions below fail
+        waits.append(seconds)
+        raise _StopLoop
+
+    monkeypatch.setattr(data_cli, "_wait", fake_wait)
+    store = tmp_path / "data"
+    url = server.url
+    extra: list[str] = []
+    if case == "unknown symbol":
+        extra = ["--symbols", "NOPEUSDT"]
+    elif case == "not a Binance host":
+        url = f"{server.url}/not-binance"
+    elif case == "no symbol left":
+        extra = ["--min-quote-volume", "1e15"]
+    else:
+        (tmp_path / "file").write_text("x")
+        store = tmp_path / "file" / "data"
+    try:
+        code = run_cli(main, ["collect", "--store", str(store), "--spot-url", url, "--futures-url", url,
+                              "--retries", "0", *extra])
+    except _StopLoop:
+        code = None
+    assert code == 2 and waits == []
+    assert words in _one_error_line(capsys)
+    assert not store.exists()
+
+
+def test_after_a_working_cycle_only_a_ban_or_the_store_stops_the_collect_loop():
+    """The classification: before the first working cycle, an error that is not an outage stops the job."""
+    from gnn_market.data import stops_collect
+    from gnn_market.errors import BannedError, BinanceError, OutageError, UnknownSymbolError
+
+    for error, at_start, later in [(OutageError("timeout"), False, False), (BinanceError("HTTP 404"), True, False),
+                                   (UnknownSymbolError("NOPEUSDT"), True, False), (DataError("empty"), True, False),
+                                   (BannedError("418"), True, True), (StoreError("read-only"), True, True)]:
+        assert stops_collect(error, worked_before=False) is at_start, error
+        assert stops_collect(error, worked_before=True) is later, error

@@ -68,3 +68,17 @@ def test_errors_are_one_line(trained, capsys, tmp_path) -> None:
     code = run_cli(main, ["--store", str(trained[0].root), "--checkpoint", str(tmp_path / "none.pt")])
     err = capsys.readouterr().err
     assert code == 2 and "not found" in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--format", "xml"], "invalid choice: 'xml'"),
+    (["--interval", "soon"], "--interval"),
+    (["--store", "a", "--data", "synthetic"], "not allowed with argument"),
+])
+def test_argument_errors_are_one_error_line_not_the_usage_block(capsys, argv, words) -> None:
+    """Issue 21 item 16: argparse printed its whole usage block (10-24 lines) here; data printed one line."""
+    code = run_cli(main, argv)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: python -m gnn_market.predict: "), lines
+    assert words in lines[0] and lines[0].endswith("(see --help)")

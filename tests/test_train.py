@@ -218,3 +218,16 @@ def test_help_shows_every_default(capsys) -> None:
         entry = text[text.index(f" {flag} {flag.lstrip('-').replace('-', '_').upper()} "):]
         entry = entry[:entry.index(" --", 3)]  # up to the next option
         assert f"(default: {value})" in entry, entry
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--epochs", "many"], "--epochs: invalid int value: 'many'"),
+    (["--device", "tpu"], "invalid choice: 'tpu'"),
+])
+def test_argument_errors_are_one_error_line_not_the_usage_block(argv, words, tmp_path, capsys) -> None:
+    """Issue 21 item 16: argparse printed its whole usage block here, where the data CLI prints one line."""
+    code = run_cli(main, [*argv, "--out", str(tmp_path / "run")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: python -m gnn_market.train: "), lines
+    assert words in lines[0] and not (tmp_path / "run").exists()

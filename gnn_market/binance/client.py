@@ -20,6 +20,10 @@ shared attribute), so this module adds them around it:
   2400 per minute). ``fundingRate`` has its own budget (500 calls / 5 min).
 * **-1121** (invalid symbol) raises :class:`UnknownSymbolError`, which callers
   report and skip.
+* Failures that may pass (retries spent on timeouts, connection errors, 5xx,
+  429) raise :class:`OutageError` and count in ``outages``; other HTTP errors
+  (a 404 from a host that is not the Binance API) raise a plain
+  :class:`BinanceError`, a bad URL too.
 
 Answers become frames in :mod:`.parsers`; the universe rules and ranking live
 in :mod:`.universe`. No API key is ever configured or logged.
@@ -41,7 +45,7 @@ import requests
 from binance.client import Client
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 
-from ..errors import BannedError, BinanceError, DataError, UnknownSymbolError
+from ..errors import BannedError, BinanceError, DataError, OutageError, UnknownSymbolError
 from ..timeutil import HOUR_MS
 from .parsers import book_frame, funding_frame, klines_frame, premium_frame, require, snapshot_ms
 from .rate_limit import WeightLimiter, used_weight_header
@@ -152,6 +156,7 @@ class BinanceClient:
         self._clock_offset_ms = 0
         self.requests = 0
         self.retries = 0
+        self.outages = 0  # calls that gave up on an outage (OutageError), e.g. inside a per-symbol batch
 
     # ------------------------------------------------------------- transport
     def _binance(self) -> Client:
@@ -217,10 +222,16 @@ class BinanceClient:
                 self.retries += 1
             time.sleep(delay)
 
+    def _outage(self, message: str) -> OutageError:
+        """Count a call given up on an outage (callers tell outages from configuration errors by it)."""
+        with self._lock:
+            self.outages += 1
+        return OutageError(message)
+
     def _retry_delay(self, attempt: int, what: str, reason: str, final: str | None = None) -> float:
-        """Backoff before retry ``attempt + 1``, or raise when retries are spent."""
+        """Backoff before retry ``attempt + 1``, or raise :class:`OutageError` when retries are spent."""
         if attempt >= self.config.max_retries:
-            raise BinanceError(f"{what}: {final or reason} after {attempt + 1} attempts")
+            raise self._outage(f"{what}: {final or reason} after {attempt + 1} attempts")
         cap = min(self.config.backoff_cap, self.config.backoff_base * 2 ** attempt)
         with self._lock:
             delay = self._rng.uniform(0, cap)  # full jitter: spreads retries of many threads
@@ -239,9 +250,9 @@ class BinanceClient:
         if status == 429:
             wait = _parse_retry_after(headers.get("Retry-After"))
             if wait > self.config.max_retry_after:
-                raise BinanceError(f"{what}: rate limited (429) for {wait:.0f} s; giving up")
+                raise self._outage(f"{what}: rate limited (429) for {wait:.0f} s; giving up")
             if attempt >= self.config.max_retries:
-                raise BinanceError(f"{what}: still rate limited (429) after {attempt + 1} attempts")
+                raise self._outage(f"{what}: still rate limited (429) after {attempt + 1} attempts")
             self.limiters[market].pause(wait)
             log.warning("%s: HTTP 429, pausing %s for %.1f s", what, market, wait)
             return wait
