@@ -287,7 +287,7 @@ def checkpoint_problem(ckpt: Checkpoint) -> str | None:
     for name in ("model_config", "graph_config", "feature_config", "normalizer", "ranges", "extra"):
         if not isinstance(getattr(ckpt, name), dict):
             return f"checkpoint field {name!r} must be a dict"
-    problem = _normalizer_problem(ckpt.normalizer, len(ckpt.feature_names))
+    problem = normalizer_problem(ckpt.normalizer, len(ckpt.feature_names))
     if problem:
         return f"checkpoint normaliser: {problem}"
     return _ranges_problem(ckpt.ranges)
@@ -315,7 +315,7 @@ def _weights_fit_problem(state: dict[str, torch.Tensor], model_config: dict[str,
     return None
 
 
-def _normalizer_problem(state: dict[str, Any], n_features: int) -> str | None:
+def normalizer_problem(state: dict[str, Any], n_features: int) -> str | None:
     names = state.get("names", [])
     if not isinstance(names, list) or (names and len(names) != n_features):
         return f"it names {len(names) if isinstance(names, list) else '?'} features, the model has {n_features}"

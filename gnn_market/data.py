@@ -1,4 +1,4 @@
-"""Data CLI: ``python -m gnn_market.data {backfill,collect,import-vision,import-csv,info}``.
+"""Data CLI: ``python -m gnn_market.data {backfill,collect,import-vision,import-csv,info,repair}``.
 
 * ``backfill``: universe + hourly klines + funding history + one book snapshot
   per symbol. Resumable: only hours outside the stored range are fetched.
@@ -10,8 +10,10 @@
   rate. ``--once``: one cycle (candles, book, funding) at the time it is run.
   Binance serves no order-book history, so this is how book history comes to
   exist. Without ``--once`` a failed pass (outage, errors left after retries)
-  is logged and tried again at the next one; an IP ban (418) or an unwritable
-  store stops the job.
+  is logged with its count in a row and the next try's UTC time, and tried
+  again at the next one; until one cycle has worked a configuration error (HTTP
+  4xx, unknown symbol, nothing to collect) stops the job with exit 2; an IP ban
+  (418) or a store error stops it at any time (docs/data.md).
 * ``import-vision``: Binance public-archive zips/CSVs (``gnn_market.vision``).
 * ``import-csv``: a folder of per-symbol ``<SYMBOL>.csv[.gz]`` candle dumps with a
   header (``gnn_market.csv_import``), e.g. the three-year Binance spot set.

@@ -44,7 +44,7 @@ import torch
 
 from .. import __version__
 from ..atomic import write_bytes_atomic
-from ..checkpoint import _normalizer_problem
+from ..checkpoint import normalizer_problem
 from ..classes import IGNORE_INDEX
 from ..errors import DataError
 from ..model import GATv2Classifier, ModelConfig
@@ -294,7 +294,7 @@ def _normalizer_problem_of(raw: dict[str, Any], spec: PartSpec) -> str | None:
     state, mode = raw["normalizer"], graph_config(spec.cfg).normalisation
     if state.get("mode") != mode or state.get("names") != list(spec.feature_names):
         return f"its normaliser is not a {mode!r} one of this run's {len(spec.feature_names)} features"
-    problem = _normalizer_problem(state, len(spec.feature_names))
+    problem = normalizer_problem(state, len(spec.feature_names))
     return None if problem is None else f"its normaliser: {problem}"
 
 
