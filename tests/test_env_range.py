@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
+from pit_fixtures import late_liquidity, ranked_before, scale_volume
 
 import envs  # noqa: F401  (registers CryptoGraph-v0)
 from envs.crypto_graph import RangeOverlapError
@@ -155,8 +156,6 @@ def test_overlap_boundaries_one_shared_hour_is_refused_the_next_is_not(start, en
 @pytest.fixture(scope="module")
 def late(tmp_path_factory):
     """(tiny spot store, its copy where the pairs outside the pre-range top 3 turn liquid at `since`, top 3, since)."""
-    from pit_fixtures import late_liquidity
-
     root = tmp_path_factory.mktemp("pit_env")
     store = tiny_store(root)
     since = load_panel(store).times[240]
@@ -165,8 +164,6 @@ def late(tmp_path_factory):
 
 
 def test_symbols_with_top_are_ranked_on_the_hours_before_the_range(late):
-    from pit_fixtures import ranked_before
-
     store, copy, _, since = late
     names = sorted(store.symbols())[1:]  # the ranking is among these only
     expect = ranked_before(store, 3, since, symbols=names)
@@ -177,8 +174,6 @@ def test_symbols_with_top_are_ranked_on_the_hours_before_the_range(late):
 
 
 def test_top_ignores_volume_inside_and_after_the_range(late, tmp_path):
-    from pit_fixtures import scale_volume
-
     store, copy, before, since = late
     quiet = scale_volume(store, tmp_path / "quiet", before, since, 1e-6)  # the chosen pairs dry up in the range
     for s in (copy, quiet):

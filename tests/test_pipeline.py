@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pit_fixtures import late_liquidity, ranked_before, scale_volume
 
 from gnn_market.errors import DataError
 from gnn_market.feature_generator import FeatureConfig
@@ -11,6 +12,7 @@ from gnn_market.pipeline import load_market, prepare_market, simple_returns
 from gnn_market.timeutil import HOUR
 
 from graph_fixtures import build_store
+from train_fixtures import tiny_store
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +63,6 @@ TOP = 3
 @pytest.fixture(scope="module")
 def late(tmp_path_factory):
     """(tiny store, its copy where the pairs outside the pre-range top 3 turn liquid at `since`, top 3, since)."""
-    from pit_fixtures import late_liquidity
-    from train_fixtures import tiny_store
-
     root = tmp_path_factory.mktemp("pit_pipeline")
     store = tiny_store(root)
     since = load_panel(store).times[240]
@@ -84,8 +83,6 @@ def test_load_market_top_ranks_on_the_hours_before_start(late) -> None:
 
 
 def test_load_market_top_ignores_volume_inside_and_after_the_range(late, tmp_path) -> None:
-    from pit_fixtures import scale_volume
-
     store, _, before, since = late
     quiet = scale_volume(store, tmp_path / "quiet", before, since, 1e-6)  # the chosen pairs dry up in the range
     got = load_market(quiet, top=TOP, start=since.isoformat(), labels=False)
@@ -93,8 +90,6 @@ def test_load_market_top_ignores_volume_inside_and_after_the_range(late, tmp_pat
 
 
 def test_load_market_top_among_symbols(late) -> None:
-    from pit_fixtures import ranked_before
-
     store, copy, _, since = late
     names = sorted(store.symbols())[::2]  # every other pair: the ranking is among these only
     expect = ranked_before(store, 2, since, symbols=names)
