@@ -165,7 +165,7 @@ def load_panel(store: Store, market: str = "spot", symbols: list[str] | None = N
 
 
 def rank_top_before(store: Store, market: str, top: int, before: pd.Timestamp | None,
-                    symbols: list[str] | None = None, start_name: str = "start") -> list[str]:
+                    symbols: list[str] | None = None) -> list[str]:
     """Point in time: the ``top`` most liquid of ``symbols`` (default: all of ``market``), ranked before ``before``.
 
     Liquidity is the rule of ``load_panel(top=)`` (summed quote volume,
@@ -176,24 +176,23 @@ def rank_top_before(store: Store, market: str, top: int, before: pd.Timestamp | 
     candle before ``before`` were not trading yet and are not eligible. Returns
     the chosen names sorted, as ``load_panel`` orders them.
 
-    A :class:`DataError` (naming ``start_name``, the caller's name for the
-    range start) when ``before`` is None (the range would begin at the first
-    stored hour, so only its own hours could rank the pairs) or when nothing
-    is stored before it.
+    A :class:`DataError` when ``before`` is None (a range with no ``start=``
+    begins at the first stored hour, so only its own hours could rank the
+    pairs) or when nothing is stored before it.
     """
     validate_market(market)
     if before is None:
         raise DataError(f"top={top} ranks pairs by quote volume on the stored hours before the range, and no "
-                        f"{start_name} was given (the range would start at the first stored hour, so only its own "
-                        f"hours could rank them: a choice made with hindsight); pass {start_name} after some "
-                        f"stored history, or symbols= without top=")
+                        f"start= was given (the range would begin at the first stored hour, so only its own hours "
+                        f"could rank them: a choice made with hindsight); pass start= a later hour, or symbols= "
+                        f"without top=")
     frames = {s: store.klines(s, market, end=before) for s in _candidates(store, market, symbols)}
     frames = {s: f[f.index < before] for s, f in frames.items()}  # `end` is inclusive: the range's own hour out
     frames = {s: f for s, f in frames.items() if len(f)}
     if not frames:
-        raise DataError(f"top={top} ranks pairs by quote volume on the stored hours before {start_name}="
+        raise DataError(f"top={top} ranks pairs by quote volume on the stored hours before start="
                         f"{before.isoformat()}, and store {store.root} holds no {market} candles before it; pass "
-                        f"a later {start_name}, or symbols= without top=")
+                        f"a later start=, or symbols= without top=")
     return sorted(_top_by_quote_volume(frames, top))
 
 

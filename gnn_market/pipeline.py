@@ -70,7 +70,7 @@ def load_market(store: Store, market: str = "spot", symbols: Sequence[str] | Non
     t0, t1 = parse_utc(start, "--start"), parse_utc(end, "--end")
     names = list(symbols) if symbols else None
     if top is not None:
-        names = rank_top_before(store, market, top, t0, names, start_name="start")
+        names = rank_top_before(store, market, top, t0, names)
     panel = load_panel(store, market=market, symbols=names, start=t0, end=t1)
     return prepare_market(panel, threshold, labels=labels)
 

@@ -338,6 +338,6 @@ def test_encode_range_top_without_history_before_start_is_refused(trained, encod
     first = load_panel(store).times[0]
     with pytest.raises(DataError) as err:
         encoder.encode_range(store.root, top=3)  # from the first stored hour: only the range could rank
-    assert "no start was given" in str(err.value) and "\n" not in str(err.value)
+    assert "no start= was given" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(DataError, match="holds no spot candles before it"):
         encoder.encode_range(store.root, start=first, top=3)

@@ -103,7 +103,7 @@ def test_load_market_top_without_history_before_the_range_is_refused(late) -> No
     first = load_panel(store).times[0]
     with pytest.raises(DataError) as err:
         load_market(store, top=TOP, labels=False)  # the range would start at the first stored hour
-    assert "no start was given" in str(err.value) and "symbols= without top=" in str(err.value)
+    assert "no start= was given" in str(err.value) and "symbols= without top=" in str(err.value)
     assert "\n" not in str(err.value)
     with pytest.raises(DataError, match=r"holds no spot candles before it; pass a later start"):
         load_market(store, top=TOP, start=first.isoformat(), labels=False)
