@@ -132,7 +132,7 @@ def _resolve_panel(panel: Panel | None, store: str | os.PathLike | Store | None,
     From a store, the range is resolved (and refused with a clear message) from
     the stored time columns before anything slow is loaded. ``top`` keeps the
     most liquid of ``symbols`` (default: all of the market) on the stored hours
-    before the range only (:func:`~envs.ranges.rank_window`), with or without ``symbols``.
+    before the range only (:func:`~envs.ranges.rank_window`).
     """
     if panel is not None:
         if store is not None or symbols is not None or top is not None:
