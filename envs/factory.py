@@ -16,11 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from gnn_market.panel import Panel, load_panel
+from gnn_market.panel import Panel, load_panel, rank_top_before
 from gnn_market.sources import open_store
 from gnn_market.store import Store
 from gnn_market.store_schema import unique_symbols
-from gnn_market.timeutil import parse_utc
+from gnn_market.timeutil import HOUR, parse_utc
 
 from . import portfolio
 from .cache import check_cache_dir, default_cache_dir, encode_cached
@@ -130,7 +130,9 @@ def _resolve_panel(panel: Panel | None, store: str | os.PathLike | Store | None,
     """The given panel, or one loaded from ``store`` with all history up to ``end``; and the range.
 
     From a store, the range is resolved (and refused with a clear message) from
-    the stored time columns before anything slow is loaded.
+    the stored time columns before anything slow is loaded. ``top`` keeps the
+    most liquid of ``symbols`` (default: all of the market) on the stored hours
+    before the range only (:func:`~envs.ranges.rank_window`).
     """
     if panel is not None:
         if store is not None or symbols is not None or top is not None:
@@ -141,10 +143,9 @@ def _resolve_panel(panel: Panel | None, store: str | os.PathLike | Store | None,
     cov = store_coverage(st, market, symbols)
     explicit = start is not None
     start, end = resolve_within(cov, encoder, start, end)
-    if top is not None and symbols is None:
-        # Rank the universe on history before the range only: no survivorship look-ahead.
+    if top is not None:
+        # Rank the universe (of `symbols` too) on history before the range only: no survivorship look-ahead.
         start, ranked_to = rank_window(cov, start, explicit)
-        ranked = load_panel(st, market=market, end=ranked_to, top=top)
-        symbols, top = list(ranked.symbols), None
+        symbols = rank_top_before(st, market, top, ranked_to + HOUR, symbols)
     # Everything up to `end`: the encoder needs the history before `start` to warm up.
-    return load_panel(st, market=market, symbols=symbols, end=end, top=top), start, end
+    return load_panel(st, market=market, symbols=symbols, end=end), start, end

@@ -37,7 +37,7 @@ from .feature_generator import FeatureConfig
 from .graph_builder import GraphConfig, normalised_node_features
 from .hour_batches import DenseEdges, HourBatcher
 from .normalizer import FeatureNormalizer
-from .panel import Panel, load_panel
+from .panel import Panel, load_panel, rank_top_before
 from .pipeline import MarketData, prepare_market
 from .sources import open_store
 from .timeutil import parse_utc
@@ -153,7 +153,7 @@ class GraphEncoder:
     # ------------------------------------------------------------ encoding
     def _panel(self, store_or_panel: Any, end: pd.Timestamp | None, panel_kwargs: dict[str, Any]) -> Panel:
         """A Panel up to ``end`` with all history before it (features and edges need warm-up)."""
-        if isinstance(store_or_panel, Panel) or hasattr(store_or_panel, "close") and hasattr(store_or_panel, "mask"):
+        if _is_panel(store_or_panel):
             panel_kwargs = dict(panel_kwargs)
             symbols = panel_kwargs.pop("symbols", None)
             if panel_kwargs:
@@ -166,6 +166,24 @@ class GraphEncoder:
             return store_or_panel.slice(end=end) if end is not None else store_or_panel
         store = open_store(store_or_panel)
         return load_panel(store, market=self.market, end=end, **panel_kwargs)
+
+    def _range_panel(self, store_or_panel: Any, start: pd.Timestamp | None, end: pd.Timestamp | None,
+                     panel_kwargs: dict[str, Any]) -> Panel:
+        """:meth:`_panel` for the range ``[start, end]``, with ``top=`` ranked point in time.
+
+        ``top=N`` keeps the N most liquid pairs (of ``symbols=``, default all)
+        on the stored hours *before* ``start``
+        (:func:`~gnn_market.panel.rank_top_before`): ranking on the encoded
+        hours themselves would choose the pairs with hindsight. ``top=``
+        without ``start``, or with nothing stored before it, is a DataError.
+        """
+        kwargs = dict(panel_kwargs)
+        top = kwargs.pop("top", None)
+        if top is None or _is_panel(store_or_panel):
+            return self._panel(store_or_panel, end, panel_kwargs)  # a panel with top= is refused there
+        store = open_store(store_or_panel)
+        kwargs["symbols"] = rank_top_before(store, self.market, top, start, kwargs.pop("symbols", None))
+        return self._panel(store, end, kwargs)
 
     def _prepare(self, panel: Panel) -> MarketData:
         """Features and returns of ``panel`` with the checkpoint's feature config (no labels)."""
@@ -250,7 +268,7 @@ class GraphEncoder:
         checkpoint's normaliser. Used by ``CryptoGraph-v0``'s ``obs_source="raw"``.
         """
         t0, t1 = parse_utc(start, "start"), parse_utc(end, "end")
-        market = self._prepare(self._panel(store_or_panel, t1, panel_kwargs))
+        market = self._prepare(self._range_panel(store_or_panel, t0, t1, panel_kwargs))  # top=: as encode_range
         hours = self._hours(market.times, t0, t1)
         x = normalised_node_features(market.features, self.normalizer)
         return NodeFeatures(market.times[hours], list(market.panel.symbols), list(market.features.names),
@@ -287,8 +305,16 @@ class GraphEncoder:
         """Encode every hour in ``[start, end]`` (inclusive; default: all hours), ``batch_hours`` at a time.
 
         ``progress``: a progress bar on stderr (True), none (False), or one only
-        when stderr is a terminal (None).
+        when stderr is a terminal (None). ``panel_kwargs`` go to
+        :func:`~gnn_market.panel.load_panel` (a store only), except ``top=``,
+        which ranks the pairs on the stored hours before ``start`` (point in
+        time; refused without ``start``).
         """
         t0, t1 = parse_utc(start, "start"), parse_utc(end, "end")
-        market = self._prepare(self._panel(store_or_panel, t1, panel_kwargs))
+        market = self._prepare(self._range_panel(store_or_panel, t0, t1, panel_kwargs))
         return self._run(market, self._hours(market.times, t0, t1), batch_hours, progress)
+
+
+def _is_panel(data: Any) -> bool:
+    """Data already in memory (a :class:`Panel` or one alike), rather than a store to load it from."""
+    return isinstance(data, Panel) or hasattr(data, "close") and hasattr(data, "mask")

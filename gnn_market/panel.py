@@ -133,7 +133,8 @@ def load_panel(store: Store, market: str = "spot", symbols: list[str] | None = N
         top: keep the ``top`` symbols with the largest quote volume over the
             loaded range (``volume x close`` where quote volume is unknown).
             Note: ranking over the whole range is a selection made with
-            hindsight; use it for the universe, not inside a backtest window.
+            hindsight; use it for the universe, not inside a backtest window
+            (:func:`rank_top_before` ranks on the hours before a range instead).
         max_fill_hours: forward-fill a missing candle at most this many hours
             after the last real one (0 disables filling).
         book_tolerance: how long before the close ``t + 1h`` a snapshot may be
@@ -142,15 +143,8 @@ def load_panel(store: Store, market: str = "spot", symbols: list[str] | None = N
     validate_market(market)
     if max_fill_hours < 0:
         raise DataError(f"max_fill_hours must be >= 0, got {max_fill_hours}")
-    available = store.symbols(market)
     given = symbols is not None
-    if not given:
-        symbols = available
-    else:
-        symbols = unique_symbols(symbols)
-        unknown = [s for s in symbols if s not in available]
-        if unknown:
-            raise DataError(f"unknown {market} symbols {unknown} in store {store.root}")
+    symbols = _candidates(store, market, symbols)
     frames = {s: store.klines(s, market, start=start, end=end) for s in symbols}
     if not given or top is not None:
         frames = {s: f for s, f in frames.items() if len(f)}  # drop symbols without candles in range
@@ -168,6 +162,50 @@ def load_panel(store: Store, market: str = "spot", symbols: list[str] | None = N
     funding = _align_funding(store, names, times, events=market == "perp")
     book = _align_book(store, market, names, times, book_tolerance)
     return Panel(times=times, symbols=names, market=market, **kl, **funding, **book)
+
+
+def rank_top_before(store: Store, market: str, top: int, before: pd.Timestamp | None,
+                    symbols: list[str] | None = None) -> list[str]:
+    """Point in time: the ``top`` most liquid of ``symbols`` (default: all of ``market``), ranked before ``before``.
+
+    Liquidity is the rule of ``load_panel(top=)`` (summed quote volume,
+    ``volume x close`` where unknown; ties by name), summed over every stored
+    candle that opened strictly before ``before``, i.e. over the hours before
+    a range starting there. Candles from ``before`` on are never read, so no
+    volume of the range or after it can change the choice. Symbols without a
+    candle before ``before`` were not trading yet and are not eligible. Returns
+    the chosen names sorted, as ``load_panel`` orders them.
+
+    A :class:`DataError` when ``before`` is None (a range with no ``start=``
+    begins at the first stored hour, so only its own hours could rank the
+    pairs) or when nothing is stored before it.
+    """
+    validate_market(market)
+    if before is None:
+        raise DataError(f"top={top} ranks pairs by quote volume on the stored hours before the range, and no "
+                        f"start= was given (the range would begin at the first stored hour, so only its own hours "
+                        f"could rank them: a choice made with hindsight); pass start= a later hour, or symbols= "
+                        f"without top=")
+    frames = {s: store.klines(s, market, end=before) for s in _candidates(store, market, symbols)}
+    frames = {s: f[f.index < before] for s, f in frames.items()}  # `end` is inclusive: the range's own hour out
+    frames = {s: f for s, f in frames.items() if len(f)}
+    if not frames:
+        raise DataError(f"top={top} ranks pairs by quote volume on the stored hours before start="
+                        f"{before.isoformat()}, and store {store.root} holds no {market} candles before it; pass "
+                        f"a later start=, or symbols= without top=")
+    return sorted(_top_by_quote_volume(frames, top))
+
+
+def _candidates(store: Store, market: str, symbols: list[str] | None) -> list[str]:
+    """``symbols`` checked against the store (all of ``market`` when None); unknown or repeated -> DataError."""
+    available = store.symbols(market)
+    if symbols is None:
+        return available
+    symbols = unique_symbols(symbols)
+    unknown = [s for s in symbols if s not in available]
+    if unknown:
+        raise DataError(f"unknown {market} symbols {unknown} in store {store.root}")
+    return symbols
 
 
 def _top_by_quote_volume(frames: dict[str, pd.DataFrame], top: int) -> dict[str, pd.DataFrame]:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .errors import DataError
 from .feature_generator import FeatureConfig, Features, Labels, compute_features, log_returns, make_labels
-from .panel import Panel, load_panel
+from .panel import Panel, load_panel, rank_top_before
 from .store import Store
 from .timeutil import parse_utc
 
@@ -61,9 +61,17 @@ def load_market(store: Store, market: str = "spot", symbols: Sequence[str] | Non
     """Store -> panel -> :func:`prepare_market` (with the default feature config).
 
     ``start``/``end`` are ISO strings (UTC; errors name them ``--start``/``--end``).
+    ``top``: keep the ``top`` most liquid of ``symbols`` (default: all of the
+    market), ranked point in time on every stored hour *before* ``start``
+    (:func:`~gnn_market.panel.rank_top_before`), so no volume of the loaded
+    hours or later picks the pairs. ``top`` without ``start``, or with nothing
+    stored before it, is a :class:`DataError`.
     """
-    panel = load_panel(store, market=market, symbols=list(symbols) if symbols else None,
-                       start=parse_utc(start, "--start"), end=parse_utc(end, "--end"), top=top)
+    t0, t1 = parse_utc(start, "--start"), parse_utc(end, "--end")
+    names = list(symbols) if symbols else None
+    if top is not None:
+        names = rank_top_before(store, market, top, t0, names)
+    panel = load_panel(store, market=market, symbols=names, start=t0, end=t1)
     return prepare_market(panel, threshold, labels=labels)
 
 

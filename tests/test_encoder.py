@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from pit_fixtures import late_liquidity, ranked_before, scale_volume
 
 from gnn_market.checkpoint import PACKAGED_CHECKPOINT, load_checkpoint, save_checkpoint
 from gnn_market.classes import IGNORE_INDEX
 from gnn_market.encoder import EncodedRange, GraphEncoder
-from gnn_market.errors import CheckpointError
+from gnn_market.errors import CheckpointError, DataError
 from gnn_market.graph_builder import GraphConfig
 from gnn_market.hour_batches import DenseEdges, HourBatcher
 from gnn_market.normalizer import FeatureNormalizer
@@ -311,3 +312,32 @@ def test_non_finite_outputs_are_refused_never_served(trained) -> None:
         enc.encode(trained[0].root)
     with pytest.raises(CheckpointError, match="refusing to serve"):
         enc.encode_range(trained[0].root, batch_hours=16)
+
+
+# ------------------------------------------------ encode_range(store, top=): ranked before start (issue 22 item 5)
+def test_encode_range_top_ranks_on_the_hours_before_start(trained, encoder, tmp_path) -> None:
+    store = trained[0]
+    times = load_panel(store).times
+    since, end = times[400], times[430]
+    copy, before = late_liquidity(store, tmp_path / "late", 3, since)  # other pairs 10^4 x as liquid from `since`
+    quiet = scale_volume(store, tmp_path / "quiet", before, since, 1e-6)  # chosen pairs' volume: changed too
+    base = encoder.encode_range(store.root, start=since, end=end, top=3)
+    assert base.symbols == before and base.times[0] == since and base.times[-1] == end
+    late = encoder.encode_range(copy.root, start=since, end=end, top=3)
+    assert late.symbols == before  # the same pairs with the same data: bit-identical outputs
+    np.testing.assert_array_equal(late.probs, base.probs)
+    np.testing.assert_array_equal(late.embeddings, base.embeddings)
+    assert encoder.encode_range(quiet.root, start=since, end=end, top=3).symbols == before
+    among = sorted(store.symbols())[1:]
+    among_top = encoder.encode_range(copy.root, start=since, end=end, top=2, symbols=among)
+    assert among_top.symbols == ranked_before(store, 2, since, symbols=among)
+
+
+def test_encode_range_top_without_history_before_start_is_refused(trained, encoder) -> None:
+    store = trained[0]
+    first = load_panel(store).times[0]
+    with pytest.raises(DataError) as err:
+        encoder.encode_range(store.root, top=3)  # from the first stored hour: only the range could rank
+    assert "no start= was given" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(DataError, match="holds no spot candles before it"):
+        encoder.encode_range(store.root, start=first, top=3)

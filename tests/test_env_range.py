@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
+from pit_fixtures import late_liquidity, ranked_before, scale_volume
 
 import envs  # noqa: F401  (registers CryptoGraph-v0)
 from envs.crypto_graph import RangeOverlapError
@@ -149,3 +150,43 @@ def test_overlap_boundaries_one_shared_hour_is_refused_the_next_is_not(start, en
         warnings.simplefilter("error")  # not even the allow_overlap warning
         env = make_env(encoder=enc, start=start, end=end)
     assert env.times[0] == parse_utc(start) and env.times[-1] == parse_utc(end)
+
+
+# ----------------------------------------------- symbols= with top=: ranked before the range (issue 22 item 5)
+@pytest.fixture(scope="module")
+def late(tmp_path_factory):
+    """(tiny spot store, its copy where the pairs outside the pre-range top 3 turn liquid at `since`, top 3, since)."""
+    root = tmp_path_factory.mktemp("pit_env")
+    store = tiny_store(root)
+    since = load_panel(store).times[240]
+    copy, before = late_liquidity(store, root / "late", 3, since)
+    return store, copy, before, since
+
+
+def test_symbols_with_top_are_ranked_on_the_hours_before_the_range(late):
+    store, copy, _, since = late
+    names = sorted(store.symbols())[1:]  # the ranking is among these only
+    expect = ranked_before(store, 3, since, symbols=names)
+    for s in (store, copy):  # in the copy the other pairs are 10^4 x as liquid from `since` on
+        env = make_crypto_graph_env(store=s.root, encoder=FakeEncoder(), symbols=names, top=3, start=since,
+                                    use_cache=False)
+        assert env.symbols == expect and env.times[0] == since
+
+
+def test_top_ignores_volume_inside_and_after_the_range(late, tmp_path):
+    store, copy, before, since = late
+    quiet = scale_volume(store, tmp_path / "quiet", before, since, 1e-6)  # the chosen pairs dry up in the range
+    for s in (copy, quiet):
+        for names in (None, sorted(store.symbols())):
+            env = make_crypto_graph_env(store=s.root, encoder=FakeEncoder(), symbols=names, top=3, start=since,
+                                        end=since + pd.Timedelta(hours=100), use_cache=False)
+            assert env.symbols == before
+
+
+def test_symbols_with_top_and_no_history_before_the_range_is_refused(late):
+    store, _, _, _ = late
+    first = load_panel(store).times[0]
+    with pytest.raises(EmptyRangeError, match="ranks pairs by volume on the hours before start") as err:
+        make_crypto_graph_env(store=store.root, encoder=FakeEncoder(), symbols=sorted(store.symbols())[:4], top=2,
+                              start=first, use_cache=False)
+    assert "\n" not in str(err.value)

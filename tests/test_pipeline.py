@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pit_fixtures import late_liquidity, ranked_before, scale_volume
 
 from gnn_market.errors import DataError
 from gnn_market.feature_generator import FeatureConfig
@@ -11,6 +12,7 @@ from gnn_market.pipeline import load_market, prepare_market, simple_returns
 from gnn_market.timeutil import HOUR
 
 from graph_fixtures import build_store
+from train_fixtures import tiny_store
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +54,56 @@ def test_load_market_is_store_to_prepare_market(tmp_path, panel) -> None:
     loaded = load_market(store, end=panel.times[-1].isoformat(), labels=False)
     assert loaded.labels is None
     np.testing.assert_array_equal(loaded.features.values, prepare_market(panel).features.values)
+
+
+# ------------------------------------------------- top=: ranked on the hours before start (issue 22 item 5)
+TOP = 3
+
+
+@pytest.fixture(scope="module")
+def late(tmp_path_factory):
+    """(tiny store, its copy where the pairs outside the pre-range top 3 turn liquid at `since`, top 3, since)."""
+    root = tmp_path_factory.mktemp("pit_pipeline")
+    store = tiny_store(root)
+    since = load_panel(store).times[240]
+    copy, before = late_liquidity(store, root / "late", TOP, since)
+    return store, copy, before, since
+
+
+def test_load_market_top_ranks_on_the_hours_before_start(late) -> None:
+    store, copy, before, since = late
+    end = (since + 100 * HOUR).isoformat()
+    for s in (store, copy):  # the in-range volumes differ completely; the choice does not
+        market = load_market(s, top=TOP, start=since.isoformat(), end=end, labels=False)
+        assert market.panel.symbols == before and market.times[0] == since
+    # the chosen pairs' own data are untouched by the perturbation: identical features
+    a = load_market(store, top=TOP, start=since.isoformat(), end=end, labels=False)
+    b = load_market(copy, top=TOP, start=since.isoformat(), end=end, labels=False)
+    np.testing.assert_array_equal(a.features.values, b.features.values)
+
+
+def test_load_market_top_ignores_volume_inside_and_after_the_range(late, tmp_path) -> None:
+    store, _, before, since = late
+    quiet = scale_volume(store, tmp_path / "quiet", before, since, 1e-6)  # the chosen pairs dry up in the range
+    got = load_market(quiet, top=TOP, start=since.isoformat(), labels=False)
+    assert got.panel.symbols == before
+
+
+def test_load_market_top_among_symbols(late) -> None:
+    store, copy, _, since = late
+    names = sorted(store.symbols())[::2]  # every other pair: the ranking is among these only
+    expect = ranked_before(store, 2, since, symbols=names)
+    assert expect != ranked_before(copy, 2, copy.klines(names[0]).index[-1] + HOUR, symbols=names)  # hindsight differs
+    got = load_market(copy, symbols=names, top=2, start=since.isoformat(), labels=False).panel.symbols
+    assert got == expect
+
+
+def test_load_market_top_without_history_before_the_range_is_refused(late) -> None:
+    store, _, _, _ = late
+    first = load_panel(store).times[0]
+    with pytest.raises(DataError) as err:
+        load_market(store, top=TOP, labels=False)  # the range would start at the first stored hour
+    assert "no start= was given" in str(err.value) and "symbols= without top=" in str(err.value)
+    assert "\n" not in str(err.value)
+    with pytest.raises(DataError, match=r"holds no spot candles before it; pass a later start"):
+        load_market(store, top=TOP, start=first.isoformat(), labels=False)

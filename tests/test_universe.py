@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from gnn_market.errors import DataError
-from gnn_market.panel import load_panel
+from gnn_market.panel import load_panel, rank_top_before
 from gnn_market.store import Store
 from gnn_market.training import TrainConfig, run_training
 from gnn_market.training.universe import liquidity_before, load_training_market, rank_universe
@@ -72,3 +72,14 @@ def test_run_records_the_universe(store, tmp_path) -> None:
 def test_bad_top(store) -> None:
     with pytest.raises(DataError):
         rank_universe(load_panel(store), 0, pd.Timestamp("2030-01-01", tz="UTC"))
+
+
+def test_store_ranking_before_a_range_is_training_s_rule(store) -> None:
+    """``rank_top_before`` (load_market, encode_range, the env factory) and ``rank_universe`` (train --top)
+    choose the same pairs: one point-in-time rule, whatever the cut and the candidate symbols."""
+    panel = load_panel(store)
+    names = sorted(store.symbols())[::2]
+    for cut in (panel.times[24], panel.times[200], panel.times[-1]):
+        for top in (1, TOP, 50):
+            assert rank_top_before(store, "spot", top, cut) == rank_universe(panel, top, cut)
+            assert rank_top_before(store, "spot", top, cut, names) == rank_universe(panel.select(names), top, cut)
