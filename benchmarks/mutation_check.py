@@ -14,6 +14,7 @@ the list). It takes minutes (one pytest run per mutant), so CI does not run it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+LOCAL_RESULTS = ROOT / "benchmarks" / "results" / "local"
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", default=None, help="only mutants whose name or area holds this text")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per mutant's test run")
+    parser.add_argument("--out", type=Path, default=LOCAL_RESULTS / "mutation_check.json",
+                        help="JSON of every mutant's outcome")
     args = parser.parse_args(argv)
     mutants = [m for m in MUTANTS if not args.k or args.k.lower() in f"{m.area} {m.name}".lower()]
     if args.list:
@@ -206,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((mutant, outcome, seconds))
             print(f"{i:>3}/{len(mutants)} {outcome:<9} [{mutant.area}] {mutant.name} ({seconds:.0f} s)", flush=True)
     print(summary(rows))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "mutants": [{"area": m.area, "name": m.name, "path": m.path, "outcome": o, "seconds": round(t, 1)}
+                    for m, o, t in rows]}, indent=1) + "\n")
     return 0 if all(o == "caught" for _, o, _ in rows) else 1
 
 

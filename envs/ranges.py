@@ -115,8 +115,8 @@ def rank_window(cov: Coverage, start: pd.Timestamp, explicit: bool) -> tuple[pd.
         return start, start - HOUR
     if explicit:
         raise EmptyRangeError(f"top= ranks pairs by volume on the hours before start={start}, and {cov.source} "
-                              f"has none (it covers {_span(cov.first, cov.last)}); pass a later start= or "
-                              f"symbols=")
+                              f"has none (it covers {_span(cov.first, cov.last)}); pass a later start=, or "
+                              f"symbols= without top=")
     ranked_to = cov.first + (RANK_HOURS - 1) * HOUR
     moved = (ranked_to + HOUR).ceil("D")
     if moved >= cov.last:

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
-from break_it import Attempt, CliOutcome, Mishandled, check, expect_error, invoke
 
+from break_it import Attempt, CliOutcome, Mishandled, check, expect_error, invoke
 from fake_binance import FakeBinance, FakeSymbol
 
 AREA = "checkpoint_cli"

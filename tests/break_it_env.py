@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from break_it import Attempt, Mishandled, check, expect_raises
 
 AREA = "env"

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pandas as pd
+
 from break_it import Attempt, check, expect_error, expect_ok, invoke, shared
 
 HOUR = pd.Timedelta(hours=1)

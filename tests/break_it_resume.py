@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from break_it import Attempt, check, expect_error, expect_ok, invoke, shared
 
+from break_it import Attempt, check, expect_error, expect_ok, invoke, shared
 from train_fixtures import TINY_MARKET, tiny_store
 
 PART = "seed0_fold1.pt"

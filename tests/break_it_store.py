@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pandas as pd
-from break_it import Attempt, check, expect_error, expect_ok, invoke, shared
 
 from gnn_market.store import Store
+
+from break_it import Attempt, check, expect_error, expect_ok, invoke, shared
 
 AREA = "store"
 KLINES = Path("klines") / "spot"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+
 from break_it import AREAS, all_attempts, replay, table
 
 

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from pit_fixtures import late_liquidity, ranked_before, scale_volume
 
 from gnn_market.checkpoint import PACKAGED_CHECKPOINT, load_checkpoint, save_checkpoint
 from gnn_market.classes import IGNORE_INDEX
@@ -25,6 +24,7 @@ from gnn_market.pipeline import load_market
 from gnn_market.training import predict_hours
 from gnn_market.windows import NodeWindows
 
+from pit_fixtures import late_liquidity, ranked_before, scale_volume
 from train_fixtures import TINY_MARKET, tiny_checkpoint, tiny_store
 
 

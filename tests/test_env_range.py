@@ -8,7 +8,6 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
-from pit_fixtures import late_liquidity, ranked_before, scale_volume
 
 import envs  # noqa: F401  (registers CryptoGraph-v0)
 from envs.crypto_graph import RangeOverlapError
@@ -21,6 +20,7 @@ from gnn_market.store import Store
 from gnn_market.timeutil import parse_utc
 
 from env_fakes import FakeEncoder, make_env
+from pit_fixtures import late_liquidity, ranked_before, scale_volume
 from train_fixtures import TINY_MARKET, tiny_checkpoint, tiny_store
 
 #: A perp store with funding, 600 hours from 2024-01-01; the model sees hours up to TRAIN_END only.

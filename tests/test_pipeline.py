@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pit_fixtures import late_liquidity, ranked_before, scale_volume
 
 from gnn_market.errors import DataError
 from gnn_market.feature_generator import FeatureConfig
@@ -12,6 +11,7 @@ from gnn_market.pipeline import load_market, prepare_market, simple_returns
 from gnn_market.timeutil import HOUR
 
 from graph_fixtures import build_store
+from pit_fixtures import late_liquidity, ranked_before, scale_volume
 from train_fixtures import tiny_store
 
 
