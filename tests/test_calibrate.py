@@ -1,4 +1,5 @@
-"""training.calibrate: every learned model is calibrated and decided from its validation rows only."""
+"""training.calibrate: every model (the class-share references majority and persistence too) is calibrated and
+decided from its validation rows only."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -7,7 +8,9 @@ import numpy as np
 
 from gnn_market.calibration import DecisionRule, VectorScaling
 from gnn_market.training.calibrate import RULE_BASED_MODELS, calibrate_fold, is_calibrated
+from gnn_market.training.evaluation import score_seed
 from gnn_market.training.folds import FoldResult
+from gnn_market.training.metrics import safe_log_loss
 
 
 def probs_for(y: np.ndarray, rng: np.random.Generator, sharp: float) -> np.ndarray:
@@ -32,11 +35,11 @@ def fold(seed: int = 0) -> FoldResult:
                       model=None, normalizer=None, timings={}, test_hours=np.arange(len(y_test)))
 
 
-def test_learned_models_get_validation_fitted_scaling_and_rule() -> None:
+def test_every_model_gets_validation_fitted_scaling_and_rule() -> None:
     f = fold()
     cal = calibrate_fold(f)
-    assert set(cal.calibrations) == {"gnn", "logistic"}
-    for name in ("gnn", "logistic"):
+    assert set(cal.calibrations) == {"gnn", "logistic", "majority", "persistence"}
+    for name in ("gnn", "logistic", "majority", "persistence"):
         # independent reference: the building blocks fitted by hand on the validation rows
         scaling = VectorScaling().fit(f.val[name][1], f.y_val)
         rule = DecisionRule().fit(scaling.transform(f.val[name][1]), f.y_val)
@@ -52,15 +55,42 @@ def test_learned_models_get_validation_fitted_scaling_and_rule() -> None:
     assert nll(cal.fold.val["gnn"][1], f.y_val) < nll(f.val["gnn"][1], f.y_val) - 0.05
 
 
-def test_rule_based_models_are_untouched() -> None:
-    f = fold()
-    cal = calibrate_fold(f)
+def test_rule_based_models_are_recalibrated_like_learned_ones() -> None:
     assert RULE_BASED_MODELS == {"majority", "persistence"}
-    for name in RULE_BASED_MODELS:
-        assert not is_calibrated(name)
-        for which in ("val", "test"):
-            assert getattr(cal.fold, which)[name] is getattr(f, which)[name]
-    assert is_calibrated("gnn") and is_calibrated("hist_gb_context") and is_calibrated("gnn_no_temporal")
+    for name in (*RULE_BASED_MODELS, "gnn", "hist_gb_context", "gnn_no_temporal"):
+        assert is_calibrated(name)
+
+
+def share_fold(n_val: int = 1000, n_test: int = 600) -> FoldResult:
+    """Majority trained on shares 25/50/25 %; validation and test both hold exactly 15/70/15 %."""
+    def labels(n: int) -> np.ndarray:
+        return np.repeat([0, 1, 2], [15 * n // 100, 70 * n // 100, n - 85 * n // 100])
+
+    y_val, y_test = labels(n_val), labels(n_test)
+    train_shares = np.array([0.25, 0.5, 0.25])
+    out = {name: {"majority": (np.ones(len(y), np.int64), np.tile(train_shares, (len(y), 1)))}
+           for name, y in (("val", y_val), ("test", y_test))}
+    return FoldResult(split=None, test=out["test"], val=out["val"], y_test=y_test, y_val=y_val, histories={},
+                      model=None, normalizer=None, timings={}, test_hours=np.arange(len(y_test)))
+
+
+def test_recalibrated_majority_is_the_validation_class_share_constant() -> None:
+    """Test shares equal validation shares but differ from training shares: the recalibrated majority must
+    score the log-loss of the validation class-share constant, below the raw training-share one."""
+    f = share_fold()
+    cal = calibrate_fold(f)
+    raw = safe_log_loss(f.y_test, f.test["majority"][1])
+    calibrated = safe_log_loss(f.y_test, cal.fold.test["majority"][1])
+    # independent reference: the constant validation class shares, from the labels alone
+    shares = np.bincount(f.y_val, minlength=3) / len(f.y_val)
+    reference = safe_log_loss(f.y_test, np.tile(shares, (len(f.y_test), 1)))
+    assert calibrated < raw - 0.05
+    assert abs(calibrated - reference) < 1e-6
+    # it still predicts one class for every row: the most frequent validation class
+    np.testing.assert_array_equal(cal.fold.test["majority"][0], np.ones(len(f.y_test)))
+    # and its uncalibrated log-loss stays visible in the metrics, beside the calibrated one
+    metrics = score_seed([cal], "test")["majority"]
+    assert metrics["log_loss"] == calibrated and metrics["log_loss_uncalibrated"] == raw
 
 
 def test_test_labels_and_test_probabilities_never_shape_the_maps() -> None:

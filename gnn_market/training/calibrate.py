@@ -1,6 +1,6 @@
 """Post-processing of a fold: calibrated probabilities and a validation-fitted decision rule per model.
 
-For every model with learned probabilities (all but :data:`RULE_BASED_MODELS`):
+For every model, the class-share references of :data:`RULE_BASED_MODELS` included:
 
 1. :class:`~gnn_market.calibration.VectorScaling` fitted on the model's
    **validation** probabilities and labels, applied to its validation and test
@@ -10,7 +10,12 @@ For every model with learned probabilities (all but :data:`RULE_BASED_MODELS`):
    macro-F1), which then makes the model's class predictions on validation and test.
 
 Test rows are only transformed, never fitted on. ``majority`` and
-``persistence`` keep their own rules and probabilities.
+``persistence`` get the same two maps: the bias term alone re-learns the
+validation class shares, which every learned model's calibration does too, so
+exempting them would compare the learned models' log-loss with a stale
+(training-share) reference. Recalibrated, ``majority`` is the constant
+validation class shares and predicts the most frequent validation class; the
+raw scores stay in ``cal.raw`` (``log_loss_uncalibrated`` in ``metrics.json``).
 
     cal = calibrate_fold(result)      # result: FoldResult from run_fold
     cal.fold.test["gnn"]              # (decided classes [M_test], calibrated probs [M_test, 3])
@@ -27,13 +32,14 @@ import numpy as np
 from ..calibration import DecisionRule, VectorScaling
 from .folds import FoldResult
 
-#: Models whose predictions come from a fixed rule, not learned probabilities: never calibrated.
+#: Models whose raw predictions come from a fixed rule (class shares, "next hour = this hour"), not learned
+#: probabilities. Calibrated like every other model (see the module docstring).
 RULE_BASED_MODELS = frozenset({"majority", "persistence"})
 
 
 def is_calibrated(model: str) -> bool:
-    """Whether ``model`` gets vector scaling and a decision rule (every model not in :data:`RULE_BASED_MODELS`)."""
-    return model not in RULE_BASED_MODELS
+    """Whether ``model`` gets vector scaling and a decision rule: every model, rule-based ones included."""
+    return True
 
 
 @dataclass
@@ -65,16 +71,14 @@ class CalibratedFold:
 
     fold: FoldResult                           # test/val: (decided classes, calibrated probs); others as raw
     raw: FoldResult                            # as returned by run_fold
-    calibrations: dict[str, ModelCalibration]  # calibrated models only
+    calibrations: dict[str, ModelCalibration]  # every model of ``raw``
 
 
 def calibrate_fold(result: FoldResult) -> CalibratedFold:
-    """Fit each calibrated model's maps on ``result.val`` and apply them to its val and test predictions."""
+    """Fit each model's maps on ``result.val`` and apply them to its val and test predictions."""
     calibrations: dict[str, ModelCalibration] = {}
     test, val = dict(result.test), dict(result.val)
     for name, (_, val_probs) in result.val.items():
-        if not is_calibrated(name):
-            continue
         cal = ModelCalibration.fit(val_probs, result.y_val)
         calibrations[name] = cal
         val[name] = cal.apply(val_probs)
