@@ -14,7 +14,6 @@ from gnn_market.predict import main as predict_main
 from gnn_market.synthetic import SyntheticConfig, write_synthetic_store
 from gnn_market.train import main
 from gnn_market.training import MODEL_ORDER, TrainConfig, run_training
-from gnn_market.training.calibrate import RULE_BASED_MODELS
 
 from train_fixtures import TINY_MARKET, tiny_store
 
@@ -53,13 +52,12 @@ def test_cli_end_to_end_writes_all_artefacts(store, tmp_path, capsys) -> None:
     # every model is scored on the same labelled test nodes
     assert len({metrics["test"][name]["n"] for name in MODEL_ORDER}) == 1
     assert metrics["config"]["seed"] == 0 and metrics["split"]["purge_hours"] == 101
-    # one seed: sd 0, the seed's own results under "seeds", calibration only for learned models
+    # one seed: sd 0, the seed's own results under "seeds", calibration for every model
     assert list(metrics["seeds"]) == ["0"] and metrics["test"]["gnn"]["macro_f1_sd"] == 0.0
     assert metrics["seeds"]["0"]["test"]["gnn"]["macro_f1"] == metrics["test"]["gnn"]["macro_f1"]
-    assert set(metrics["seeds"]["0"]["calibration"][0]) == set(MODEL_ORDER) - RULE_BASED_MODELS
-    for name in ("gnn", "logistic"):
+    assert set(metrics["seeds"]["0"]["calibration"][0]) == set(MODEL_ORDER)
+    for name in ("gnn", "logistic", "majority", "persistence"):
         assert "log_loss_uncalibrated" in metrics["test"][name]
-    assert "log_loss_uncalibrated" not in metrics["test"]["majority"]
     assert set(metrics["significance"]["gnn_vs"]) == set(MODEL_ORDER) - {"gnn"}
     for r in metrics["significance"]["gnn_vs"].values():
         assert set(r) == {"macro_f1", "mcc"} and set(r["mcc"]) == {"diff", "ci_low", "ci_high"}

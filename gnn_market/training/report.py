@@ -263,9 +263,9 @@ Validation (early stopping, calibration and decision rules are fitted here, so i
 
 {markdown_table(metrics['val'], n_seeds)}
 
-Learned models (all but `majority` and `persistence`) are scored on vector-scaled probabilities
-and decide with per-class weights chosen on validation macro-F1; `log_loss_uncalibrated` /
-`brier_uncalibrated` in `metrics.json` are their raw probabilities' scores. Macro-F1 weighs the
+Every model (`majority` and `persistence` too) is scored on vector-scaled probabilities and
+decides with per-class weights chosen on validation macro-F1; `log_loss_uncalibrated` /
+`brier_uncalibrated` in `metrics.json` are the raw probabilities' scores. Macro-F1 weighs the
 rare UP/DOWN classes like SIDEWAYS; MCC is 0 for any constant or random prediction; log-loss and
 Brier score the probabilities (lower is better).
 

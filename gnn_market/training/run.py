@@ -3,7 +3,7 @@
 Protocol (see ``docs/model.md``): one graph per hour, chronological splits
 with purge gaps (:mod:`.splits`), normaliser and class weights fitted on
 training hours only, early stopping on validation macro-F1, the no-edge
-ablation and the baselines on the same rows (:mod:`.folds`), every learned
+ablation and the baselines on the same rows (:mod:`.folds`), every
 model's probabilities calibrated and its decision rule fitted on validation
 (:mod:`.calibrate`), all of it once per training seed; metrics averaged over
 seeds with the GNN's paired day-bootstrap comparisons (:mod:`.evaluation`);
