@@ -35,6 +35,7 @@ from dataclasses import replace  # noqa: E402
 
 import torch  # noqa: E402
 
+from gnn_market.machine import machine_info  # noqa: E402
 from gnn_market.sources import open_store  # noqa: E402
 from gnn_market.training import TrainConfig, resolve_device, run_fold, run_training  # noqa: E402
 from gnn_market.training.universe import load_training_market  # noqa: E402
@@ -83,6 +84,7 @@ def main() -> None:
                "best_epochs": {k: h["best_epoch"] for k, h in m["history"].items()},
                "epochs_run": {k: len(h["train_loss"]) for k, h in m["history"].items()},
                "val_curves": {k: [round(x, 4) for x in h["val_macro_f1"]] for k, h in m["history"].items()},
+               "split": m["split"]["folds"],
                "seconds": round(time.perf_counter() - started, 1),
                "cpu_seconds": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1)}
         append(args.results, row)
@@ -99,10 +101,14 @@ def fold_row(args: argparse.Namespace, seed: int, overrides: dict) -> dict:
     curves = {k: [round(x, 4) for x in h.val_macro_f1] for k, h in result.histories.items()}
     return {"tag": args.tag, "data": args.store or args.data, "folds": args.folds, "fold": args.fold, "seed": seed,
             "overrides": overrides, "val_best_macro_f1": {k: max(c) for k, c in curves.items()},
-            "val_curves": curves, "seconds": round(time.perf_counter() - started, 1)}
+            "val_curves": curves, "split": splits[args.fold].describe(market.times),
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 def append(path: Path, row: dict) -> None:
+    """One JSON line, stamped with when it was written and on what machine (the order of events
+    and the split used are part of the record: choices must be checkable against the test dates)."""
+    row = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **row, "machine": machine_info()}
     print(json.dumps(row), flush=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:

@@ -49,6 +49,10 @@ def test_tune_defaults_one_fold_mode_logs_validation_curves(tmp_path, monkeypatc
     assert set(row["val_curves"]) == {"gnn"} and len(row["val_curves"]["gnn"]) == 1
     assert row["val_best_macro_f1"]["gnn"] == max(row["val_curves"]["gnn"])
     assert 0.0 <= row["val_best_macro_f1"]["gnn"] <= 1.0
+    # issue 22: every row says when it was written, on which split and machine
+    assert row["when"].endswith("Z") and row["machine"]["logical_cores"] >= 1 and row["machine"]["threads"] >= 1
+    assert set(row["split"]) == {"train", "val", "test"}
+    assert row["split"]["val"]["range"][1] < row["split"]["test"]["range"][0]
 
 
 def test_decision_rule_check_scores_both_rules_on_the_same_predictions(tmp_path) -> None:
