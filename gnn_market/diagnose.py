@@ -517,6 +517,31 @@ def config_from_args(args: argparse.Namespace) -> DiagnoseConfig:
     return DiagnoseConfig(**values)
 
 
+def main_from_train_args(args: argparse.Namespace) -> int:
+    """``python -m gnn_market.train --diagnose ...``: this check on train's data flags, then exit.
+
+    Reads ``--store/--data/--seed/--market/--symbols/--start/--end/--no-progress``;
+    train's ``--out`` is a folder, so the JSON goes to ``OUT/diagnose.json``.
+    ``--top`` would rank the universe on the very hours being measured, so it is refused.
+    """
+    if getattr(args, "top", None) is not None:
+        raise DataError("--diagnose does not rank a universe (--top would pick pairs on the hours it measures): "
+                        "drop --top, or name the pairs with --symbols")
+    values = {k: getattr(args, k) for k in ("store", "data", "seed", "market", "symbols", "start", "end", "progress")
+              if getattr(args, k, None) is not None}
+    if isinstance(values.get("symbols"), str):
+        values["symbols"] = parse_symbols(values["symbols"])
+    if getattr(args, "out", None):
+        values["out"] = str(Path(args.out) / "diagnose.json")
+        try:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"cannot create the output folder {args.out}: {exc.strerror or exc}") from exc
+    report = run(DiagnoseConfig(**values))
+    print(report_text(report))
+    return 0
+
+
 def report_text(report: dict) -> str:
     """What the command prints: the table and the verdict paragraph."""
     t = report["timings"]["total_s"]
