@@ -163,37 +163,37 @@ def _rolling_sd(r: np.ndarray, window: int, min_periods: int) -> np.ndarray:
     return np.where(n >= min_periods, np.sqrt(np.clip(var, 0.0, None)), np.nan)
 
 
-def _weighted(weights: np.ndarray, x: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row sums ``sum_j W[k, i, j] x[k, j]`` and ``sum_j |W[k, i, j]| present[k, j]`` as batched mat-vecs."""
-    num = np.matmul(weights, x[..., None])[..., 0]
-    den = np.matmul(np.abs(weights), present[..., None])[..., 0]
-    return num, den
-
-
 def _graph_chunk(corr: np.ndarray, aug: np.ndarray, now: np.ndarray, sd: np.ndarray) -> dict[str, np.ndarray]:
-    """The three graph signals ``[K, N]`` for one chunk of hours.
+    """The three graph signals ``[K, N]`` for one chunk of hours (batched mat-vecs, no loop over hours or pairs).
 
     Args:
-        corr: ``[K, N, N]`` correlations (overwritten: diagonal set to 0).
-        aug: ``[K, 2N, 2N]`` correlations of ``[r_t, r_{t-1}]``; block ``[N:, :N]`` is ``L[j, i]``.
+        corr: ``[K, N, N]`` correlations (overwritten: used as scratch).
+        aug: ``[K, 2N, 2N]`` correlations of ``[r_t, r_{t-1}]`` (block ``[:N, N:]`` overwritten on its diagonal);
+            block ``[:N, N:]`` holds ``[i, j] = L[j, i]`` (the matrix is symmetric), read in place.
         now: ``[K, N]`` real returns at the decision hours (NaN where none).
         sd: ``[K, N]`` rolling sd of the graph's returns (NaN where too few).
     """
     n = corr.shape[1]
     diag = np.arange(n)
     corr[:, diag, diag] = 0.0  # a pair is not its own neighbour
-    lag = np.ascontiguousarray(aug[:, n:, :n].transpose(0, 2, 1))  # [K, i, j] = L[j, i]
-    lag[:, diag, diag] = 0.0  # its own lag-1 autocorrelation is own history, not graph
+    aug[:, diag, n + diag] = 0.0  # nor is its own lag-1 autocorrelation graph information
+    lag = aug[:, :n, n:]  # a strided view: BLAS reads it with a leading dimension of 2N, no copy
     present = np.isfinite(now).astype(np.float32)
     x = np.where(present > 0, now, 0.0).astype(np.float32)
     sd0 = np.where(np.isfinite(sd), sd, 0.0).astype(np.float32)
+
+    def matvec(w: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return np.matmul(w, v[..., None])[..., 0]
+
     with np.errstate(invalid="ignore", divide="ignore"):
-        num, den = _weighted(corr, x, present)
+        num = matvec(corr, x)
+        absw = np.abs(corr, out=corr)  # corr is not needed signed any more: reuse its memory
+        den = matvec(absw, present)
+        slope = matvec(np.square(absw, out=absw), sd0 * present)  # sum_j C_ij^2 sd_j
         nbr = np.where(den > 0, num / den, np.nan).astype(np.float64)
-        slope = np.matmul(corr * corr, (sd0 * present)[..., None])[..., 0]
         beta = np.where((den > 0) & (sd0 > 0), slope / den / sd0, np.nan)
         resid = nbr - beta * now
-        num, den = _weighted(lag, x, present)
+        num, den = matvec(lag, x), matvec(np.abs(lag), present)
         lead = np.where(den > 0, num / den, np.nan).astype(np.float64)
     return {"nbr_return": nbr, "nbr_residual": resid, "lead_lag": lead}
 
@@ -279,16 +279,22 @@ def incremental_rank_ic_series(signal: np.ndarray, controls: Sequence[np.ndarray
     Hour by hour, the ranks of ``signal`` are regressed (OLS, with a constant)
     on the ranks of every control over the ``valid`` pairs; the residual's Rank
     IC with ``label`` is what the signal says that the controls do not.
-    All hours at once: the normal equations are ``[T, k, k]`` batched solves.
     """
-    y = np.where(valid, cross_ranks(signal, valid), 0.0)
-    cols = [valid.astype(np.float64)] + [np.where(valid, cross_ranks(c, valid), 0.0) for c in controls]
-    X = np.stack(cols, axis=-1)  # [T, N, k]; rows of invalid pairs are all 0 and do not enter the fit
+    return _incremental_from_ranks(cross_ranks(signal, valid), [cross_ranks(c, valid) for c in controls],
+                                   cross_ranks(label, valid), valid)
+
+
+def _incremental_from_ranks(signal_rank: np.ndarray, control_ranks: Sequence[np.ndarray], label_rank: np.ndarray,
+                            valid: np.ndarray) -> np.ndarray:
+    """:func:`incremental_rank_ic_series` from ranks; all hours at once as ``[T, k, k]`` batched normal equations."""
+    y = np.where(valid, signal_rank, 0.0)
+    X = np.stack([valid.astype(np.float64)] + [np.where(valid, c, 0.0) for c in control_ranks], axis=-1)
+    # rows of invalid pairs are all 0 and do not enter the fit
     xtx = np.einsum("tnk,tnl->tkl", X, X)
     xty = np.einsum("tnk,tn->tk", X, y)
     coef = np.matmul(np.linalg.pinv(xtx, hermitian=True), xty[..., None])[..., 0]  # pinv: collinear hours stay finite
     resid = y - np.einsum("tnk,tk->tn", X, coef)
-    return rank_ic_series(resid, label, valid)
+    return _rowwise_pearson(cross_ranks(resid, valid), label_rank, valid)
 
 
 def common_valid(signals: Signals, min_pairs: int) -> np.ndarray:
@@ -356,10 +362,12 @@ def evaluate(signals: Signals, cfg: DiagnoseConfig = DiagnoseConfig()) -> dict:
         raise DataError(f"only {n_days} days have scorable hours; the {cfg.block_days}-day block bootstrap needs at "
                         f"least {2 * cfg.block_days}: give a longer range (plus {cfg.window} hours of warm-up)")
     label, v = signals.label[hours], valid[hours]
-    ic = {name: rank_ic_series(x[hours], label, v) for name, x in signals.values.items()}
+    label_rank = cross_ranks(label, v)
+    ranks = {name: cross_ranks(x[hours], v) for name, x in signals.values.items()}  # each ranked once
+    ic = {name: _rowwise_pearson(rk, label_rank, v) for name, rk in ranks.items()}
     pearson = {name: _rowwise_pearson(x[hours], label, v) for name, x in signals.values.items()}
-    controls = [signals.values[c][hours] for c in REGRESSED_OUT]
-    incr = {g: incremental_rank_ic_series(signals.values[g][hours], controls, label, v) for g in GRAPH_SIGNALS}
+    controls = [ranks[c] for c in REGRESSED_OUT]
+    incr = {g: _incremental_from_ranks(ranks[g], controls, label_rank, v) for g in GRAPH_SIGNALS}
     mean_ic = {name: float(np.nanmean(s)) for name, s in ic.items()}
     best_own = max(OWN_SIGNALS, key=mean_ic.get)
     best_graph = max(GRAPH_SIGNALS, key=mean_ic.get)

@@ -143,6 +143,7 @@ def test_chunked_matrices_equal_the_correlation_modules_one_hour_functions() -> 
             t = t0 + k
             np.testing.assert_allclose(corr[k], correlation_matrix(r, t), atol=2e-6)
             np.testing.assert_allclose(aug[k, n:, :n], lead_lag_matrix(r, t), atol=2e-6)
+            np.testing.assert_allclose(aug[k, :n, n:].T, lead_lag_matrix(r, t), atol=2e-6)  # the block read
 
 
 def test_block_bootstrap_is_paired_and_widens_with_persistent_days() -> None:
