@@ -57,15 +57,6 @@ def write_store(path: Path, symbols: int, hours: int, seed: int) -> None:
     market = simulate_market(config)
     store = Store(path)
     for sym, df in market.klines["spot"].items():
-        # the simulator's fat-tailed volume can exceed the store's sanity limits on a rare hour; the check reads
-        # closes only, so activity columns are scaled down where a candle would be refused
-        df = df.copy()
-        activity = [c for c in ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume", "trades")
-                    if c in df]
-        too_big = (df["volume"] * df["close"] > 1e11) | (df.get("trades", 0) > 1e8)
-        for c in activity:
-            integer = pd.api.types.is_integer_dtype(df[c])
-            df.loc[too_big, c] = df.loc[too_big, c] // 1000 if integer else df.loc[too_big, c] * 1e-3
         store.write_klines(sym, df, market="spot")
 
 

@@ -243,6 +243,14 @@ def _simulate_returns(config: SyntheticConfig, rngs: dict[str, np.random.Generat
 
 
 # ----------------------------------------------------------------- candles
+#: Largest simulated hourly quote volume (USDT): 5,000x a typical leader's, a tenth of the store's
+#: ``MAX_NOTIONAL``; only Student-t shocks of ~28 sd reach it (a 450-pair market of 1,200 hours drew one
+#: above the store's limit, which the store then refused).
+MAX_QUOTE_VOLUME = 1e11
+#: Most trades in one simulated candle (half the store's ``MAX_TRADES``).
+MAX_TRADES = 500_000_000
+
+
 def _candles(open_: np.ndarray, close: np.ndarray, sigma: np.ndarray, quote_volume: np.ndarray,
              rng: np.random.Generator, trade_size: np.ndarray) -> dict[str, np.ndarray]:
     """OHLC + volume columns from open/close prices; every array [T, N].
@@ -257,7 +265,8 @@ def _candles(open_: np.ndarray, close: np.ndarray, sigma: np.ndarray, quote_volu
     low = np.minimum(open_, close) * np.exp(-0.4 * sigma * down)
     vwap = (open_ + high + low + close) / 4.0
     volume = quote_volume / vwap
-    trades = np.maximum(1, np.rint(quote_volume / trade_size)).astype(np.int64)
+    # capped like the volume (MAX_QUOTE_VOLUME): a tail shock's perp candle drew 1.7e9 trades, over the store's limit
+    trades = np.clip(np.rint(quote_volume / trade_size), 1, MAX_TRADES).astype(np.int64)
     # Takers buy more in up-hours: a contemporaneous relation only (no look-ahead).
     z = np.log(close / open_) / sigma
     taker_share = np.clip(0.5 + 0.2 * np.tanh(z) + 0.03 * rng.standard_normal(open_.shape), 0.05, 0.95)
@@ -283,7 +292,7 @@ def _symbol_levels(config: SyntheticConfig, rng: np.random.Generator) -> tuple[n
 def _quote_volume(level: np.ndarray, vol: np.ndarray, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """[T, N] hourly quote volume: more trading in big moves and turbulent regimes; always > 0."""
     noise = rng.normal(0.0, 0.25, z.shape)
-    return level * np.sqrt(vol)[:, None] * np.exp(0.3 * np.abs(z) + noise - 0.3)
+    return np.minimum(level * np.sqrt(vol)[:, None] * np.exp(0.3 * np.abs(z) + noise - 0.3), MAX_QUOTE_VOLUME)
 
 
 #: Widest simulated quote, relative to the price (only ever reached by extreme tail shocks of large markets).

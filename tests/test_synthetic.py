@@ -259,3 +259,18 @@ def test_open_store_synthetic_is_seeded_and_cached_per_seed(tmp_path, monkeypatc
     expected = simulate_market(SyntheticConfig(seed=3)).klines["spot"]["SYN05USDT"]
     pd.testing.assert_frame_equal(b, expected, check_freq=False)
     assert open_store(data="synthetic", seed=3).root == three.root
+
+
+def test_tail_shocks_stay_inside_the_store_limits():
+    """A Student-t shock of 100 sd used to give quote volumes and trade counts the store refuses
+    (a 450-pair market of 1,200 hours drew one); the simulator caps them below the store's limits."""
+    from gnn_market import store_schema
+    from gnn_market.synthetic import MAX_QUOTE_VOLUME, MAX_TRADES, _candles, _quote_volume
+
+    rng = np.random.default_rng(0)
+    z = np.array([[0.0, 100.0], [-100.0, 1.0]])
+    qv = _quote_volume(np.array([2e7, 2e6]), np.array([1.0, 4.0]), z, rng)
+    assert qv.max() == MAX_QUOTE_VOLUME and qv.min() > 0 and MAX_QUOTE_VOLUME < store_schema.MAX_NOTIONAL
+    price = np.full((2, 2), 100.0)
+    cols = _candles(price, price, np.full((2, 2), 0.01), qv * 2.5, rng, np.array([150.0, 150.0]))
+    assert cols["trades"].max() == MAX_TRADES < store_schema.MAX_TRADES and cols["trades"].min() >= 1
