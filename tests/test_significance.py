@@ -3,6 +3,7 @@ invariants, determinism, and the false-verdict rate on simulated equally good mo
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import norm
 from scipy.stats import t as student_t
@@ -21,6 +22,8 @@ from gnn_market.significance import (
     paired_day_bootstrap,
     seed_inflation,
 )
+from gnn_market.training.evaluation import significance_vs_gnn
+from gnn_market.training.report import significance_caption, significance_table
 
 
 def _data(seed: int = 0, n_days: int = 40, per_day: int = 24):
@@ -283,3 +286,75 @@ def test_false_verdict_rate_of_equally_good_models_is_at_most_7_percent():
     old = _false_verdict_rate(a, b, replicates=200, block_days=1, resample_seeds=False)
     assert np.all(published <= 0.07), published
     assert old[0] >= 0.3 and old[1] >= 0.15, old
+
+
+def _run_preds(seeds: int = 3, n_days: int = 30):
+    """Hours of ``n_days`` UTC days and class predictions of a GNN and three other models."""
+    rng = np.random.default_rng(12)
+    hours = pd.date_range("2024-03-01", periods=24 * n_days, freq="h", tz="UTC")
+    y = rng.choice(3, size=len(hours), p=[0.2, 0.6, 0.2])
+
+    def model(p_right):
+        return np.stack([np.where(rng.random(len(y)) < p_right, y, rng.integers(0, 3, len(y)))
+                         for _ in range(seeds)])
+    return y, hours, {"gnn": model(0.5), "logistic": model(0.45), "hist_gb": model(0.3), "majority": np.ones(
+        (seeds, len(y)), int)}
+
+
+def test_primary_comparison_is_the_best_other_model_on_validation_not_test():
+    """logistic is the best other model on test, but hist_gb on validation: hist_gb is primary,
+    first in the table and marked; the other two form the Bonferroni family."""
+    y, hours, preds = _run_preds()
+    val = {"logistic": 0.40, "hist_gb": 0.41, "majority": 0.29}
+    out = significance_vs_gnn(y, preds, hours, replicates=200, val_macro_f1=val)
+    assert out["primary"] == "hist_gb" and out["comparisons"] == 3
+    assert out["adjusted"]["comparisons"] == 2 and set(out["adjusted"]["gnn_vs"]) == {"logistic", "majority"}
+    assert out["adjusted"]["level"] == pytest.approx(1 - 0.05 / 2) and out["adjusted"]["method"] == "bonferroni"
+    table = significance_table(out).splitlines()
+    assert table[2].startswith("hist_gb *") and "primary" in table[2]
+    assert [line.split()[0] for line in table[3:]] == ["majority", "logistic"]       # then table order
+    assert "primary comparison (first, marked *): gnn vs hist_gb" in significance_caption(out)
+    # ties on validation go to the first model in table order
+    assert significance_vs_gnn(y, preds, hours, replicates=50,
+                               val_macro_f1=dict.fromkeys(val, 0.4))["primary"] == "majority"
+
+
+def test_bonferroni_interval_is_the_same_bootstrap_at_the_adjusted_level():
+    y, hours, preds = _run_preds()
+    out = significance_vs_gnn(y, preds, hours, replicates=300,
+                              val_macro_f1={"logistic": 0.40, "hist_gb": 0.41, "majority": 0.29})
+    day = np.repeat(np.arange(30), 24)
+    want = paired_day_bootstrap(y, preds["gnn"], preds["logistic"], day, replicates=300, level=0.975)
+    assert out["adjusted"]["gnn_vs"]["logistic"] == want.to_dict()
+    plain, wide = out["gnn_vs"]["logistic"]["macro_f1"], out["adjusted"]["gnn_vs"]["logistic"]["macro_f1"]
+    assert wide["ci_low"] <= plain["ci_low"] and wide["ci_high"] >= plain["ci_high"]
+
+
+def test_significance_block_records_blocks_seeds_and_notes():
+    y, hours, preds = _run_preds(seeds=3)
+    out = significance_vs_gnn(y, preds, hours, replicates=100, val_macro_f1={"logistic": 0.4, "hist_gb": 0.3,
+                                                                            "majority": 0.2})
+    assert (out["block_days"], out["seeds"], out["seed_noise"], out["days"], out["notes"]) == (7, 3, True, 30, [])
+    assert "circular blocks of 7 consecutive days" in significance_caption(out)
+    assert "3 training seeds resampled" in significance_caption(out)
+    one = significance_vs_gnn(y, {k: v[:1] for k, v in preds.items()}, hours, replicates=100)
+    assert one["seed_noise"] is False and one["primary"] is None
+    assert any("seed noise cannot be estimated" in note for note in one["notes"])
+    assert any("no primary comparison" in note for note in one["notes"])
+    assert one["adjusted"]["comparisons"] == 3           # without a primary, every comparison is adjusted
+    assert "NOT resampled" in significance_caption(one) and "seed noise cannot be estimated" in significance_caption(one)
+    short = significance_vs_gnn(y[:24 * 9], {k: v[:, :24 * 9] for k, v in preds.items()}, hours[:24 * 9],
+                                replicates=50, block_days=7)
+    assert short["block_days"] == 4 and any("shortened to 4" in note for note in short["notes"])
+    with pytest.raises(ValueError, match="no validation macro-F1 for \\['majority'\\]"):
+        significance_vs_gnn(y, preds, hours, replicates=10, val_macro_f1={"logistic": 0.4, "hist_gb": 0.3})
+
+
+def test_caption_of_a_block_written_before_the_seed_block_bootstrap():
+    old = {"gnn_vs": {"mlp": {"macro_f1": {"diff": 0.01, "ci_low": 0.001, "ci_high": 0.02},
+                              "mcc": {"diff": 0.0, "ci_low": -0.01, "ci_high": 0.01}}},
+           "replicates": 1000, "bootstrap_seed": 1, "level": 0.95, "days": 55, "seeds": 1}
+    assert "single days, the 1 trained seed(s) fixed" in significance_caption(old)
+    assert significance_table(old).splitlines()[2].split() == ["mlp", "+0.0100", "[+0.0010,", "+0.0200]", "gnn",
+                                                               "better", "+0.0000", "[-0.0100,", "+0.0100]", "tie",
+                                                               "-"]
