@@ -336,12 +336,14 @@ def test_significance_block_records_blocks_seeds_and_notes():
                                                                             "majority": 0.2})
     assert (out["block_days"], out["seeds"], out["seed_noise"], out["days"], out["notes"]) == (7, 3, True, 30, [])
     assert "circular blocks of 7 consecutive days" in significance_caption(out)
-    assert "3 training seeds resampled" in significance_caption(out)
+    assert "x 3 training seeds resampled, paired" in significance_caption(out)
+    assert "; the other 2 comparisons also get a Bonferroni verdict (97.50% interval)" in significance_caption(out)
     one = significance_vs_gnn(y, {k: v[:1] for k, v in preds.items()}, hours, replicates=100)
     assert one["seed_noise"] is False and one["primary"] is None
     assert any("seed noise cannot be estimated" in note for note in one["notes"])
     assert any("no primary comparison" in note for note in one["notes"])
     assert one["adjusted"]["comparisons"] == 3           # without a primary, every comparison is adjusted
+    assert "; all 3 comparisons also get a Bonferroni verdict" in significance_caption(one)
     assert "NOT resampled" in significance_caption(one) and "seed noise cannot be estimated" in significance_caption(one)
     short = significance_vs_gnn(y[:24 * 9], {k: v[:, :24 * 9] for k, v in preds.items()}, hours[:24 * 9],
                                 replicates=50, block_days=7)

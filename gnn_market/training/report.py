@@ -103,10 +103,10 @@ def significance_caption(significance: dict[str, Any]) -> str:
         how = (f"paired bootstrap over {days} test days (single days, the {seeds} trained seed(s) fixed: "
                f"neither persistence nor seed noise is in the interval)")
     else:
-        seed_text = (f"{seeds} training seeds resampled (paired)" if significance.get("seed_noise")
+        seed_text = (f"{seeds} training seeds resampled, paired" if significance.get("seed_noise")
                      else f"{seeds} training seed(s) NOT resampled: seed noise is not in the interval")
         how = (f"paired bootstrap over {days} test days in circular blocks of {significance['block_days']} "
-               f"consecutive days x training seeds ({seed_text})")
+               f"consecutive days x {seed_text}")
     text = (f"GNN minus each model, {how}; {significance['replicates']} replicates, "
             f"{significance['level']:.0%} percentile interval")
     primary = significance.get("primary")
@@ -115,7 +115,8 @@ def significance_caption(significance: dict[str, Any]) -> str:
                  f"validation macro-F1")
     adjusted = significance.get("adjusted")
     if adjusted and adjusted["gnn_vs"]:
-        text += (f"; the other {adjusted['comparisons']} comparisons also get a Bonferroni verdict "
+        which = "the other" if primary is not None else "all"
+        text += (f"; {which} {adjusted['comparisons']} comparisons also get a Bonferroni verdict "
                  f"({adjusted['level']:.2%} interval)")
     for note in significance.get("notes", []):
         text += f"; NOTE: {note}"
