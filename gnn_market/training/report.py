@@ -105,8 +105,9 @@ def significance_caption(significance: dict[str, Any]) -> str:
     else:
         seed_text = (f"{seeds} training seeds resampled, paired" if significance.get("seed_noise")
                      else f"{seeds} training seed(s) NOT resampled: seed noise is not in the interval")
-        how = (f"paired bootstrap over {days} test days in circular blocks of {significance['block_days']} "
-               f"consecutive days x {seed_text}")
+        block = significance["block_days"]
+        how = (f"paired bootstrap over {days} test days in circular blocks of {block} consecutive "
+               f"day{'s' if block != 1 else ''} x {seed_text}")
     text = (f"GNN minus each model, {how}; {significance['replicates']} replicates, "
             f"{significance['level']:.0%} percentile interval")
     primary = significance.get("primary")
