@@ -8,17 +8,25 @@
 - :func:`pooled_test`: the test rows of a seed (labels, hours) and each
   model's pooled class predictions, checked to be the same rows for every seed.
 - :func:`significance_vs_gnn`: :func:`~gnn_market.significance.paired_day_bootstrap`
-  of the GNN against every other model over the UTC days of the test rows.
+  (training seeds x 7-day blocks of UTC test days) of the GNN against every other
+  model; the primary comparison is the best other model on validation macro-F1.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..calibration import brier_score
-from ..significance import DEFAULT_BOOTSTRAP_SEED, DEFAULT_REPLICATES, day_ids, paired_day_bootstrap
+from ..significance import (
+    DEFAULT_BLOCK_DAYS,
+    DEFAULT_BOOTSTRAP_SEED,
+    DEFAULT_REPLICATES,
+    block_length,
+    day_ids,
+    paired_day_bootstrap,
+)
 from .calibrate import CalibratedFold
 from .config import MODEL_ORDER
 from .metrics import safe_log_loss
@@ -116,34 +124,86 @@ def stack_seeds(seed_folds: Sequence[Sequence[CalibratedFold]]) -> tuple[np.ndar
     return y, hours, {name: np.stack([p[2][name] for p in pooled]) for name in pooled[0][2]}
 
 
+def primary_comparison(models: Sequence[str], val_macro_f1: Mapping[str, float] | None) -> str | None:
+    """The model the GNN is mainly compared with: the best other model on **validation** macro-F1.
+
+    Chosen before looking at test, so the primary interval is not a best-of-many pick.
+    Ties go to the first model in table order; ``None`` without validation scores.
+    """
+    if val_macro_f1 is None or not models:
+        return None
+    missing = [name for name in models if name not in val_macro_f1]
+    if missing:
+        raise ValueError(f"no validation macro-F1 for {missing}: give one per compared model")
+    return max(models, key=lambda name: val_macro_f1[name])   # max keeps the first of equal scores
+
+
 def significance_vs_gnn(y: np.ndarray, preds: dict[str, np.ndarray], times: pd.DatetimeIndex | np.ndarray,
                         replicates: int = DEFAULT_REPLICATES,
-                        seed: int = DEFAULT_BOOTSTRAP_SEED) -> dict[str, Any]:
-    """GNN minus every other model, macro-F1 and MCC, with day-block paired bootstrap intervals.
+                        seed: int = DEFAULT_BOOTSTRAP_SEED, val_macro_f1: Mapping[str, float] | None = None,
+                        block_days: int = DEFAULT_BLOCK_DAYS) -> dict[str, Any]:
+    """GNN minus every other model, macro-F1 and MCC, with seed x day-block paired bootstrap intervals.
+
+    Each interval resamples the UTC test days in circular blocks of ``block_days``
+    consecutive days and the training seeds (paired; see
+    :func:`~gnn_market.significance.paired_day_bootstrap`). One comparison is
+    **primary**: the GNN against the best other model on validation macro-F1
+    (``val_macro_f1``, never test). The others are a family of
+    ``comparisons - 1`` tests; ``adjusted`` gives their Bonferroni intervals at level
+    ``1 - 0.05 / (comparisons - 1)`` (all comparisons without a primary).
 
     Args:
         y: ``[M]`` test labels (the same rows for every model and seed).
         preds: model -> ``[S, M]`` class predictions, one row per training seed (must hold ``"gnn"``).
         times: ``[M]`` UTC hour of each row; rows are grouped by their UTC calendar day.
+        val_macro_f1: model -> validation macro-F1 (mean over seeds) of every compared model; picks the
+            primary comparison. ``None``: no primary (a note says so).
+        block_days: days per resampled block (default 7).
 
     Returns:
-        ``{"gnn_vs": {model: {"macro_f1": {"diff", "ci_low", "ci_high"}, "mcc": {...}}},
-        "replicates", "bootstrap_seed", "level", "days", "seeds"}``; ``gnn_vs`` is empty
-        (with a ``note``) when the test rows span fewer than 2 days.
+        ``{"gnn_vs": {model: {"macro_f1": {"diff", "ci_low", "ci_high"}, "mcc": {...}}}, "primary",
+        "comparisons", "adjusted": {"method", "level", "comparisons", "gnn_vs"}, "replicates",
+        "bootstrap_seed", "level", "days", "block_days", "seeds", "seed_noise", "notes"}``, models in
+        table order; ``gnn_vs`` is empty (with a ``note``) when the test rows span fewer than 2 days.
     """
     utc = pd.DatetimeIndex(times)
     utc = utc.tz_convert("UTC").tz_localize(None) if utc.tz is not None else utc   # naive UTC: the UTC day
     day, n_days = day_ids(utc.to_numpy())
-    out: dict[str, Any] = {"gnn_vs": {}, "replicates": replicates, "bootstrap_seed": seed,
-                           "level": SIGNIFICANCE_LEVEL, "days": n_days, "seeds": int(preds["gnn"].shape[0])}
+    n_seeds = int(preds["gnn"].shape[0])
+    order = {name: k for k, name in enumerate(MODEL_ORDER)}  # the results tables' order, whatever the fit order
+    models = sorted((n for n in preds if n != "gnn"), key=lambda n: (order.get(n, len(order)), n))
+    primary = primary_comparison(models, val_macro_f1)
+    out: dict[str, Any] = {"gnn_vs": {}, "primary": primary, "comparisons": len(models),
+                           "replicates": replicates, "bootstrap_seed": seed, "level": SIGNIFICANCE_LEVEL,
+                           "days": n_days, "block_days": block_length(n_days, block_days), "seeds": n_seeds,
+                           "seed_noise": n_seeds > 1, "notes": _notes(n_seeds, n_days, block_days, primary)}
     if n_days < 2:
         out["note"] = "the test rows span fewer than 2 UTC days: no bootstrap"
         return out
-    order = {name: k for k, name in enumerate(MODEL_ORDER)}  # the results tables' order, whatever the fit order
-    for name in sorted(preds, key=lambda n: (order.get(n, len(order)), n)):
-        if name == "gnn":
-            continue
-        result = paired_day_bootstrap(y, preds["gnn"], preds[name], day, replicates=replicates, seed=seed,
-                                      level=SIGNIFICANCE_LEVEL)
-        out["gnn_vs"][name] = result.to_dict()
+    family = [name for name in models if name != primary]
+    adjusted_level = 1 - (1 - SIGNIFICANCE_LEVEL) / max(len(family), 1)
+    out["adjusted"] = {"method": "bonferroni", "level": adjusted_level, "comparisons": len(family), "gnn_vs": {}}
+
+    def interval(name: str, level: float) -> dict[str, dict[str, float]]:
+        return paired_day_bootstrap(y, preds["gnn"], preds[name], day, replicates=replicates, seed=seed,
+                                    level=level, block_days=block_days).to_dict()
+
+    for name in models:
+        out["gnn_vs"][name] = interval(name, SIGNIFICANCE_LEVEL)
+        if name in family:
+            out["adjusted"]["gnn_vs"][name] = interval(name, adjusted_level)
     return out
+
+
+def _notes(n_seeds: int, n_days: int, block_days: int, primary: str | None) -> list[str]:
+    """Plain statements of what the intervals cannot cover in this run."""
+    notes = []
+    if n_seeds < 2:
+        notes.append("one training seed: seed noise cannot be estimated, the intervals cover the test days "
+                     "only and are too narrow; run --seeds with 3 or more seeds")
+    if 2 <= n_days and block_length(n_days, block_days) < block_days:
+        notes.append(f"only {n_days} test days: blocks shortened to {block_length(n_days, block_days)} "
+                     f"day(s) (at least 2 blocks), day-to-day persistence is under-covered")
+    if primary is None:
+        notes.append("no validation scores given: no primary comparison, every comparison is adjusted")
+    return notes

@@ -93,22 +93,65 @@ def _interval(interval: dict[str, float]) -> str:
 
 
 def significance_caption(significance: dict[str, Any]) -> str:
-    """One line: what the significance table is."""
-    return (f"GNN minus each model, paired bootstrap over {significance['days']} test days "
-            f"({significance['replicates']} replicates, {significance['level']:.0%} percentile interval, "
-            f"{significance['seeds']} seed(s)); \"tie\" = the interval contains 0")
+    """What the significance table is: what each interval resamples, the primary comparison, the family.
+
+    A ``significance`` block written before the seed x block bootstrap (no
+    ``block_days``) is described as what it was: single days, seeds fixed.
+    """
+    days, seeds = significance["days"], significance["seeds"]
+    if "block_days" not in significance:
+        how = (f"paired bootstrap over {days} test days (single days, the {seeds} trained seed(s) fixed: "
+               f"neither persistence nor seed noise is in the interval)")
+    else:
+        seed_text = (f"{seeds} training seeds resampled, paired" if significance.get("seed_noise")
+                     else f"{seeds} training seed(s) NOT resampled: seed noise is not in the interval")
+        block = significance["block_days"]
+        how = (f"paired bootstrap over {days} test days in circular blocks of {block} consecutive "
+               f"day{'s' if block != 1 else ''} x {seed_text}")
+    text = (f"GNN minus each model, {how}; {significance['replicates']} replicates, "
+            f"{significance['level']:.0%} percentile interval")
+    primary = significance.get("primary")
+    if primary is not None:
+        text += (f"; primary comparison (first, marked *): gnn vs {primary}, the best other model on "
+                 f"validation macro-F1")
+    adjusted = significance.get("adjusted")
+    if adjusted and adjusted["gnn_vs"]:
+        which = "the other" if primary is not None else "all"
+        text += (f"; {which} {adjusted['comparisons']} comparisons also get a Bonferroni verdict "
+                 f"({adjusted['level']:.2%} interval)")
+    for note in significance.get("notes", []):
+        text += f"; NOTE: {note}"
+    return text + "; \"tie\" = the interval contains 0"
+
+
+def _adjusted_cell(significance: dict[str, Any], name: str) -> str:
+    """``macro-F1 / MCC`` Bonferroni verdicts of one comparison, or ``primary``."""
+    if name == significance.get("primary"):
+        return "primary (not adjusted)"
+    adjusted = (significance.get("adjusted") or {}).get("gnn_vs", {}).get(name)
+    if adjusted is None:
+        return "-"
+    return f"{verdict(adjusted['macro_f1'])} / {verdict(adjusted['mcc'])}"
 
 
 def significance_table(significance: dict[str, Any], markdown: bool = False) -> str:
-    """GNN minus each model: macro-F1 and MCC differences with their intervals and verdicts."""
-    rows = [(name, _interval(r["macro_f1"]), _interval(r["mcc"])) for name, r in significance["gnn_vs"].items()]
+    """GNN minus each model: macro-F1 and MCC differences with their intervals and verdicts.
+
+    The primary comparison comes first, marked ``*``; a last column gives the
+    Bonferroni-adjusted verdicts (macro-F1 / MCC) of the other comparisons.
+    """
+    primary = significance.get("primary")
+    names = sorted(significance["gnn_vs"], key=lambda n: n != primary)   # stable: the rest keep table order
+    rows = [(f"{name} *" if name == primary else name, _interval(significance["gnn_vs"][name]["macro_f1"]),
+             _interval(significance["gnn_vs"][name]["mcc"]), _adjusted_cell(significance, name)) for name in names]
     if not rows:
         return significance.get("note", "no other model to compare with")
-    head = ("gnn minus", "macro-F1 diff [95% CI]", "MCC diff [95% CI]")
+    level = f"{significance['level']:.0%}"
+    head = ("gnn minus", f"macro-F1 diff [{level} CI]", f"MCC diff [{level} CI]", "Bonferroni (F1 / MCC)")
     if markdown:
-        return "\n".join(["| " + " | ".join(head) + " |", "|---|---|---|"]
+        return "\n".join(["| " + " | ".join(head) + " |", "|---|---|---|---|"]
                          + ["| " + " | ".join(r) + " |" for r in rows])
-    widths = [max(len(r[i]) for r in rows + [head]) + 2 for i in range(3)]
+    widths = [max(len(r[i]) for r in rows + [head]) + 2 for i in range(len(head))]
     lines = ["".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head] + rows]
     lines.insert(1, "-" * max(len(line) for line in lines))
     return "\n".join(lines)
