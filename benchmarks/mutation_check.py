@@ -118,8 +118,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("store", "writers accept a marker of version 0", "gnn_market/store.py",
            "or type(version) is not int or version < 1):", "or type(version) is not int or version < 0):",
            ("tests/test_store.py",), select="marker"),
-    Mutant("store", "repair backups share one folder per second", "gnn_market/store.py",
-           'folder = self.base / f"{stamp}-{os.getpid()}-{secrets.token_hex(4)}"', 'folder = self.base / f"{stamp}"',
+    Mutant("store", "two repairs may share a backup folder", "gnn_market/store.py",
+           "folder.mkdir(exist_ok=False)", "folder.mkdir(exist_ok=True)",
            ("tests/test_store.py",), select="repair"),
     # ---------------------------------------------------------------- checkpoints and the env cache
     Mutant("checkpoint", "integer weights accepted", "gnn_market/checkpoint.py",
