@@ -119,7 +119,9 @@ MUTANTS: tuple[Mutant, ...] = (
            "or type(version) is not int or version < 1):", "or type(version) is not int or version < 0):",
            ("tests/test_store.py",), select="marker"),
     Mutant("store", "two repairs may share a backup folder", "gnn_market/store.py",
-           "folder.mkdir(exist_ok=False)", "folder.mkdir(exist_ok=True)",
+           'folder = self.base / f"{stamp}-{os.getpid()}-{secrets.token_hex(4)}"\n            try:\n'
+           "                folder.mkdir(exist_ok=False)",
+           'folder = self.base / f"{stamp}"\n            try:\n                folder.mkdir(exist_ok=True)',
            ("tests/test_store.py",), select="repair"),
     # ---------------------------------------------------------------- checkpoints and the env cache
     Mutant("checkpoint", "integer weights accepted", "gnn_market/checkpoint.py",
