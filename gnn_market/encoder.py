@@ -277,6 +277,8 @@ class GraphEncoder:
     @staticmethod
     def _hours(times: pd.DatetimeIndex, t0: pd.Timestamp | None, t1: pd.Timestamp | None) -> np.ndarray:
         """Indices of ``times`` in ``[t0, t1]``; DataError when there are none."""
+        if t0 is not None and t1 is not None and t0 > t1:
+            raise DataError(f"the range starts at {t0}, after its end {t1}: give start <= end")
         keep = np.ones(len(times), bool)
         if t0 is not None:
             keep &= times >= t0
@@ -284,7 +286,8 @@ class GraphEncoder:
             keep &= times <= t1
         hours = np.flatnonzero(keep)
         if len(hours) == 0:
-            raise DataError(f"no hours between {t0} and {t1} in the data ({times[0]} .. {times[-1]})")
+            asked = f"from {t0}" if t1 is None else (f"up to {t1}" if t0 is None else f"between {t0} and {t1}")
+            raise DataError(f"no hours {asked} in the data ({times[0]} .. {times[-1]})")
         return hours
 
     def encode(self, store_or_panel: Any, time: Any = None, **panel_kwargs: Any) -> EncodedRange:

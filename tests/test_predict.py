@@ -82,3 +82,15 @@ def test_argument_errors_are_one_error_line_not_the_usage_block(capsys, argv, wo
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: python -m gnn_market.predict: "), lines
     assert words in lines[0] and lines[0].endswith("(see --help)")
+
+
+def test_a_range_that_ends_before_it_starts_or_lies_outside_the_data_says_so(capsys):
+    """Found by a break-it probe: start > end read "no hours between A and B", and an open end "and None"."""
+    from gnn_market.cli import run_cli
+    from gnn_market.predict import main
+
+    assert run_cli(main, ["--start", "2023-12-30", "--end", "2023-12-01", "--out", "unused.csv"]) == 2
+    assert "starts at 2023-12-30 00:00:00+00:00, after its end 2023-12-01" in capsys.readouterr().err
+    assert run_cli(main, ["--start", "2030-01-01", "--out", "unused.csv"]) == 2
+    err = capsys.readouterr().err
+    assert "no hours from 2030-01-01 00:00:00+00:00 in the data" in err and "None" not in err
