@@ -6,12 +6,15 @@ worked out by hand, look-ahead checks by perturbing the future.
 """
 from __future__ import annotations
 
+import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
+from gnn_market.classes import IGNORE_INDEX
 from gnn_market.trading_metrics import (
     BLOCK_HOURS,
     HourSeries,
@@ -28,7 +31,10 @@ from gnn_market.trading_metrics import (
     summarise,
     to_matrix,
 )
-from gnn_market.training.evaluation import aggregate_seeds
+from gnn_market.training import TrainConfig, run_training
+from gnn_market.training.evaluation import aggregate_seeds, trading_rows
+
+from train_fixtures import TINY_TRAIN, tiny_store
 
 LS = PortfolioConfig(long_short=True, k_fraction=0.25, band=1.0, cost_bps=10.0)
 LONG = PortfolioConfig(long_short=False, k_fraction=0.25, band=1.0, cost_bps=10.0)
@@ -285,3 +291,64 @@ def test_portfolio_config_refuses_nonsense():
         PortfolioConfig(long_short=True, k_fraction=0.7)
     with pytest.raises(ValueError):
         PortfolioConfig(long_short=False, band=0.5)
+
+
+# --------------------------------------------------------------------------- a run's test cells and metrics.json
+
+
+def _fold(split_test: np.ndarray, classes: np.ndarray, probs: np.ndarray | None = None) -> SimpleNamespace:
+    h_idx, pair = np.nonzero(classes[split_test] != IGNORE_INDEX)
+    hour = split_test[h_idx]
+    probs = np.full((len(hour), 3), 1 / 3) if probs is None else probs
+    fold = SimpleNamespace(split=SimpleNamespace(test=split_test), test_hours=hour, y_test=classes[hour, pair],
+                           test={"gnn": (probs.argmax(1), probs)})
+    return SimpleNamespace(fold=fold)
+
+
+def _market() -> SimpleNamespace:
+    close = np.array([[10.0, 20.0, 5.0], [11.0, 19.0, 5.0], [12.1, 19.0, np.nan], [12.1, 20.9, 6.0],
+                      [13.31, 20.9, 6.0]])
+    nxt = np.full_like(close, np.nan)
+    nxt[:-1] = close[1:] / close[:-1] - 1
+    classes = np.where(np.isfinite(nxt), np.where(nxt > 0.01, 2, np.where(nxt < -0.01, 0, 1)), IGNORE_INDEX)
+    labels = SimpleNamespace(classes=classes, next_return=nxt, symbols=["A", "B", "C"])
+    return SimpleNamespace(require_labels=lambda: labels, labels=labels)
+
+
+def test_trading_rows_use_the_label_return_of_each_test_cell():
+    market = _market()
+    classes = market.labels.classes
+    folds = [_fold(np.array([1, 2]), classes), _fold(np.array([3]), classes)]
+    rows = trading_rows(folds, market)
+    np.testing.assert_array_equal(rows.hours, [1, 2, 3])
+    # hour 1: close[2] / close[1] - 1 = +10 %, 0 %, C has no close at 2 (no label); hour 2: C has no close
+    expected = np.array([[0.1, 0.0, np.nan], [0.0, 0.1, np.nan], [0.1, 0.0, 0.0]])
+    np.testing.assert_allclose(rows.simple_return, expected, atol=1e-12)
+    assert len(rows.pair) == int(np.isfinite(expected).sum())
+
+
+def test_trading_rows_refuse_rows_that_are_not_the_labelled_cells():
+    market = _market()
+    fold = _fold(np.array([1, 2]), market.labels.classes)
+    fold.fold.test_hours = fold.fold.test_hours[::-1].copy()
+    with pytest.raises(AssertionError, match="test rows"):
+        trading_rows([fold], market)
+
+
+def test_a_run_writes_the_trading_fields_and_report(tmp_path):
+    store = tiny_store(tmp_path)
+    cfg = TrainConfig(store=str(store.root), out=str(tmp_path / "run"), ablation=False, baselines=False,
+                      **{**TINY_TRAIN, "select_encoder": False})
+    metrics = run_training(cfg)
+    gnn = metrics["test"]["gnn"]
+    for key in ("ic", "rank_ic", "icir", "rank_icir"):
+        assert key in gnn and f"{key}_sd" in gnn
+    assert set(gnn["portfolio"]) >= {"return_ann", "sharpe", "max_drawdown", "turnover", "sharpe_sd"}
+    assert metrics["trading"]["portfolio"]["long_short"] is False          # the tiny store is spot
+    assert metrics["trading"]["hours"] == sum(f["test"]["hours"] for f in metrics["split"]["folds"])
+    assert gnn["ic_hours"] <= metrics["trading"]["hours"]
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["test"]["gnn"]["portfolio"] == pytest.approx(gnn["portfolio"])
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Trading metrics (test)" in report and "![portfolio equity](equity.png)" in report
+    assert (tmp_path / "run" / "equity.png").stat().st_size > 0
