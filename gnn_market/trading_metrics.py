@@ -34,7 +34,8 @@ probabilities (:func:`probability_score`). Everything is computed on ``[H, N]`` 
 
 A pair without a test row at hour ``t`` (its next candle missing) cannot be held at ``t``:
 leaving it counts as turnover. An hour where every valid score is equal carries no ranking:
-the book is flat then (``majority``'s constant probabilities give a flat book throughout).
+the long-short book is flat then, the long-only book holds the equal-weight benchmark
+(``majority``'s constant probabilities: flat, or the benchmark, throughout).
 Undefined statistics (no kept hour, a zero sd) are ``None`` in the summaries.
 
     score = probability_score(probs)                                   # [M]
@@ -181,8 +182,10 @@ def portfolio_weights(score: np.ndarray, valid: np.ndarray, cfg: PortfolioConfig
     (best first, at most ``k``), and fills up to ``k`` with the best-ranked names it does
     not hold; the short book does the same from the bottom, never taking a long name.
     ``band = 1`` is plain top-k. Ties in the score are broken by panel order (stable sort).
-    Flat (all zero) at an hour with fewer valid pairs than the book needs (2 long-short,
-    1 long-only) or without dispersion in the valid scores.
+    An hour with fewer valid pairs than the book needs (2 long-short, 1 long-only) or
+    without dispersion in the valid scores has no ranking: the long-short book is flat
+    (all zero), the long-only book holds the benchmark (``1/n`` on every valid pair, so
+    its excess return is only the cost of getting there); the held names are forgotten.
 
     The loop runs over hours only (each hour's book depends on the previous one); the
     work inside is vectorised over pairs. Weights at ``t`` read scores at hours ``<= t`` only.
@@ -195,8 +198,10 @@ def portfolio_weights(score: np.ndarray, valid: np.ndarray, cfg: PortfolioConfig
         idx = np.flatnonzero(valid[t])
         s = score[t, idx]
         n = len(idx)
-        if n < need or np.ptp(s) == 0:   # no book: what was held is sold (and re-bought later at a cost)
+        if n < need or np.ptp(s) == 0:   # no ranking: long-short is flat, long-only holds the benchmark
             long_held[:], short_held[:] = False, False
+            if not cfg.long_short and n:
+                weights[t, idx] = 1.0 / n
             continue
         k = max(1, int(np.floor(cfg.k_fraction * n)))
         k = min(k, n // 2) if cfg.long_short else k

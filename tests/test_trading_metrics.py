@@ -170,13 +170,20 @@ def test_constant_ranking_has_no_turnover_after_entry():
         assert np.all(turnover[1:] == 0)
 
 
-def test_flat_score_keeps_the_book_flat():
+def test_flat_score_is_flat_long_short_and_the_benchmark_long_only():
     score = np.full((5, 6), 0.3)
-    r = np.full((5, 6), 0.01)
+    r = np.random.default_rng(10).normal(scale=0.01, size=(5, 6))
     valid = np.ones_like(score, dtype=bool)
     net, turnover = portfolio_returns(portfolio_weights(score, valid, LS), r, valid, LS)
     assert np.all(net == 0) and np.all(turnover == 0)
     assert performance(net, turnover)["sharpe"] is None
+    valid[3, 5] = False                                  # a pair without a label: the benchmark changes
+    w = portfolio_weights(score, valid, LONG)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0)
+    net, turnover = portfolio_returns(w, r, valid, LONG)
+    # hour 3: 1/6 -> 1/5 on five pairs and 1/6 -> 0 on the sixth; hour 4: back
+    np.testing.assert_allclose(turnover, [1.0, 0.0, 0.0, 1 / 3, 1 / 3])
+    np.testing.assert_allclose(net, -1e-3 * turnover, atol=1e-15)   # no excess over itself but the costs
 
 
 def test_weights_do_not_look_ahead():
