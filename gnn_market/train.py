@@ -41,7 +41,7 @@ from typing import Sequence
 
 from .cli import DefaultsHelpFormatter, OneLineParser, parse_symbols, run_cli
 from .training import TrainConfig, results_table, run_training  # the CLI's own needs (README imports the first two)
-from .training.report import significance_caption, significance_table
+from .training.report import significance_caption, significance_table, trading_console
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print(results_table(metrics["test"], "test", n_seeds=len(cfg.seed_list)))
     print(f"\n{significance_caption(metrics['significance'])}:\n{significance_table(metrics['significance'])}")
+    print(f"\n{trading_console(metrics, len(cfg.seed_list))}")
     total = metrics["timings"]["total_s"]
     print(f"\nartefacts in {metrics['out']} (model.pt, metrics.json, report.md); {total:.0f} s total")
     return 0

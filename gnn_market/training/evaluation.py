@@ -1,7 +1,11 @@
 """Scores over several training seeds and the GNN-vs-model significance tests of a run.
 
 - :func:`score_seed`: one seed's metrics per model, folds pooled, on the
-  calibrated predictions, plus the uncalibrated log-loss / Brier of calibrated models.
+  calibrated predictions, plus the uncalibrated log-loss / Brier of calibrated models
+  and, given the seed's :func:`trading_series`, the trading metrics
+  (:mod:`gnn_market.trading_metrics`: IC, Rank IC, ICIR, Rank ICIR, ``portfolio``).
+- :func:`trading_rows` / :func:`trading_series`: the test rows' (hour, pair) cells and
+  label returns, and each model's per-hour IC and portfolio returns on them.
 - :func:`aggregate_seeds`: ``metrics.json``'s ``test``/``val`` tables: the mean
   over seeds of every scalar metric with its sample standard deviation
   (``<metric>_sd``, ddof 1; 0.0 for one seed).
@@ -13,12 +17,15 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..calibration import brier_score
+from ..classes import IGNORE_INDEX
+from ..pipeline import MarketData
 from ..significance import (
     DEFAULT_BLOCK_DAYS,
     DEFAULT_BOOTSTRAP_SEED,
@@ -27,6 +34,7 @@ from ..significance import (
     day_ids,
     paired_day_bootstrap,
 )
+from ..trading_metrics import HourSeries, PortfolioConfig, model_series, probability_score, summarise, to_matrix
 from .calibrate import CalibratedFold
 from .config import MODEL_ORDER
 from .metrics import safe_log_loss
@@ -36,13 +44,19 @@ from .report import score
 SIGNIFICANCE_LEVEL = 0.95
 #: Metrics that count rows (identical for every seed), not scores: averaged without an ``_sd``.
 COUNT_KEYS = frozenset({"n"})
+#: Nested metric groups whose scalars are averaged over seeds with an ``_sd`` each, like top-level ones.
+GROUP_KEYS = frozenset({"portfolio"})
 
 
-def score_seed(folds: Sequence[CalibratedFold], which: str) -> dict[str, dict[str, Any]]:
+def score_seed(folds: Sequence[CalibratedFold], which: str,
+               trading: Mapping[str, HourSeries] | None = None) -> dict[str, dict[str, Any]]:
     """One seed's metrics per model on ``which`` (``"test"`` or ``"val"``), folds pooled.
 
     Scored on the calibrated probabilities and decided classes; calibrated
     models also get ``log_loss_uncalibrated`` and ``brier_uncalibrated`` of their raw probabilities.
+    ``trading`` (this seed's :func:`trading_series` of the same rows) adds each model's
+    ``ic``, ``rank_ic``, ``icir``, ``rank_icir``, ``ic_hours`` and ``portfolio``
+    (:func:`~gnn_market.trading_metrics.summarise`).
     """
     out = score([f.fold for f in folds], which)
     y = np.concatenate([getattr(f.raw, f"y_{which}") for f in folds])
@@ -51,6 +65,58 @@ def score_seed(folds: Sequence[CalibratedFold], which: str) -> dict[str, dict[st
             raw = np.concatenate([getattr(f.raw, which)[name][1] for f in folds])
             m["log_loss_uncalibrated"] = safe_log_loss(y, raw)
             m["brier_uncalibrated"] = brier_score(y, raw)
+        if trading is not None and name in trading:
+            m.update(summarise(trading[name]))
+    return out
+
+
+@dataclass
+class TradingRows:
+    """Where a seed's pooled test rows sit on the trading metrics' ``[H, N]`` grid.
+
+    ``hours [H]``: the distinct test hours (panel T index, ascending); ``hour_pos [M]`` /
+    ``pair [M]``: each test row's position in ``hours`` and its pair; ``simple_return [H, N]``:
+    the label return ``close[t+1] / close[t] - 1`` of every test row, NaN elsewhere.
+    """
+
+    hours: np.ndarray
+    hour_pos: np.ndarray
+    pair: np.ndarray
+    simple_return: np.ndarray
+
+
+def trading_rows(folds: Sequence[CalibratedFold], market: MarketData) -> TradingRows:
+    """The (hour, pair) cells of the pooled test rows of ``folds`` and their label returns.
+
+    The rows are the labelled cells of each fold's test hours, hour by hour and pairs in panel
+    order (:func:`.graphs.labelled_rows`); the pairs are recovered from the labels and checked
+    against the stored test hours and labels, so resumed parts need no extra field.
+    """
+    labels = market.require_labels()
+    hours, pairs = [], []
+    for f in folds:
+        h_idx, pair = np.nonzero(labels.classes[f.fold.split.test] != IGNORE_INDEX)
+        hour = np.asarray(f.fold.split.test)[h_idx]
+        if not (np.array_equal(hour, f.fold.test_hours) and np.array_equal(labels.classes[hour, pair], f.fold.y_test)):
+            raise AssertionError("the test rows are not the labelled cells of the test hours in panel order")
+        hours.append(hour)
+        pairs.append(pair)
+    hour, pair = np.concatenate(hours), np.concatenate(pairs)
+    distinct, pos = np.unique(hour, return_inverse=True)
+    ret = to_matrix(labels.next_return[hour, pair], pos, pair, len(distinct), len(labels.symbols))
+    return TradingRows(distinct, pos, pair, ret)
+
+
+def trading_series(folds: Sequence[CalibratedFold], rows: TradingRows,
+                   cfg: PortfolioConfig) -> dict[str, HourSeries]:
+    """Each model's per-hour IC, Rank IC and portfolio returns from its calibrated test probabilities."""
+    out = {}
+    for name in folds[0].fold.test:
+        probs = np.concatenate([f.fold.test[name][1] for f in folds])
+        if len(probs) != len(rows.pair):
+            raise AssertionError(f"{name} scored {len(probs)} test rows, the trading grid has {len(rows.pair)}")
+        score = to_matrix(probability_score(probs), rows.hour_pos, rows.pair, *rows.simple_return.shape)
+        out[name] = model_series(score, rows.simple_return, cfg)
     return out
 
 
@@ -79,27 +145,31 @@ def aggregate_seeds(per_seed: Sequence[dict[str, dict[str, Any]]]) -> dict[str, 
     metrics (``f1``, ``confusion``, ``pred_balance``, ``class_balance``) are
     averaged element-wise (``confusion`` becomes mean counts per seed; values
     equal in every seed, e.g. ``class_balance``, are kept unchanged). A metric that is
-    ``None`` in any seed stays ``None``.
+    ``None`` in any seed stays ``None``. Groups (:data:`GROUP_KEYS`: ``portfolio``) are
+    aggregated the same way inside, so ``portfolio.sharpe`` gets ``portfolio.sharpe_sd``.
     """
-    out: dict[str, dict[str, Any]] = {}
-    for name in per_seed[0]:
-        runs = [seed[name] for seed in per_seed]
-        agg: dict[str, Any] = {}
-        for key in runs[0]:
-            values = [r[key] for r in runs]
-            if key in COUNT_KEYS:
-                if len(set(values)) != 1:
-                    raise AssertionError(f"{name}: {key} differs between seeds: {values}")
-                agg[key] = values[0]
-            elif any(v is None for v in values):
-                agg[key] = None
-            elif all(_is_scalar(v) for v in values):
-                agg[key] = float(np.mean(values))
-                agg[f"{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-            else:
-                agg[key] = _mean_nested(values)
-        out[name] = agg
-    return out
+    return {name: _aggregate_runs(name, [seed[name] for seed in per_seed]) for name in per_seed[0]}
+
+
+def _aggregate_runs(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One model's (or metric group's) metrics over seeds; see :func:`aggregate_seeds`."""
+    agg: dict[str, Any] = {}
+    for key in runs[0]:
+        values = [r[key] for r in runs]
+        if key in COUNT_KEYS:
+            if len(set(values)) != 1:
+                raise AssertionError(f"{name}: {key} differs between seeds: {values}")
+            agg[key] = values[0]
+        elif key in GROUP_KEYS:
+            agg[key] = _aggregate_runs(f"{name}.{key}", values)
+        elif any(v is None for v in values):
+            agg[key] = None
+        elif all(_is_scalar(v) for v in values):
+            agg[key] = float(np.mean(values))
+            agg[f"{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        else:
+            agg[key] = _mean_nested(values)
+    return agg
 
 
 def pooled_test(folds: Sequence[CalibratedFold]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:

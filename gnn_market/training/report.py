@@ -240,6 +240,109 @@ def plot_reliability(y: np.ndarray, curves: dict[str, np.ndarray], path: Path, b
     plt.close(fig)
 
 
+#: Columns of the trading table: (header, metric key inside a model's test metrics, show ± sd with several seeds).
+_TRADING_COLUMNS = (("IC", "ic", False), ("Rank IC", "rank_ic", True), ("ICIR", "icir", False),
+                    ("Rank ICIR", "rank_icir", False), ("return/yr", "portfolio.return_ann", False),
+                    ("Sharpe", "portfolio.sharpe", True), ("max DD", "portfolio.max_drawdown", False),
+                    ("turnover/h", "portfolio.turnover", False))
+
+
+def _trading_row(m: dict[str, Any], n_seeds: int) -> list[str]:
+    cells = []
+    for _, key, with_sd in _TRADING_COLUMNS:
+        group, _, name = key.rpartition(".")
+        cells.append(_cell(m.get(group, {}) if group else m, name, with_sd and n_seeds > 1))
+    return cells
+
+
+def trading_table(metrics: dict[str, dict[str, Any]], n_seeds: int = 1, markdown: bool = False) -> str:
+    """One row per model: IC, Rank IC, ICIR, Rank ICIR and the portfolio's annual return, Sharpe,
+    max drawdown and mean hourly turnover (``metrics``: ``metrics.json``'s ``test``).
+
+    Models without trading metrics are left out; ``n/a`` where a value is undefined (a flat book's Sharpe).
+    """
+    rows = [[name] + _trading_row(m, n_seeds) for name, m in metrics.items() if "portfolio" in m]
+    head = ["trading (test)" + (f", mean ± sd over {n_seeds} seeds" if n_seeds > 1 else "")] + \
+        [h for h, _, _ in _TRADING_COLUMNS]
+    if markdown:
+        return "\n".join(["| model | " + " | ".join(head[1:]) + " |", "|---|" + "---:|" * len(_TRADING_COLUMNS)]
+                         + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(r[i]) for r in rows + [head]) + 2 for i in range(len(head))]
+    lines = ["".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [head] + rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def trading_caption(trading: dict[str, Any]) -> str:
+    """What the trading numbers are: the score, the portfolio, the costs and the intervals."""
+    p = trading["portfolio"]
+    intervals = (trading.get("note") or
+                 f"GNN minus each model with {trading['level']:.0%} percentile intervals from a paired "
+                 f"bootstrap of {trading['replicates']} replicates over blocks of {trading['block_hours']} "
+                 f"consecutive test hours and the {trading['seeds']} training seed(s)")
+    return (f"Score P(UP) - P(DOWN) (calibrated); IC / Rank IC: per-hour cross-sectional Pearson / Spearman "
+            f"correlation with the next hour's log return, ICIR = mean / sd per hour (not annualised). "
+            f"Portfolio: {p['style']}, k = {p['k_fraction']:.0%} of the valid pairs, held while inside the "
+            f"top (bottom) {p['band']:g} k, rebalanced hourly, net of {p['cost_bps']:g} bps per unit of "
+            f"turnover; return/yr = mean hourly net x 8760, Sharpe annualised (sqrt 8760), max DD of the "
+            f"summed curve. {intervals}")
+
+
+def trading_differences_table(trading: dict[str, Any], markdown: bool = False) -> str:
+    """GNN minus each model: Rank IC and portfolio Sharpe differences with their intervals and verdicts."""
+    def cell(d: dict[str, Any]) -> str:
+        return "n/a" if d["diff"] is None or d["ci_low"] is None else _interval(d)
+
+    rows = [(name, cell(r["rank_ic"]), cell(r["sharpe"])) for name, r in trading.get("gnn_vs", {}).items()]
+    if not rows:
+        return trading.get("note", "no other model to compare with")
+    head = ("gnn minus", "Rank IC diff [CI]", "Sharpe diff [CI]")
+    if markdown:
+        return "\n".join(["| " + " | ".join(head) + " |", "|---|---|---|"] + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(r[i]) for r in rows + [head]) + 2 for i in range(3)]
+    lines = ["".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head] + rows]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    return "\n".join(lines)
+
+
+def plot_equity(times: Sequence[Any], curves: dict[str, np.ndarray], path: Path) -> None:
+    """Summed cumulative net return of each model's portfolio over the test hours; the GNN drawn thick."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for name, curve in curves.items():
+        gnn = name == "gnn"
+        ax.plot(times, curve, lw=2.4 if gnn else 0.9, color="black" if gnn else None, alpha=1.0 if gnn else 0.8,
+                label=name, zorder=3 if gnn else 2)
+    ax.axhline(0, color="grey", lw=0.6, ls=":")
+    ax.set(title="portfolio: cumulative net return (summed, after costs)", ylabel="cumulative net return")
+    ax.legend(fontsize=7, ncol=3)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def trading_console(metrics: dict[str, Any], n_seeds: int) -> str:
+    """The trading table and the GNN differences as plain text, for the end-of-run summary."""
+    trading = metrics.get("trading")
+    if trading is None:
+        return ""
+    return (f"{trading_table(metrics['test'], n_seeds)}\n\n{trading_caption(trading)}:\n"
+            f"{trading_differences_table(trading)}")
+
+
+def trading_section(metrics: dict[str, Any], n_seeds: int, equity_png: bool) -> str:
+    """``report.md``'s trading section (empty without ``metrics["trading"]``)."""
+    trading = metrics.get("trading")
+    if trading is None:
+        return ""
+    plot = "![portfolio equity](equity.png)\n\n" if equity_png else ""
+    return (f"## Trading metrics (test)\n\n{trading_caption(trading)}.\n\n"
+            f"{trading_table(metrics['test'], n_seeds, markdown=True)}\n\n"
+            f"{trading_differences_table(trading, markdown=True)}\n\n{plot}")
+
+
 def encoder_line(summary: dict[str, Any] | None, seeds: dict[str, dict[str, Any]]) -> str:
     """One sentence on the GNN's node encoder: fixed, or chosen on validation per (seed, fold)."""
     if not summary or not summary.get("selection"):
@@ -253,12 +356,16 @@ def encoder_line(summary: dict[str, Any] | None, seeds: dict[str, dict[str, Any]
 
 
 def write_report(out: Path, cfg: TrainConfig, metrics: dict[str, Any], results: Sequence[FoldResult],
-                 reliability: tuple[np.ndarray, dict[str, np.ndarray]] | None = None) -> None:
-    """``report.md`` with ``learning_curves.png``, ``confusion.png`` and ``reliability.png`` in ``out``.
+                 reliability: tuple[np.ndarray, dict[str, np.ndarray]] | None = None,
+                 equity: tuple[Sequence[Any], dict[str, np.ndarray]] | None = None) -> None:
+    """``report.md`` with ``learning_curves.png``, ``confusion.png``, ``reliability.png`` and ``equity.png`` in ``out``.
 
     ``results``: the first seed's folds (learning curves); ``reliability``: test labels ``[M]`` and
-    the probabilities ``[M, 3]`` to draw (see :func:`plot_reliability`).
+    the probabilities ``[M, 3]`` to draw (see :func:`plot_reliability`); ``equity``: test hour times
+    ``[H]`` and each model's cumulative net return ``[H]`` (see :func:`plot_equity`).
     """
+    if equity is not None:
+        plot_equity(equity[0], equity[1], out / "equity.png")
     plot_learning_curves(results, out / "learning_curves.png")
     plot_confusions(metrics["test"], out / "confusion.png")
     if reliability is not None:
@@ -312,7 +419,7 @@ decides with per-class weights chosen on validation macro-F1; `log_loss_uncalibr
 rare UP/DOWN classes like SIDEWAYS; MCC is 0 for any constant or random prediction; log-loss and
 Brier score the probabilities (lower is better).
 
-{sig_text}{reliability_text}## Split
+{sig_text}{trading_section(metrics, n_seeds, equity is not None)}{reliability_text}## Split
 
 | fold | train | validation | test |
 |---|---|---|---|

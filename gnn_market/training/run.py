@@ -6,7 +6,9 @@ training hours only, early stopping on validation macro-F1, the no-edge
 ablation and the baselines on the same rows (:mod:`.folds`), every
 model's probabilities calibrated and its decision rule fitted on validation
 (:mod:`.calibrate`), all of it once per training seed; metrics averaged over
-seeds with the GNN's paired day-bootstrap comparisons (:mod:`.evaluation`);
+seeds with the GNN's paired day-bootstrap comparisons (:mod:`.evaluation`); the
+Qlib-style trading metrics of every model's score on the same test cells
+(:mod:`gnn_market.trading_metrics`: IC, Rank IC, a costed hourly portfolio);
 the ``--top`` universe ranked before the first validation hour (:mod:`.universe`).
 """
 from __future__ import annotations
@@ -29,10 +31,11 @@ from ..errors import DataError
 from ..hour_batches import DenseEdges
 from ..pipeline import MarketData
 from ..sources import open_store
+from ..trading_metrics import HourSeries, PortfolioConfig, gnn_differences
 from .calibrate import CalibratedFold, ModelCalibration, calibrate_fold
-from .config import LABEL_HORIZON, TrainConfig
+from .config import LABEL_HORIZON, MODEL_ORDER, TrainConfig
 from .distributed import World, broadcast, init_distributed, shutdown, world
-from .evaluation import aggregate_seeds, score_seed, significance_vs_gnn, stack_seeds
+from .evaluation import aggregate_seeds, score_seed, significance_vs_gnn, stack_seeds, trading_rows, trading_series
 from .folds import FoldResult, run_fold
 from .graphs import graph_config, run_edges
 from .loop import resolve_device
@@ -97,8 +100,14 @@ def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: floa
     first = per_seed[seeds[0]]
     last = first[-1]
     times = market.times
+    t0 = time.perf_counter()
+    portfolio = PortfolioConfig(long_short=cfg.market == "perp")  # perps: long-short; spot: long-only vs equal weight
+    rows = trading_rows(first, market)                                # the same test cells for every seed and model
+    series = {seed: trading_series(folds, rows, portfolio) for seed, folds in per_seed.items()}
+    trading = trading_summary(series, portfolio)
+    trading_s = time.perf_counter() - t0
     seed_metrics = {str(seed): {
-        "test": score_seed(folds, "test"),
+        "test": score_seed(folds, "test", series[seed]),
         "val": score_seed(folds, "val"),
         "calibration": [{name: c.state_dict() for name, c in f.calibrations.items()} for f in folds],
         "history": {name: asdict(h) for name, h in folds[-1].raw.histories.items()},
@@ -114,6 +123,7 @@ def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: floa
         "test": aggregate_seeds([m["test"] for m in seed_metrics.values()]),
         "val": aggregate_seeds([m["val"] for m in seed_metrics.values()]),
         "significance": significance,
+        "trading": trading,
         "seeds": seed_metrics,
         "data": data,
         "config": asdict(cfg),
@@ -125,7 +135,8 @@ def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: floa
         },
         "history": seed_metrics[str(seeds[0])]["history"],
         "encoder": encoder_summary(cfg, seed_metrics),
-        "timings": {"load_s": load_s, "edges_s": edges_s, "significance_s": significance_s, **{
+        "timings": {"load_s": load_s, "edges_s": edges_s, "significance_s": significance_s,
+                    "trading_s": trading_s, **{
             (f"seed{seed}_" if len(seeds) > 1 else "") + f"fold{k + 1}_{key}": v
             for seed, folds in per_seed.items() for k, f in enumerate(folds) for key, v in f.raw.timings.items()}},
         "package_version": __version__,
@@ -136,11 +147,30 @@ def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: floa
                                     last.calibrations.get("gnn")), out / "model.pt")
     metrics["timings"]["total_s"] = time.perf_counter() - started
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
-    write_report(out, cfg, metrics, [f.raw for f in first], reliability_curves(first, metrics["val"]))
+    write_report(out, cfg, metrics, [f.raw for f in first], reliability_curves(first, metrics["val"]),
+                 equity=(times[rows.hours], equity_curves(series)))
     if cfg.save_packaged:
         save_packaged(out / "model.pt", metrics, replace(cfg, seed=seeds[0], seeds=None))  # model.pt's seed
     metrics["out"] = str(out)
     return metrics
+
+
+def trading_summary(series: dict[int, dict[str, HourSeries]], portfolio: PortfolioConfig) -> dict[str, Any]:
+    """``metrics.json``'s ``trading``: how the score and portfolio are defined, and GNN minus each
+    model on Rank IC and Sharpe (:func:`~gnn_market.trading_metrics.gnn_differences`, seeds x 7-day blocks)."""
+    seeds = list(series)
+    order = {name: k for k, name in enumerate(MODEL_ORDER)}  # the results tables' order, whatever the fit order
+    names = sorted(series[seeds[0]], key=lambda n: (order.get(n, len(order)), n))
+    differences = gnn_differences({name: [series[s][name] for s in seeds] for name in names})
+    return {"score": "P(UP) - P(DOWN) of the calibrated test probabilities",
+            "return": "label return close[t+1] / close[t] - 1 (log for the IC)",
+            "portfolio": portfolio.to_dict(), **differences}
+
+
+def equity_curves(series: dict[int, dict[str, HourSeries]]) -> dict[str, np.ndarray]:
+    """Per model, ``[H]`` summed cumulative net return of its portfolio, mean over seeds (``equity.png``)."""
+    seeds = list(series)
+    return {name: np.mean([np.cumsum(series[s][name].net) for s in seeds], axis=0) for name in series[seeds[0]]}
 
 
 class _RunEdges:
