@@ -30,6 +30,7 @@ the edgeless candidates).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -67,7 +68,7 @@ class FoldResult:
     test_hours: np.ndarray | None = None             # [M_test] hour index (panel T axis) of each test row
     val_hours: np.ndarray | None = None              # [M_val] the same for the validation rows
     encoder: str = "temporal"                        # the GNN's node encoder: "temporal" or "snapshot"
-    encoder_scores: dict[str, float] | None = None   # validation scores of each candidate (see run_fold)
+    encoder_scores: dict[str, float] | None = None   # validation scores of each candidate (module docstring)
     no_edges_encoder: str | None = None              # the no-edge ablation's own choice (None: not selected)
 
 
@@ -155,8 +156,8 @@ def choose_encoder(temporal: dict[str, float], snapshot: dict[str, float], crite
     return "snapshot" if snapshot["macro_f1"] > temporal["macro_f1"] + margin else "temporal"
 
 
-def _fit_gnns(fit, model_config: ModelConfig, batchers: dict[str, HourBatcher], rows: dict, cfg: TrainConfig,
-              outputs: tuple[dict, dict, dict]) -> tuple[GATv2Classifier, str, dict[str, float] | None, str | None]:
+def _fit_gnns(fit: Callable[[str, ModelConfig, HourBatcher], GATv2Classifier], model_config: ModelConfig,
+              batchers: dict[str, HourBatcher], rows: dict, cfg: TrainConfig, outputs: tuple[dict, dict, dict]) -> tuple[GATv2Classifier, str, dict[str, float] | None, str | None]:
     """Train the GNN and its ablation rows; returns ``(model, encoder, encoder_scores, no_edges_encoder)``.
 
     Without selection (or a snapshot GNN) the rows are the configured network (``gnn``), the
