@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch_geometric.nn import GraphNorm
 
 from gnn_market.model import LEGACY_FIELDS, GATv2Classifier, ModelConfig, market_mean
 
@@ -35,6 +36,13 @@ def test_shapes_and_log_probs(layers: int) -> None:
     assert log_probs.shape == (N, 3) and emb.shape == (N, 16)
     torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(N))
     assert model.embedding_dim == 16
+
+
+def test_default_network_is_two_gatv2_layers_each_with_graphnorm() -> None:
+    """The task's architecture: ModelConfig's default stacks 2 GATv2 layers, a GraphNorm after each."""
+    model = GATv2Classifier(ModelConfig(in_channels=F))
+    assert ModelConfig(in_channels=F).layers == 2 and len(model.convs) == 2 and len(model.norms) == 2
+    assert all(isinstance(norm, GraphNorm) for norm in model.norms)
 
 
 def test_no_edges_is_accepted() -> None:

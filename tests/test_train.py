@@ -20,6 +20,9 @@ from train_fixtures import TINY_MARKET, tiny_store
 REQUIRED = ("accuracy", "macro_f1", "mcc", "log_loss", "brier", "f1", "confusion", "class_balance",
             "macro_f1_sd", "mcc_sd", "log_loss_sd", "brier_sd")
 
+#: The rows of a default run: every model but ``gnn_gru`` (reported only under --encoder-selection).
+DEFAULT_ROWS = tuple(name for name in MODEL_ORDER if name != "gnn_gru")
+
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
@@ -44,25 +47,31 @@ def test_cli_end_to_end_writes_all_artefacts(store, tmp_path, capsys) -> None:
     for name in ("model.pt", "metrics.json", "report.md", "learning_curves.png", "confusion.png", "reliability.png"):
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics["test"]) == set(MODEL_ORDER) and set(metrics["val"]) == set(MODEL_ORDER)
-    for name in MODEL_ORDER:
+    rows = DEFAULT_ROWS
+    assert set(metrics["test"]) == set(rows) and set(metrics["val"]) == set(rows)
+    for name in rows:
         for key in REQUIRED:
             assert key in metrics["test"][name], (name, key)
         assert 0 <= metrics["test"][name]["accuracy"] <= 1
     # every model is scored on the same labelled test nodes
-    assert len({metrics["test"][name]["n"] for name in MODEL_ORDER}) == 1
+    assert len({metrics["test"][name]["n"] for name in rows}) == 1
     assert metrics["config"]["seed"] == 0 and metrics["split"]["purge_hours"] == 101
     # one seed: sd 0, the seed's own results under "seeds", calibration for every model
     assert list(metrics["seeds"]) == ["0"] and metrics["test"]["gnn"]["macro_f1_sd"] == 0.0
     assert metrics["seeds"]["0"]["test"]["gnn"]["macro_f1"] == metrics["test"]["gnn"]["macro_f1"]
-    assert set(metrics["seeds"]["0"]["calibration"][0]) == set(MODEL_ORDER)
+    assert set(metrics["seeds"]["0"]["calibration"][0]) == set(rows)
     for name in ("gnn", "logistic", "majority", "persistence"):
         assert "log_loss_uncalibrated" in metrics["test"][name]
-    assert set(metrics["significance"]["gnn_vs"]) == set(MODEL_ORDER) - {"gnn"}
+    assert set(metrics["significance"]["gnn_vs"]) == set(rows) - {"gnn"}
     for r in metrics["significance"]["gnn_vs"].values():
         assert set(r) == {"macro_f1", "mcc"} and set(r["mcc"]) == {"diff", "ci_low", "ci_high"}
     assert metrics["data"]["symbols"] == TINY_MARKET.symbols and metrics["data"]["universe_ranked_until"] is None
-    for name in MODEL_ORDER:  # the printed tables list every model
+    # the task's architecture by default: 2 GATv2 layers, the GRU encoder, no selection
+    ckpt = load_checkpoint(run / "model.pt")
+    assert ckpt.model_config["layers"] == 2 and metrics["config"]["layers"] == 2
+    assert ckpt.model_config["lookback"] == TrainConfig().lookback > 0 and metrics["encoder"]["selection"] is False
+    assert len(GraphEncoder.load(run / "model.pt").model.convs) == 2
+    for name in rows:  # the printed tables list every model
         assert name in out
     assert "gnn minus" in out and "bootstrap" in out
     report = (run / "report.md").read_text()
@@ -152,7 +161,7 @@ def test_gnn_beats_ablation_and_baselines_on_lead_lag_market_with_defaults(tmp_p
                       temporal_ablation=False, hist_gb_max_rows=20_000)
     metrics = run_training(cfg)
     f1 = {name: m["macro_f1"] for name, m in metrics["test"].items()}
-    assert set(f1) == set(MODEL_ORDER) - {"gnn_no_temporal"}
+    assert set(f1) == set(DEFAULT_ROWS) - {"gnn_no_temporal"}
     for other in f1.keys() - {"gnn"}:
         assert f1["gnn"] >= f1[other] + PROOF_MARGIN, f1
 
@@ -197,7 +206,8 @@ def test_readme_import_path_keeps_working() -> None:
     (["--lr", "nan"], "--lr"), (["--lr", "-1"], "--lr"), (["--lr", "1e12"], "--lr"),
     (["--dropout", "2"], "--dropout"), (["--dropout", "-0.5"], "--dropout"),
     (["--layers", "0"], "--layers"), (["--hidden", "0"], "--hidden"), (["--heads", "0"], "--heads"),
-    (["--seed", "-1"], "seeds must be >= 0"), (["--hidden", "100000", "--heads", "1"], "--hidden must be <="),
+    (["--seed", "-1"], "seeds must be >= 0"), (["--encoder-margin", "-1"], "--encoder-margin"),
+    (["--encoder-margin", "nan"], "--encoder-margin"), (["--hidden", "100000", "--heads", "1"], "--hidden must be <="),
 ])
 def test_bad_hyper_parameters_are_one_error_line_before_any_work(argv, message, tmp_path, capsys) -> None:
     code = run_cli(main, [*argv, "--out", str(tmp_path / "run")])
@@ -222,6 +232,8 @@ def test_help_shows_every_default(capsys) -> None:
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--epochs", "many"], "--epochs: invalid int value: 'many'"),
     (["--device", "tpu"], "invalid choice: 'tpu'"),
+    (["--encoder-criterion", "accuracy"], "--encoder-criterion: invalid choice: 'accuracy'"),
+    (["--layers", "auto"], "--layers: invalid int value: 'auto'"),
 ])
 def test_argument_errors_are_one_error_line_not_the_usage_block(argv, words, tmp_path, capsys) -> None:
     """Issue 21 item 16: argparse printed its whole usage block here, where the data CLI prints one line."""
@@ -229,3 +241,12 @@ def test_argument_errors_are_one_error_line_not_the_usage_block(argv, words, tmp
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: python -m gnn_market.train: "), lines
     assert words in lines[0] and not (tmp_path / "run").exists()
+
+
+def test_default_is_the_tasks_two_layer_architecture() -> None:
+    """Issue 22 item 9: 2 GATv2Conv layers (GraphNorm and ReLU after each) by default; 1 stays a flag."""
+    from gnn_market.train import build_parser, config_from_args
+
+    assert TrainConfig().layers == 2 and config_from_args(build_parser().parse_args([])).layers == 2
+    for layers in (1, 3):
+        assert config_from_args(build_parser().parse_args(["--layers", str(layers)])).layers == layers

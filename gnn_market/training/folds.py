@@ -1,27 +1,36 @@
 """One fold of the protocol: the GNN, its ablations and the baselines on one split.
 
-**Node encoder chosen on validation** (``TrainConfig.select_encoder``, on by
-default). A temporal GNN (``lookback > 0``) is trained twice on the same
-graphs: with its GRU over the last ``lookback`` hours and without it (each
-node starts from its current hour's features, the *snapshot* encoder). The
-fold's GNN is the one with the better best-epoch validation macro-F1, the
-metric early stopping already uses; a tie keeps the temporal one. Test rows
-play no part. The choice is recorded in :attr:`FoldResult.encoder` and
-:attr:`FoldResult.encoder_scores`.
+**Rows** (same seed, initial weights where the architecture allows, batch order
+and hyper-parameters for every GNN network):
 
-Ablations (same seed, initial weights where the architecture allows, batch
-order and hyper-parameters as the GNN):
+- ``gnn``: the configured network (by default the GRU temporal encoder over the
+  last ``lookback`` hours), or, with encoder selection, the validation winner
+  of the two candidates below;
+- ``gnn_no_temporal``: the *snapshot-always* network (each node starts from its
+  current hour's features, no GRU), reported beside a temporal GNN;
+- ``gnn_gru``: the *GRU-always* network, reported only with encoder selection
+  (without it ``gnn`` is that network);
+- ``gnn_no_edges``: the no-edge ablation, the same network on graphs without
+  edges (self-loops only). With encoder selection it makes the same choice as
+  the GNN on **its own** validation scores (both encoders trained edgeless),
+  so it is not handed the graph model's choice.
 
-- ``gnn_no_edges``: the chosen network (its node encoder, context, edge width)
-  on graphs without edges (self-loops only);
-- ``gnn_no_temporal``: the same graphs and network without the temporal
-  encoder, reported when the configured GNN has one (``lookback > 0``). It is
-  the snapshot candidate of the selection: where the snapshot encoder is
-  chosen, its row equals the GNN's.
+**Encoder selection** (``TrainConfig.select_encoder``, opt-in: the held-out
+synthetic check in ``benchmarks/encoder_selection_check.py`` found no criterion
+that beats always using the GRU). The snapshot encoder replaces the GRU only
+when it beats it on validation by more than ``encoder_margin`` on
+``encoder_criterion`` (``"macro_f1"``: best-epoch validation macro-F1, the
+early-stopping metric; ``"log_loss"``: the raw validation log-loss of the kept
+epoch); a tie keeps the GRU. Test rows play no part. The choice is recorded in
+:attr:`FoldResult.encoder`, :attr:`FoldResult.no_edges_encoder` and
+:attr:`FoldResult.encoder_scores` (``temporal`` / ``snapshot``: validation
+macro-F1; ``*_log_loss``: validation log-loss; ``no_edges_*``: the same for
+the edgeless candidates).
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -39,6 +48,7 @@ from .context import row_inputs
 from .distributed import world
 from .graphs import graph_config, labelled_rows, make_batchers, run_edges
 from .loop import History, predict_hours, train_model
+from .metrics import safe_log_loss
 from .splits import Split
 
 
@@ -58,7 +68,8 @@ class FoldResult:
     test_hours: np.ndarray | None = None             # [M_test] hour index (panel T axis) of each test row
     val_hours: np.ndarray | None = None              # [M_val] the same for the validation rows
     encoder: str = "temporal"                        # the GNN's node encoder: "temporal" or "snapshot"
-    encoder_scores: dict[str, float] | None = None   # best validation macro-F1 of each candidate encoder
+    encoder_scores: dict[str, float] | None = None   # validation scores of each candidate (module docstring)
+    no_edges_encoder: str | None = None              # the no-edge ablation's own choice (None: not selected)
 
 
 def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.device,
@@ -103,23 +114,8 @@ def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.d
                 out[name] = (probs.argmax(1), probs)
             return net
 
-        model = fit("gnn", model_config, batchers["graph"])
-        encoder, encoder_scores = ("temporal" if model_config.temporal else "snapshot"), None
-        report_snapshot = model_config.temporal and cfg.ablation and cfg.temporal_ablation
-        if model_config.temporal and (cfg.select_encoder or report_snapshot):
-            snapshot = fit("gnn_no_temporal", replace(model_config, lookback=0), batchers["graph"])
-            if cfg.select_encoder:
-                encoder_scores = {"temporal": histories["gnn"].best_val_macro_f1,
-                                  "snapshot": histories["gnn_no_temporal"].best_val_macro_f1}
-                if encoder_scores["snapshot"] > encoder_scores["temporal"]:  # a tie keeps the configured encoder
-                    encoder, model = "snapshot", snapshot
-                    for out in (test, val, histories):
-                        out["gnn"] = out["gnn_no_temporal"]
-            if not report_snapshot:  # trained only as a candidate
-                for out in (test, val, histories):
-                    del out["gnn_no_temporal"]
-        if cfg.ablation:
-            fit("gnn_no_edges", model.config, batchers["none"])
+        model, encoder, encoder_scores, no_edges_encoder = _fit_gnns(fit, model_config, batchers, rows, cfg,
+                                                                     (test, val, histories))
     finally:
         if own_edges:
             edges.close()
@@ -137,4 +133,72 @@ def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.d
         timings["baselines_s"] = time.perf_counter() - t0
     return FoldResult(split, test, val, rows["test"].y, rows["val"].y, histories, model, normalizer, timings,
                       test_hours=rows["test"].hour, val_hours=rows["val"].hour, encoder=encoder,
-                      encoder_scores=encoder_scores)
+                      encoder_scores=encoder_scores, no_edges_encoder=no_edges_encoder)
+
+
+#: Row name of each candidate node encoder's network when the encoder is selected.
+CANDIDATE_ROWS = {"temporal": "gnn_gru", "snapshot": "gnn_no_temporal"}
+
+
+def validation_scores(history: History, val_probs: np.ndarray, y_val: np.ndarray) -> dict[str, float]:
+    """A candidate's selection scores: best-epoch validation macro-F1 and the raw validation log-loss."""
+    return {"macro_f1": history.best_val_macro_f1, "log_loss": safe_log_loss(y_val, val_probs)}
+
+
+def choose_encoder(temporal: dict[str, float], snapshot: dict[str, float], criterion: str, margin: float) -> str:
+    """``"snapshot"`` when it beats the GRU by more than ``margin`` on ``criterion``, else ``"temporal"``.
+
+    ``temporal`` / ``snapshot``: :func:`validation_scores` of each candidate. The GRU is the
+    default; a tie, or a snapshot win inside the margin, keeps it (less noise in the choice).
+    """
+    if criterion == "log_loss":  # lower is better
+        return "snapshot" if snapshot["log_loss"] < temporal["log_loss"] - margin else "temporal"
+    return "snapshot" if snapshot["macro_f1"] > temporal["macro_f1"] + margin else "temporal"
+
+
+def _fit_gnns(fit: Callable[[str, ModelConfig, HourBatcher], GATv2Classifier], model_config: ModelConfig,
+              batchers: dict[str, HourBatcher], rows: dict, cfg: TrainConfig, outputs: tuple[dict, dict, dict]) -> tuple[GATv2Classifier, str, dict[str, float] | None, str | None]:
+    """Train the GNN and its ablation rows; returns ``(model, encoder, encoder_scores, no_edges_encoder)``.
+
+    Without selection (or a snapshot GNN) the rows are the configured network (``gnn``), the
+    snapshot network (``gnn_no_temporal``) and the configured network on edgeless graphs
+    (``gnn_no_edges``). With selection, both encoders are trained on the graphs and again on
+    edgeless graphs; each of ``gnn`` and ``gnn_no_edges`` keeps its own validation winner, and
+    the two graph candidates are reported as ``gnn_gru`` and ``gnn_no_temporal``.
+    """
+    snapshot_config = replace(model_config, lookback=0)
+    report_candidates = model_config.temporal and cfg.ablation and cfg.temporal_ablation
+    if not (model_config.temporal and cfg.select_encoder):
+        model = fit("gnn", model_config, batchers["graph"])
+        if report_candidates:
+            fit("gnn_no_temporal", snapshot_config, batchers["graph"])
+        if cfg.ablation:
+            fit("gnn_no_edges", model_config, batchers["none"])
+        return model, ("temporal" if model_config.temporal else "snapshot"), None, None
+
+    configs = {"temporal": model_config, "snapshot": snapshot_config}
+
+    def select(row: str, batcher: HourBatcher, names: dict[str, str], keep: bool) -> tuple:
+        """Train both candidates as ``names``, copy the validation winner to ``row``; drop them unless ``keep``."""
+        nets = {enc: fit(name, configs[enc], batcher) for enc, name in names.items()}
+        scores = {enc: validation_scores(outputs[2][name], outputs[1][name][1], rows["val"].y)
+                  for enc, name in names.items()}
+        chosen = choose_encoder(scores["temporal"], scores["snapshot"], cfg.encoder_criterion, cfg.encoder_margin)
+        for out in outputs:
+            out[row] = out[names[chosen]]
+            if not keep:
+                for name in names.values():
+                    del out[name]
+        return nets[chosen], chosen, scores
+
+    model, encoder, scores = select("gnn", batchers["graph"], CANDIDATE_ROWS, report_candidates)
+    encoder_scores = {enc: s["macro_f1"] for enc, s in scores.items()}
+    encoder_scores.update({f"{enc}_log_loss": s["log_loss"] for enc, s in scores.items()})
+    no_edges_encoder = None
+    if cfg.ablation:
+        _, no_edges_encoder, no_edge_scores = select(
+            "gnn_no_edges", batchers["none"], {"temporal": "gnn_no_edges_gru", "snapshot": "gnn_no_edges_snapshot"},
+            keep=False)
+        encoder_scores.update({f"no_edges_{enc}": s["macro_f1"] for enc, s in no_edge_scores.items()})
+        encoder_scores.update({f"no_edges_{enc}_log_loss": s["log_loss"] for enc, s in no_edge_scores.items()})
+    return model, encoder, encoder_scores, no_edges_encoder

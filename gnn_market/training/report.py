@@ -343,16 +343,49 @@ def trading_section(metrics: dict[str, Any], n_seeds: int, equity_png: bool) -> 
             f"{trading_differences_table(trading, markdown=True)}\n\n{plot}")
 
 
-def encoder_line(summary: dict[str, Any] | None, seeds: dict[str, dict[str, Any]]) -> str:
-    """One sentence on the GNN's node encoder: fixed, or chosen on validation per (seed, fold)."""
+def validation_fitted(cfg: TrainConfig) -> str:
+    """What the validation rows choose, for the report's "optimistic" note."""
+    fitted = ["early stopping", "calibration", "decision rules"]
+    if cfg.select_encoder and cfg.lookback > 0:
+        fitted.append(f"the node encoder (GRU or snapshot, on validation {cfg.encoder_criterion.replace('_', '-')}, "
+                      "for the GNN and, separately, the no-edge ablation)")
+    return ", ".join(fitted[:-1]) + " and " + fitted[-1]
+
+
+def encoder_line(summary: dict[str, Any] | None, seeds: dict[str, dict[str, Any]],
+                 criterion: str = "macro_f1", margin: float = 0.0) -> str:
+    """One sentence on the GNN's node encoder: fixed, or chosen on validation per (seed, fold).
+
+    ``seeds``: ``metrics.json``'s per-seed entries, whose ``encoder`` list holds each fold's
+    choice and validation scores (``temporal`` / ``snapshot`` macro-F1, ``*_log_loss``,
+    ``no_edges_*`` for the no-edge ablation's own candidates).
+    """
     if not summary or not summary.get("selection"):
         return ""
-    choices = "; ".join(
-        f"seed {seed} fold {k + 1}: {f['chosen']} ({f['val_macro_f1']['temporal']:.4f} with the GRU, "
-        f"{f['val_macro_f1']['snapshot']:.4f} without)"
-        for seed, m in seeds.items() for k, f in enumerate(m.get("encoder", [])) if f.get("val_macro_f1"))
-    return (f"\nNode encoder chosen on validation macro-F1 (GRU over {summary['lookback']} h, or the current hour "
-            f"only): {choices}.\n")
+    log_loss = criterion == "log_loss"
+
+    def value(scores: dict[str, float], prefix: str, encoder: str) -> str:
+        key = f"{prefix}{encoder}" + ("_log_loss" if log_loss else "")
+        return f"{scores[key]:.4f}" if key in scores else "?"
+
+    parts = []
+    for seed, m in seeds.items():
+        for k, f in enumerate(m.get("encoder", [])):
+            scores = f.get("val_macro_f1")
+            if not scores:
+                continue
+            text = (f"seed {seed} fold {k + 1}: {f['chosen']} ({value(scores, '', 'temporal')} with the GRU, "
+                    f"{value(scores, '', 'snapshot')} without)")
+            if "no_edges_temporal" in scores:
+                text += (f", no-edge ablation {value(scores, 'no_edges_', 'temporal')} / "
+                         f"{value(scores, 'no_edges_', 'snapshot')}")
+            parts.append(text)
+    rule = "lower wins" if log_loss else "higher wins"
+    rule += f"; the snapshot must win by more than {margin:g}" if margin else "; a tie keeps the GRU"
+    return (f"\nNode encoder chosen on validation {criterion.replace('_', '-')} ({rule}; GRU over "
+            f"{summary['lookback']} h, or the current hour only; the no-edge ablation chooses on its own "
+            f"validation): {'; '.join(parts)}. `gnn_gru` and `gnn_no_temporal` are the GRU-always and "
+            f"snapshot-always networks.\n")
 
 
 def write_report(out: Path, cfg: TrainConfig, metrics: dict[str, Any], results: Sequence[FoldResult],
@@ -380,7 +413,8 @@ def write_report(out: Path, cfg: TrainConfig, metrics: dict[str, Any], results: 
         f"{f['test']['range'][0]} .. {f['test']['range'][1]} ({f['test']['hours']} h) |"
         for k, f in enumerate(folds))
     best = {name: h.best_epoch for name, h in results[-1].histories.items()}
-    encoder_text = encoder_line(metrics.get("encoder"), metrics.get("seeds", {}))
+    encoder_text = encoder_line(metrics.get("encoder"), metrics.get("seeds", {}), cfg.encoder_criterion,
+                                cfg.encoder_margin)
     data = metrics.get("data", {})
     universe = (f"universe: the {data['top']} most liquid pairs on hours up to {data['universe_ranked_until']} "
                 f"(before the first validation hour)" if data.get("top") else "universe: all pairs loaded")
@@ -409,7 +443,7 @@ Test class balance: DOWN {balance['DOWN']:.1%}, SIDEWAYS {balance['SIDEWAYS']:.1
 
 {markdown_table(metrics['test'], n_seeds)}
 
-Validation (early stopping, calibration and decision rules are fitted here, so it is optimistic):
+Validation ({validation_fitted(cfg)} are fitted here, so it is optimistic):
 
 {markdown_table(metrics['val'], n_seeds)}
 
