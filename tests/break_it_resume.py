@@ -175,7 +175,7 @@ def _hidden_16(raw: dict[str, Any]) -> None:
 
 
 def _version(raw: dict[str, Any]) -> None:
-    raw["version"] = 2
+    raw["version"] = 3
 
 
 ATTEMPTS: list[Attempt] = [
@@ -196,7 +196,7 @@ ATTEMPTS: list[Attempt] = [
             store_rewritten(TINY_MARKET.hours, "other market data")),
     Attempt("resume", 18, "store grew (no --end) under finished parts",
             store_rewritten(TINY_MARKET.hours + 24, "other fold hours")),
-    Attempt("resume", 18, "part of the previous format (version 2)", tampered(_version, "part format 2")),
+    Attempt("resume", 18, "part of the previous format (version 3)", tampered(_version, "part format 3")),
     Attempt("resume", 16, "train --resume onto a full disk", full_disk),
     Attempt("resume", 16, "train onto a disk that fills at metrics.json", full_disk_at_metrics),
 ]

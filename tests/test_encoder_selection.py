@@ -122,6 +122,7 @@ def test_choice_survives_a_saved_part(store, tmp_path, rigged) -> None:
     save_part(path, result, spec)
     loaded = load_part(path, spec)
     assert loaded.encoder == "snapshot" and loaded.encoder_scores == result.encoder_scores
+    assert loaded.no_edges_encoder == result.no_edges_encoder is not None   # the ablation's own choice too
     assert loaded.model.config.lookback == 0
 
 

@@ -56,7 +56,8 @@ from .graphs import graph_config
 from .loop import History
 from .splits import Split
 
-PART_VERSION = 3  # 3: key components (seed, data fingerprint, code version), seed and fold; validated on load
+PART_VERSION = 4  # 3: key components (seed, data fingerprint, code version), seed and fold; validated on load
+#                  4: the no-edge ablation's own encoder choice (no_edges_encoder)
 #: TrainConfig fields that do not change a fold's result. The training seed is a key component of its own,
 #: and the data are keyed by their values, not by where they are: a study moved to another machine, with
 #: its store at another path, resumes.
@@ -190,6 +191,7 @@ def save_part(path: Path, result: FoldResult, spec: PartSpec) -> None:
         "normalizer": result.normalizer.state_dict(),
         "encoder": result.encoder,
         "encoder_scores": result.encoder_scores,
+        "no_edges_encoder": result.no_edges_encoder,
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -208,7 +210,7 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "key": str, "key_parts": dict, "seed": int, "fold": int, "test": dict, "val": dict,
     "y_test": torch.Tensor, "y_val": torch.Tensor, "test_hours": torch.Tensor, "val_hours": torch.Tensor,
     "histories": dict, "timings": dict, "model_config": dict, "model_state": dict, "normalizer": dict,
-    "encoder": str, "encoder_scores": (dict, type(None)),
+    "encoder": str, "encoder_scores": (dict, type(None)), "no_edges_encoder": (str, type(None)),
 }
 
 
@@ -269,6 +271,8 @@ def _model_problem(raw: dict[str, Any], spec: PartSpec) -> str | None:
     cfg, stored = spec.cfg, raw["model_config"]
     if raw["encoder"] not in ("temporal", "snapshot"):
         return f"its encoder {raw['encoder']!r} is not 'temporal' or 'snapshot'"
+    if raw["no_edges_encoder"] not in ("temporal", "snapshot", None):
+        return f"its no-edge encoder {raw['no_edges_encoder']!r} is not 'temporal', 'snapshot' or None"
     want = {"in_channels": len(spec.feature_names), "hidden": cfg.hidden, "heads": cfg.heads,
             "layers": cfg.layers, "dropout": cfg.dropout, "context": cfg.context,
             "edge_dim": graph_config(cfg).edge_dim, "edge_gain": cfg.edge_gain, "current_skip": cfg.current_skip,
@@ -363,4 +367,4 @@ def load_part(path: Path, spec: PartSpec) -> FoldResult | None:
                       model=model, normalizer=FeatureNormalizer.from_state_dict(raw["normalizer"]),
                       timings=dict(raw["timings"]), test_hours=raw["test_hours"].numpy(),
                       val_hours=raw["val_hours"].numpy(), encoder=raw["encoder"],
-                      encoder_scores=raw["encoder_scores"])
+                      encoder_scores=raw["encoder_scores"], no_edges_encoder=raw["no_edges_encoder"])
