@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, help="keep the N most liquid symbols")
     p.add_argument("--start", help="first hour (ISO, UTC)")
     p.add_argument("--end", help="last hour (ISO, UTC)")
+    p.add_argument("--diagnose", action="store_true",
+                   help="do not train: check whether the correlation graph adds to each pair's own history on this "
+                        "data (python -m gnn_market.diagnose with --store/--data/--seed/--market/--symbols/--start/"
+                        "--end; --out OUT writes OUT/diagnose.json)")
     p.add_argument("--threshold", type=float, default=d.threshold, help="UP/DOWN return threshold (0.01 = 1%%)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--hidden", type=int, default=d.hidden)
@@ -138,7 +142,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Train, print the test table and where the artefacts went."""
-    cfg = config_from_args(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    if args.diagnose:
+        from .diagnose import main_from_train_args  # only this mode needs it
+
+        return main_from_train_args(args)
+    cfg = config_from_args(args)
     metrics = run_training(cfg)
     if "rank" in metrics:  # a torchrun process other than rank 0: rank 0 prints the results
         return 0

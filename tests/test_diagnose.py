@@ -238,6 +238,12 @@ def test_train_bridge_uses_trains_data_flags(tmp_path, capsys) -> None:
     args = build_parser().parse_args(["--store", str(store.root), "--top", "5"])
     with pytest.raises(DataError, match="--top"):
         dg.main_from_train_args(args)
+    # and through the CLI flag: train --diagnose trains nothing, writes diagnose.json
+    from gnn_market.train import main as train_main
+
+    assert train_main(["--diagnose", "--store", str(store.root), "--out", str(tmp_path / "flag"), "--no-progress",
+                       "--symbols", ",".join(f"SYN{i:02d}USDT" for i in range(8))]) == 0
+    assert sorted(p.name for p in (tmp_path / "flag").iterdir()) == ["diagnose.json"]
 
 
 @pytest.mark.parametrize("case", ["empty", "one_symbol", "unknown_symbol", "too_short", "bad_start"])
