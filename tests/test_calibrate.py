@@ -42,12 +42,13 @@ def test_every_model_gets_validation_fitted_scaling_and_rule() -> None:
     for name in ("gnn", "logistic", "majority", "persistence"):
         # independent reference: the building blocks fitted by hand on the validation rows
         scaling = VectorScaling().fit(f.val[name][1], f.y_val)
-        rule = DecisionRule().fit(scaling.transform(f.val[name][1]), f.y_val)
+        own_rule = name in RULE_BASED_MODELS   # their classes stay their own rule (plain weights)
+        rule = DecisionRule() if own_rule else DecisionRule().fit(scaling.transform(f.val[name][1]), f.y_val)
         for which in ("val", "test"):
             expect = scaling.transform(getattr(f, which)[name][1])
             pred, probs = getattr(cal.fold, which)[name]
             np.testing.assert_allclose(probs, expect, atol=1e-12)
-            np.testing.assert_array_equal(pred, rule.predict(expect))
+            np.testing.assert_array_equal(pred, getattr(f, which)[name][0] if own_rule else rule.predict(expect))
         np.testing.assert_allclose(cal.calibrations[name].state_dict()["weights"], rule.weights)
         assert cal.raw.test[name] is f.test[name]
     # the GNN's probabilities were shifted towards UP/DOWN: calibration must lower the validation NLL
@@ -86,8 +87,8 @@ def test_recalibrated_majority_is_the_validation_class_share_constant() -> None:
     reference = safe_log_loss(f.y_test, np.tile(shares, (len(f.y_test), 1)))
     assert calibrated < raw - 0.05
     assert abs(calibrated - reference) < 1e-6
-    # it still predicts one class for every row: the most frequent validation class
-    np.testing.assert_array_equal(cal.fold.test["majority"][0], np.ones(len(f.y_test)))
+    # its classes stay its own rule: the training majority class for every row
+    np.testing.assert_array_equal(cal.fold.test["majority"][0], f.test["majority"][0])
     # and its uncalibrated log-loss stays visible in the metrics, beside the calibrated one
     metrics = score_seed([cal], "test")["majority"]
     assert metrics["log_loss"] == calibrated and metrics["log_loss_uncalibrated"] == raw

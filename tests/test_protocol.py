@@ -293,7 +293,7 @@ def test_d_prices_after_validation_change_no_weight_validation_prediction_or_cal
 
     base, other = runs["true"], runs["changed"]
     models = set(base.raw.test)
-    assert models == set(MODEL_ORDER)              # the GNN, both ablations and every baseline are checked
+    assert models == set(MODEL_ORDER) - {"gnn_gru"}  # the GNN, both ablations, every baseline (gnn_gru: only with selection)
     assert set(fitted["true"]) == set(fitted["changed"]) == models   # every network trained, every baseline fitted
     for name, model in fitted["true"].items():    # their weights
         assert_same_state(fitted_state(model), fitted_state(fitted["changed"][name]), name)
