@@ -66,6 +66,7 @@ def test_cli_end_to_end_writes_all_artefacts(store, tmp_path, capsys) -> None:
     for r in metrics["significance"]["gnn_vs"].values():
         assert set(r) == {"macro_f1", "mcc"} and set(r["mcc"]) == {"diff", "ci_low", "ci_high"}
     assert metrics["data"]["symbols"] == TINY_MARKET.symbols and metrics["data"]["universe_ranked_until"] is None
+    assert metrics["machine"]["threads"] == metrics["config"]["threads"] and metrics["machine"]["cpu"]  # issue 22
     # the task's architecture by default: 2 GATv2 layers, the GRU encoder, no selection
     ckpt = load_checkpoint(run / "model.pt")
     assert ckpt.model_config["layers"] == 2 and metrics["config"]["layers"] == 2

@@ -29,6 +29,7 @@ from ..atomic import write_text_atomic
 from ..checkpoint import Checkpoint, iso_range, save_checkpoint
 from ..errors import DataError
 from ..hour_batches import DenseEdges
+from ..machine import machine_info
 from ..pipeline import MarketData
 from ..sources import open_store
 from ..trading_metrics import HourSeries, PortfolioConfig, gnn_differences
@@ -140,6 +141,7 @@ def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: floa
             (f"seed{seed}_" if len(seeds) > 1 else "") + f"fold{k + 1}_{key}": v
             for seed, folds in per_seed.items() for k, f in enumerate(folds) for key, v in f.raw.timings.items()}},
         "package_version": __version__,
+        "machine": machine_info(cfg.threads),  # results are bit-reproducible on one machine only
         "distributed": processes.describe(),
     }
     out.mkdir(parents=True, exist_ok=True)
