@@ -62,7 +62,8 @@ from gnn_market.training.folds import choose_encoder, validation_scores  # noqa:
 
 SEEDS = list(range(60, 68))
 LINES = ROOT / "benchmarks" / "results" / "local" / "encoder_selection_check.jsonl"
-RESULTS = ROOT / "benchmarks" / "results" / "local" / "encoder_selection_check.json"
+LOCAL_RESULTS = ROOT / "benchmarks" / "results" / "local"
+RESULTS = LOCAL_RESULTS / "encoder_selection_check.json"
 #: Row of each encoder's network in a fold run without selection (see gnn_market/training/folds.py).
 ROWS = {"temporal": "gnn", "snapshot": "gnn_no_temporal"}
 #: criterion -> (TrainConfig.encoder_criterion, margin); None = a fixed encoder.
