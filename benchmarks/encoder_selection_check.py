@@ -61,8 +61,8 @@ from gnn_market.training.calibrate import calibrate_fold  # noqa: E402
 from gnn_market.training.folds import choose_encoder, validation_scores  # noqa: E402
 
 SEEDS = list(range(60, 68))
-LINES = ROOT / "benchmarks" / "results" / "local" / "encoder_selection_check.jsonl"
 LOCAL_RESULTS = ROOT / "benchmarks" / "results" / "local"
+LINES = LOCAL_RESULTS / "encoder_selection_check.jsonl"
 RESULTS = LOCAL_RESULTS / "encoder_selection_check.json"
 #: Row of each encoder's network in a fold run without selection (see gnn_market/training/folds.py).
 ROWS = {"temporal": "gnn", "snapshot": "gnn_no_temporal"}
