@@ -201,19 +201,25 @@ class _StopLoop(Exception):
     """Ends the endless collect loop from inside its wait."""
 
 
-def test_collect_loop_survives_an_outage_and_stops_on_a_ban(tmp_path, monkeypatch, caplog):
+def _stop_after(monkeypatch, cycles: int) -> list[float]:
+    """Replace the collect loop's wait: record each wait, end the loop at the ``cycles``-th; returns the record."""
     import gnn_market.data as data_cli
 
-    with FakeBinance(plain_symbols(), now_ms=NOW) as srv:
-        assert cli(srv, "backfill", "--store", str(tmp_path), "--hours", "50") == 0
     waits: list[float] = []
 
     def fake_wait(seconds: float) -> None:
         waits.append(seconds)
-        if len(waits) == 3:
+        if len(waits) == cycles:
             raise _StopLoop
 
     monkeypatch.setattr(data_cli, "_wait", fake_wait)
+    return waits
+
+
+def test_collect_loop_survives_an_outage_and_stops_on_a_ban(tmp_path, monkeypatch, caplog):
+    with FakeBinance(plain_symbols(), now_ms=NOW) as srv:
+        assert cli(srv, "backfill", "--store", str(tmp_path), "--hours", "50") == 0
+    waits = _stop_after(monkeypatch, 3)
     with FakeBinance(plain_symbols(), now_ms=NOW + HOUR_MS) as srv:  # 13:00:30, a clock that stands still
         srv.add_fault("500", endpoint="/time")  # the first cycle's first request fails, no retries left
         with pytest.raises(_StopLoop):
@@ -449,19 +455,10 @@ def _error_records(caplog, what: str) -> list[str]:
 def test_collect_loop_says_each_failed_cycle_with_its_retry_time_and_count(tmp_path, monkeypatch, caplog):
     """Issue 21 item 17: one ERROR line, then silence; now every failed pass says what failed, when it is
     tried again (UTC, the server's clock) and how many failed in a row, and the recovery is logged."""
-    import gnn_market.data as data_cli
-
     caplog.set_level(logging.INFO, logger="gnn_market.data")
     with FakeBinance(plain_symbols(), now_ms=NOW) as srv:
         assert cli(srv, "backfill", "--store", str(tmp_path), "--hours", "50") == 0
-    waits: list[float] = []
-
-    def fake_wait(seconds: float) -> None:
-        waits.append(seconds)
-        if len(waits) == 5:
-            raise _StopLoop
-
-    monkeypatch.setattr(data_cli, "_wait", fake_wait)
+    _stop_after(monkeypatch, 5)
     with FakeBinance(plain_symbols(), now_ms=NOW + HOUR_MS) as srv:  # 13:00:30, a clock that stands still
         srv.add_fault("500", endpoint="klines", times=8)  # the 4 symbols' candles fail in two cycles, then work
         with pytest.raises(_StopLoop):
@@ -478,16 +475,7 @@ def test_collect_loop_says_each_failed_cycle_with_its_retry_time_and_count(tmp_p
 
 def test_collect_loop_rides_out_an_unreachable_api_from_its_first_cycle(tmp_path, monkeypatch, caplog):
     """The README's live form with the API unreachable (connection refused): an outage, retried and said."""
-    import gnn_market.data as data_cli
-
-    waits: list[float] = []
-
-    def fake_wait(seconds: float) -> None:
-        waits.append(seconds)
-        if len(waits) == 3:
-            raise _StopLoop
-
-    monkeypatch.setattr(data_cli, "_wait", fake_wait)
+    _stop_after(monkeypatch, 3)
     store = tmp_path / "data"
     with pytest.raises(_StopLoop):
         run_cli(main, ["collect", "--store", str(store), "--spot-url", "http://127.0.0.1:9",
@@ -509,15 +497,7 @@ def test_collect_loop_rides_out_an_unreachable_api_from_its_first_cycle(tmp_path
 def test_collect_loop_stops_with_one_line_when_its_first_cycle_fails_on_configuration(
         server, tmp_path, monkeypatch, capsys, case, words):
     """Issue 21 item 17: a configuration error in the first cycle used to be logged and retried forever."""
-    import gnn_market.data as data_cli
-
-    waits: list[float] = []
-
-    def fake_wait(seconds: float) -> None:  # the job went on: stop it, the assertions below fail
-        waits.append(seconds)
-        raise _StopLoop
-
-    monkeypatch.setattr(data_cli, "_wait", fake_wait)
+    waits = _stop_after(monkeypatch, 1)  # the job went on: stop it, the assertions below fail
     store = tmp_path / "data"
     url = server.url
     extra: list[str] = []
