@@ -27,10 +27,9 @@ probabilities (:func:`probability_score`). Everything is computed on ``[H, N]`` 
   8760), Sharpe (mean / sd (ddof 1) x sqrt(8760)), maximum drawdown of the **summed**
   (not compounded) cumulative net return, as a positive fraction, and mean turnover per hour.
 - :func:`gnn_differences`: GNN minus each model on Rank IC and Sharpe with a percentile
-  interval from a moving-block bootstrap over blocks of 168 consecutive test hours (7
-  days), resampling the training seeds too (paired: the same seeds and hours for both
-  models). Self-contained for now; it should later share ``significance.py``'s
-  seed x 7-day-block resampler.
+  interval from ``significance.py``'s resampler: circular blocks of 7 consecutive test
+  days x training seeds (paired: the same days and seeds for both models), the same
+  noise the classification intervals count.
 
 A pair without a test row at hour ``t`` (its next candle missing) cannot be held at ``t``:
 leaving it counts as turnover. An hour where every valid score is equal carries no ranking:
@@ -52,16 +51,13 @@ import numpy as np
 from scipy.stats import rankdata
 
 from .classes import CLASS_NAMES
+from .significance import DEFAULT_BLOCK_DAYS, DEFAULT_BOOTSTRAP_SEED, DEFAULT_REPLICATES, block_length, draw_replicates
 
 #: Hours per year: annualisation of hourly returns and Sharpe ratios.
 HOURS_PER_YEAR = 8760
 #: An hour's IC needs at least this many pairs with a score and a return.
 MIN_PAIRS = 3
-#: Moving-block length of the trading bootstrap, in test hours (7 days).
-BLOCK_HOURS = 168
-#: Bootstrap replicates and seed of the trading intervals (the same values as ``significance.py``'s defaults).
-TRADING_REPLICATES = 1000
-TRADING_BOOTSTRAP_SEED = 20231201
+#: Coverage of the trading intervals (replicates, seed and block length: ``significance.py``'s defaults).
 TRADING_LEVEL = 0.95
 
 _UP, _DOWN = CLASS_NAMES.index("UP"), CLASS_NAMES.index("DOWN")
@@ -304,85 +300,100 @@ def summarise(series: HourSeries) -> dict[str, Any]:
             "portfolio": performance(series.net, series.turnover)}
 
 
-def block_indices(n_hours: int, replicates: int, rng: np.random.Generator,
-                  block: int = BLOCK_HOURS) -> np.ndarray:
-    """``[B, n_hours]`` moving-block bootstrap positions: ``ceil(n_hours / block)`` blocks of ``block``
-    consecutive positions, starts uniform on ``0 .. n_hours - block``, cut to ``n_hours``."""
-    n_blocks = -(-n_hours // block)
-    starts = rng.integers(0, n_hours - block + 1, size=(replicates, n_blocks))
-    return (starts[:, :, None] + np.arange(block)).reshape(replicates, -1)[:, :n_hours]
+def day_sums(x: np.ndarray, day: np.ndarray, n_days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per seed and day: count, sum and sum of squares of the finite hourly values.
+
+    Args:
+        x: ``[S, H]`` hourly values (``NaN`` = skipped hour).
+        day: ``[H]`` day id of each hour (``0 .. n_days - 1``).
+
+    Returns:
+        ``(count, sum, sum_sq)``, each ``[S, n_days]``.
+    """
+    kept = np.isfinite(x)
+    v = np.where(kept, x, 0.0)
+    onehot = np.zeros((len(day), n_days))
+    onehot[np.arange(len(day)), day] = 1.0                   # [H, D]: hours -> their day
+    return kept @ onehot, v @ onehot, (v * v) @ onehot
 
 
-def _rank_ic_stat(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``[S, B]`` mean of the finite per-hour values ``x`` ``[S, H]`` at positions ``idx`` ``[B, H]``."""
-    g = x[:, idx]
-    kept = np.isfinite(g)
+def _mean_stat(count: np.ndarray, total: np.ndarray, _sq: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``[R, S]`` mean of the kept hours when day ``d`` is counted ``w[r, d]`` times (``w``: ``[R, D]``)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(kept, g, 0.0).sum(axis=2) / kept.sum(axis=2)
+        return (w @ total.T) / (w @ count.T)
 
 
-def _sharpe_stat(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``[S, B]`` annualised Sharpe of hourly returns ``x`` ``[S, H]`` at positions ``idx`` ``[B, H]``."""
-    g = x[:, idx]
-    sd = g.std(axis=2, ddof=1)
+def _sharpe_stat(count: np.ndarray, total: np.ndarray, sq: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``[R, S]`` annualised Sharpe (mean / sd, ddof 1) of the hours drawn with day weights ``w`` ``[R, D]``."""
+    n, s1, s2 = w @ count.T, w @ total.T, w @ sq.T
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(sd > 0, g.mean(axis=2) / sd, np.nan) * np.sqrt(HOURS_PER_YEAR)
+        mean = s1 / n
+        var = np.maximum(s2 - n * mean * mean, 0.0) / (n - 1)
+        sd = np.sqrt(var)
+        # a flat book (every drawn return equal) has no Sharpe; float noise in var must not invent one
+        flat = var <= 1e-12 * np.maximum(s2 / n, 1e-300)
+        return np.where(flat, np.nan, mean / sd) * np.sqrt(HOURS_PER_YEAR)
 
 
-_STATS = {"rank_ic": ("rank_ic", _rank_ic_stat), "sharpe": ("net", _sharpe_stat)}
+_STATS = {"rank_ic": ("rank_ic", _mean_stat), "sharpe": ("net", _sharpe_stat)}
 
 
-def gnn_differences(series: Mapping[str, Sequence[HourSeries]], replicates: int = TRADING_REPLICATES,
-                    seed: int = TRADING_BOOTSTRAP_SEED, level: float = TRADING_LEVEL,
-                    block: int = BLOCK_HOURS, chunk: int = 100) -> dict[str, Any]:
-    """GNN minus every other model on Rank IC and Sharpe, with paired seed x moving-block intervals.
+def gnn_differences(series: Mapping[str, Sequence[HourSeries]], day: np.ndarray,
+                    replicates: int = DEFAULT_REPLICATES, seed: int = DEFAULT_BOOTSTRAP_SEED,
+                    level: float = TRADING_LEVEL, block_days: int = DEFAULT_BLOCK_DAYS) -> dict[str, Any]:
+    """GNN minus every other model on Rank IC and Sharpe, with paired seed x 7-day-block intervals.
+
+    The resampling is :mod:`gnn_market.significance`'s, so trading and classification intervals
+    count the same noise: :func:`~gnn_market.significance.draw_replicates` draws circular blocks of
+    ``block_days`` consecutive test days and the training seeds (inflated for few seeds) in every
+    replicate, the same draws for every model. A replicate's statistic is computed on the drawn
+    hours (a day drawn twice counts twice), then averaged over seeds with the seed weights.
 
     Args:
         series: model -> one :class:`HourSeries` per training seed (the same seeds, in the same
-            order, and the same test hours for every model; must hold ``"gnn"``).
+            order, and the same ``H`` test hours for every model; must hold ``"gnn"``).
+        day: ``[H]`` day id of each test hour, consecutive ids = consecutive days
+            (:func:`~gnn_market.significance.day_ids`).
 
-    ``diff`` is the mean over seeds of the per-seed difference. A replicate draws the seeds
-    with replacement and the hour positions in blocks of ``block`` consecutive test hours
-    (:func:`block_indices`), the same draws for every model, and averages the per-seed
-    differences on them; the interval is the percentile interval at ``level``. A difference
-    involving an undefined statistic (a flat book's Sharpe) is None. Fewer than ``2 * block``
-    test hours: no intervals, a ``note`` says why.
+    ``diff`` is the mean over seeds of the per-seed difference on the actual test hours; the
+    interval is the percentile interval at ``level``. A difference involving an undefined
+    statistic (a flat book's Sharpe) is None. Fewer than 2 test days: no intervals, a
+    ``note`` says why.
 
     Returns:
         ``{"gnn_vs": {model: {"rank_ic": {"diff", "ci_low", "ci_high"}, "sharpe": {...}}},
-        "replicates", "bootstrap_seed", "level", "block_hours", "hours", "seeds"}``.
+        "replicates", "bootstrap_seed", "level", "block_days", "days", "hours", "seeds", "seed_noise"}``.
     """
+    day = np.asarray(day, dtype=np.int64)
     n_seeds, n_hours = len(series["gnn"]), len(series["gnn"][0].net)
+    if len(day) != n_hours:
+        raise ValueError(f"{len(day)} day ids for {n_hours} test hours")
+    n_days = int(day.max()) + 1 if n_hours else 0
     out: dict[str, Any] = {"gnn_vs": {}, "replicates": replicates, "bootstrap_seed": seed, "level": level,
-                           "block_hours": block, "hours": n_hours, "seeds": n_seeds,
-                           "resampling": "moving blocks of test hours x training seeds (paired)"}
-    if n_hours < 2 * block:
-        out["note"] = f"fewer than {2 * block} test hours: no block-bootstrap interval"
+                           "block_days": block_length(n_days, block_days), "days": n_days, "hours": n_hours,
+                           "seeds": n_seeds, "seed_noise": n_seeds > 1,
+                           "resampling": "circular blocks of test days x training seeds (paired), as significance.py"}
+    if n_days < 2:
+        out["note"] = "fewer than 2 test days: no bootstrap interval"
         return out
-    stacked = {name: {attr: np.stack([getattr(s, attr) for s in runs]) for attr in ("rank_ic", "net")}
-               for name, runs in series.items()}
-    rng = np.random.default_rng(seed)
-    seed_draws = rng.integers(0, n_seeds, size=(replicates, n_seeds))
-    chunks = [block_indices(n_hours, min(chunk, replicates - a), rng, block) for a in range(0, replicates, chunk)]
-    full = np.arange(n_hours)[None, :]
+    day_w, seed_w = draw_replicates(n_days, n_seeds, replicates, seed, block_days, level=level)
+    day_w = np.vstack([np.ones((1, n_days)), day_w])           # row 0 = the actual test days
+    seed_w = np.vstack([np.ones((1, n_seeds)), seed_w])
+    sums = {name: {attr: day_sums(np.stack([getattr(s, attr) for s in runs]), day, n_days)
+                   for attr in ("rank_ic", "net")} for name, runs in series.items()}
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
     for name in series:
         if name == "gnn":
             continue
         result = {}
         for key, (attr, stat) in _STATS.items():
-            per_seed = stat(stacked["gnn"][attr], full)[:, 0] - stat(stacked[name][attr], full)[:, 0]   # [S]
-            if not np.isfinite(per_seed).all():
+            per_seed = stat(*sums["gnn"][attr], day_w) - stat(*sums[name][attr], day_w)     # [1 + R, S]
+            if not np.isfinite(per_seed[0]).all():
                 result[key] = {"diff": None, "ci_low": None, "ci_high": None}
                 continue
-            reps = []
-            for c, idx in enumerate(chunks):
-                d = stat(stacked["gnn"][attr], idx) - stat(stacked[name][attr], idx)                # [S, b]
-                draws = seed_draws[c * chunk:c * chunk + idx.shape[0]]                             # [b, S]
-                reps.append(d[draws, np.arange(idx.shape[0])[:, None]].mean(axis=1))
-            reps = np.concatenate(reps)
-            reps = reps[np.isfinite(reps)]
-            result[key] = {"diff": float(per_seed.mean()),
+            diffs = (seed_w * per_seed).sum(axis=1) / n_seeds                             # [1 + R]
+            reps = diffs[1:][np.isfinite(diffs[1:])]
+            result[key] = {"diff": float(diffs[0]),
                            "ci_low": float(np.percentile(reps, lo)) if len(reps) else None,
                            "ci_high": float(np.percentile(reps, hi)) if len(reps) else None}
         out["gnn_vs"][name] = result

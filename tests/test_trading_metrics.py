@@ -16,10 +16,8 @@ from scipy.stats import pearsonr, spearmanr
 
 from gnn_market.classes import IGNORE_INDEX
 from gnn_market.trading_metrics import (
-    BLOCK_HOURS,
     HourSeries,
     PortfolioConfig,
-    block_indices,
     cross_sectional_ic,
     gnn_differences,
     max_drawdown,
@@ -226,10 +224,12 @@ def test_to_matrix_places_rows_and_leaves_nan():
     assert np.isnan(m).sum() == 9
 
 
-def test_block_indices_are_consecutive_runs():
-    idx = block_indices(400, 5, np.random.default_rng(0), block=168)
-    assert idx.shape == (5, 400) and idx.min() >= 0 and idx.max() < 400
-    np.testing.assert_array_equal(np.diff(idx[:, :168], axis=1), 1)
+DAYS = 28
+
+
+def _days(hours: int) -> np.ndarray:
+    """Day id of each of ``hours`` consecutive test hours."""
+    return np.arange(hours) // 24
 
 
 def _series(rng: np.random.Generator, hours: int, edge: float, noise: float = 1.0) -> HourSeries:
@@ -239,46 +239,85 @@ def _series(rng: np.random.Generator, hours: int, edge: float, noise: float = 1.
 
 def test_gnn_differences_identical_models_tie_at_zero():
     rng = np.random.default_rng(6)
-    runs = [_series(rng, 3 * BLOCK_HOURS, 0.02) for _ in range(3)]
-    out = gnn_differences({"gnn": runs, "copy": runs}, replicates=200)
+    runs = [_series(rng, 24 * DAYS, 0.02) for _ in range(3)]
+    out = gnn_differences({"gnn": runs, "copy": runs}, _days(24 * DAYS), replicates=200)
     for key in ("rank_ic", "sharpe"):
         assert out["gnn_vs"]["copy"][key] == {"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0}
-    assert out["seeds"] == 3 and out["hours"] == 3 * BLOCK_HOURS and out["block_hours"] == BLOCK_HOURS
+    assert out["seeds"] == 3 and out["hours"] == 24 * DAYS and out["days"] == DAYS and out["block_days"] == 7
 
 
 def test_gnn_differences_find_a_clear_edge_and_mean_over_seeds():
     rng = np.random.default_rng(7)
-    gnn = [_series(rng, 4 * BLOCK_HOURS, 0.05) for _ in range(2)]
-    other = [_series(rng, 4 * BLOCK_HOURS, 0.0) for _ in range(2)]
-    out = gnn_differences({"gnn": gnn, "other": other}, replicates=300)
+    gnn = [_series(rng, 24 * DAYS, 0.05) for _ in range(3)]      # 3 seeds: with 2, t(1) makes any interval wide
+    other = [_series(rng, 24 * DAYS, 0.0) for _ in range(3)]
+    out = gnn_differences({"gnn": gnn, "other": other}, _days(24 * DAYS), replicates=300)
     rank = out["gnn_vs"]["other"]["rank_ic"]
     expected = np.mean([g.rank_ic.mean() - o.rank_ic.mean() for g, o in zip(gnn, other)])
     assert rank["diff"] == pytest.approx(expected)
     assert 0 < rank["ci_low"] < rank["diff"] < rank["ci_high"]
-    assert out["gnn_vs"]["other"]["sharpe"]["ci_low"] > 0
+    sharpe = out["gnn_vs"]["other"]["sharpe"]
+    ann = np.sqrt(8760)
+    expected_sharpe = np.mean([g.net.mean() / g.net.std(ddof=1) - o.net.mean() / o.net.std(ddof=1)
+                               for g, o in zip(gnn, other)]) * ann
+    assert sharpe["diff"] == pytest.approx(expected_sharpe, rel=1e-9)
+    assert sharpe["ci_low"] > 0
+
+
+def test_gnn_differences_replicate_equals_statistic_on_the_drawn_hours():
+    # independent reference: rebuild one replicate's hours by repeating each drawn day, then
+    # compute Rank IC and Sharpe directly on them
+    from gnn_market.significance import draw_replicates
+
+    rng = np.random.default_rng(10)
+    hours, seeds = 24 * 15, 2
+    gnn = [_series(rng, hours, 0.03) for _ in range(seeds)]
+    other = [_series(rng, hours, 0.0) for _ in range(seeds)]
+    day = _days(hours)
+    day[5] = -1                                            # not a day id: refused below
+    with pytest.raises(ValueError):
+        gnn_differences({"gnn": gnn, "other": other}, day[:-1])
+    day = _days(hours)
+    gnn[0].rank_ic[[3, 50, 51]] = np.nan                   # skipped hours stay skipped in replicates
+    day_w, seed_w = draw_replicates(15, seeds, 1, 20231201, 7)
+    picked = np.repeat(np.arange(15), day_w[0].astype(int))
+    take = np.concatenate([np.flatnonzero(day == d) for d in picked])
+    ann = np.sqrt(8760)
+
+    def stats(s: HourSeries) -> tuple[float, float]:
+        r, x = s.rank_ic[take], s.net[take]
+        return np.nanmean(r), x.mean() / x.std(ddof=1) * ann
+
+    per_seed = np.array([np.subtract(stats(g), stats(o)) for g, o in zip(gnn, other)])   # [S, 2]
+    expected = (seed_w[0][:, None] * per_seed).sum(axis=0) / seeds
+    # with one replicate the percentile interval collapses onto that replicate
+    out = gnn_differences({"gnn": gnn, "other": other}, day, replicates=1)["gnn_vs"]["other"]
+    assert out["rank_ic"]["ci_low"] == pytest.approx(expected[0], rel=1e-9)
+    assert out["sharpe"]["ci_high"] == pytest.approx(expected[1], rel=1e-9)
 
 
 def test_gnn_differences_resample_seeds():
     # the per-hour series agree on average; the seeds disagree: the interval must cover the seed spread
     rng = np.random.default_rng(8)
-    hours = 4 * BLOCK_HOURS
+    hours = 24 * DAYS
     base = _series(rng, hours, 0.0)
     shifted = [HourSeries(base.ic, base.rank_ic + shift, base.net, base.turnover) for shift in (-0.02, 0.0, 0.02)]
-    out = gnn_differences({"gnn": shifted, "other": [base] * 3}, replicates=500)
+    out = gnn_differences({"gnn": shifted, "other": [base] * 3}, _days(hours), replicates=500)
     rank = out["gnn_vs"]["other"]["rank_ic"]
     assert rank["diff"] == pytest.approx(0.0, abs=1e-12)
     assert rank["ci_low"] < -0.005 and rank["ci_high"] > 0.005
+    assert out["seed_noise"] is True
 
 
-def test_gnn_differences_too_few_hours_and_flat_books():
+def test_gnn_differences_too_few_days_and_flat_books():
     rng = np.random.default_rng(9)
-    short = gnn_differences({"gnn": [_series(rng, 100, 0.0)], "other": [_series(rng, 100, 0.0)]})
-    assert short["gnn_vs"] == {} and "fewer than" in short["note"]
-    hours = 2 * BLOCK_HOURS
+    short = gnn_differences({"gnn": [_series(rng, 20, 0.0)], "other": [_series(rng, 20, 0.0)]}, _days(20))
+    assert short["gnn_vs"] == {} and "fewer than 2 test days" in short["note"]
+    hours = 24 * 14
     flat = HourSeries(np.full(hours, np.nan), np.full(hours, np.nan), np.zeros(hours), np.zeros(hours))
-    out = gnn_differences({"gnn": [_series(rng, hours, 0.0)], "majority": [flat]}, replicates=50)
+    out = gnn_differences({"gnn": [_series(rng, hours, 0.0)], "majority": [flat]}, _days(hours), replicates=50)
     assert out["gnn_vs"]["majority"]["sharpe"]["diff"] is None
     assert out["gnn_vs"]["majority"]["rank_ic"]["diff"] is None
+    assert out["seed_noise"] is False
 
 
 def test_aggregate_seeds_gives_portfolio_sd():

@@ -279,8 +279,8 @@ def trading_caption(trading: dict[str, Any]) -> str:
     p = trading["portfolio"]
     intervals = (trading.get("note") or
                  f"GNN minus each model with {trading['level']:.0%} percentile intervals from a paired "
-                 f"bootstrap of {trading['replicates']} replicates over blocks of {trading['block_hours']} "
-                 f"consecutive test hours and the {trading['seeds']} training seed(s)")
+                 f"bootstrap of {trading['replicates']} replicates over blocks of {trading['block_days']} "
+                 f"consecutive test days and the {trading['seeds']} training seed(s), as for macro-F1")
     return (f"Score P(UP) - P(DOWN) (calibrated); IC / Rank IC: per-hour cross-sectional Pearson / Spearman "
             f"correlation with the next hour's log return, ICIR = mean / sd per hour (not annualised). "
             f"Portfolio: {p['style']}, k = {p['k_fraction']:.0%} of the valid pairs, held while inside the "

@@ -31,6 +31,7 @@ from ..errors import DataError
 from ..hour_batches import DenseEdges
 from ..machine import machine_info
 from ..pipeline import MarketData
+from ..significance import day_ids
 from ..sources import open_store
 from ..trading_metrics import HourSeries, PortfolioConfig, gnn_differences
 from .calibrate import CalibratedFold, ModelCalibration, calibrate_fold
@@ -105,7 +106,7 @@ def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: floa
     portfolio = PortfolioConfig(long_short=cfg.market == "perp")  # perps: long-short; spot: long-only vs equal weight
     rows = trading_rows(first, market)                                # the same test cells for every seed and model
     series = {seed: trading_series(folds, rows, portfolio) for seed, folds in per_seed.items()}
-    trading = trading_summary(series, portfolio)
+    trading = trading_summary(series, portfolio, day_ids(times[rows.hours])[0])
     trading_s = time.perf_counter() - t0
     seed_metrics = {str(seed): {
         "test": score_seed(folds, "test", series[seed]),
@@ -157,13 +158,14 @@ def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: floa
     return metrics
 
 
-def trading_summary(series: dict[int, dict[str, HourSeries]], portfolio: PortfolioConfig) -> dict[str, Any]:
+def trading_summary(series: dict[int, dict[str, HourSeries]], portfolio: PortfolioConfig,
+                    day: np.ndarray) -> dict[str, Any]:
     """``metrics.json``'s ``trading``: how the score and portfolio are defined, and GNN minus each
     model on Rank IC and Sharpe (:func:`~gnn_market.trading_metrics.gnn_differences`, seeds x 7-day blocks)."""
     seeds = list(series)
     order = {name: k for k, name in enumerate(MODEL_ORDER)}  # the results tables' order, whatever the fit order
     names = sorted(series[seeds[0]], key=lambda n: (order.get(n, len(order)), n))
-    differences = gnn_differences({name: [series[s][name] for s in seeds] for name in names})
+    differences = gnn_differences({name: [series[s][name] for s in seeds] for name in names}, day)
     return {"score": "P(UP) - P(DOWN) of the calibrated test probabilities",
             "return": "label return close[t+1] / close[t] - 1 (log for the IC)",
             "portfolio": portfolio.to_dict(), **differences}
