@@ -29,8 +29,8 @@ Per hour, the cross-sectional Spearman correlation (Rank IC) of every signal
 with the label over the pairs where every signal and the label exist (so all
 signals are compared on the same pairs and hours); also the Pearson IC.
 Reported: mean Rank IC, Rank ICIR (mean / sd of the hourly Rank IC, not
-annualised, as Qlib) and a 95 % interval from a **moving-block bootstrap over
-days with 7-day blocks** (hours of a day share news and regimes, and daily
+annualised, as Qlib) and a 95 % interval from a **circular block bootstrap over
+days with 7-day blocks** (``significance.py``'s resampler) (hours of a day share news and regimes, and daily
 effects persist for weeks, so resampling hours or single days would make the
 interval too narrow). The key comparisons, all paired (same hours and pairs,
 same resampled days):
@@ -75,6 +75,7 @@ from .correlations import iter_correlations
 from .errors import DataError, OptionError
 from .feature_generator import log_returns
 from .panel import Panel, load_panel
+from .significance import draw_replicates
 from .sources import DATA_SOURCES, open_store
 from .timeutil import HOUR, parse_utc
 
@@ -309,30 +310,25 @@ def common_valid(signals: Signals, min_pairs: int) -> np.ndarray:
 # ------------------------------------------------------------------ intervals
 def block_bootstrap_means(series: np.ndarray, day: np.ndarray, n_days: int, block_days: int, replicates: int,
                           seed: int, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean of every column of ``series`` and its moving-block-bootstrap interval over days.
+    """Mean of every column of ``series`` and its block-bootstrap interval over days.
 
     Args:
         series: ``[H, M]`` hourly values (one column per statistic; NaN rows never reach here).
         day: ``[H]`` day index ``0 .. n_days-1`` of every row.
-    Each replicate draws ``ceil(n_days / block_days)`` blocks of ``block_days``
-    consecutive days (start uniform over the ``n_days - block_days + 1``
-    possible) and averages the hours they hold; every column uses the same
-    draws, so a column of differences is a paired comparison. Returns
-    ``(mean [M], low [M], high [M])``, percentile interval at ``level``.
+
+    The days are drawn exactly as for the training run's intervals
+    (:func:`gnn_market.significance.draw_replicates`: circular blocks of ``block_days``
+    consecutive days; there are no seeds here), and each replicate averages the hours of
+    the drawn days (a day drawn twice counts twice). Every column uses the same draws, so a
+    column of differences is a paired comparison. Returns ``(mean [M], low [M], high [M])``,
+    percentile interval at ``level``.
     """
-    m = series.shape[1]
-    day_sum = np.zeros((n_days, m))
+    day_sum = np.zeros((n_days, series.shape[1]))
     np.add.at(day_sum, day, series)
     day_n = np.bincount(day, minlength=n_days).astype(np.float64)
-    b = min(block_days, n_days)
-    csum = np.concatenate([np.zeros((1, m)), np.cumsum(day_sum, 0)])
-    cn = np.concatenate([[0.0], np.cumsum(day_n)])
-    starts = np.arange(n_days - b + 1)
-    block_sum, block_n = csum[starts + b] - csum[starts], cn[starts + b] - cn[starts]
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(starts), size=(replicates, -(-n_days // b)))
+    day_w, _ = draw_replicates(n_days, 1, replicates, seed, block_days, resample_seeds=False, level=level)
     with np.errstate(invalid="ignore", divide="ignore"):
-        reps = block_sum[draws].sum(1) / block_n[draws].sum(1)[:, None]  # [R, M]
+        reps = (day_w @ day_sum) / (day_w @ day_n)[:, None]              # [R, M]
     alpha = (1.0 - level) / 2.0
     lo, hi = np.nanquantile(reps, [alpha, 1.0 - alpha], axis=0)
     return series.mean(0), lo, hi
@@ -405,7 +401,7 @@ def evaluate(signals: Signals, cfg: DiagnoseConfig = DiagnoseConfig()) -> dict:
         "primary": {"comparison": f"{best_graph} - {best_own}", **interval(f"diff/{best_graph}"),
                     "incremental": interval(f"incremental/{best_graph}")},
         "n_comparisons": len(GRAPH_SIGNALS),
-        "interval": (f"{cfg.level:.0%} percentile interval, moving-block bootstrap over days ({cfg.block_days}-day "
+        "interval": (f"{cfg.level:.0%} percentile interval, circular block bootstrap over days ({cfg.block_days}-day "
                      f"blocks, {cfg.replicates} replicates, seed {cfg.bootstrap_seed}); paired: every statistic uses "
                      "the same resampled days"),
     }
