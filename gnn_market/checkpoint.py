@@ -49,11 +49,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__
 from .atomic import atomic_path
 from .calibration import DecisionRule, VectorScaling
 from .errors import CheckpointError, DataError
 from .model import GATv2Classifier, ModelConfig
+from .version import __version__
 
 FORMAT = "cryptograph-gatv2"
 FORMAT_VERSION = 1

@@ -42,9 +42,7 @@ from dataclasses import fields
 from typing import Sequence
 
 from .cli import DefaultsHelpFormatter, OneLineParser, parse_symbols, run_cli
-from .training import TrainConfig, results_table, run_training  # the CLI's own needs (README imports the first two)
-from .training.config import ENCODER_CRITERIA
-from .training.report import significance_caption, significance_table, trading_console
+from .training.config import ENCODER_CRITERIA, TrainConfig  # light: --help must not import torch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return main_from_train_args(args)
     cfg = config_from_args(args)
+    from .training.report import results_table, significance_caption, significance_table, trading_console
+    from .training.run import run_training  # torch and PyG load here, after the flags are parsed
+
     metrics = run_training(cfg)
     if "rank" in metrics:  # a torchrun process other than rank 0: rank 0 prints the results
         return 0
@@ -157,6 +158,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = metrics["timings"]["total_s"]
     print(f"\nartefacts in {metrics['out']} (model.pt, metrics.json, report.md); {total:.0f} s total")
     return 0
+
+
+def __getattr__(name: str):
+    """``from gnn_market.train import run_training`` keeps working (older docs); it loads torch on use.
+    The public home is the package root: ``from gnn_market import TrainConfig, run_training``."""
+    if name == "run_training":
+        from .training.run import run_training
+
+        return run_training
+    raise AttributeError(f"module 'gnn_market.train' has no attribute {name!r}")
 
 
 def cli() -> int:

@@ -199,7 +199,7 @@ def test_cli_flags_of_the_temporal_model(store, tmp_path, capsys) -> None:
 
 
 def test_readme_import_path_keeps_working() -> None:
-    """README: ``from gnn_market.train import TrainConfig, run_training`` (the CLI module imports them)."""
+    """Older docs: ``from gnn_market.train import TrainConfig, run_training`` (now lazy, still the same objects)."""
     assert train_cli.TrainConfig is TrainConfig and train_cli.run_training is run_training
 
 

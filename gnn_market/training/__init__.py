@@ -15,19 +15,35 @@ tables, plots), ``packaging`` (``--save-packaged``), ``baselines``,
 (:mod:`gnn_market.encoder`) never imports this package; both share
 :mod:`gnn_market.pipeline`.
 """
-from .config import LABEL_HORIZON, MIN_SEGMENT_HOURS, MODEL_ORDER, PACKAGED_COMMAND, RESERVED_START, TrainConfig
-from .folds import FoldResult, run_fold
-from .loop import History, predict_hours, resolve_device, seed_everything, train_model
-from .packaging import save_packaged
-from .report import markdown_table, results_table, score, write_report
-from .run import make_checkpoint, run_training
-from .splits import Split, candidate_hours, make_splits
+from __future__ import annotations
 
-__all__ = [
-    "LABEL_HORIZON", "MIN_SEGMENT_HOURS", "MODEL_ORDER", "PACKAGED_COMMAND", "RESERVED_START", "TrainConfig",
-    "Split", "candidate_hours", "make_splits",
-    "History", "predict_hours", "resolve_device", "seed_everything", "train_model",
-    "FoldResult", "run_fold", "make_checkpoint", "run_training",
-    "markdown_table", "results_table", "score", "write_report",
-    "save_packaged",
-]
+import importlib
+from typing import Any
+
+#: Public name -> its module in this package, imported on first access (PEP 562), so that
+#: ``gnn_market.training.config`` (all a CLI's ``--help`` needs) does not pull in torch.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("LABEL_HORIZON", "MIN_SEGMENT_HOURS", "MODEL_ORDER", "PACKAGED_COMMAND", "RESERVED_START",
+                     "TrainConfig"), "config"),
+    **dict.fromkeys(("Split", "candidate_hours", "make_splits"), "splits"),
+    **dict.fromkeys(("History", "predict_hours", "resolve_device", "seed_everything", "train_model"), "loop"),
+    **dict.fromkeys(("FoldResult", "run_fold"), "folds"),
+    **dict.fromkeys(("make_checkpoint", "run_training"), "run"),
+    **dict.fromkeys(("markdown_table", "results_table", "score", "write_report"), "report"),
+    "save_packaged": "packaging",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gnn_market.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -9,10 +9,10 @@ from typing import Any
 
 import pandas as pd
 
-from .. import __version__
 from ..atomic import atomic_path, write_text_atomic
 from ..checkpoint import PACKAGED_CHECKPOINT
 from ..errors import CheckpointError, DataError
+from ..version import __version__
 from .config import PACKAGED_COMMAND, RESERVED_START, TrainConfig
 
 

@@ -7,10 +7,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import __version__
 from ..atomic import write_text_atomic
 from ..calibration import reliability_curve
 from ..classes import CLASS_NAMES
+from ..version import __version__
 from .config import MODEL_ORDER, TrainConfig
 from .folds import FoldResult
 from .metrics import classification_metrics

@@ -42,7 +42,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import __version__
 from ..atomic import write_bytes_atomic
 from ..checkpoint import normalizer_problem
 from ..classes import IGNORE_INDEX
@@ -50,6 +49,7 @@ from ..errors import DataError
 from ..model import GATv2Classifier, ModelConfig
 from ..normalizer import FeatureNormalizer
 from ..pipeline import MarketData
+from ..version import __version__
 from .config import TrainConfig
 from .folds import FoldResult
 from .graphs import graph_config

@@ -24,7 +24,6 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from .. import __version__
 from ..atomic import write_text_atomic
 from ..checkpoint import Checkpoint, iso_range, save_checkpoint
 from ..errors import DataError
@@ -34,6 +33,7 @@ from ..pipeline import MarketData
 from ..significance import day_ids
 from ..sources import open_store
 from ..trading_metrics import HourSeries, PortfolioConfig, gnn_differences
+from ..version import __version__
 from .calibrate import CalibratedFold, ModelCalibration, calibrate_fold
 from .config import LABEL_HORIZON, MODEL_ORDER, TrainConfig
 from .distributed import World, broadcast, init_distributed, shutdown, world
