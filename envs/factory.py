@@ -52,7 +52,7 @@ def make_crypto_graph_env(store: str | os.PathLike | Store | None = None,
                           initial_value: float = 1.0, encoder: ObservationEncoder | None = None,
                           panel: Panel | None = None, batch_hours: int = 64, obs_source: str = "gnn",
                           rebalance_threshold: float = portfolio.REBALANCE_THRESHOLD,
-                          rebalance_rate: float = portfolio.REBALANCE_RATE, rebalance_every: int = 1,
+                          rebalance_rate: float = portfolio.REBALANCE_RATE, rebalance_every: int = portfolio.REBALANCE_EVERY,
                           delist_haircut: float = portfolio.DELIST_HAIRCUT) -> CryptoGraphEnv:
     """The ``CryptoGraph-v0`` entry point; the keywords are documented on :class:`CryptoGraphEnv`.
 

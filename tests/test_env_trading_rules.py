@@ -44,7 +44,8 @@ PRICES = np.array([[100, 50], [100, 50], [110, 50], [121, 50], [110, 50], [110, 
 
 
 def test_partial_move_and_no_trade_band_hand_computed():
-    env = make_env(panel=hand_panel(PRICES), episode_hours=None, rebalance_rate=0.5)  # band 0.05, fee 10 bps
+    env = make_env(panel=hand_panel(PRICES), episode_hours=None, rebalance_rate=0.5,
+                   rebalance_every=1)  # band 0.05, fee 10 bps, trading every hour
     env.reset(options={"start": 1})
     # step 1: target (cash .2, A .8) from all cash: D = 0.8 -> w' = (.6, .4, 0), turnover .4; A +10%
     _, r, _, _, i = env.step(exact([0.2, 0.8, 1e-12]))

@@ -132,3 +132,19 @@ def test_no_trade_band_boundary_a_move_of_exactly_the_band_trades():
     np.testing.assert_array_equal(controlled_target(target, held, 0.5, 0.25), moved)  # D == b
     np.testing.assert_array_equal(controlled_target(target, held, np.nextafter(0.5, 0.0), 0.25), moved)  # D > b
     np.testing.assert_array_equal(controlled_target(target, held, np.nextafter(0.5, 1.0), 0.25), held)  # D < b
+
+
+def test_turnover_defaults_are_the_published_grid_choice():
+    """The defaults are what benchmarks/turnover_grid.py chose on 2023-09 (outside every PPO evaluation window)."""
+    import json
+    from pathlib import Path
+
+    from envs import portfolio
+
+    grid = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/turnover_grid.json").read_text())
+    assert grid["range"][0].startswith("2023-09-01") and grid["range"][1].startswith("2023-09-30")
+    chosen = grid["chosen"]
+    assert (chosen["b"], chosen["r"], chosen["k"]) == (portfolio.REBALANCE_THRESHOLD, portfolio.REBALANCE_RATE,
+                                                       portfolio.REBALANCE_EVERY)
+    cfg = portfolio.PortfolioConfig()
+    assert (cfg.rebalance_threshold, cfg.rebalance_rate, cfg.rebalance_every) == (0.05, 0.5, 4)
