@@ -17,6 +17,7 @@ from gymnasium import spaces
 from gnn_market.errors import CryptoGraphError
 from gnn_market.timeutil import parse_utc
 
+from . import portfolio
 from .market_arrays import MarketArrays
 from .options import EnvOptions
 
@@ -201,9 +202,7 @@ class CryptoGraphEnv(gym.Env):
         self._scale = pf.action_scale
         self._initial_value = pf.initial_value
         self._threshold, self._rate, self._every = pf.rebalance_threshold, pf.rebalance_rate, pf.rebalance_every
-        self._uncontrolled = self._threshold == 0.0 and self._rate == 1.0
-        self._scratch = np.empty(n + 1)
-        self._keep_on_stop = 1.0 - pf.delist_haircut
+        self._haircut = pf.delist_haircut
         self.obs_source = options.obs_source
         self._obs_arrays = _observation_arrays(data, options)  # name -> [T, N, k], in observation order
         #: encoder embedding width ``d`` (None with obs_source="raw"), and node feature count ``F`` (raw only)
@@ -220,14 +219,10 @@ class CryptoGraphEnv(gym.Env):
         # hot-path handles: a step reads these directly
         self._action_shape = (n + 1,)
         self._offsets, self._growth, self._funding = data.offsets, data.growth, data.funding
-        self._funding_keep = None if data.funding is None else 1.0 - data.funding
         self._stops = data.stops
         self._stop_any = np.zeros(max(self._n_hours - 1, 0), bool) if data.stops is None else data.stops.any(axis=1)
         self._last_t = self._n_hours - 1
         self._limit = options.episode_hours
-        self._ones = np.ones(n + 1)
-        self._pair_ones = np.ones(n + 1)
-        self._pair_ones[0] = 0.0
         self._cash_only = np.zeros(n + 1)
         self._cash_only[0] = 1.0
         self._t = 0
@@ -320,25 +315,10 @@ class CryptoGraphEnv(gym.Env):
     def step(self, action: np.ndarray):
         return self._advance(*self._control(self._scores_to_weights(action)))
 
-    def _control(self, target: np.ndarray) -> tuple[np.ndarray, float | None]:
-        """The turnover control (class docstring): ``target`` (fresh, consumed) -> the weights traded to.
-
-        Same result as :func:`envs.portfolio.controlled_target`, in place, with
-        the turnover it costs (``r D``; None: not computed) so that the step does
-        not measure it again.
-        """
-        held = self._weights
-        if self._steps % self._every:
-            return held.copy(), 0.0  # bit-exact holdings: no turnover, no fee
-        if self._uncontrolled:  # b = 0, r = 1: the target itself, bit for bit
-            return target, None
-        target -= held  # a - w
-        full = float(np.abs(target, out=self._scratch).dot(self._pair_ones))  # D
-        if full < self._threshold:
-            return held.copy(), 0.0
-        target *= self._rate
-        target += held
-        return target, self._rate * full
+    def _control(self, target: np.ndarray) -> tuple[np.ndarray, float]:
+        """The turnover control (class docstring): :func:`envs.portfolio.rebalance` at this step."""
+        return portfolio.rebalance(target, self._weights, self._threshold, self._rate,
+                                   trade_now=self._steps % self._every == 0)
 
     def step_weights(self, weights: np.ndarray):
         """Step with explicit target weights ``[N + 1]`` (cash first) instead of scores.
@@ -365,78 +345,43 @@ class CryptoGraphEnv(gym.Env):
         return self._advance(np.array(w, dtype=np.float64))
 
     def _scores_to_weights(self, action: Any) -> np.ndarray:
-        """``softmax(scale * action + offsets[t])``, validated; the hot path of :meth:`step`.
-
-        Same result as :func:`envs.portfolio.scores_to_weights` in a handful of
-        in-place numpy calls (the max-shift is skipped when no score can
-        overflow ``exp``).
-        """
+        """The action validated, then :func:`envs.portfolio.scores_to_weights` with this hour's mask."""
         _real_numbers(action, "action")
         try:
-            z = np.array(action, dtype=np.float64)  # a fresh copy: everything below is in place
+            z = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"action must be {self.action_space.shape[0]} numbers, got {action!r}") from exc
         if z.shape != self._action_shape:
             raise ValueError(f"action must have shape {self._action_shape} (cash + {len(self.symbols)} "
                              f"pair scores), got {z.shape}")
-        z *= self._scale
-        if not z.dot(z) <= 4.9e5:  # false for NaN/inf, or when some |score * scale| may exceed 700
-            z = self._checked_shift(z, action)
-        z += self._offsets[self._t]
-        np.exp(z, out=z)
-        z /= z.dot(self._ones)  # a dot with ones: 3x faster than .sum() on 51 floats
-        return z
-
-    def _checked_shift(self, z: np.ndarray, action: Any) -> np.ndarray:
         bad = np.flatnonzero(~np.isfinite(z))
         if len(bad):
-            raw = np.asarray(action, dtype=np.float64)[bad]
-            raise ValueError(f"action has NaN/inf scores at positions {bad.tolist()}: {raw.tolist()}")
-        return z - z.max()  # large but finite scores: shift so exp cannot overflow
+            raise ValueError(f"action has NaN/inf scores at positions {bad.tolist()}: {z[bad].tolist()}")
+        return portfolio.scores_to_weights(z, scale=self._scale, offsets=self._offsets[self._t])
 
     def _advance(self, target: np.ndarray, traded: float | None = None):
-        """Rebalance to ``target`` (a fresh array, consumed), hold one hour, build the step's outputs.
+        """Rebalance to ``target``, hold one hour (:func:`envs.portfolio.step`), build the step's outputs.
 
         ``traded``: the turnover if the caller already knows it (the turnover control does).
-
-        Inline version of :func:`envs.portfolio.step` (tests check they agree):
-        about a dozen numpy calls on ``N + 1`` floats, sums done as dot products.
         """
         t = self._t
         if t >= self._last_t:
             raise CryptoGraphError("the episode has ended (no next hour): call reset()")
-        if traded is None:
-            diff = target - self._weights
-            np.abs(diff, out=diff)
-            traded = float(diff.dot(self._pair_ones))  # pairs only: cash is the other side of every trade
         value = self._value
-        fee = self._fee_rate * traded * value
-        invested = value - fee
-        target *= self._growth[t]  # value of each holding at the end of the hour, per unit invested
-        if self._stop_any[t]:  # data stop after t: closed at the last price, less the haircut
-            stopped = self._stops[t]
-            target[0] += self._keep_on_stop * float(target[stopped].sum())
-            target[stopped] = 0.0
-        paid = 0.0
-        if self._funding is not None:
-            paid = invested * float(target.dot(self._funding[t]))
-            target *= self._funding_keep[t]
-        gross = float(target.dot(self._ones))
-        new_value = invested * gross
-        if not (math.isfinite(new_value) and new_value > 0.0 and gross > 0.0):  # state untouched: still usable
-            raise CryptoGraphError(f"the step would make the portfolio value {new_value!r} (value {value!r}, "
-                                   f"growth {gross!r}); nothing was changed")
-        target /= gross
-        self._value, self._weights, self._t = new_value, target, t + 1
+        result = portfolio.step(value, self._weights, target, self._growth[t], self._fee_rate,
+                                funding=None if self._funding is None else self._funding[t],
+                                stops=self._stops[t] if self._stop_any[t] else None,
+                                haircut=self._haircut, traded=traded)
+        self._value, self._weights, self._t = result.value, result.weights, t + 1
         self._steps += 1
-        self._last = (traded, fee, paid)
+        self._last = (result.turnover, result.fee, result.funding)
         if self._history is not None:
-            self._history.append(new_value)
+            self._history.append(result.value)
         terminated = t + 1 >= self._last_t
         truncated = not terminated and self._limit is not None and self._steps >= self._limit
-        info = {"time": self._times_py[t + 1], "portfolio_value": new_value, "turnover": traded, "fees": fee,
-                "funding": paid, "weights": target.copy()}
-        return self._observation(), math.log(new_value / value), terminated, truncated, info
+        info = {"time": self._times_py[t + 1], "portfolio_value": result.value, "turnover": result.turnover,
+                "fees": result.fee, "funding": result.funding, "weights": result.weights.copy()}
+        return self._observation(), result.reward, terminated, truncated, info
 
     def _observation(self) -> np.ndarray | dict[str, np.ndarray]:
         t = self._t

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gnn_market.errors import CryptoGraphError
+
 from .checks import check_int, check_real
 
 #: Default inverse temperature of the score -> weight softmax. With scores in
@@ -142,18 +144,32 @@ def scores_to_weights(scores: np.ndarray, mask: np.ndarray | None = None,
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def rebalance(target: np.ndarray, held: np.ndarray, threshold: float, rate: float,
+              trade_now: bool = True) -> tuple[np.ndarray, float]:
+    """The turnover control: the weights an agent's ``target`` trades to from ``held``, and the turnover.
+
+    Both ``[N + 1]``, cash first. With ``D = sum_{i>=1} |target_i - held_i|``: ``held`` (turnover 0)
+    when ``trade_now`` is False (off the ``rebalance_every`` grid) or ``D < threshold`` (the no-trade
+    band); otherwise ``held + rate * (target - held)`` with turnover ``rate * D``, and ``target``
+    itself, bit for bit, when ``rate == 1`` (so ``b = 0, r = 1`` is the uncontrolled environment).
+    A convex combination of two portfolios, so it is one too (masked pairs, 0 in both, stay 0).
+    The returned weights are a new array.
+    """
+    if not trade_now:
+        return np.array(held, dtype=np.float64), 0.0
+    target = np.asarray(target, dtype=np.float64)
+    full = turnover(target, held)
+    if full < threshold:
+        return np.array(held, dtype=np.float64), 0.0
+    if rate == 1.0:
+        return target.copy(), full
+    return held + rate * (target - held), rate * full
+
+
 def controlled_target(target: np.ndarray, held: np.ndarray, threshold: float, rate: float,
                       trade_now: bool = True) -> np.ndarray:
-    """The weights an agent's ``target`` actually trades to, from ``held`` (both ``[N + 1]``, cash first).
-
-    ``held`` when ``trade_now`` is False (off the ``rebalance_every`` grid) or
-    when ``sum_{i>=1} |target_i - held_i| < threshold`` (the no-trade band);
-    otherwise ``held + rate * (target - held)``. A convex combination of two
-    portfolios, so it is one too (masked pairs, 0 in both, stay 0).
-    """
-    if not trade_now or turnover(target, held) < threshold:
-        return np.array(held, dtype=np.float64)
-    return held + rate * (np.asarray(target, dtype=np.float64) - held)
+    """The weights of :func:`rebalance`, without the turnover."""
+    return rebalance(target, held, threshold, rate, trade_now)[0]
 
 
 def data_stops(mask: np.ndarray) -> np.ndarray:
@@ -213,7 +229,7 @@ class StepResult:
 
 def step(value: float, held: np.ndarray, target: np.ndarray, growth: np.ndarray,
          fee_rate: float, funding: np.ndarray | None = None, stops: np.ndarray | None = None,
-         haircut: float = DELIST_HAIRCUT) -> StepResult:
+         haircut: float = DELIST_HAIRCUT, traded: float | None = None) -> StepResult:
     """Rebalance from ``held`` to ``target``, pay the fee, hold one hour, close stopped pairs, settle funding.
 
     Args:
@@ -225,8 +241,14 @@ def step(value: float, held: np.ndarray, target: np.ndarray, growth: np.ndarray,
         funding: ``[N + 1]`` funding rates settling inside the hour (cash 0), or ``None``.
         stops: ``[N + 1]`` bool, pairs whose data stop after this hour (:func:`data_stops`), or ``None``.
         haircut: share of a stopped position lost when it is closed.
+        traded: the turnover from ``held`` to ``target`` when the caller knows it already
+            (:func:`rebalance` returns it); computed otherwise.
+
+    The one implementation of the step: ``CryptoGraph-v0`` calls it. A step that would leave
+    no positive, finite value raises :class:`~gnn_market.errors.CryptoGraphError`.
     """
-    traded = turnover(target, held)
+    if traded is None:
+        traded = turnover(target, held)
     fee = fee_rate * traded * value
     invested = value - fee
     end = target * growth  # value of each holding at the end of the hour, per unit invested
@@ -239,5 +261,8 @@ def step(value: float, held: np.ndarray, target: np.ndarray, growth: np.ndarray,
         end = end * (1.0 - funding)
     total = float(end.sum())
     new_value = invested * total
+    if not (math.isfinite(new_value) and new_value > 0.0 and total > 0.0):
+        raise CryptoGraphError(f"the step would make the portfolio value {new_value!r} (value {value!r}, "
+                               f"growth {total!r}); nothing was changed")
     return StepResult(value=new_value, weights=end / total, turnover=traded, fee=fee,
                       funding=paid, reward=math.log(new_value / value))

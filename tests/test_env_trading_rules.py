@@ -206,3 +206,28 @@ def test_pair_back_after_a_long_gap_starts_fresh_never_marked_across_it(tmp_path
     assert values[closed] == pytest.approx(0.999 * 0.95)
     assert weights[closed][0] == 1.0
     assert values[-1] == pytest.approx(0.999 * 0.95 * 0.999 * 1.2)
+
+
+def test_the_env_steps_through_the_one_portfolio_implementation(monkeypatch):
+    """Weights, turnover control and the reward exist once, in envs.portfolio: the env calls them."""
+    from envs import portfolio
+
+    calls = {"scores_to_weights": 0, "rebalance": 0, "step": 0}
+    for name in calls:
+        original = getattr(portfolio, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(portfolio, name, counted)
+    env = make_env(panel=hand_panel(PRICES), episode_hours=None)
+    env.reset(options={"start": 1})
+    _, reward, _, _, info = env.step(exact([0.2, 0.8, 1e-12]))
+    assert calls == {"scores_to_weights": 1, "rebalance": 1, "step": 1}
+    env.step_weights(np.array([0.5, 0.5, 0.0]))
+    assert calls == {"scores_to_weights": 1, "rebalance": 1, "step": 2}
+    # the step's outputs are the portfolio function's, computed independently here
+    weights, traded = portfolio.rebalance(portfolio.scores_to_weights(exact([0.2, 0.8, 1e-12])),
+                                          np.array([1.0, 0.0, 0.0]), 0.05, 0.5)
+    assert info["turnover"] == pytest.approx(traded) and traded == pytest.approx(0.4)
