@@ -14,16 +14,12 @@ import numpy as np
 import pandas as pd
 from gymnasium import spaces
 
-from gnn_market.errors import CryptoGraphError
+from gnn_market.errors import CryptoGraphError, RangeOverlapError  # noqa: F401  (RangeOverlapError: old import path)
 from gnn_market.timeutil import parse_utc
 
 from . import portfolio
 from .market_arrays import MarketArrays
-from .options import EnvOptions
-
-
-class RangeOverlapError(CryptoGraphError, ValueError):
-    """The environment's hours overlap the hours the encoder's checkpoint was fitted on."""
+from .options import RENDER_MODES, EnvOptions
 
 
 class CryptoGraphEnv(gym.Env):
@@ -177,10 +173,10 @@ class CryptoGraphEnv(gym.Env):
       ``env.metadata["options"]`` records every option in force.
     """
 
-    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    metadata = {"render_modes": RENDER_MODES, "render_fps": 4}
 
     def __init__(self, data: MarketArrays, options: EnvOptions = EnvOptions()) -> None:
-        options.validate(self.metadata["render_modes"])
+        # ``options`` checked itself when it was made (EnvOptions.__post_init__): nothing to re-check here
         self._setup(data, options)
         # per instance: the class attribute stays what gym.make reads before an environment exists
         self.metadata = {**type(self).metadata, "options": options.as_dict()}

@@ -12,17 +12,18 @@
 from __future__ import annotations
 
 import os
+from dataclasses import fields, replace
 from typing import Any
 
 import pandas as pd
 
+from gnn_market.errors import OptionError
 from gnn_market.panel import Panel, load_panel, rank_top_before
 from gnn_market.sources import open_store
 from gnn_market.store import Store
 from gnn_market.store_schema import unique_symbols
 from gnn_market.timeutil import HOUR, parse_utc
 
-from . import portfolio
 from .cache import check_cache_dir, default_cache_dir, encode_cached
 from .crypto_graph import CryptoGraphEnv
 from .market_arrays import MarketArrays
@@ -39,45 +40,103 @@ from .ranges import (
     store_coverage,
 )
 
-__all__ = ["build_env", "check_overlap", "default_start", "make_crypto_graph_env", "resolve_range"]
+__all__ = ["EnvOptions", "PortfolioConfig", "SourceOptions", "build_env", "check_overlap", "default_start",
+           "make_crypto_graph_env", "resolve_range"]
 
 
-def make_crypto_graph_env(store: str | os.PathLike | Store | None = None,
-                          checkpoint: str | os.PathLike | None = None, market: str | None = None,
-                          symbols: list[str] | None = None, top: int | None = None, start: Any = None,
-                          end: Any = None, episode_hours: int | None = 168, fee_bps: float = 10.0,
-                          obs_mode: str = "flat", include_embeddings: bool = True, render_mode: str | None = None,
-                          allow_overlap: bool = False, cache_dir: str | os.PathLike | None = None,
-                          use_cache: bool = True, action_scale: float = portfolio.ACTION_SCALE,
-                          initial_value: float = 1.0, encoder: ObservationEncoder | None = None,
-                          panel: Panel | None = None, batch_hours: int = 64, obs_source: str = "gnn",
-                          rebalance_threshold: float = portfolio.REBALANCE_THRESHOLD,
-                          rebalance_rate: float = portfolio.REBALANCE_RATE, rebalance_every: int = portfolio.REBALANCE_EVERY,
-                          delist_haircut: float = portfolio.DELIST_HAIRCUT) -> CryptoGraphEnv:
-    """The ``CryptoGraph-v0`` entry point; the keywords are documented on :class:`CryptoGraphEnv`.
+def make_crypto_graph_env(
+    store: str | os.PathLike | Store | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    market: str | None = None,
+    symbols: list[str] | None = None,
+    top: int | None = None,
+    start: Any = None,
+    end: Any = None,
+    *,
+    env_options: EnvOptions | None = None,
+    portfolio_config: PortfolioConfig | None = None,
+    source_options: SourceOptions | None = None,
+    encoder: ObservationEncoder | None = None,
+    panel: Panel | None = None,
+    **options: Any,
+) -> CryptoGraphEnv:
+    """The ``CryptoGraph-v0`` entry point: ``gym.make("CryptoGraph-v0", **kwargs)`` calls it.
 
-    Every keyword's type and range is checked first (``OptionError``), before anything is loaded.
+    :param store: market store folder or :class:`~gnn_market.store.Store` (None: the bundled sample).
+    :param checkpoint: ``model.pt`` of a training run (None: the packaged checkpoint).
+    :param market: ``"spot"`` or ``"perp"`` (None: the checkpoint's market).
+    :param symbols: the pairs (None: every pair of the market in the store).
+    :param top: keep the ``top`` most liquid of ``symbols``, ranked on stored hours before the range only.
+    :param start: first hour (UTC; None: the first midnight after every hour the checkpoint was fitted on).
+    :param end: last hour (None: the last stored hour).
+    :param env_options: episode length, observation source and layout, rendering
+        (:class:`~envs.options.EnvOptions`; its ``portfolio`` is replaced by ``portfolio_config`` if given).
+    :param portfolio_config: fees, action scale, initial value, turnover control, delisting haircut
+        (:class:`~envs.portfolio.PortfolioConfig`).
+    :param source_options: ``market``/``top`` defaults, encoder batch size, overlap rule and cache
+        (:class:`~envs.options.SourceOptions`; the ``market`` and ``top`` arguments win when given).
+    :param encoder: an :class:`~envs.protocols.ObservationEncoder` instead of ``checkpoint``.
+    :param panel: a :class:`~gnn_market.panel.Panel` in memory instead of ``store``/``symbols``/``top``.
+    :param options: any field of the three settings objects by name, flat, as ``gym.make`` passes
+        them: ``episode_hours``, ``obs_mode``, ``include_embeddings``, ``render_mode``,
+        ``obs_source`` (EnvOptions); ``fee_bps``, ``action_scale``, ``initial_value``,
+        ``rebalance_threshold``, ``rebalance_rate``, ``rebalance_every``, ``delist_haircut``
+        (PortfolioConfig); ``batch_hours``, ``allow_overlap``, ``use_cache``, ``cache_dir``
+        (SourceOptions). A flat keyword overrides the same field of a settings object.
+        Their meaning and defaults: :class:`CryptoGraphEnv`, "Arguments".
+    :return: the environment over ``[start, end]``, encoded (and cached) once.
+
+    Every keyword's type and range is checked once, when the settings are made, before anything
+    is loaded (:class:`~gnn_market.errors.OptionError`); the range is resolved once.
     """
-    source = SourceOptions(market=market, top=top, batch_hours=batch_hours, allow_overlap=allow_overlap,
-                           use_cache=use_cache, cache_dir=cache_dir)
-    source.validate()
-    options = EnvOptions(episode_hours=episode_hours, obs_mode=obs_mode, include_embeddings=include_embeddings,
-                         render_mode=render_mode, obs_source=obs_source,
-                         portfolio=PortfolioConfig(fee_bps=fee_bps, action_scale=action_scale,
-                                                   initial_value=initial_value,
-                                                   rebalance_threshold=rebalance_threshold,
-                                                   rebalance_rate=rebalance_rate, rebalance_every=rebalance_every,
-                                                   delist_haircut=delist_haircut))
-    options.validate(CryptoGraphEnv.metadata["render_modes"])  # before the slow loading
+    source, env_opts = settings_from(options, env_options, portfolio_config, source_options, market, top)
     # a file where the cache folder should be: refused before the slow loading too
-    cache = check_cache_dir(cache_dir if cache_dir is not None else default_cache_dir()) if use_cache else None
+    cache = (check_cache_dir(source.cache_dir if source.cache_dir is not None else default_cache_dir())
+             if source.use_cache else None)
     symbols = None if symbols is None else unique_symbols(symbols)  # a repeated pair: refused, not de-duplicated
     encoder = _resolve_encoder(encoder, checkpoint)
-    start_ts, end_ts = parse_utc(start), parse_utc(end)
-    panel, start_ts, end_ts = _resolve_panel(panel, store, market or encoder.market or "spot", symbols, top,
-                                             start_ts, end_ts, encoder)
-    return build_env(panel, encoder, start=start_ts, end=end_ts, options=options, allow_overlap=allow_overlap,
-                     cache_dir=cache, batch_hours=batch_hours)
+    panel, start_ts, end_ts = _resolve_panel(panel, store, source.market or encoder.market or "spot", symbols,
+                                             source.top, parse_utc(start), parse_utc(end), encoder)
+    return _build(panel, encoder, start_ts, end_ts, env_opts, source, cache)
+
+
+def settings_from(flat: dict[str, Any], env_options: EnvOptions | None = None,
+                  portfolio_config: PortfolioConfig | None = None, source_options: SourceOptions | None = None,
+                  market: str | None = None, top: int | None = None) -> tuple[SourceOptions, EnvOptions]:
+    """The grouped settings of :func:`make_crypto_graph_env`: objects, then flat keywords by field name.
+
+    Unknown keywords are one :class:`~gnn_market.errors.OptionError` naming them; each settings
+    object validates itself when made (once).
+    """
+    groups = {"env": {f.name for f in fields(EnvOptions)} - {"portfolio"},
+              "portfolio": {f.name for f in fields(PortfolioConfig)},
+              "source": {f.name for f in fields(SourceOptions)} - {"market", "top"}}
+    unknown = set(flat) - set().union(*groups.values())
+    if unknown:
+        raise OptionError(f"unknown keyword(s) {sorted(unknown)} for CryptoGraph-v0; see "
+                          f"help(envs.factory.make_crypto_graph_env)")
+    for name, given in (("env_options", env_options), ("portfolio_config", portfolio_config),
+                        ("source_options", source_options)):
+        expected = {"env_options": EnvOptions, "portfolio_config": PortfolioConfig,
+                    "source_options": SourceOptions}[name]
+        if given is not None and not isinstance(given, expected):
+            raise OptionError(f"{name} must be a {expected.__name__}, got {type(given).__name__}")
+    pick = {g: {k: v for k, v in flat.items() if k in names} for g, names in groups.items()}
+    for name, value in (("market", market), ("top", top)):
+        if value is not None:
+            pick["source"][name] = value
+    source = _made(SourceOptions, source_options, pick["source"])
+    pf = _made(PortfolioConfig, portfolio_config or (env_options.portfolio if env_options else None),
+               pick["portfolio"])
+    return source, _made(EnvOptions, env_options, {**pick["env"], "portfolio": pf})
+
+
+def _made(cls: type, given: Any, values: dict[str, Any]) -> Any:
+    """``given`` with ``values`` replaced, or ``cls(**values)``: each object is made (and validated) once."""
+    if given is None:
+        return cls(**values)
+    changed = {k: v for k, v in values.items() if getattr(given, k) is not v}
+    return replace(given, **changed) if changed else given
 
 
 # gym.make reads the entry point's metadata to handle render modes the environment lacks
@@ -97,16 +156,21 @@ def build_env(panel: Panel, encoder: ObservationEncoder, start: Any = None, end:
     input features (:class:`~envs.protocols.FeatureEncoder`; no model run, not cached:
     it costs about as much as reading a cache entry).
     """
-    options.validate(CryptoGraphEnv.metadata["render_modes"])
-    SourceOptions(batch_hours=batch_hours, allow_overlap=allow_overlap, cache_dir=cache_dir).validate()
+    source = SourceOptions(batch_hours=batch_hours, allow_overlap=allow_overlap, cache_dir=cache_dir)
     start_ts, end_ts = resolve_range(panel, encoder, parse_utc(start), parse_utc(end))
-    check_overlap(encoder, start_ts, end_ts, allow_overlap)
+    return _build(panel, encoder, start_ts, end_ts, options, source, cache_dir)
+
+
+def _build(panel: Panel, encoder: ObservationEncoder, start: pd.Timestamp, end: pd.Timestamp,
+           options: EnvOptions, source: SourceOptions, cache_dir: str | os.PathLike | None) -> CryptoGraphEnv:
+    """The environment from validated settings and a resolved range: overlap rule, encoding, arrays."""
+    check_overlap(encoder, start, end, source.allow_overlap)
     if options.obs_source == "raw":
         if not isinstance(encoder, FeatureEncoder):
             raise TypeError(f"obs_source='raw' needs an encoder with node_features() (envs.protocols.FeatureEncoder), "
                             f"got {type(encoder).__name__}")
-        return CryptoGraphEnv(MarketArrays.build_raw(panel, encoder.node_features(panel, start_ts, end_ts)), options)
-    encoded = encode_cached(encoder, panel, start_ts, end_ts, batch_hours, cache_dir)
+        return CryptoGraphEnv(MarketArrays.build_raw(panel, encoder.node_features(panel, start, end)), options)
+    encoded = encode_cached(encoder, panel, start, end, source.batch_hours, cache_dir)
     return CryptoGraphEnv(MarketArrays.build(panel, encoded), options)
 
 
@@ -127,9 +191,9 @@ def _resolve_panel(panel: Panel | None, store: str | os.PathLike | Store | None,
                    symbols: list[str] | None, top: int | None, start: pd.Timestamp | None,
                    end: pd.Timestamp | None,
                    encoder: ObservationEncoder) -> tuple[Panel, pd.Timestamp | None, pd.Timestamp | None]:
-    """The given panel, or one loaded from ``store`` with all history up to ``end``; and the range.
+    """The given panel, or one loaded from ``store`` with all history up to ``end``; and the range, resolved.
 
-    From a store, the range is resolved (and refused with a clear message) from
+    The range is resolved once: on the given panel's hours, or, from a store, (and refused with a clear message) from
     the stored time columns before anything slow is loaded. ``top`` keeps the
     most liquid of ``symbols`` (default: all of the market) on the stored hours
     before the range only (:func:`~envs.ranges.rank_window`).
@@ -137,7 +201,7 @@ def _resolve_panel(panel: Panel | None, store: str | os.PathLike | Store | None,
     if panel is not None:
         if store is not None or symbols is not None or top is not None:
             raise ValueError("pass either panel= or store=/symbols=/top=, not both")
-        return panel, start, end
+        return (panel, *resolve_range(panel, encoder, start, end))
     st = open_store(store)
     check_market(encoder, market, str(st.root))
     cov = store_coverage(st, market, symbols)

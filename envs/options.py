@@ -1,8 +1,10 @@
 """Everything about a :class:`~envs.crypto_graph.CryptoGraphEnv` that is not data, and how its data is chosen.
 
-Both dataclasses validate types as well as ranges (:mod:`envs.checks`): a bad
-keyword is one :class:`~gnn_market.errors.OptionError` line (also a
-``ValueError``), raised before anything slow is loaded.
+Both dataclasses (and :class:`~envs.portfolio.PortfolioConfig`) validate types as well
+as ranges (:mod:`envs.checks`) when they are made, so an options object that exists is
+valid and nothing checks it again: a bad keyword is one
+:class:`~gnn_market.errors.OptionError` line (also a ``ValueError``), raised before
+anything slow is loaded.
 """
 from __future__ import annotations
 
@@ -10,12 +12,15 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from gnn_market.errors import OptionError
 from gnn_market.store_schema import MARKETS
 
 from .checks import check_bool, check_choice, check_int, check_path
 from .portfolio import PortfolioConfig
 
 OBS_MODES = ("flat", "dict")
+#: ``render_mode`` values the environment draws itself (``"human"`` goes through Gymnasium's wrapper).
+RENDER_MODES = ["ansi", "rgb_array"]
 #: ``"gnn"``: the encoder's probabilities and embeddings; ``"raw"``: the normalised node features it reads.
 OBS_SOURCES = ("gnn", "raw")
 
@@ -31,7 +36,7 @@ class EnvOptions:
     portfolio: PortfolioConfig = PortfolioConfig()
     obs_source: str = "gnn"
 
-    def validate(self, render_modes: list[str]) -> None:
+    def __post_init__(self) -> None:
         """Raise ``OptionError`` for an option of the wrong type or an unknown or out-of-range value.
 
         The portfolio's options are checked when the :class:`PortfolioConfig` is made.
@@ -40,7 +45,9 @@ class EnvOptions:
         check_choice("obs_mode", self.obs_mode, OBS_MODES)
         check_choice("obs_source", self.obs_source, OBS_SOURCES)
         check_bool("include_embeddings", self.include_embeddings)
-        check_choice("render_mode", self.render_mode, render_modes, optional="no rendering")
+        check_choice("render_mode", self.render_mode, RENDER_MODES, optional="no rendering")
+        if not isinstance(self.portfolio, PortfolioConfig):
+            raise OptionError(f"portfolio must be a PortfolioConfig, got {type(self.portfolio).__name__}")
 
     def with_overrides(self, **overrides: Any) -> "EnvOptions":
         """A copy with some fields changed; :class:`PortfolioConfig`'s fields go to the portfolio.
@@ -51,7 +58,8 @@ class EnvOptions:
         own = {k: v for k, v in overrides.items() if k not in pf_keys}
         unknown = set(own) - {"episode_hours", "obs_mode", "include_embeddings", "render_mode"}
         if unknown:
-            raise TypeError(f"unknown overrides: {sorted(unknown)}")
+            raise OptionError(f"unknown overrides: {sorted(unknown)} (obs_source cannot change: make a new "
+                              f"environment)")
         pf = replace(self.portfolio, **{k: v for k, v in overrides.items() if k in pf_keys})
         return replace(self, portfolio=pf, **own)
 
@@ -77,7 +85,7 @@ class SourceOptions:
     use_cache: bool = True
     cache_dir: str | os.PathLike | None = None
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         """Raise ``OptionError`` for a keyword of the wrong type or out of range (``top=True`` is not 1 pair)."""
         check_choice("market", self.market, MARKETS, optional="the checkpoint's")
         check_int("top", self.top, optional=True, unit=" (pairs; None: every pair)")

@@ -16,22 +16,17 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from gnn_market.errors import CheckpointError, DataError
+from gnn_market.errors import CheckpointError, DataError, EmptyRangeError, RangeOverlapError
 from gnn_market.panel import Panel
 from gnn_market.store import Store
 from gnn_market.store_schema import MARKETS
 from gnn_market.timeutil import HOUR, parse_utc
 
-from .crypto_graph import RangeOverlapError
 from .protocols import ObservationEncoder
 
 #: With ``top=`` and no stored history before the default start, the first week ranks the pairs
 #: and the range starts after it (ranking on the range itself would pick pairs with hindsight).
 RANK_HOURS = 168
-
-
-class EmptyRangeError(DataError, ValueError):
-    """No hours are left for the environment (the message says why and what to pass)."""
 
 
 @dataclass(frozen=True)

@@ -48,3 +48,11 @@ class OutageError(BinanceError):
     """The server could not be reached, or kept failing, after every retry (timeouts, refused
     connections, unresolvable host names, HTTP 5xx/408, 429 past its limit, malformed answers):
     a network or server outage that may be over later, unlike a wrong URL or an unknown symbol."""
+
+
+class RangeOverlapError(CryptoGraphError, ValueError):
+    """The environment's hours overlap the hours the encoder's checkpoint was fitted on."""
+
+
+class EmptyRangeError(DataError, ValueError):
+    """No hours are left for the environment (the message says why and what to pass)."""

@@ -10,11 +10,10 @@ import pandas as pd
 import pytest
 
 import envs  # noqa: F401  (registers CryptoGraph-v0)
-from envs.crypto_graph import RangeOverlapError
 from envs.factory import make_crypto_graph_env
-from envs.ranges import RANK_HOURS, EmptyRangeError, default_start
+from envs.ranges import RANK_HOURS, default_start
 from gnn_market.encoder import GraphEncoder
-from gnn_market.errors import CheckpointError, DataError
+from gnn_market.errors import CheckpointError, DataError, EmptyRangeError, RangeOverlapError
 from gnn_market.panel import load_panel
 from gnn_market.store import Store
 from gnn_market.timeutil import parse_utc

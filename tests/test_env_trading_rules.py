@@ -231,3 +231,48 @@ def test_the_env_steps_through_the_one_portfolio_implementation(monkeypatch):
     weights, traded = portfolio.rebalance(portfolio.scores_to_weights(exact([0.2, 0.8, 1e-12])),
                                           np.array([1.0, 0.0, 0.0]), 0.05, 0.5)
     assert info["turnover"] == pytest.approx(traded) and traded == pytest.approx(0.4)
+
+
+def test_grouped_settings_equal_the_flat_keywords_and_flat_wins():
+    from envs.factory import make_crypto_graph_env
+    from envs.options import EnvOptions, SourceOptions
+    from gnn_market.errors import OptionError
+
+    panel, enc = hand_panel(PRICES), FakeEncoder()
+    flat = make_crypto_graph_env(panel=panel, encoder=enc, use_cache=False, episode_hours=None, fee_bps=5.0,
+                                 rebalance_every=2)
+    grouped = make_crypto_graph_env(panel=panel, encoder=enc, env_options=EnvOptions(episode_hours=None),
+                                    portfolio_config=PortfolioConfig(fee_bps=5.0, rebalance_every=2),
+                                    source_options=SourceOptions(use_cache=False))
+    assert flat.metadata["options"] == grouped.metadata["options"]
+    mixed = make_crypto_graph_env(panel=panel, encoder=enc, use_cache=False,
+                                  portfolio_config=PortfolioConfig(fee_bps=5.0), fee_bps=7.0)
+    assert mixed.metadata["options"]["fee_bps"] == 7.0 and mixed.metadata["options"]["rebalance_every"] == 4
+    with pytest.raises(OptionError, match=r"unknown keyword\(s\) \['fee'\]"):
+        make_crypto_graph_env(panel=panel, encoder=enc, fee=5.0)
+    with pytest.raises(OptionError, match="portfolio_config must be a PortfolioConfig"):
+        make_crypto_graph_env(panel=panel, encoder=enc, portfolio_config={"fee_bps": 5.0})
+
+
+def test_settings_are_validated_once_and_the_range_resolved_once(monkeypatch):
+    from envs import factory, options, portfolio
+
+    counts = {"EnvOptions": 0, "PortfolioConfig": 0, "SourceOptions": 0, "resolve_range": 0}
+    for cls in (options.EnvOptions, portfolio.PortfolioConfig, options.SourceOptions):
+        original = cls.__post_init__
+
+        def counted(self, _original=original, _name=cls.__name__):
+            counts[_name] += 1
+            _original(self)
+
+        monkeypatch.setattr(cls, "__post_init__", counted)
+    original_resolve = factory.resolve_range
+
+    def resolve(*args, **kwargs):
+        counts["resolve_range"] += 1
+        return original_resolve(*args, **kwargs)
+
+    monkeypatch.setattr(factory, "resolve_range", resolve)
+    factory.make_crypto_graph_env(panel=hand_panel(PRICES), encoder=FakeEncoder(), use_cache=False, fee_bps=5.0,
+                                  episode_hours=None, obs_mode="dict")
+    assert counts == {"EnvOptions": 1, "PortfolioConfig": 1, "SourceOptions": 1, "resolve_range": 1}
