@@ -46,7 +46,8 @@ class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
     """The module docstring as written, and every valued option's default in ``--help``."""
 
     def _format_action(self, action: argparse.Action) -> str:
-        valued = action.option_strings and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS)
+        valued = (action.option_strings and (action.nargs != 0 or isinstance(action, argparse.BooleanOptionalAction))
+                  and action.default not in (None, argparse.SUPPRESS))
         if valued and "%(default)" not in (action.help or ""):
             action = copy.copy(action)  # the parser's own action keeps its help text
             action.help = f"{action.help or ''} (default: %(default)s)".strip()

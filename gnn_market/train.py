@@ -42,93 +42,45 @@ from dataclasses import fields
 from typing import Sequence
 
 from .cli import DefaultsHelpFormatter, OneLineParser, parse_symbols, run_cli
-from .training.config import ENCODER_CRITERIA, TrainConfig  # light: --help must not import torch
+from .training.config import TrainConfig  # light: --help must not import torch
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The flags; each sets the :class:`TrainConfig` field of its name and defaults to its default."""
-    d = TrainConfig()
+    """The flags, generated from :class:`TrainConfig`'s fields (help, default, choices: one place)."""
     p = OneLineParser(prog="python -m gnn_market.train", description=__doc__,
-                                formatter_class=DefaultsHelpFormatter)
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--store", help="market store folder (default: the bundled sample)")
-    src.add_argument("--data", choices=("sample", "synthetic"), default=d.data)
-    p.add_argument("--market", default=d.market, choices=("spot", "perp"))
-    p.add_argument("--symbols", help="comma-separated symbols (default: all in the store)")
-    p.add_argument("--top", type=int, help="keep the N most liquid symbols")
-    p.add_argument("--start", help="first hour (ISO, UTC)")
-    p.add_argument("--end", help="last hour (ISO, UTC)")
-    p.add_argument("--diagnose", action="store_true",
-                   help="do not train: check whether the correlation graph adds to each pair's own history on this "
-                        "data (python -m gnn_market.diagnose with --store/--data/--seed/--market/--symbols/--start/"
-                        "--end; --out OUT writes OUT/diagnose.json)")
-    p.add_argument("--threshold", type=float, default=d.threshold, help="UP/DOWN return threshold (0.01 = 1%%)")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--hidden", type=int, default=d.hidden)
-    p.add_argument("--heads", type=int, default=d.heads)
-    p.add_argument("--layers", type=int, default=d.layers,
-                   help="GATv2Conv layers, each followed by GraphNorm and ReLU (the task's 2-3; 1 = the old default)")
-    p.add_argument("--dropout", type=float, default=d.dropout)
-    p.add_argument("--lookback", type=int, default=d.lookback,
-                   help="hours of each pair's history read by the per-node GRU (0 = no temporal encoder)")
-    p.add_argument("--context", action=argparse.BooleanOptionalAction, default=d.context,
-                   help="add the per-hour mean node state (market context) to every node")
-    p.add_argument("--current-skip", action=argparse.BooleanOptionalAction, default=d.current_skip,
-                   dest="current_skip",
-                   help="temporal models: add a projection of the current hour's features to the GRU state")
-    p.add_argument("--context-inputs", action=argparse.BooleanOptionalAction, default=d.context_inputs,
-                   dest="context_inputs",
-                   help="market context: pool the current hour's input features instead of the node states")
-    p.add_argument("--lead-lag", action=argparse.BooleanOptionalAction, default=d.lead_lag, dest="lead_lag",
-                   help="second edge feature: correlation of the source's previous-hour return with the target's")
-    p.add_argument("--edge-gain", type=float, default=d.edge_gain, dest="edge_gain",
-                   help="init gain of the attention's edge projection")
-    p.add_argument("--top-k", type=int, dest="top_k",
-                   help="keep each node's k strongest |correlation| edges (default: fully connected)")
-    p.add_argument("--sparse-attention", action="store_true", dest="sparse_attention",
-                   help="run fully connected graphs through PyG's sparse GATv2Conv (the reference; slower and "
-                        "larger than the default dense path)")
-    p.add_argument("--edge-memory-mb", type=float, default=d.edge_memory_mb, dest="edge_memory_mb",
-                   help="keep the run's hourly edge features in memory up to this size, else in a temporary "
-                        "file read per batch (TMPDIR)")
-    p.add_argument("--batch-hours", type=int, default=d.batch_hours, dest="batch_hours")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--patience", type=int, default=d.patience)
-    p.add_argument("--no-class-weights", action="store_false", dest="class_weighted")
-    p.add_argument("--folds", type=int, default=d.folds, help="walk-forward folds")
-    p.add_argument("--no-ablation", action="store_false", dest="ablation", help="skip both GNN ablations")
-    p.add_argument("--no-temporal-ablation", action="store_false", dest="temporal_ablation",
-                   help="skip gnn_no_temporal (the GNN without its temporal encoder)")
-    p.add_argument("--encoder-selection", action=argparse.BooleanOptionalAction, default=d.select_encoder,
-                   dest="select_encoder",
-                   help="temporal GNN: train it with and without the GRU (and the no-edge ablation both ways) and "
-                        "keep each one's validation winner; off by default (always the GRU): on held-out "
-                        "synthetic markets no criterion beat the GRU (benchmarks/encoder_selection_check.py)")
-    p.add_argument("--encoder-criterion", choices=ENCODER_CRITERIA, default=d.encoder_criterion,
-                   dest="encoder_criterion", help="--encoder-selection: the validation score that chooses")
-    p.add_argument("--encoder-margin", type=float, default=d.encoder_margin, dest="encoder_margin",
-                   help="--encoder-selection: the snapshot encoder replaces the GRU only when it wins by more")
-    p.add_argument("--no-baselines", action="store_false", dest="baselines")
-    p.add_argument("--mlp-window", type=int, default=d.mlp_window, dest="mlp_window",
-                   help="hours of lookback the MLP baseline sees per pair")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--seeds", type=int, nargs="+", help="train every model once per seed (e.g. --seeds 0 1 2); "
-                   "metrics are means +- sd over seeds, model.pt is the first seed's GNN (default: --seed)")
-    p.add_argument("--device", default=d.device, choices=("cpu", "cuda", "auto"))
-    p.add_argument("--amp", action="store_true",
-                   help="mixed precision: run the GNN's forward passes under torch.autocast in bfloat16 (meant for "
-                        "GPUs; on a CPU it is usually slower)")
-    p.add_argument("--threads", type=int, default=d.threads,
-                   help="torch CPU threads (default: the cores this process may use; fewer on a shared machine)")
-    p.add_argument("--out", help="output folder (default runs/<UTC timestamp>)")
-    p.add_argument("--resume", action="store_true",
-                   help="save each (seed, fold) result under OUT/parts/ and re-use the ones already there "
-                        "(same flags): continues an interrupted run, or assembles seeds run in parallel")
-    p.add_argument("--no-progress", action="store_false", dest="progress")
-    p.add_argument("--save-packaged", action="store_true", dest="save_packaged",
-                   help="also install model.pt as gnn_market/checkpoints/sample_gatv2.pt (+ .json sidecar); "
-                        "the fit range must end before 2023-09-01")
+                      formatter_class=DefaultsHelpFormatter)
+    defaults, groups = TrainConfig(), {}
+    for f in fields(TrainConfig):
+        if f.metadata.get("cli", False):
+            meta = dict(f.metadata)
+            group_name = meta.pop("group", None)
+            if group_name and group_name not in groups:
+                groups[group_name] = p.add_mutually_exclusive_group()
+            target = groups[group_name] if group_name else p
+            target.add_argument(*_flags(f.name, meta.pop("flags")), **_argument(f.name, meta, defaults))
+        if f.name == "end":  # the one flag that is not a setting: a different command on the same data
+            p.add_argument("--diagnose", action="store_true",
+                           help="do not train: check whether the correlation graph adds to each pair's own "
+                                "history on this data (python -m gnn_market.diagnose with --store/--data/--seed/"
+                                "--market/--symbols/--start/--end; --out OUT writes OUT/diagnose.json)")
     return p
+
+
+def _flags(name: str, flags: tuple[str, ...]) -> tuple[str, ...]:
+    return flags or ("--" + name.replace("_", "-"),)
+
+
+def _argument(name: str, meta: dict, defaults: TrainConfig) -> dict:
+    """``add_argument`` keywords of one field: its help and default, and a type or action from the default."""
+    meta.pop("cli")
+    default = getattr(defaults, name)
+    kwargs = {"dest": name, "help": meta.pop("help"), **meta}
+    if "action" in kwargs:
+        return kwargs                           # store_true / store_false: the default follows from the action
+    if isinstance(default, bool):
+        return {**kwargs, "action": argparse.BooleanOptionalAction, "default": default}
+    kwargs.setdefault("type", str if default is None else type(default))  # None: str unless the field says
+    return {**kwargs, "default": default}
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

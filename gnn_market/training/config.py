@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -41,65 +42,115 @@ def available_cores() -> int:
     return max(1, cores // local)
 
 
+def option(default: Any = None, help: str = "", *, flags: tuple[str, ...] = (), cli: bool = True,
+           **argparse_kwargs: Any) -> Any:
+    """A :class:`TrainConfig` field with what ``python -m gnn_market.train`` needs to offer it as a flag.
+
+    ``help`` is the flag's help text; ``flags`` its option strings (default ``--field-name``);
+    ``cli=False`` keeps a field out of the command line; any other keyword (``action``, ``choices``,
+    ``type``, ``nargs``, ``group``) goes to ``argparse.add_argument`` (``group``: a mutually exclusive
+    group name). The parser is generated from these (``gnn_market.train.build_parser``), so a new
+    setting is one field here: its default, its flag and its help come from one place.
+    """
+    meta = {"help": help, "flags": flags, "cli": cli, **argparse_kwargs}
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (all of it lands in ``metrics.json``)."""
+    """Everything that defines a training run (all of it lands in ``metrics.json``).
 
-    store: str | None = None
-    data: str = "sample"
-    market: str = "spot"
-    symbols: list[str] | None = None
-    top: int | None = None
-    start: str | None = None
-    end: str | None = None
-    threshold: float = 0.01
+    The model fields (``hidden`` .. ``edge_gain``) fill :class:`~gnn_market.model.ModelConfig` by
+    name (``training.folds.model_config``); every field with ``cli=True`` is a flag of
+    ``python -m gnn_market.train`` with this help and default.
+    """
+
+    # data
+    store: str | None = option(None, "market store folder (default: the bundled sample)", group="source")
+    data: str = option("sample", "bundled data when no --store is given", choices=("sample", "synthetic"),
+                       group="source")
+    market: str = option("spot", "spot or USDT-M perpetuals (perp)", choices=("spot", "perp"))
+    symbols: list[str] | None = option(None, "comma-separated symbols (default: all in the store)", type=str)
+    top: int | None = option(None, "keep the N most liquid symbols (ranked before the first validation hour)",
+                             type=int)
+    start: str | None = option(None, "first hour (ISO, UTC)", type=str)
+    end: str | None = option(None, "last hour (ISO, UTC)", type=str)
+    threshold: float = option(0.01, "UP/DOWN return threshold (0.01 = 1%%)")
     # model
-    hidden: int = 32
-    heads: int = 2
-    layers: int = 2                  # GATv2Conv layers, GraphNorm + ReLU after each (the task's 2-3; 1 = ablation)
-    dropout: float = 0.1
-    lookback: int = 12               # L hours read by the per-node GRU (0 = no temporal encoder)
-    context: bool = True             # per-hour market summary added to every node
-    current_skip: bool = False       # add the projected current hour to the GRU state
-    context_inputs: bool = False     # market context pools the current hour's inputs, not the node states
-    edge_gain: float = 5.0           # init gain of the edge projections (model.EDGE_INIT_GAIN)
+    hidden: int = option(32, "hidden width d of every layer and of the embeddings (a multiple of the heads)")
+    heads: int = option(2, "attention heads per GATv2Conv layer (concatenated)")
+    layers: int = option(2, "GATv2Conv layers, each followed by GraphNorm and ReLU (the task's 2-3; 1 = the old "
+                            "default)")
+    dropout: float = option(0.1, "dropout on hidden activations and attention coefficients")
+    lookback: int = option(12, "hours of each pair's history read by the per-node GRU (0 = no temporal encoder)")
+    context: bool = option(True, "add the per-hour mean node state (market context) to every node")
+    current_skip: bool = option(False, "temporal models: add a projection of the current hour's features to "
+                                       "the GRU state")
+    context_inputs: bool = option(False, "market context: pool the current hour's input features instead of "
+                                         "the node states")
+    edge_gain: float = option(5.0, "init gain of the attention's edge projection")
     # graph
-    window: int = 100
-    top_k: int | None = None
-    lead_lag: bool = True            # second edge feature: corr(r_j[s-1], r_i[s])
-    sparse_attention: bool = False   # fully connected graphs through PyG's sparse GATv2Conv (the slow reference)
-    edge_memory_mb: float = 512.0    # the run's edge features stay in memory up to this size, else a temp file
-    amp: bool = False                # mixed precision: torch.autocast in bfloat16 for the GNN's forward passes
+    window: int = option(100, "hours of returns behind each hour's correlation edges (the task's 100)")
+    top_k: int | None = option(None, "keep each node's k strongest |correlation| edges (default: fully "
+                                     "connected)", type=int)
+    lead_lag: bool = option(True, "second edge feature: correlation of the source's previous-hour return with "
+                                  "the target's")
+    sparse_attention: bool = option(False, "run fully connected graphs through PyG's sparse GATv2Conv (the "
+                                           "reference; slower and larger than the default dense path)",
+                                    action="store_true")
+    edge_memory_mb: float = option(512.0, "keep the run's hourly edge features in memory up to this size, else "
+                                          "in a temporary file read per batch (TMPDIR)")
+    amp: bool = option(False, "mixed precision: run the GNN's forward passes under torch.autocast in bfloat16 "
+                              "(meant for GPUs; on a CPU it is usually slower)", action="store_true")
     # optimisation
-    epochs: int = 6
-    batch_hours: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    patience: int = 3
-    class_weighted: bool = True
+    epochs: int = option(6, "training epochs of each network (early stopping on validation)")
+    batch_hours: int = option(32, "hours (graphs) per optimisation step")
+    lr: float = option(3e-3, "Adam learning rate")
+    weight_decay: float = option(1e-4, "Adam weight decay")
+    patience: int = option(3, "epochs without a better validation score before stopping")
+    class_weighted: bool = option(True, "do not weight the loss by inverse class frequency",
+                                  flags=("--no-class-weights",), action="store_false")
     # split
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    purge_hours: int | None = None   # None = window + LABEL_HORIZON
-    folds: int = 1
+    val_fraction: float = option(0.15, "share of the hours for validation", cli=False)
+    test_fraction: float = option(0.15, "share of the hours for test", cli=False)
+    purge_hours: int | None = option(None, "hours dropped before validation and test (None = window + 1)",
+                                     cli=False)
+    folds: int = option(1, "walk-forward folds")
     # what to run
-    ablation: bool = True            # the no-edge ablation (and the no-temporal one, see temporal_ablation)
-    temporal_ablation: bool = True   # gnn_no_temporal beside a temporal GNN (needs ablation)
-    select_encoder: bool = False     # train GRU and snapshot node encoders, keep the validation winner (folds.py)
-    encoder_criterion: str = "macro_f1"   # selection score: "macro_f1" (higher wins) or "log_loss" (lower wins)
-    encoder_margin: float = 0.0      # the snapshot encoder must win by more than this to replace the GRU
-    baselines: bool = True
-    hist_gb_max_rows: int | None = 60_000   # also hist_gb_context's (same rows as hist_gb)
-    mlp_window: int = 24             # hours of each pair's normalised features the MLP baseline sees
-    mlp_max_rows: int | None = 60_000
-    seed: int = 0
-    seeds: list[int] | None = None   # training seeds, each a full run (None = [seed]); model.pt = the first's
-    device: str = "cpu"
-    threads: int = field(default_factory=available_cores)  # torch intra-op threads (default: every core allowed)
-    out: str | None = None
-    progress: bool = True
-    save_packaged: bool = False
-    resume: bool = False             # save each (seed, fold) result in out/parts/ and re-use saved ones
+    ablation: bool = option(True, "skip both GNN ablations", flags=("--no-ablation",), action="store_false")
+    temporal_ablation: bool = option(True, "skip gnn_no_temporal (the GNN without its temporal encoder)",
+                                     flags=("--no-temporal-ablation",), action="store_false")
+    select_encoder: bool = option(False, "temporal GNN: train it with and without the GRU (and the no-edge "
+                                         "ablation both ways) and keep each one's validation winner; off by "
+                                         "default (always the GRU): on held-out synthetic markets no criterion "
+                                         "beat the GRU (benchmarks/encoder_selection_check.py)",
+                                  flags=("--encoder-selection",))
+    encoder_criterion: str = option("macro_f1", "--encoder-selection: the validation score that chooses",
+                                    choices=ENCODER_CRITERIA)
+    encoder_margin: float = option(0.0, "--encoder-selection: the snapshot encoder replaces the GRU only when "
+                                        "it wins by more")
+    baselines: bool = option(True, "skip the baselines", flags=("--no-baselines",), action="store_false")
+    hist_gb_max_rows: int | None = option(60_000, "training rows subsampled for hist_gb and hist_gb_context",
+                                          cli=False)
+    mlp_window: int = option(24, "hours of lookback the MLP baseline sees per pair")
+    mlp_max_rows: int | None = option(60_000, "training rows subsampled for the MLP baseline", cli=False)
+    seed: int = option(0, "training seed (also the synthetic market's seed)")
+    seeds: list[int] | None = option(None, "train every model once per seed (e.g. --seeds 0 1 2); metrics are "
+                                           "means +- sd over seeds, model.pt is the first seed's GNN (default: "
+                                           "--seed)", type=int, nargs="+")
+    device: str = option("cpu", "torch device", choices=("cpu", "cuda", "auto"))
+    threads: int = option(available_cores, "torch CPU threads: the cores this process may use unless given "
+                                           "(fewer on a shared machine)")
+    out: str | None = option(None, "output folder (default runs/<UTC timestamp>)", type=str)
+    progress: bool = option(True, "no progress bars", flags=("--no-progress",), action="store_false")
+    save_packaged: bool = option(False, "also install model.pt as gnn_market/checkpoints/sample_gatv2.pt (+ "
+                                        ".json sidecar); the fit range must end before 2023-09-01",
+                                 action="store_true")
+    resume: bool = option(False, "save each (seed, fold) result under OUT/parts/ and re-use the ones already "
+                                 "there (same flags): continues an interrupted run, or assembles seeds run in "
+                                 "parallel", action="store_true")
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
@@ -110,6 +161,8 @@ class TrainConfig:
             raise DataError(f"--edge-memory-mb must be >= 0, got {self.edge_memory_mb}")
         if self.epochs < 1 or self.batch_hours < 1 or self.patience < 1:
             raise DataError("--epochs, batch hours and patience must be >= 1")
+        if self.window < 2:
+            raise DataError(f"--window must be >= 2 hours, got {self.window}")
         if self.folds < 1:
             raise DataError(f"--folds must be >= 1, got {self.folds}")
         if self.mlp_window < 1:

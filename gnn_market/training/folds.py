@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -72,6 +72,14 @@ class FoldResult:
     no_edges_encoder: str | None = None              # the no-edge ablation's own choice (None: not selected)
 
 
+def model_config_of(cfg: TrainConfig, in_channels: int) -> ModelConfig:
+    """The network's :class:`ModelConfig` from the run's settings, field by field name (no hand copy):
+    every ``ModelConfig`` field that ``TrainConfig`` also has is taken from it; the input width and the
+    edge features per edge come from the data and the graph settings."""
+    shared = {f.name: getattr(cfg, f.name) for f in fields(ModelConfig) if hasattr(cfg, f.name)}
+    return ModelConfig(**{**shared, "in_channels": in_channels, "edge_dim": graph_config(cfg).edge_dim})
+
+
 def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.device,
              fold_name: str = "", edges: DenseEdges | None = None) -> FoldResult:
     """Fit the normaliser on ``split.train``, train the GNN (and ablation, baselines) and predict val/test.
@@ -94,11 +102,7 @@ def run_fold(market: MarketData, split: Split, cfg: TrainConfig, device: torch.d
         if len(rows["train"].y) == 0 or len(rows["val"].y) == 0 or len(rows["test"].y) == 0:
             raise DataError("a split has no labelled nodes (is the data mostly missing?)")
         weights = balanced_weights(rows["train"].y) if cfg.class_weighted else None
-        model_config = ModelConfig(in_channels=market.features.values.shape[-1], hidden=cfg.hidden,
-                                   heads=cfg.heads, layers=cfg.layers, dropout=cfg.dropout, lookback=cfg.lookback,
-                                   context=cfg.context, edge_dim=graph_config(cfg).edge_dim,
-                                   edge_gain=cfg.edge_gain, current_skip=cfg.current_skip,
-                                   context_inputs=cfg.context_inputs)
+        model_config = model_config_of(cfg, in_channels=market.features.values.shape[-1])
         windows = None
         if cfg.lookback:  # one shared [T, N, F + 1] array; each batch gathers its [B * N, L, F + 1] windows
             windows = NodeWindows(inputs.x, inputs.valid, cfg.lookback, device)

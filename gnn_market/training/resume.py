@@ -51,7 +51,7 @@ from ..normalizer import FeatureNormalizer
 from ..pipeline import MarketData
 from ..version import __version__
 from .config import TrainConfig
-from .folds import FoldResult
+from .folds import FoldResult, model_config_of
 from .graphs import graph_config
 from .loop import History
 from .splits import Split
@@ -273,11 +273,8 @@ def _model_problem(raw: dict[str, Any], spec: PartSpec) -> str | None:
         return f"its encoder {raw['encoder']!r} is not 'temporal' or 'snapshot'"
     if raw["no_edges_encoder"] not in ("temporal", "snapshot", None):
         return f"its no-edge encoder {raw['no_edges_encoder']!r} is not 'temporal', 'snapshot' or None"
-    want = {"in_channels": len(spec.feature_names), "hidden": cfg.hidden, "heads": cfg.heads,
-            "layers": cfg.layers, "dropout": cfg.dropout, "context": cfg.context,
-            "edge_dim": graph_config(cfg).edge_dim, "edge_gain": cfg.edge_gain, "current_skip": cfg.current_skip,
-            "context_inputs": cfg.context_inputs,
-            "lookback": cfg.lookback if raw["encoder"] == "temporal" else 0}
+    want = asdict(model_config_of(cfg, len(spec.feature_names)))
+    want["lookback"] = cfg.lookback if raw["encoder"] == "temporal" else 0
     differ = sorted(k for k, v in want.items() if stored.get(k) != v)
     if differ:
         return "its model config differs from this run's in " + ", ".join(
