@@ -58,43 +58,39 @@ per hour does not grow with the store.
 """
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Protocol, Sequence
 
 import pandas as pd
-import pyarrow.parquet as pq
 from filelock import FileLock
 
-from .atomic import atomic_path
+from . import prediction_dataset as pds
 from .encoder import EncodedRange, GraphEncoder
 from .errors import DataError
 from .panel import load_panel
+from .prediction_file import MODEL_ID_CHARS, Written, append_hours, check_pairs, read_written, written_through
 from .store import Store
 from .timeutil import HOUR
+
+__all__ = ["FollowConfig", "Follower", "Written", "append_hours", "check_pairs", "complete_through", "follow",
+           "model_id", "poll_once", "read_written", "stopped_pairs", "stored_lasts", "written_through"]
 
 log = logging.getLogger(__name__)
 
 #: Hours of history loaded before the first hour to encode (see the module docstring).
 WARMUP_HOURS = 720
-#: Suffixes --follow can append to.
+#: Suffixes --follow can append to (a single file, rewritten on each append); no suffix: a dataset folder.
 FOLLOW_SUFFIXES = (".parquet", ".csv")
-#: Characters of the checkpoint's SHA-256 kept in the ``model`` column.
-MODEL_ID_CHARS = 12
 #: Default of :attr:`FollowConfig.stopped_after_hours`: longer than a ``collect`` catch-up takes to reach
 #: every pair after any usual outage, short enough that a delisting holds predictions back at most a day.
 STOPPED_AFTER_HOURS = 24
 #: In a running follower, a pair left behind while the store's newest hour advanced this often has stopped.
 STOPPED_AFTER_ADVANCES = 2
-#: What a ``model`` cell holds; anything else means the row was cut or edited.
-_MODEL_ID = rf"[0-9a-f]{{{MODEL_ID_CHARS}}}"
-#: Columns read from an existing output to continue it.
-_STATE_COLUMNS = ["time", "symbol", "model"]
 
 
 @dataclass(frozen=True)
@@ -109,35 +105,36 @@ class FollowConfig:
     embeddings: bool = True                # emb_* columns
     stopped_after_hours: int = STOPPED_AFTER_HOURS  # on a first poll, a pair this far behind has stopped
 
+    @property
+    def dataset(self) -> bool:
+        """``out`` names a folder (no suffix): the month-partitioned dataset of :mod:`gnn_market.prediction_dataset`."""
+        return Path(self.out).suffix == ""
+
     def target(self) -> Path:
-        """The file written: ``out``, or the file a symbolic link ``out`` leads to (the link is kept)."""
+        """The file (or folder) written: ``out``, or what a symbolic link ``out`` leads to (the link is kept)."""
         return Path(os.path.realpath(Path(self.out).expanduser()))
 
     def validate(self) -> None:
         out = Path(self.out)
-        if out.suffix.lower() not in FOLLOW_SUFFIXES:
-            raise DataError(f"--follow appends to a {' or '.join(FOLLOW_SUFFIXES)} file, got {self.out}")
+        if not self.dataset and out.suffix.lower() not in FOLLOW_SUFFIXES:
+            raise DataError(f"--follow appends to a {' or '.join(FOLLOW_SUFFIXES)} file or to a folder (a name "
+                            f"without suffix), got {self.out}")
         target = self.target()
         if target.suffix.lower() != out.suffix.lower():
-            raise DataError(f"{out} is a link to {target}, which is not a {out.suffix} file; pass another --out")
+            raise DataError(f"{out} is a link to {target}, which is not a {out.suffix or 'folder'} "
+                            f"{'name' if self.dataset else 'file'}; pass another --out")
         if not target.parent.is_dir():
             raise DataError(f"cannot write {self.out}: folder {target.parent} does not exist")
-        if target.is_dir():
+        if target.is_dir() and not self.dataset:
             raise DataError(f"cannot write {self.out}: it is a folder; pass a file name")
+        if self.dataset and target.exists() and not target.is_dir():
+            raise DataError(f"cannot write {self.out}: it is a file; a name without suffix is a predictions folder")
         if not self.interval_s >= 0:
             raise DataError(f"--interval must be >= 0 seconds, got {self.interval_s}")
         if self.iterations is not None and self.iterations < 1:
             raise DataError(f"--iterations must be >= 1, got {self.iterations}")
         if self.stopped_after_hours < 1:
             raise DataError(f"stopped_after_hours must be >= 1, got {self.stopped_after_hours}")
-
-
-@dataclass(frozen=True)
-class Written:
-    """What an existing output holds: its last hour and its pairs (None / empty for no file)."""
-
-    last: pd.Timestamp | None
-    symbols: frozenset[str]
 
 
 @dataclass
@@ -234,145 +231,15 @@ def waited_for(lasts: Mapping[str, pd.Timestamp], since: pd.Timestamp | None,
     return {s: t for s, t in lasts.items() if s not in stopped and (since is None or t >= since - HOUR)}
 
 
-def written_through(out: Path, model: str, embeddings: bool) -> pd.Timestamp | None:
-    """Last hour in ``out`` (None if there is no file); refuses a file of another model or layout."""
-    return read_written(out, model, embeddings).last
-
-
-def read_written(out: Path, model: str, embeddings: bool) -> Written:
-    """What ``out`` holds; refuses a damaged file or one of another model or layout (:class:`DataError`)."""
-    if not out.exists():
-        return Written(None, frozenset())
-    columns, frame = _read_parquet_state(out) if out.suffix.lower() == ".parquet" else _read_csv_state(out)
-    has_emb = any(c.startswith("emb_") for c in columns)
-    if has_emb != embeddings:
-        raise DataError(f"{out} was written {'with' if has_emb else 'without'} embedding columns; pass the same "
-                        f"--no-embeddings setting or another --out")
-    models = set(frame["model"])
-    if models - {model}:
-        raise DataError(f"{out} holds predictions of model {sorted(models - {model})[0]}, not of this checkpoint "
-                        f"({model}); pass another --out")
-    last = pd.to_datetime(frame["time"], utc=True).max() if len(frame) else None
-    return Written(last, frozenset(frame["symbol"]))
-
-
-def _damaged(out: Path, what: str) -> DataError:
-    """The one-line refusal of an output --follow cannot safely continue."""
-    what = " ".join(what.split())  # parser messages carry newlines
-    return DataError(f"{out} is damaged ({what}); it was not changed: repair or move it away, or pass "
-                     f"another --out")
-
-
-def _read_parquet_state(out: Path) -> tuple[list[str], pd.DataFrame]:
-    try:
-        columns = pq.read_schema(out).names
-        if "model" not in columns:
-            raise DataError(f"{out} has no 'model' column: it was not written by --follow; pass another --out")
-        missing = [c for c in _STATE_COLUMNS if c not in columns]
-        if missing:
-            raise _damaged(out, f"no column {missing[0]!r}")
-        frame = pq.read_table(out, columns=_STATE_COLUMNS).to_pandas()
-    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
-        raise _damaged(out, f"cannot read it as parquet: {exc}") from exc
-    _check_rows(out, frame)
-    return columns, frame
-
-
-def _read_csv_state(out: Path) -> tuple[list[str], pd.DataFrame]:
-    try:
-        text = out.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _damaged(out, f"cannot read it as text: {exc}") from exc
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
-        raise _damaged(out, "no header line")
-    columns = next(csv.reader([lines[0]]))
-    if "model" not in columns:
-        raise DataError(f"{out} has no 'model' column: it was not written by --follow; pass another --out")
-    missing = [c for c in _STATE_COLUMNS if c not in columns]
-    if missing:
-        raise _damaged(out, f"no column {missing[0]!r}")
-    # A cut-off write or copy leaves a short last row, which pandas would fill with NaN silently (a short
-    # row inside the file leaves ``model``, the last column, empty: _check_rows refuses it; a long one
-    # is a parser error).
-    last = next(csv.reader([lines[-1]])) if len(lines) > 1 else columns
-    if len(last) != len(columns):
-        raise _damaged(out, f"line {len(lines)} has {len(last)} fields, the header {len(columns)}"
-                            + ("; the last row is cut short" if len(last) < len(columns) else ""))
-    try:
-        frame = pd.read_csv(out, usecols=_STATE_COLUMNS, dtype=str, keep_default_na=False)
-    except (OSError, ValueError) as exc:  # pandas' ParserError is a ValueError
-        raise _damaged(out, f"cannot parse it as CSV: {exc}") from exc
-    _check_rows(out, frame)
-    return columns, frame
-
-
-def _check_rows(out: Path, frame: pd.DataFrame) -> None:
-    """Every row names a model, a pair and an hour: an empty or cut-off cell means the file was damaged.
-
-    Rows are counted from 1 after the header (a CSV's line number is one more).
-    """
-    model = frame["model"].astype("string").fillna("")
-    bad = ~model.str.fullmatch(_MODEL_ID) | frame["symbol"].astype("string").fillna("").eq("")
-    if bad.any():
-        row = int(bad.to_numpy().argmax())
-        cell = model.iloc[row]
-        what = "no model or no symbol: cut short" if not cell else f"model {cell!r}, not {MODEL_ID_CHARS} hex digits"
-        raise _damaged(out, f"row {row + 1} has {what}")
-    try:
-        times = pd.to_datetime(frame["time"], utc=True)
-    except (ValueError, TypeError) as exc:
-        raise _damaged(out, f"a time that is not an ISO hour: {exc}") from exc
-    if times.isna().any():
-        raise _damaged(out, f"row {int(times.isna().to_numpy().argmax()) + 1} has no time")
-
-
-def check_pairs(out: Path, written: Written, encoded: EncodedRange, symbols: Sequence[str] | None) -> None:
-    """Refuse to mix graphs: the file's pairs must be this run's (``--symbols``), or hold every pair it encodes.
-
-    With the default (every stored pair) a pair that left the data window may drop out,
-    but a pair the file never had means another graph.
-    """
-    if written.last is None:
-        return
-    run = set(encoded.symbols)
-    new = sorted(run - written.symbols)
-    gone = sorted(written.symbols - run) if symbols is not None else []
-    if new or gone:
-        diff = "; ".join(part for part in (f"{len(new)} pair(s) it lacks ({', '.join(new[:5])})" if new else "",
-                                           f"not {len(gone)} of its pairs ({', '.join(gone[:5])})" if gone else "")
-                         if part)
-        raise DataError(f"{out} holds predictions for {len(written.symbols)} other pairs: this run has {diff}, "
-                        f"another graph; pass --symbols {','.join(sorted(written.symbols))} or another --out")
-
-
-def append_hours(out: Path, encoded: EncodedRange, model: str, embeddings: bool) -> int:
-    """Append ``encoded``'s rows (with the ``model`` column) to ``out`` atomically; returns rows written."""
-    frame = encoded.to_frame(embeddings=embeddings).assign(model=model)
-    with atomic_path(out, DataError) as tmp:
-        if out.suffix.lower() == ".parquet":
-            if out.exists():
-                frame = pd.concat([pd.read_parquet(out), frame], ignore_index=True)
-            frame.to_parquet(tmp, index=False)
-        else:
-            text = frame.assign(time=frame["time"].map(pd.Timestamp.isoformat)).to_csv(
-                index=False, header=not out.exists(), float_format="%.6g")
-            old = out.read_bytes() if out.exists() else b""
-            if old and not old.endswith(b"\n"):  # a complete last row without its newline (checked before)
-                old += b"\n"
-            tmp.write_bytes(old + text.encode())
-    return len(encoded.times) * len(encoded.symbols)
-
-
 @contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """Hold ``out``'s cross-process lock ``.<name>.lock`` (a second follower waits); one-line errors."""
-    lock_path = out.with_name(f".{out.name}.lock")
+def output_lock(out: Path, lock_path: Path | None = None) -> Iterator[None]:
+    """Hold ``out``'s cross-process lock (default ``.<name>.lock`` beside it; a second follower waits)."""
+    lock_path = lock_path if lock_path is not None else out.with_name(f".{out.name}.lock")
     lock = FileLock(lock_path)
     try:
         lock.acquire()
     except OSError as exc:
-        hint = f"remove the folder {lock_path}" if lock_path.is_dir() else f"make {out.parent} writable"
+        hint = f"remove the folder {lock_path}" if lock_path.is_dir() else f"make {lock_path.parent} writable"
         raise DataError(f"cannot lock {out} through {lock_path}: {exc.strerror or exc}; {hint} or pass "
                         f"another --out") from exc
     try:
@@ -381,18 +248,91 @@ def output_lock(out: Path) -> Iterator[None]:
         lock.release()
 
 
+class Output(Protocol):
+    """Where a follower writes: :class:`FileOutput` or :class:`DatasetOutput`."""
+
+    path: Path
+
+    def lock(self) -> Iterator[None]: ...
+    def written(self, model: str, embeddings: bool) -> Written: ...
+    def append(self, encoded: EncodedRange, model: str, embeddings: bool) -> None: ...
+
+
+@dataclass
+class FileOutput:
+    """One ``.parquet`` / ``.csv`` file, rewritten whole on each append (:mod:`gnn_market.prediction_file`)."""
+
+    path: Path
+
+    def lock(self):
+        return output_lock(self.path)
+
+    def written(self, model: str, embeddings: bool) -> Written:
+        return read_written(self.path, model, embeddings)
+
+    def append(self, encoded: EncodedRange, model: str, embeddings: bool) -> None:
+        append_hours(self.path, encoded, model, embeddings)
+
+
+@dataclass
+class DatasetOutput:
+    """A month-partitioned folder (:mod:`gnn_market.prediction_dataset`): new parts only, months compacted."""
+
+    path: Path
+    columns: list[str] | None = None  # the newest month's, read by written()
+
+    def lock(self):
+        try:
+            self.path.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"cannot create {self.path}: {exc.strerror or exc}; pass another --out") from exc
+        return output_lock(self.path, self.path / pds.LOCK_NAME)
+
+    def written(self, model: str, embeddings: bool) -> Written:
+        """Finish an interrupted compaction, then read the newest month; refuses another model or layout."""
+        pds.recover(self.path)
+        current = pds.state(self.path)
+        self.columns = current.columns
+        if current.columns is not None:
+            has_emb = any(c.startswith("emb_") for c in current.columns)
+            if has_emb != embeddings:
+                raise DataError(f"{self.path} was written {'with' if has_emb else 'without'} embedding columns; "
+                                f"pass the same --no-embeddings setting or another --out")
+            others = sorted(current.models - {model})
+            if others:
+                raise DataError(f"{self.path} holds predictions of model {others[0]}, not of this checkpoint "
+                                f"({model}); pass another --out")
+        return Written(current.last, current.symbols)
+
+    def append(self, encoded: EncodedRange, model: str, embeddings: bool) -> None:
+        frame = dataset_frame(encoded, model, embeddings)
+        if self.columns is not None and list(frame.columns) != self.columns:
+            raise DataError(f"{self.path} holds other columns than this run writes "
+                            f"({pds.column_diff(self.columns, list(frame.columns))}); pass another --out")
+        pds.append(self.path, frame)
+
+
+def dataset_frame(encoded: EncodedRange, model: str, embeddings: bool) -> pd.DataFrame:
+    """The rows of a dataset part: :meth:`EncodedRange.to_frame` with ``time`` named ``hour``, plus ``model``."""
+    return encoded.to_frame(embeddings=embeddings).rename(columns={"time": "hour"}).assign(model=model)
+
+
+def output_for(config: FollowConfig) -> Output:
+    return DatasetOutput(config.target()) if config.dataset else FileOutput(config.target())
+
+
 def poll_once(encoder: GraphEncoder, store: Store, config: FollowConfig, model: str,
               stuck: StuckPairs | None = None) -> list[pd.Timestamp]:
-    """Write every complete hour after the file's last one; returns the hours written.
+    """Write every complete hour after the output's last one; returns the hours written.
 
     ``stuck``: what this follower saw on earlier polls (see :class:`StuckPairs`).
     """
-    out = config.target()
+    output = output_for(config)
     lasts = stored_lasts(store, encoder.market, config.symbols)
     if not lasts:
         return []
-    with output_lock(out):
-        written = read_written(out, model, config.embeddings)
+    with output.lock():
+        written = output.written(model, config.embeddings)
         since = written.last + HOUR if written.last is not None else None  # None: a new file
         stopped = stopped_pairs(lasts, config.stopped_after_hours, stuck)
         ready = complete_through(lasts, since=since, stopped=stopped)
@@ -404,11 +344,11 @@ def poll_once(encoder: GraphEncoder, store: Store, config: FollowConfig, model: 
         panel = load_panel(store, market=encoder.market, symbols=list(config.symbols) if config.symbols else None,
                            start=first - WARMUP_HOURS * HOUR, end=ready)
         encoded = encoder.encode_range(panel, start=first, end=ready, progress=None)
-        check_pairs(out, written, encoded, config.symbols)
-        append_hours(out, encoded, model, config.embeddings)
+        check_pairs(output.path, written, encoded, config.symbols)
+        output.append(encoded, model, config.embeddings)
     hours = list(encoded.times)
     log.info("wrote %d hour(s) %s .. %s x %d pairs to %s", len(hours), hours[0].isoformat(),
-             hours[-1].isoformat(), len(encoded.symbols), out)
+             hours[-1].isoformat(), len(encoded.symbols), output.path)
     return hours
 
 
@@ -436,23 +376,44 @@ def _log_stopped(lasts: Mapping[str, pd.Timestamp], first: pd.Timestamp, stopped
                     "hours are written as the data has them (filled, then not valid)", sym, lasts[sym].isoformat())
 
 
+class Follower:
+    """One follower: the encoder, the output and what earlier polls saw (``collect --predict`` keeps one).
+
+    Creating it checks the configuration and the symbols, and reads the output once, so a
+    wrong ``--out`` (another model, layout, damaged) is refused before the first poll.
+    """
+
+    def __init__(self, encoder: GraphEncoder, store: Store, config: FollowConfig) -> None:
+        config.validate()
+        self.encoder, self.store, self.config = encoder, store, config
+        self.model = model_id(encoder)
+        self.stuck = StuckPairs()
+        if store.exists():
+            check_symbols(store, encoder.market, config.symbols)
+        output = output_for(config)
+        if output.path.exists():
+            with output.lock():
+                output.written(self.model, config.embeddings)
+
+    def poll(self) -> list[pd.Timestamp]:
+        """Write every complete hour not yet written; returns them."""
+        return poll_once(self.encoder, self.store, self.config, self.model, self.stuck)
+
+
 def follow(encoder: GraphEncoder, store: Store, config: FollowConfig,
            sleep: Callable[[float], None] = time.sleep) -> list[pd.Timestamp]:
     """Poll ``store`` every ``config.interval_s`` seconds, appending new hours to ``config.out``.
 
     Runs ``config.iterations`` polls (forever when None; Ctrl-C stops it
-    between or during polls without damaging the file). Returns the hours
+    between or during polls without damaging the output). Returns the hours
     written. ``sleep`` is the wait between polls (tests pass one that stores
     the next hour). Symbols the store does not hold are refused first.
     """
-    config.validate()
-    check_symbols(store, encoder.market, config.symbols)
-    model = model_id(encoder)
-    stuck = StuckPairs()
+    follower = Follower(encoder, store, config)
     written: list[pd.Timestamp] = []
     n = 0
     while True:
-        written += poll_once(encoder, store, config, model, stuck)
+        written += follower.poll()
         n += 1
         if config.iterations is not None and n >= config.iterations:
             return written

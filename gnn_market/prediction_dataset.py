@@ -1,0 +1,293 @@
+"""Live predictions as a month-partitioned Parquet dataset that standard engines read.
+
+Layout (the same partition rule as the store's ``month=<YYYY-MM>`` folders)::
+
+    DIR/.predictions.lock                       cross-process lock of the writers (one poll at a time)
+    DIR/month=2024-03/part-20240301T00-20240301T05.parquet    one append (hours 00..05), written once
+    DIR/month=2024-03/part-20240301T06-20240301T06.parquet    the next poll's hours
+    DIR/month=2024-02/month-2024-02.parquet     a complete month, compacted into one file
+
+Every file holds the columns ``hour`` (``timestamp[ns, UTC]``: the hour whose
+candle is the latest input; the prediction is for the candle opening at
+``hour + 1h``), ``symbol``, ``p_down``, ``p_sideways``, ``p_up``,
+``prediction``, ``valid``, ``filled``, ``emb_0 ..`` (unless written without
+embeddings) and ``model`` (the checkpoint's SHA-256 prefix); the month is the
+folder's partition key only. Read it with::
+
+    pyarrow.dataset.dataset("DIR", partitioning="hive")
+    duckdb: SELECT * FROM read_parquet('DIR/*/*.parquet', hive_partitioning=true)
+
+Rules:
+
+- **Append only, each hour once.** A poll writes its hours as one new part per
+  month they fall in, named by its first and last hour (so two parts never
+  share a name), through a temporary file renamed into place (a reader sees a
+  part whole or not at all). The hours already written are read from the
+  dataset itself, from its newest month only (cheap at any age): the next part
+  starts at the hour after the newest month's last one. Months are written in
+  order, so a crash between two months' parts leaves the later month empty and
+  the next poll writes it.
+- **Compaction.** Once a later month holds an hour, a month is complete and its
+  parts are merged into ``month-<YYYY-MM>.parquet``: the merged file is written
+  (and flushed) as ``.month-<YYYY-MM>.parquet.compacting`` (a name no
+  ``*.parquet`` glob matches), the parts are removed, then it is renamed to its
+  final name. A single part is renamed, no copy. A reader globbing ``*.parquet``
+  may therefore miss that month's hours for the few milliseconds between the
+  removals and the rename, and never sees an hour twice. A crash in that window
+  leaves the ``.compacting`` file: :func:`read_dataset` reads it in place of the
+  parts, and the next writer (:func:`recover`, run before every append) finishes
+  the compaction. History is never rewritten otherwise.
+- **Refusals** (:class:`DataError`, one line, nothing changed or deleted): a
+  folder holding anything but ``month=YYYY-MM`` folders; parts of another
+  model or with other columns; a part that cannot be read.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .atomic import atomic_path
+from .errors import DataError
+
+#: The lock file of the writers, in DIR (not a ``*.parquet`` name: readers never see it).
+LOCK_NAME = ".predictions.lock"
+#: Suffix of a merged month not yet in place (see the module docstring).
+PENDING_SUFFIX = ".compacting"
+#: Columns read to continue a dataset.
+STATE_COLUMNS = ["hour", "symbol", "model"]
+_MONTH_DIR = re.compile(r"month=(\d{4}-\d{2})")
+_PART = re.compile(r"part-(\d{8}T\d{2})-(\d{8}T\d{2})\.parquet")
+_STAMP = "%Y%m%dT%H"
+
+
+@dataclass(frozen=True)
+class MonthFiles:
+    """The files of one ``month=`` folder: parts, the compacted file, an interrupted compaction."""
+
+    folder: Path
+    month: str
+    parts: list[Path]
+    compacted: Path | None
+    pending: Path | None
+
+    def readable(self) -> list[Path]:
+        """The files that hold the month's rows, each row once (a pending merge stands for the parts)."""
+        if self.pending is not None:
+            return [self.pending]
+        return ([self.compacted] if self.compacted is not None else []) + self.parts
+
+
+@dataclass(frozen=True)
+class DatasetState:
+    """What a dataset holds, as far as a writer needs: its newest month's hours, pairs and columns."""
+
+    last: pd.Timestamp | None
+    symbols: frozenset[str]
+    columns: list[str] | None
+    models: frozenset[str] = frozenset()
+
+
+def month_key(hours: pd.DatetimeIndex | pd.Series) -> pd.Index:
+    """``YYYY-MM`` of each UTC hour (the partition value)."""
+    return pd.Index(pd.DatetimeIndex(hours).tz_convert("UTC").strftime("%Y-%m"))
+
+
+def compacted_name(month: str) -> str:
+    return f"month-{month}.parquet"
+
+
+def month_files(folder: Path) -> MonthFiles:
+    """List ``folder`` (a ``month=`` folder); temporaries of an interrupted write are left out."""
+    month = _MONTH_DIR.fullmatch(folder.name).group(1)  # type: ignore[union-attr]
+    names = {p.name: p for p in folder.iterdir()}
+    pending = names.get(f".{compacted_name(month)}{PENDING_SUFFIX}")
+    parts = sorted(p for n, p in names.items() if _PART.fullmatch(n))
+    return MonthFiles(folder, month, parts, names.get(compacted_name(month)), pending)
+
+
+def month_folders(root: Path) -> list[Path]:
+    """The ``month=`` folders of ``root``, oldest first; refuses a folder that is not a predictions dataset."""
+    if not root.exists():
+        return []
+    if not root.is_dir():
+        raise DataError(f"{root} is a file, not a predictions folder; pass a folder (no suffix) as --out")
+    months, foreign = [], []
+    for entry in root.iterdir():
+        if entry.is_dir() and _MONTH_DIR.fullmatch(entry.name):
+            months.append(entry)
+        elif not entry.name.startswith("."):  # our lock, a writer's temporaries
+            foreign.append(entry.name)
+    if foreign:
+        raise DataError(f"{root} is not a predictions folder: it holds {', '.join(sorted(foreign)[:3])}; "
+                        f"pass an empty or new folder as --out")
+    return sorted(months)
+
+
+def _damaged(path: Path, what: str) -> DataError:
+    what = " ".join(str(what).split())
+    return DataError(f"{path} is damaged ({what}); nothing was changed or deleted: move it away and pass the "
+                     f"same --out again (its hours are written anew), or pass another --out")
+
+
+def _read(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
+    """One file of the dataset, with one-line errors for a damaged file."""
+    try:
+        names = pq.read_schema(path).names
+        missing = [c for c in (columns or []) if c not in names]
+        if missing:
+            raise _damaged(path, f"no column {missing[0]!r}")
+        return pq.read_table(path, columns=list(columns) if columns else None)
+    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+        raise _damaged(path, f"cannot read it as parquet: {exc}") from exc
+
+
+def state(root: Path) -> DatasetState:
+    """The newest month's last hour, pairs and columns (older months are not read); checks its files.
+
+    Refuses (one line) a damaged file, files whose columns differ, a row without hour, pair or
+    model, and an (hour, pair) held twice.
+    """
+    for folder in reversed(month_folders(root)):
+        files = month_files(folder).readable()
+        if files:  # none: a crash between a month's mkdir and its first part
+            return _month_state(root, folder, files)
+    return DatasetState(None, frozenset(), None)
+
+
+def _month_state(root: Path, folder: Path, files: list[Path]) -> DatasetState:
+    tables = [_read(path, STATE_COLUMNS) for path in files]
+    columns = pq.read_schema(files[0]).names
+    for path in files[1:]:
+        names = pq.read_schema(path).names
+        if names != columns:
+            raise DataError(f"{path} has other columns than {files[0].name} ({column_diff(names, columns)}); "
+                            f"{root} mixes two layouts: pass another --out")
+    frame = pa.concat_tables(tables).to_pandas()
+    if frame[STATE_COLUMNS].isna().any().any():
+        raise _damaged(folder, "a row without its hour, symbol or model")
+    dup = frame.duplicated(["hour", "symbol"])
+    if dup.any():
+        row = frame[dup].iloc[0]
+        raise _damaged(folder, f"hour {row['hour'].isoformat()} of {row['symbol']} is held twice")
+    return DatasetState(frame["hour"].max() if len(frame) else None, frozenset(frame["symbol"]), columns,
+                        frozenset(frame["model"]))
+
+
+def column_diff(have: Sequence[str], want: Sequence[str]) -> str:
+    extra, missing = [c for c in have if c not in want], [c for c in want if c not in have]
+    parts = ([f"has {', '.join(extra[:3])}"] if extra else []) + ([f"lacks {', '.join(missing[:3])}"] if missing else [])
+    return "; ".join(parts) or "another column order"
+
+
+def to_table(frame: pd.DataFrame) -> pa.Table:
+    """``frame`` (``hour``, ``symbol``, ...) as Arrow with ``hour`` as ``timestamp[ns, UTC]``."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    i = table.schema.get_field_index("hour")
+    return table.set_column(i, "hour", table.column("hour").cast(pa.timestamp("ns", tz="UTC")))
+
+
+def part_name(first: pd.Timestamp, last: pd.Timestamp) -> str:
+    return f"part-{first.strftime(_STAMP)}-{last.strftime(_STAMP)}.parquet"
+
+
+def append(root: Path, frame: pd.DataFrame) -> list[Path]:
+    """Write ``frame`` (hours after everything stored, in order) as one new part per month; returns the parts.
+
+    Columns must be those of the stored parts (checked by the caller through :func:`state`).
+    Complete months are compacted afterwards (:func:`compact_complete`).
+    """
+    written = []
+    keys = month_key(frame["hour"])
+    for month in sorted(set(keys)):
+        rows = frame[keys == month]
+        folder = root / f"month={month}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / part_name(rows["hour"].iloc[0], rows["hour"].iloc[-1])
+        if path.exists():  # never happens when state() was read under the lock; never overwrite
+            raise DataError(f"{path} exists already: another writer without the lock? nothing was written")
+        with atomic_path(path, DataError) as tmp:
+            pq.write_table(to_table(rows), tmp)
+        written.append(path)
+    compact_complete(root)
+    return written
+
+
+def recover(root: Path) -> list[str]:
+    """Finish every compaction a crash interrupted (see the module docstring); returns their months."""
+    done = []
+    for folder in month_folders(root):
+        files = month_files(folder)
+        if files.pending is not None:
+            _finish(files)
+            done.append(files.month)
+    return done
+
+
+def compact_complete(root: Path) -> list[str]:
+    """Merge the parts of every month before the newest one into its month file; returns the months."""
+    folders = month_folders(root)
+    done = []
+    for folder in folders[:-1]:
+        files = month_files(folder)
+        if files.pending is not None:
+            _finish(files)
+        elif files.parts:
+            compact(files)
+        else:
+            continue
+        done.append(files.month)
+    return done
+
+
+def compact(files: MonthFiles) -> Path:
+    """Merge ``files``' parts (and an older month file) into ``month-<YYYY-MM>.parquet``."""
+    target = files.folder / compacted_name(files.month)
+    sources = ([files.compacted] if files.compacted is not None else []) + files.parts
+    if len(sources) == 1:  # one rename: atomic, no window at all
+        os.replace(sources[0], target)
+        return target
+    tables = [_read(p) for p in sources]
+    first = tables[0].schema.names
+    for path, table in zip(sources, tables):
+        if table.schema.names != first:
+            raise DataError(f"{path} has other columns than {sources[0].name} ({column_diff(table.schema.names, first)});"
+                            f" month {files.month} was not compacted")
+    merged = pa.concat_tables(tables)  # parts sort by name = by hour, the month file holds earlier hours
+    pending = files.folder / f".{compacted_name(files.month)}{PENDING_SUFFIX}"
+    with atomic_path(pending, DataError) as tmp:
+        pq.write_table(merged, tmp)
+    _finish(month_files(files.folder))
+    return target
+
+
+def _finish(files: MonthFiles) -> None:
+    """The end of a compaction whose merged file is in place as ``.compacting``: remove the parts, rename it."""
+    assert files.pending is not None
+    for part in files.parts + ([files.compacted] if files.compacted is not None else []):
+        part.unlink(missing_ok=True)
+    os.replace(files.pending, files.folder / compacted_name(files.month))
+
+
+def read_dataset(root: str | os.PathLike, columns: Sequence[str] | None = None,
+                 start: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Every row of the dataset (each hour once, also after a crash mid-compaction), sorted by hour.
+
+    ``start``: leave out the months before the one holding this hour. Columns: those of the files.
+    """
+    root = Path(root)
+    tables = []
+    for folder in month_folders(root):
+        if start is not None and folder.name[len("month="):] < month_key(pd.DatetimeIndex([start]))[0]:
+            continue
+        tables += [_read(p, columns) for p in month_files(folder).readable()]
+    if not tables:
+        return pd.DataFrame(columns=list(columns) if columns else STATE_COLUMNS)
+    frame = pa.concat_tables(tables).to_pandas()
+    return frame.sort_values(["hour"], kind="stable").reset_index(drop=True)
