@@ -418,3 +418,34 @@ def follow(encoder: GraphEncoder, store: Store, config: FollowConfig,
         if config.iterations is not None and n >= config.iterations:
             return written
         sleep(config.interval_s)
+
+
+def collect_predictions(checkpoint: str, predictions: str, store: Store, markets: Sequence[str]) -> Follower:
+    """The follower of ``collect --predict CHECKPOINT --predictions DIR``, built before the first cycle.
+
+    Refuses (one line) a checkpoint that does not load, a model of a market ``collect`` does not
+    store, a ``DIR`` with a suffix (it must be a dataset folder) and a folder :class:`Follower` refuses.
+    """
+    config = FollowConfig(out=Path(predictions).expanduser(), interval_s=0.0)
+    if not config.dataset:
+        raise DataError(f"--predictions takes a folder (a name without suffix), got {predictions}")
+    config.validate()
+    encoder = GraphEncoder.load(checkpoint)
+    if encoder.market not in markets:
+        raise DataError(f"--predict {checkpoint} is a {encoder.market} model, but this collect stores "
+                        f"{' and '.join(markets)} candles; pass --market {encoder.market} or both")
+    return Follower(encoder, store, config)
+
+
+def predict_after_cycle(follower: Follower) -> list[pd.Timestamp]:
+    """One poll of ``follower`` after a ``collect`` cycle; a failure is one warning line, retried next cycle.
+
+    Collecting the data must go on whatever happens to the model (a damaged predictions part, a full
+    disk, a bug): every exception is caught here, and the next cycle's poll writes what this one missed.
+    """
+    try:
+        return follower.poll()
+    except Exception as exc:  # noqa: BLE001 (see the docstring: the data job must not stop)
+        log.warning("prediction step failed (%s: %s); collecting goes on, the hours are written after a later "
+                    "cycle", type(exc).__name__, " ".join(str(exc).split()))
+        return []

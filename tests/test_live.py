@@ -1,0 +1,260 @@
+"""Live predictions as a month-partitioned dataset: predict --follow --out DIR and collect --predict.
+
+The tiny store is shifted three weeks later (hour-of-week kept) so its hours cross a month
+boundary (2024-01-31 -> 2024-02-01), where a month is completed and compacted.
+"""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pytest
+
+from gnn_market import prediction_dataset as pds
+from gnn_market.cli import run_cli
+from gnn_market.encoder import GraphEncoder
+from gnn_market.predict import main
+from gnn_market.store import Store
+
+from train_fixtures import TINY_MARKET, tiny_checkpoint, tiny_store
+
+HOUR = pd.Timedelta(hours=1)
+SHIFT = pd.Timedelta(days=21)
+FEB = pd.Timestamp("2024-02-01", tz="UTC")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The tiny store shifted to 2024-01-22 .. 2024-02-10, and a checkpoint trained on the original."""
+    root = tmp_path_factory.mktemp("live")
+    store = tiny_store(root)
+    ckpt = tiny_checkpoint(root, store.root)
+    shifted = Store(root / "shifted")
+    for sym in store.symbols("spot"):
+        frame = store.klines(sym)
+        shifted.write_klines(sym, frame.set_axis(frame.index + SHIFT))
+    return shifted, ckpt
+
+
+def grow(live: Store, full: Store, through: pd.Timestamp) -> None:
+    """Store every candle of ``full`` up to ``through`` in ``live``, symbol by symbol (as collect does)."""
+    for sym in full.symbols("spot"):
+        live.write_klines(sym, full.klines(sym, end=through))
+
+
+def run(live: Store, ckpt: Path, out: Path, *extra: str) -> int:
+    return run_cli(main, ["--follow", "--store", str(live.root), "--checkpoint", str(ckpt), "--out", str(out),
+                          *extra])
+
+
+def files(out: Path) -> list[str]:
+    """Every file under ``out`` but the lock, relative."""
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != pds.LOCK_NAME)
+
+
+def by_pyarrow(out: Path) -> pd.DataFrame:
+    return pads.dataset(out, partitioning="hive").to_table().to_pandas()
+
+
+def by_duckdb(out: Path) -> pd.DataFrame:
+    return duckdb.sql(f"SELECT * FROM read_parquet('{out}/*/*.parquet', hive_partitioning=true) "
+                      f"ORDER BY hour, symbol").df()
+
+
+def assert_each_hour_once(frame: pd.DataFrame, first: pd.Timestamp, last: pd.Timestamp, n_pairs: int) -> None:
+    hours = pd.DatetimeIndex(pd.to_datetime(frame["hour"], utc=True))
+    assert not pd.Series(list(zip(hours, frame["symbol"]))).duplicated().any(), "an (hour, pair) twice"
+    assert sorted(set(hours)) == list(pd.date_range(first, last, freq="h")), "hours missing or extra"
+    assert len(frame) == n_pairs * len(set(hours))
+
+
+def assert_matches_batch(frame: pd.DataFrame, ckpt: Path, full: Store) -> None:
+    """Every hour equals a batch encode of the whole store (probabilities 1e-6; embeddings 1e-5; flags equal)."""
+    hours = pd.to_datetime(frame["hour"], utc=True)
+    batch = GraphEncoder.load(ckpt).encode_range(full, start=hours.min(), end=hours.max()).to_frame()
+    got = frame.assign(hour=hours).sort_values(["hour", "symbol"]).reset_index(drop=True)
+    want = batch.rename(columns={"time": "hour"}).sort_values(["hour", "symbol"]).reset_index(drop=True)
+    assert list(got["symbol"]) == list(want["symbol"]) and (got["hour"] == want["hour"]).all()
+    for col in ("p_down", "p_sideways", "p_up"):
+        np.testing.assert_allclose(got[col], want[col], atol=1e-6, rtol=0, err_msg=col)
+    for col in ("emb_0", "emb_7"):
+        np.testing.assert_allclose(got[col], want[col], atol=1e-5, rtol=0, err_msg=col)
+    assert list(got["prediction"].fillna("-")) == list(want["prediction"].fillna("-"))
+    assert (got["valid"].to_numpy() == want["valid"].to_numpy()).all()
+
+
+def test_hours_go_to_month_parts_compacted_when_the_month_is_complete_and_engines_read_them(trained, tmp_path):
+    full, ckpt = trained
+    live, out = Store(tmp_path / "live"), tmp_path / "preds"
+    h0 = FEB - 4 * HOUR  # 2024-01-31 20:00
+    grow(live, full, h0)
+    assert run(live, ckpt, out, "--once", "--start", (h0 - 2 * HOUR).isoformat()) == 0
+    grow(live, full, FEB - HOUR)
+    assert run(live, ckpt, out, "--once") == 0
+    assert files(out) == ["month=2024-01/part-20240131T18-20240131T20.parquet",
+                          "month=2024-01/part-20240131T21-20240131T23.parquet"]
+    grow(live, full, FEB + 2 * HOUR)
+    assert run(live, ckpt, out, "--once") == 0  # the first February hour completes January
+    assert files(out) == ["month=2024-01/month-2024-01.parquet", "month=2024-02/part-20240201T00-20240201T02.parquet"]
+    n = len(TINY_MARKET.symbols)
+    for frame in (by_pyarrow(out), by_duckdb(out), pds.read_dataset(out)):
+        assert_each_hour_once(frame, h0 - 2 * HOUR, FEB + 2 * HOUR, n)
+        assert_matches_batch(frame, ckpt, full)
+    table = pads.dataset(out, partitioning="hive").to_table()
+    assert table.schema.field("hour").type == pa.timestamp("ns", tz="UTC")
+    frame = table.to_pandas()
+    assert (frame["month"] == frame["hour"].dt.strftime("%Y-%m")).all()
+    assert set(frame["model"]) == {hashlib.sha256(ckpt.read_bytes()).hexdigest()[:12]}
+    assert list(frame.columns[:8]) == ["hour", "symbol", "p_down", "p_sideways", "p_up", "prediction", "valid",
+                                       "filled"]
+    described = duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{out}/*/*.parquet', hive_partitioning=true)").df()
+    assert described.set_index("column_name").loc["hour", "column_type"].startswith("TIMESTAMP")
+    before = {p: (out / p).read_bytes() for p in files(out)}
+    assert run(live, ckpt, out, "--once") == 0  # nothing new: nothing written, nothing rewritten
+    assert {p: (out / p).read_bytes() for p in files(out)} == before
+
+
+def test_a_restart_after_missed_hours_fills_them_across_a_month_boundary(trained, tmp_path):
+    full, ckpt = trained
+    live, out = Store(tmp_path / "live"), tmp_path / "preds"
+    grow(live, full, FEB - 3 * HOUR)
+    assert run(live, ckpt, out, "--once") == 0  # a new dataset starts at the latest complete hour
+    grow(live, full, FEB + 4 * HOUR)  # seven hours stored while the follower was down
+    assert run(live, ckpt, out, "--iterations", "2", "--interval", "0") == 0
+    frame = pds.read_dataset(out)
+    assert_each_hour_once(frame, FEB - 3 * HOUR, FEB + 4 * HOUR, len(TINY_MARKET.symbols))
+    assert_matches_batch(frame, ckpt, full)
+    assert files(out) == ["month=2024-01/month-2024-01.parquet", "month=2024-02/part-20240201T00-20240201T04.parquet"]
+
+
+class _Killed(BaseException):
+    """A kill -9 in the middle of a compaction (nothing after it runs, nothing catches it)."""
+
+
+@pytest.mark.parametrize("removed", [0, 1, 2])
+def test_a_crash_between_compactions_write_and_the_parts_removal_never_shows_an_hour_twice(
+        trained, tmp_path, monkeypatch, removed):
+    """The merged month is written as .compacting first: until the rename, readers see each hour at most once,
+    read_dataset exactly once, and the next writer finishes the compaction."""
+    full, ckpt = trained
+    live, out = Store(tmp_path / "live"), tmp_path / "preds"
+    grow(live, full, FEB - 3 * HOUR)
+    assert run(live, ckpt, out, "--once", "--start", (FEB - 5 * HOUR).isoformat()) == 0
+    for last in (FEB - 2 * HOUR, FEB - HOUR):  # three January parts
+        grow(live, full, last)
+        assert run(live, ckpt, out, "--once") == 0
+    grow(live, full, FEB)
+    removals = []
+
+    def crash(path: Path) -> None:  # the removal step of the real compaction, killed after `removed` parts
+        if len(removals) == removed:
+            raise _Killed
+        removals.append(path)
+        path.unlink()
+
+    monkeypatch.setattr(pds, "_remove", crash)
+    with pytest.raises(_Killed):
+        run(live, ckpt, out, "--once")
+    monkeypatch.undo()
+    jan = out / "month=2024-01"
+    assert (jan / ".month-2024-01.parquet.compacting").exists() and len(list(jan.glob("part-*"))) == 3 - removed
+    n = len(TINY_MARKET.symbols)
+    assert_each_hour_once(pds.read_dataset(out), FEB - 5 * HOUR, FEB, n)
+    for frame in (by_pyarrow(out), by_duckdb(out)):  # the parts left: each hour at most once, never twice
+        keys = list(zip(pd.to_datetime(frame["hour"], utc=True), frame["symbol"]))
+        assert len(keys) == len(set(keys))
+    grow(live, full, FEB + HOUR)
+    assert run(live, ckpt, out, "--once") == 0  # recovers, then appends
+    assert files(out) == ["month=2024-01/month-2024-01.parquet", "month=2024-02/part-20240201T00-20240201T00.parquet",
+                          "month=2024-02/part-20240201T01-20240201T01.parquet"]
+    for frame in (by_pyarrow(out), by_duckdb(out), pds.read_dataset(out)):
+        assert_each_hour_once(frame, FEB - 5 * HOUR, FEB + HOUR, n)
+        assert_matches_batch(frame, ckpt, full)
+
+
+def _one_error_line(capsys, code: int, *needles: str) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("INFO", "WARNING"))]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
+    assert all(n in lines[0] for n in needles), lines[0]
+    return lines[0]
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+@pytest.fixture()
+def started(trained, tmp_path):
+    """A live store at 2024-01-31 20:00 and a dataset holding that hour; the next hour stored."""
+    full, ckpt = trained
+    live, out = Store(tmp_path / "live"), tmp_path / "preds"
+    grow(live, full, FEB - 4 * HOUR)
+    assert run(live, ckpt, out, "--once") == 0
+    grow(live, full, FEB - 3 * HOUR)
+    return live, ckpt, out
+
+
+def _part(out: Path) -> Path:
+    return next(out.glob("month=*/part-*.parquet"))
+
+
+def _other_model(out: Path) -> None:
+    frame = pd.read_parquet(_part(out))
+    frame.assign(model="0123456789ab").to_parquet(_part(out), index=False)
+
+
+def _extra_column(out: Path) -> None:
+    frame = pd.read_parquet(_part(out))
+    frame.assign(extra=1.0).to_parquet(_part(out), index=False)
+
+
+def _cut(out: Path) -> None:
+    part = _part(out)
+    part.write_bytes(part.read_bytes()[:-100])
+
+
+def _foreign(out: Path) -> None:
+    (out / "notes.txt").write_text("mine")
+
+
+@pytest.mark.parametrize("damage,needles", [
+    (_other_model, ("holds predictions of model 0123456789ab", "pass another --out")),
+    (_extra_column, ("other columns", "has extra", "pass another --out")),
+    (_cut, ("is damaged", "cannot read it as parquet", "nothing was changed or deleted")),
+    (_foreign, ("is not a predictions folder", "notes.txt")),
+])
+def test_a_folder_of_another_model_layout_or_a_damaged_part_is_refused_in_one_line_and_kept(
+        started, capsys, damage, needles):
+    live, ckpt, out = started
+    damage(out)
+    before = _snapshot(out)
+    capsys.readouterr()
+    _one_error_line(capsys, run(live, ckpt, out, "--once"), *needles)
+    assert _snapshot(out) == before
+
+
+def test_the_other_embeddings_setting_and_a_file_named_like_a_folder_are_refused(started, tmp_path, capsys):
+    live, ckpt, out = started
+    before = _snapshot(out)
+    capsys.readouterr()
+    _one_error_line(capsys, run(live, ckpt, out, "--once", "--no-embeddings"), "with embedding columns")
+    assert _snapshot(out) == before
+    (tmp_path / "plain").write_text("x")
+    _one_error_line(capsys, run(live, ckpt, tmp_path / "plain", "--once"), "it is a file")
+    _one_error_line(capsys, run(live, ckpt, tmp_path / "x.npz", "--once"), "or to a folder")
+    _one_error_line(capsys, run(live, ckpt, tmp_path / "no" / "preds", "--once"), "does not exist")
+
+
+def test_importing_the_data_cli_does_not_import_torch():
+    code = "import sys, gnn_market.data; print(sorted(m for m in ('torch', 'gnn_market.encoder') if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
