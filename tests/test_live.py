@@ -6,8 +6,11 @@ boundary (2024-01-31 -> 2024-02-01), where a month is completed and compacted.
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -19,10 +22,13 @@ import pytest
 
 from gnn_market import prediction_dataset as pds
 from gnn_market.cli import run_cli
+from gnn_market.data import main as data_main
 from gnn_market.encoder import GraphEncoder
+from gnn_market.errors import DataError
 from gnn_market.predict import main
 from gnn_market.store import Store
 
+from fake_binance import FakeBinance, FakeSymbol
 from train_fixtures import TINY_MARKET, tiny_checkpoint, tiny_store
 
 HOUR = pd.Timedelta(hours=1)
@@ -258,3 +264,149 @@ def test_importing_the_data_cli_does_not_import_torch():
     code = "import sys, gnn_market.data; print(sorted(m for m in ('torch', 'gnn_market.encoder') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+# --------------------------------------------------------------------------- with collect (fake Binance)
+#: The fake exchange's clock: 2024-02-29 22:00:30, so the hours collected next cross into March.
+START_MS = int(pd.Timestamp("2024-02-29 22:00:30", tz="UTC").value // 1_000_000)
+HOUR_MS = 3_600_000
+MARCH = pd.Timestamp("2024-03-01", tz="UTC")
+
+
+def exchange() -> list[FakeSymbol]:
+    """Six spot pairs with 400 hours of history (the tiny model needs 100+ for its correlations)."""
+    return [FakeSymbol(f"{name}USDT", name, quote_volume=1e9 / (i + 1), price=10.0 * (i + 1), listed_hours=400)
+            for i, name in enumerate(["AAA", "BBB", "CCC", "DDD", "EEE", "FFF"])]
+
+
+def collect(server: FakeBinance, store: Path, *extra: str) -> int:
+    return run_cli(data_main, ["collect", "--store", str(store), "--hours", "200", "--spot-url", server.url,
+                               "--futures-url", server.url, "--timeout", "2", *extra])
+
+
+class _StopLoop(Exception):
+    """Ends the endless collect loop from inside its wait."""
+
+
+def test_collect_predict_writes_what_a_separate_follower_writes_and_rides_out_a_failed_step(
+        trained, tmp_path, monkeypatch, caplog):
+    """Four loop cycles; after each, a separate follower polls the same store. The second cycle's prediction
+    step fails: one warning line, collecting goes on, the next cycle writes the hour it missed."""
+    import gnn_market.data as data_cli
+    from gnn_market.follow import Follower
+
+    _, ckpt = trained
+    store, by_collect, by_follower = tmp_path / "store", tmp_path / "by_collect", tmp_path / "by_follower"
+    real_poll, polls = Follower.poll, []
+
+    def flaky_poll(self):
+        polls.append(self.config.out)
+        if self.config.out == by_collect and polls.count(by_collect) == 2:
+            raise RuntimeError("disk full")
+        return real_poll(self)
+
+    monkeypatch.setattr(Follower, "poll", flaky_poll)
+    with FakeBinance(exchange(), now_ms=START_MS) as srv:
+        waits: list[float] = []
+
+        def fake_wait(seconds: float) -> None:
+            waits.append(seconds)
+            if len(waits) % 2:  # after a candle pass and its prediction step: the separate follower polls
+                assert run(Store(store), ckpt, by_follower, "--once") == 0
+            elif len(waits) == 8:
+                raise _StopLoop
+            else:  # before the next candle pass: the next hour has closed
+                srv.now_ms_fixed += HOUR_MS
+
+        monkeypatch.setattr(data_cli, "_wait", fake_wait)
+        with caplog.at_level("WARNING"), pytest.raises(_StopLoop):
+            collect(srv, store, "--predict", str(ckpt), "--predictions", str(by_collect))
+    failed = [r.getMessage() for r in caplog.records if "prediction step failed" in r.getMessage()]
+    assert failed == ["prediction step failed (RuntimeError: disk full); collecting goes on, the hours are "
+                      "written after a later cycle"]
+    assert Store(store).stored_range("AAAUSDT")[1] == MARCH  # every cycle collected
+    mine, theirs = pds.read_dataset(by_collect), pds.read_dataset(by_follower)
+    assert_each_hour_once(mine, MARCH - 3 * HOUR, MARCH, 6)
+    pd.testing.assert_frame_equal(mine, theirs, check_exact=False, atol=1e-6, rtol=0)
+    assert files(by_collect) == ["month=2024-02/month-2024-02.parquet",
+                                 "month=2024-03/part-20240301T00-20240301T00.parquet"]
+    assert_matches_batch(mine, ckpt, Store(store))
+
+
+@pytest.mark.parametrize("extra,needles", [
+    (["--predict", "{tmp}/none.pt", "--predictions", "{tmp}/p"], ("not found",)),
+    (["--predict", "{tmp}/junk.pt", "--predictions", "{tmp}/p"], ("junk.pt",)),
+    (["--predict", "{ckpt}"], ("--predict CHECKPOINT and --predictions DIR go together",)),
+    (["--predict", "{ckpt}", "--predictions", "{tmp}/p.parquet"], ("--predictions takes a folder",)),
+    (["--predict", "{ckpt}", "--predictions", "{tmp}/p", "--market", "perp"], ("is a spot model",)),
+])
+def test_collect_refuses_a_bad_checkpoint_or_predictions_folder_before_collecting(trained, tmp_path, capsys, extra,
+                                                                                  needles):
+    _, ckpt = trained
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    argv = [a.format(tmp=tmp_path, ckpt=ckpt) for a in extra]
+    with FakeBinance(exchange(), now_ms=START_MS) as srv:
+        capsys.readouterr()
+        _one_error_line(capsys, collect(srv, tmp_path / "store", "--once", *argv), *needles)
+        assert srv.count() == 0  # refused before the first request
+    assert not (tmp_path / "store").exists() and not (tmp_path / "p").exists()
+
+
+def _start_follower(store: Path, ckpt: Path, out: Path, log) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "gnn_market.predict", "--follow", "--store", str(store),
+                             "--checkpoint", str(ckpt), "--out", str(out), "--interval", "0.2"],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=log)
+
+
+def _wait_until_written(out: Path, hour: pd.Timestamp, follower: subprocess.Popen, log_path: Path) -> None:
+    """Until the dataset holds ``hour`` (the follower polls every 0.2 s; starting it takes a few seconds)."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert follower.poll() is None, log_path.read_text()
+        try:
+            frame = pds.read_dataset(out, columns=["hour"])
+        except DataError:  # a compaction between listing and reading: look again
+            frame = pd.DataFrame({"hour": []})
+        if len(frame) and frame["hour"].max() >= hour:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{hour} not written in 180 s:\n{log_path.read_text()}")
+
+
+def test_a_follower_killed_and_restarted_while_collect_writes_holds_each_hour_once(trained, tmp_path):
+    """predict --follow in its own process while collect stores hour after hour; SIGKILL (wherever it is,
+    maybe mid-write), two hours stored while it is down, restart: each hour once, each = a batch predict."""
+    _, ckpt = trained
+    store, out, log_path = tmp_path / "store", tmp_path / "preds", tmp_path / "follower.log"
+    last = MARCH - 3 * HOUR  # the last closed hour at START_MS
+    with FakeBinance(exchange(), now_ms=START_MS) as srv, log_path.open("w") as log:
+
+        def next_hour() -> pd.Timestamp:
+            srv.now_ms_fixed += HOUR_MS
+            assert collect(srv, store, "--once") == 0
+            return last + HOUR
+
+        assert collect(srv, store, "--once") == 0
+        follower = _start_follower(store, ckpt, out, log)
+        try:
+            _wait_until_written(out, last, follower, log_path)
+            for _ in range(2):
+                last = next_hour()
+                _wait_until_written(out, last, follower, log_path)
+            last = next_hour()  # 2024-03-01 00:00, and the kill at once: wherever the follower is
+            follower.send_signal(signal.SIGKILL)
+            follower.wait()
+            for _ in range(2):
+                last = next_hour()
+            follower = _start_follower(store, ckpt, out, log)
+            _wait_until_written(out, last, follower, log_path)
+            last = next_hour()
+            _wait_until_written(out, last, follower, log_path)
+        finally:
+            follower.kill()
+            follower.wait()
+    assert last == MARCH + 3 * HOUR
+    for frame in (pds.read_dataset(out), by_pyarrow(out), by_duckdb(out)):
+        assert_each_hour_once(frame, MARCH - 3 * HOUR, last, 6)
+    assert_matches_batch(pds.read_dataset(out), ckpt, Store(store))
+    assert [f for f in files(out) if f.startswith("month=2024-02")] == ["month=2024-02/month-2024-02.parquet"]
