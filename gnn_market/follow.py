@@ -282,6 +282,7 @@ class DatasetOutput:
     columns: list[str] | None = None  # the newest month's, read by written()
 
     def lock(self):
+        pds.month_folders(self.path)  # refuses a folder that is not a dataset before the lock file goes into it
         try:
             self.path.mkdir(exist_ok=True)
         except OSError as exc:
