@@ -291,7 +291,7 @@ class DatasetOutput:
 
     def written(self, model: str, embeddings: bool) -> Written:
         """Finish an interrupted compaction, then read the newest month; refuses another model or layout."""
-        pds.recover(self.path)
+        pds.compact_complete(self.path)
         current = pds.state(self.path)
         self.columns = current.columns
         if current.columns is not None:

@@ -23,8 +23,9 @@ Rules:
   month they fall in, named by its first and last hour (so two parts never
   share a name), through a temporary file renamed into place (a reader sees a
   part whole or not at all). The hours already written are read from the
-  dataset itself, from its newest month only (cheap at any age): the next part
-  starts at the hour after the newest month's last one. Months are written in
+  dataset itself, cheaply at any age (:func:`state`): the newest month's part
+  names (which must not overlap) and its newest file, checked against its
+  name; the next part starts at the hour after that file's last one. Months are written in
   order, so a crash between two months' parts leaves the later month empty and
   the next poll writes it.
 - **Compaction.** Once a later month holds an hour, a month is complete and its
@@ -35,8 +36,10 @@ Rules:
   may therefore miss that month's hours for the few milliseconds between the
   removals and the rename, and never sees an hour twice. A crash in that window
   leaves the ``.compacting`` file: :func:`read_dataset` reads it in place of the
-  parts, and the next writer (:func:`recover`, run before every append) finishes
-  the compaction. History is never rewritten otherwise.
+  parts, and the next writer (:func:`compact_complete`, run before every poll)
+  finishes the compaction. A complete month's parts are read in full only then:
+  a damaged part, or one of another model, is refused there, before the poll
+  writes anything. History is never rewritten otherwise.
 - **Refusals** (:class:`DataError`, one line, nothing changed or deleted): a
   folder holding anything but ``month=YYYY-MM`` folders; parts of another
   model or with other columns; a part that cannot be read.
@@ -49,8 +52,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .atomic import atomic_path
@@ -149,35 +154,60 @@ def _read(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
 
 
 def state(root: Path) -> DatasetState:
-    """The newest month's last hour, pairs and columns (older months are not read); checks its files.
+    """The dataset's last hour, pairs, columns and models, read from its newest file only (cheap at any age).
 
-    Refuses (one line) a damaged file, files whose columns differ, a row without hour, pair or
-    model, and an (hour, pair) held twice.
+    The newest month's part names give its hours (parts must not overlap); the newest part (or,
+    in a month without parts, its month file) is read and checked against its name. Refuses (one
+    line) an unreadable file, a row without hour, pair or model, an (hour, pair) held twice.
+    Older parts are read in full when their month is compacted (:func:`compact`), which checks them.
     """
     for folder in reversed(month_folders(root)):
-        files = month_files(folder).readable()
-        if files:  # none: a crash between a month's mkdir and its first part
-            return _month_state(root, folder, files)
+        files = month_files(folder)
+        if files.readable():  # none: a crash between a month's mkdir and its first part
+            return _month_state(files)
     return DatasetState(None, frozenset(), None)
 
 
-def _month_state(root: Path, folder: Path, files: list[Path]) -> DatasetState:
-    tables = [_read(path, STATE_COLUMNS) for path in files]
-    columns = pq.read_schema(files[0]).names
-    for path in files[1:]:
-        names = pq.read_schema(path).names
-        if names != columns:
-            raise DataError(f"{path} has other columns than {files[0].name} ({column_diff(names, columns)}); "
-                            f"{root} mixes two layouts: pass another --out")
-    frame = pa.concat_tables(tables).to_pandas()
-    if frame[STATE_COLUMNS].isna().any().any():
-        raise _damaged(folder, "a row without its hour, symbol or model")
+def _spans(files: MonthFiles) -> list[tuple[pd.Timestamp, pd.Timestamp, Path]]:
+    """(first hour, last hour, part) of each part, from its name, in order; refuses overlapping parts."""
+    if not files.parts:
+        return []
+    stamps = [_PART.fullmatch(p.name).groups() for p in files.parts]  # type: ignore[union-attr]
+    firsts, lasts = (pd.to_datetime([s[i] for s in stamps], format=_STAMP, utc=True) for i in (0, 1))
+    order = np.argsort(firsts.asi8, kind="stable")
+    firsts, lasts, parts = firsts[order], lasts[order], [files.parts[i] for i in order]
+    bad = np.flatnonzero(lasts < firsts)
+    if len(bad):
+        raise _damaged(parts[bad[0]], "its name ends before it starts")
+    overlap = np.flatnonzero(firsts[1:] <= lasts[:-1])
+    if len(overlap):
+        i = overlap[0]
+        raise _damaged(files.folder, f"{parts[i].name} and {parts[i + 1].name} both hold hour "
+                                     f"{firsts[i + 1].isoformat()}")
+    return list(zip(firsts, lasts, parts))
+
+
+def _month_state(files: MonthFiles) -> DatasetState:
+    spans = [] if files.pending is not None else _spans(files)
+    newest = spans[-1][2] if spans else files.readable()[0]
+    frame = _read(newest, STATE_COLUMNS).to_pandas()
+    columns = pq.read_schema(newest).names
+    if frame.isna().any().any():
+        raise _damaged(newest, "a row without its hour, symbol or model")
     dup = frame.duplicated(["hour", "symbol"])
     if dup.any():
         row = frame[dup].iloc[0]
-        raise _damaged(folder, f"hour {row['hour'].isoformat()} of {row['symbol']} is held twice")
-    return DatasetState(frame["hour"].max() if len(frame) else None, frozenset(frame["symbol"]), columns,
-                        frozenset(frame["model"]))
+        raise _damaged(newest, f"hour {row['hour'].isoformat()} of {row['symbol']} is held twice")
+    if not len(frame):
+        raise _damaged(newest, "no rows")
+    if spans and (frame["hour"].min(), frame["hour"].max()) != spans[-1][:2]:
+        raise _damaged(newest, f"it holds hours {frame['hour'].min().isoformat()} .. "
+                               f"{frame['hour'].max().isoformat()}, not those of its name")
+    if spans and files.compacted is not None:  # parts after a month file: they must hold later hours
+        held = _read(files.compacted, ["hour"]).column("hour").to_pandas()
+        if len(held) and held.max() >= spans[0][0]:
+            raise _damaged(files.folder, f"{spans[0][2].name} holds hours {files.compacted.name} holds too")
+    return DatasetState(frame["hour"].max(), frozenset(frame["symbol"]), columns, frozenset(frame["model"]))
 
 
 def column_diff(have: Sequence[str], want: Sequence[str]) -> str:
@@ -219,19 +249,13 @@ def append(root: Path, frame: pd.DataFrame) -> list[Path]:
     return written
 
 
-def recover(root: Path) -> list[str]:
-    """Finish every compaction a crash interrupted (see the module docstring); returns their months."""
-    done = []
-    for folder in month_folders(root):
-        files = month_files(folder)
-        if files.pending is not None:
-            _finish(files)
-            done.append(files.month)
-    return done
-
-
 def compact_complete(root: Path) -> list[str]:
-    """Merge the parts of every month before the newest one into its month file; returns the months."""
+    """Merge the parts of every month before the newest one into its month file; returns the months.
+
+    Run before each poll reads the dataset (it finishes a compaction a crash interrupted, and refuses,
+    before anything is written, a complete month whose parts are damaged or of another model) and
+    after each append (the month this append completed).
+    """
     folders = month_folders(root)
     done = []
     for folder in folders[:-1]:
@@ -260,6 +284,10 @@ def compact(files: MonthFiles) -> Path:
             raise DataError(f"{path} has other columns than {sources[0].name} ({column_diff(table.schema.names, first)});"
                             f" month {files.month} was not compacted")
     merged = pa.concat_tables(tables)  # parts sort by name = by hour, the month file holds earlier hours
+    models = pc.unique(merged.column("model")).to_pylist() if "model" in first else [None]
+    if len(models) != 1 or models[0] is None:
+        raise DataError(f"month {files.month} of {files.folder.parent} holds predictions of models {models}; "
+                        f"it was not compacted: move the parts of the other model away")
     pending = files.folder / f".{compacted_name(files.month)}{PENDING_SUFFIX}"
     with atomic_path(pending, DataError) as tmp:
         pq.write_table(merged, tmp)

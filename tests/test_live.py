@@ -232,11 +232,24 @@ def _foreign(out: Path) -> None:
     (out / "notes.txt").write_text("mine")
 
 
+def _overlapping(out: Path) -> None:
+    part = _part(out)  # part-20240131T20-20240131T20: a copy that claims 19..20 overlaps it
+    (part.parent / "part-20240131T19-20240131T20.parquet").write_bytes(part.read_bytes())
+
+
+def _renamed(out: Path) -> None:
+    part = _part(out)
+    part.rename(part.parent / "part-20240131T21-20240131T21.parquet")
+
+
 @pytest.mark.parametrize("damage,needles", [
     (_other_model, ("holds predictions of model 0123456789ab", "pass another --out")),
     (_extra_column, ("other columns", "has extra", "pass another --out")),
     (_cut, ("is damaged", "cannot read it as parquet", "nothing was changed or deleted")),
     (_foreign, ("is not a predictions folder", "notes.txt")),
+    (_overlapping, ("is damaged", "both hold hour 2024-01-31T20:00:00+00:00")),
+    (_renamed, ("is damaged", "holds hours 2024-01-31T20:00:00+00:00 .. 2024-01-31T20:00:00+00:00, not those of "
+                              "its name")),
 ])
 def test_a_folder_of_another_model_layout_or_a_damaged_part_is_refused_in_one_line_and_kept(
         started, capsys, damage, needles):
@@ -246,6 +259,26 @@ def test_a_folder_of_another_model_layout_or_a_damaged_part_is_refused_in_one_li
     capsys.readouterr()
     _one_error_line(capsys, run(live, ckpt, out, "--once"), *needles)
     assert _snapshot(out) == before
+
+
+def test_a_damaged_part_of_a_complete_month_is_refused_before_anything_is_written(started, trained, capsys):
+    """Older parts are read in full at compaction, which runs before each poll writes (and after it)."""
+    live, ckpt, out = started
+    full, _ = trained
+    assert run(live, ckpt, out, "--once") == 0  # a second January part
+    older = sorted(out.glob("month=2024-01/part-*.parquet"))[0]
+    older.write_bytes(older.read_bytes()[:-100])
+    grow(live, full, FEB + HOUR)
+    capsys.readouterr()
+    _one_error_line(capsys, run(live, ckpt, out, "--once"), str(older), "is damaged")
+    written = _snapshot(out)  # the new hours were written (once), then January's compaction refused
+    assert sorted(written) == [".predictions.lock", str(older.relative_to(out)),
+                               "month=2024-01/part-20240131T21-20240131T21.parquet",
+                               "month=2024-01/part-20240131T22-20240131T23.parquet",
+                               "month=2024-02/part-20240201T00-20240201T01.parquet"]
+    grow(live, full, FEB + 2 * HOUR)
+    _one_error_line(capsys, run(live, ckpt, out, "--once"), str(older), "is damaged")
+    assert _snapshot(out) == written  # refused before writing: nothing written, changed or deleted
 
 
 def test_the_other_embeddings_setting_and_a_file_named_like_a_folder_are_refused(started, tmp_path, capsys):
