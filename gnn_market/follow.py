@@ -1,22 +1,28 @@
-"""The live path: append each new hour's predictions and embeddings to a file as soon as the hour is stored.
+"""The live path: append each new hour's predictions and embeddings as soon as the hour is stored.
 
-    python -m gnn_market.predict --follow --store data/ --checkpoint runs/X/model.pt --out live.parquet
+    python -m gnn_market.predict --follow --store data/ --checkpoint runs/X/model.pt --out runs/X/live
     python -m gnn_market.data collect --store data/ &        # the job that stores each hour
+    python -m gnn_market.data collect --store data/ --predict runs/X/model.pt --predictions runs/X/live  # both
 
 Every ``--interval`` seconds :func:`follow` looks at the store's time columns
-(cheap) and, when hours after the last one in the file are complete, encodes
-them and appends one row per (hour, pair) to the ``.parquet`` or ``.csv`` file:
-the columns of :meth:`gnn_market.encoder.EncodedRange.to_frame` (``time``, the
-hour whose candle is the latest input, so the prediction is for the candle
-opening at ``time + 1h``; ``symbol``; calibrated ``p_down``, ``p_sideways``,
-``p_up``; ``prediction``; ``valid``; ``filled``; ``emb_0 ..``) plus ``model``,
-the first 12 hex digits of the checkpoint file's SHA-256.
+(cheap) and, when hours after the last one written are complete, encodes them
+and appends one row per (hour, pair): the columns of
+:meth:`gnn_market.encoder.EncodedRange.to_frame` (``time``, the hour whose
+candle is the latest input, so the prediction is for the candle opening at
+``time + 1h``; ``symbol``; calibrated ``p_down``, ``p_sideways``, ``p_up``;
+``prediction``; ``valid``; ``filled``; ``emb_0 ..``) plus ``model``, the first
+12 hex digits of the checkpoint file's SHA-256. The output is either a folder
+(``--out DIR``, no suffix: a month-partitioned Parquet dataset, ``time`` named
+``hour``, new files only, see :mod:`gnn_market.prediction_dataset`; the form
+for long runs) or one ``.parquet`` / ``.csv`` file, rewritten whole on each
+append (:mod:`gnn_market.prediction_file`). ``collect --predict`` runs a
+:class:`Follower` after each collect cycle (:func:`collect_predictions`).
 
 Guarantees:
 
-- **No hour twice.** The file itself is the state: hours up to its last ``time``
-  are never written again, so a restart (or a second follower, which waits on
-  the file's lock) continues where the file ends.
+- **No hour twice.** The output itself is the state: hours up to its last
+  ``time`` are never written again, so a restart (or a second follower, which
+  waits on the output's lock) continues where the output ends.
 - **No hour missed.** Every complete hour after the file's last one is written,
   however many arrived since the last poll, including across a restart. A new
   file starts at ``start`` (default: the latest complete hour).
@@ -42,9 +48,10 @@ Guarantees:
   written meanwhile are not rewritten if it is repaired later), and a follower
   (re)started in the middle of a catch-up from an outage longer than
   ``stopped_after_hours`` writes the pairs not yet caught up as stopped.
-- **Atomic writes.** The file is rewritten through :func:`gnn_market.atomic.atomic_path`
-  (readers see the old file or the new one), under a cross-process lock; a
-  symbolic link given as ``out`` is written through (its target is replaced).
+- **Atomic writes.** A file is rewritten, a folder gets new parts, through
+  :func:`gnn_market.atomic.atomic_path` (readers see the old file or the new
+  one), under a cross-process lock; a symbolic link given as ``out`` is written
+  through (its target is replaced).
 - **One model and one graph per file.** A file written by another checkpoint
   (``model`` differs), with other columns, or for other pairs (``--symbols``)
   is refused, never mixed; so is a damaged file (unparseable, or a last row cut
