@@ -372,7 +372,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         raise DataError("--predict CHECKPOINT and --predictions DIR go together")
     predictor = None
     if args.predict is not None:  # torch and the model load only here: collect alone stays light
-        from .follow import collect_predictions, predict_after_cycle
+        from .live import collect_predictions, predict_after_cycle
 
         predictor = collect_predictions(args.predict, args.predictions, store, _markets(args.market))
     client = make_client(args)

@@ -15,8 +15,8 @@ candle is the latest input, so the prediction is for the candle opening at
 (``--out DIR``, no suffix: a month-partitioned Parquet dataset, ``time`` named
 ``hour``, new files only, see :mod:`gnn_market.prediction_dataset`; the form
 for long runs) or one ``.parquet`` / ``.csv`` file, rewritten whole on each
-append (:mod:`gnn_market.prediction_file`). ``collect --predict`` runs a
-:class:`Follower` after each collect cycle (:func:`collect_predictions`).
+append (:func:`append_hours`). ``collect --predict`` runs a
+follower after each collect cycle (:mod:`gnn_market.live`).
 
 Guarantees:
 
@@ -77,15 +77,16 @@ import pandas as pd
 from filelock import FileLock
 
 from . import prediction_dataset as pds
+from .atomic import atomic_path
 from .encoder import EncodedRange, GraphEncoder
 from .errors import DataError
 from .panel import load_panel
-from .prediction_file import MODEL_ID_CHARS, Written, append_hours, check_pairs, read_written, written_through
+from .prediction_file import MODEL_ID_CHARS, Written, check_pairs, read_csv_state, read_parquet_state
 from .store import Store
 from .timeutil import HOUR
 
-__all__ = ["FollowConfig", "Follower", "Written", "append_hours", "check_pairs", "complete_through", "follow",
-           "model_id", "poll_once", "read_written", "stopped_pairs", "stored_lasts", "written_through"]
+__all__ = ["FollowConfig", "Written", "append_hours", "check_pairs", "complete_through", "follow", "model_id",
+           "poll_once", "read_written", "stopped_pairs", "stored_lasts", "written_through"]
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +239,46 @@ def waited_for(lasts: Mapping[str, pd.Timestamp], since: pd.Timestamp | None,
     return {s: t for s, t in lasts.items() if s not in stopped and (since is None or t >= since - HOUR)}
 
 
+def written_through(out: Path, model: str, embeddings: bool) -> pd.Timestamp | None:
+    """Last hour in ``out`` (None if there is no file); refuses a file of another model or layout."""
+    return read_written(out, model, embeddings).last
+
+
+def read_written(out: Path, model: str, embeddings: bool) -> Written:
+    """What ``out`` holds; refuses a damaged file or one of another model or layout (:class:`DataError`)."""
+    if not out.exists():
+        return Written(None, frozenset())
+    columns, frame = read_parquet_state(out) if out.suffix.lower() == ".parquet" else read_csv_state(out)
+    has_emb = any(c.startswith("emb_") for c in columns)
+    if has_emb != embeddings:
+        raise DataError(f"{out} was written {'with' if has_emb else 'without'} embedding columns; pass the same "
+                        f"--no-embeddings setting or another --out")
+    models = set(frame["model"])
+    if models - {model}:
+        raise DataError(f"{out} holds predictions of model {sorted(models - {model})[0]}, not of this checkpoint "
+                        f"({model}); pass another --out")
+    last = pd.to_datetime(frame["time"], utc=True).max() if len(frame) else None
+    return Written(last, frozenset(frame["symbol"]))
+
+
+def append_hours(out: Path, encoded: EncodedRange, model: str, embeddings: bool) -> int:
+    """Append ``encoded``'s rows (with the ``model`` column) to ``out`` atomically; returns rows written."""
+    frame = encoded.to_frame(embeddings=embeddings).assign(model=model)
+    with atomic_path(out, DataError) as tmp:
+        if out.suffix.lower() == ".parquet":
+            if out.exists():
+                frame = pd.concat([pd.read_parquet(out), frame], ignore_index=True)
+            frame.to_parquet(tmp, index=False)
+        else:
+            text = frame.assign(time=frame["time"].map(pd.Timestamp.isoformat)).to_csv(
+                index=False, header=not out.exists(), float_format="%.6g")
+            old = out.read_bytes() if out.exists() else b""
+            if old and not old.endswith(b"\n"):  # a complete last row without its newline (checked before)
+                old += b"\n"
+            tmp.write_bytes(old + text.encode())
+    return len(encoded.times) * len(encoded.symbols)
+
+
 @contextmanager
 def output_lock(out: Path, lock_path: Path | None = None) -> Iterator[None]:
     """Hold ``out``'s cross-process lock (default ``.<name>.lock`` beside it; a second follower waits)."""
@@ -281,52 +322,10 @@ class FileOutput:
         append_hours(self.path, encoded, model, embeddings)
 
 
-@dataclass
-class DatasetOutput:
-    """A month-partitioned folder (:mod:`gnn_market.prediction_dataset`): new parts only, months compacted."""
-
-    path: Path
-    columns: list[str] | None = None  # the newest month's, read by written()
-
-    def lock(self):
-        pds.month_folders(self.path)  # refuses a folder that is not a dataset before the lock file goes into it
-        try:
-            self.path.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise DataError(f"cannot create {self.path}: {exc.strerror or exc}; pass another --out") from exc
-        return output_lock(self.path, self.path / pds.LOCK_NAME)
-
-    def written(self, model: str, embeddings: bool) -> Written:
-        """Finish an interrupted compaction, then read the newest month; refuses another model or layout."""
-        pds.compact_complete(self.path)
-        current = pds.state(self.path)
-        self.columns = current.columns
-        if current.columns is not None:
-            has_emb = any(c.startswith("emb_") for c in current.columns)
-            if has_emb != embeddings:
-                raise DataError(f"{self.path} was written {'with' if has_emb else 'without'} embedding columns; "
-                                f"pass the same --no-embeddings setting or another --out")
-            others = sorted(current.models - {model})
-            if others:
-                raise DataError(f"{self.path} holds predictions of model {others[0]}, not of this checkpoint "
-                                f"({model}); pass another --out")
-        return Written(current.last, current.symbols)
-
-    def append(self, encoded: EncodedRange, model: str, embeddings: bool) -> None:
-        frame = dataset_frame(encoded, model, embeddings)
-        if self.columns is not None and list(frame.columns) != self.columns:
-            raise DataError(f"{self.path} holds other columns than this run writes "
-                            f"({pds.column_diff(self.columns, list(frame.columns))}); pass another --out")
-        pds.append(self.path, frame)
-
-
-def dataset_frame(encoded: EncodedRange, model: str, embeddings: bool) -> pd.DataFrame:
-    """The rows of a dataset part: :meth:`EncodedRange.to_frame` with ``time`` named ``hour``, plus ``model``."""
-    return encoded.to_frame(embeddings=embeddings).rename(columns={"time": "hour"}).assign(model=model)
-
-
 def output_for(config: FollowConfig) -> Output:
-    return DatasetOutput(config.target()) if config.dataset else FileOutput(config.target())
+    if config.dataset:
+        return pds.DatasetOutput(config.target(), output_lock)
+    return FileOutput(config.target())
 
 
 def poll_once(encoder: GraphEncoder, store: Store, config: FollowConfig, model: str,
@@ -384,30 +383,6 @@ def _log_stopped(lasts: Mapping[str, pd.Timestamp], first: pd.Timestamp, stopped
                     "hours are written as the data has them (filled, then not valid)", sym, lasts[sym].isoformat())
 
 
-class Follower:
-    """One follower: the encoder, the output and what earlier polls saw (``collect --predict`` keeps one).
-
-    Creating it checks the configuration and the symbols, and reads the output once, so a
-    wrong ``--out`` (another model, layout, damaged) is refused before the first poll.
-    """
-
-    def __init__(self, encoder: GraphEncoder, store: Store, config: FollowConfig) -> None:
-        config.validate()
-        self.encoder, self.store, self.config = encoder, store, config
-        self.model = model_id(encoder)
-        self.stuck = StuckPairs()
-        if store.exists():
-            check_symbols(store, encoder.market, config.symbols)
-        output = output_for(config)
-        if output.path.exists():
-            with output.lock():
-                output.written(self.model, config.embeddings)
-
-    def poll(self) -> list[pd.Timestamp]:
-        """Write every complete hour not yet written; returns them."""
-        return poll_once(self.encoder, self.store, self.config, self.model, self.stuck)
-
-
 def follow(encoder: GraphEncoder, store: Store, config: FollowConfig,
            sleep: Callable[[float], None] = time.sleep) -> list[pd.Timestamp]:
     """Poll ``store`` every ``config.interval_s`` seconds, appending new hours to ``config.out``.
@@ -417,43 +392,15 @@ def follow(encoder: GraphEncoder, store: Store, config: FollowConfig,
     written. ``sleep`` is the wait between polls (tests pass one that stores
     the next hour). Symbols the store does not hold are refused first.
     """
-    follower = Follower(encoder, store, config)
+    config.validate()
+    check_symbols(store, encoder.market, config.symbols)
+    model = model_id(encoder)
+    stuck = StuckPairs()
     written: list[pd.Timestamp] = []
     n = 0
     while True:
-        written += follower.poll()
+        written += poll_once(encoder, store, config, model, stuck)
         n += 1
         if config.iterations is not None and n >= config.iterations:
             return written
         sleep(config.interval_s)
-
-
-def collect_predictions(checkpoint: str, predictions: str, store: Store, markets: Sequence[str]) -> Follower:
-    """The follower of ``collect --predict CHECKPOINT --predictions DIR``, built before the first cycle.
-
-    Refuses (one line) a checkpoint that does not load, a model of a market ``collect`` does not
-    store, a ``DIR`` with a suffix (it must be a dataset folder) and a folder :class:`Follower` refuses.
-    """
-    config = FollowConfig(out=Path(predictions).expanduser(), interval_s=0.0)
-    if not config.dataset:
-        raise DataError(f"--predictions takes a folder (a name without suffix), got {predictions}")
-    config.validate()
-    encoder = GraphEncoder.load(checkpoint)
-    if encoder.market not in markets:
-        raise DataError(f"--predict {checkpoint} is a {encoder.market} model, but this collect stores "
-                        f"{' and '.join(markets)} candles; pass --market {encoder.market} or both")
-    return Follower(encoder, store, config)
-
-
-def predict_after_cycle(follower: Follower) -> list[pd.Timestamp]:
-    """One poll of ``follower`` after a ``collect`` cycle; a failure is one warning line, retried next cycle.
-
-    Collecting the data must go on whatever happens to the model (a damaged predictions part, a full
-    disk, a bug): every exception is caught here, and the next cycle's poll writes what this one missed.
-    """
-    try:
-        return follower.poll()
-    except Exception as exc:  # noqa: BLE001 (see the docstring: the data job must not stop)
-        log.warning("prediction step failed (%s: %s); collecting goes on, the hours are written after a later "
-                    "cycle", type(exc).__name__, " ".join(str(exc).split()))
-        return []

@@ -50,7 +50,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, ContextManager, Sequence
 
 import numpy as np
 import pandas as pd
@@ -59,6 +59,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .atomic import atomic_path
+from .encoded import EncodedRange
 from .errors import DataError
 
 #: The lock file of the writers, in DIR (not a ``*.parquet`` name: readers never see it).
@@ -324,3 +325,52 @@ def read_dataset(root: str | os.PathLike, columns: Sequence[str] | None = None,
         return pd.DataFrame(columns=list(columns) if columns else STATE_COLUMNS)
     frame = pa.concat_tables(tables).to_pandas()
     return frame.sort_values(["hour"], kind="stable").reset_index(drop=True)
+
+
+@dataclass
+class DatasetOutput:
+    """The follower's view of a dataset folder: its lock, what it holds, appending (see the module docstring).
+
+    ``locker(path, lock_path)``: the follower's cross-process lock (:func:`gnn_market.follow.output_lock`).
+    """
+
+    path: Path
+    locker: Callable[[Path, Path], ContextManager[None]]
+    columns: list[str] | None = None  # the newest month's, read by written()
+
+    def lock(self) -> ContextManager[None]:
+        month_folders(self.path)  # refuses a folder that is not a dataset before a lock file goes in
+        try:
+            self.path.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"cannot create {self.path}: {exc.strerror or exc}; pass another --out") from exc
+        return self.locker(self.path, self.path / LOCK_NAME)
+
+    def written(self, model: str, embeddings: bool) -> DatasetState:
+        """Compact complete months (finishing an interrupted compaction), then read the state; refuses another
+        model or embeddings setting. The result has ``last`` and ``symbols`` like the single file's state."""
+        compact_complete(self.path)
+        current = state(self.path)
+        self.columns = current.columns
+        if current.columns is not None:
+            has_emb = any(c.startswith("emb_") for c in current.columns)
+            if has_emb != embeddings:
+                raise DataError(f"{self.path} was written {'with' if has_emb else 'without'} embedding columns; "
+                                f"pass the same --no-embeddings setting or another --out")
+            others = sorted(current.models - {model})
+            if others:
+                raise DataError(f"{self.path} holds predictions of model {others[0]}, not of this checkpoint "
+                                f"({model}); pass another --out")
+        return current
+
+    def append(self, encoded: EncodedRange, model: str, embeddings: bool) -> None:
+        frame = dataset_frame(encoded, model, embeddings)
+        if self.columns is not None and list(frame.columns) != self.columns:
+            raise DataError(f"{self.path} holds other columns than this run writes "
+                            f"({column_diff(self.columns, list(frame.columns))}); pass another --out")
+        append(self.path, frame)
+
+
+def dataset_frame(encoded: EncodedRange, model: str, embeddings: bool) -> pd.DataFrame:
+    """The rows of a dataset part: :meth:`EncodedRange.to_frame` with ``time`` named ``hour``, plus ``model``."""
+    return encoded.to_frame(embeddings=embeddings).rename(columns={"time": "hour"}).assign(model=model)

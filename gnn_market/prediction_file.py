@@ -1,6 +1,6 @@
-"""A single-file ``predict --follow`` output (``.parquet`` or ``.csv``): reading what it holds, appending.
+"""A single-file ``predict --follow`` output (``.parquet`` or ``.csv``): parsing and checking what it holds.
 
-The whole file is rewritten on each append (atomically, :func:`gnn_market.atomic.atomic_path`),
+:func:`gnn_market.follow.append_hours` rewrites the whole file on each append (atomically),
 so the cost of an hour grows with the file: the folder form (:mod:`gnn_market.prediction_dataset`)
 is the one for long runs. The guarantees are :mod:`gnn_market.follow`'s.
 """
@@ -14,7 +14,6 @@ from typing import Sequence
 import pandas as pd
 import pyarrow.parquet as pq
 
-from .atomic import atomic_path
 from .encoded import EncodedRange
 from .errors import DataError
 
@@ -35,28 +34,6 @@ class Written:
 
 
 
-def written_through(out: Path, model: str, embeddings: bool) -> pd.Timestamp | None:
-    """Last hour in ``out`` (None if there is no file); refuses a file of another model or layout."""
-    return read_written(out, model, embeddings).last
-
-
-def read_written(out: Path, model: str, embeddings: bool) -> Written:
-    """What ``out`` holds; refuses a damaged file or one of another model or layout (:class:`DataError`)."""
-    if not out.exists():
-        return Written(None, frozenset())
-    columns, frame = _read_parquet_state(out) if out.suffix.lower() == ".parquet" else _read_csv_state(out)
-    has_emb = any(c.startswith("emb_") for c in columns)
-    if has_emb != embeddings:
-        raise DataError(f"{out} was written {'with' if has_emb else 'without'} embedding columns; pass the same "
-                        f"--no-embeddings setting or another --out")
-    models = set(frame["model"])
-    if models - {model}:
-        raise DataError(f"{out} holds predictions of model {sorted(models - {model})[0]}, not of this checkpoint "
-                        f"({model}); pass another --out")
-    last = pd.to_datetime(frame["time"], utc=True).max() if len(frame) else None
-    return Written(last, frozenset(frame["symbol"]))
-
-
 def _damaged(out: Path, what: str) -> DataError:
     """The one-line refusal of an output --follow cannot safely continue."""
     what = " ".join(what.split())  # parser messages carry newlines
@@ -64,7 +41,7 @@ def _damaged(out: Path, what: str) -> DataError:
                      f"another --out")
 
 
-def _read_parquet_state(out: Path) -> tuple[list[str], pd.DataFrame]:
+def read_parquet_state(out: Path) -> tuple[list[str], pd.DataFrame]:
     try:
         columns = pq.read_schema(out).names
         if "model" not in columns:
@@ -79,7 +56,7 @@ def _read_parquet_state(out: Path) -> tuple[list[str], pd.DataFrame]:
     return columns, frame
 
 
-def _read_csv_state(out: Path) -> tuple[list[str], pd.DataFrame]:
+def read_csv_state(out: Path) -> tuple[list[str], pd.DataFrame]:
     try:
         text = out.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -145,21 +122,3 @@ def check_pairs(out: Path, written: Written, encoded: EncodedRange, symbols: Seq
                          if part)
         raise DataError(f"{out} holds predictions for {len(written.symbols)} other pairs: this run has {diff}, "
                         f"another graph; pass --symbols {','.join(sorted(written.symbols))} or another --out")
-
-
-def append_hours(out: Path, encoded: EncodedRange, model: str, embeddings: bool) -> int:
-    """Append ``encoded``'s rows (with the ``model`` column) to ``out`` atomically; returns rows written."""
-    frame = encoded.to_frame(embeddings=embeddings).assign(model=model)
-    with atomic_path(out, DataError) as tmp:
-        if out.suffix.lower() == ".parquet":
-            if out.exists():
-                frame = pd.concat([pd.read_parquet(out), frame], ignore_index=True)
-            frame.to_parquet(tmp, index=False)
-        else:
-            text = frame.assign(time=frame["time"].map(pd.Timestamp.isoformat)).to_csv(
-                index=False, header=not out.exists(), float_format="%.6g")
-            old = out.read_bytes() if out.exists() else b""
-            if old and not old.endswith(b"\n"):  # a complete last row without its newline (checked before)
-                old += b"\n"
-            tmp.write_bytes(old + text.encode())
-    return len(encoded.times) * len(encoded.symbols)

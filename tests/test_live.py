@@ -326,7 +326,7 @@ def test_collect_predict_writes_what_a_separate_follower_writes_and_rides_out_a_
     """Four loop cycles; after each, a separate follower polls the same store. The second cycle's prediction
     step fails: one warning line, collecting goes on, the next cycle writes the hour it missed."""
     import gnn_market.data as data_cli
-    from gnn_market.follow import Follower
+    from gnn_market.live import Follower
 
     _, ckpt = trained
     store, by_collect, by_follower = tmp_path / "store", tmp_path / "by_collect", tmp_path / "by_follower"
