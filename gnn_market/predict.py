@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time", help="latest hour to use (ISO, UTC; default: the last hour in the data)")
     p.add_argument("--start", help="with --out: first hour of a range to export (ISO, UTC)")
     p.add_argument("--end", help="with --out: last hour of a range to export (ISO, UTC; default: the last)")
-    p.add_argument("--out", help=f"write to this file instead of printing ({', '.join(SUFFIXES)})")
+    p.add_argument("--out", help=f"write to this file instead of printing ({', '.join(SUFFIXES)}); with --follow: a "
+                                 f"folder (no suffix) or a .parquet/.csv file")
     p.add_argument("--no-embeddings", action="store_true", help="leave embedding columns out of --out tables")
     p.add_argument("--symbols", help="comma-separated symbols (default: all in the store)")
     p.add_argument("--format", choices=FORMATS, default="table")

@@ -115,6 +115,10 @@ def month_files(folder: Path) -> MonthFiles:
     names = {p.name: p for p in folder.iterdir()}
     pending = names.get(f".{compacted_name(month)}{PENDING_SUFFIX}")
     parts = sorted(p for n, p in names.items() if _PART.fullmatch(n))
+    foreign = sorted(n for n in names if n.endswith(".parquet") and not _PART.fullmatch(n) and n != compacted_name(month))
+    if foreign:  # a reader's *.parquet glob would read it as predictions
+        raise DataError(f"{folder} holds {foreign[0]}, which is not a predictions part of month {month}; move it "
+                        f"away or pass another --out")
     return MonthFiles(folder, month, parts, names.get(compacted_name(month)), pending)
 
 
@@ -177,9 +181,10 @@ def _spans(files: MonthFiles) -> list[tuple[pd.Timestamp, pd.Timestamp, Path]]:
     firsts, lasts = (pd.to_datetime([s[i] for s in stamps], format=_STAMP, utc=True) for i in (0, 1))
     order = np.argsort(firsts.asi8, kind="stable")
     firsts, lasts, parts = firsts[order], lasts[order], [files.parts[i] for i in order]
-    bad = np.flatnonzero(lasts < firsts)
+    bad = np.flatnonzero((lasts < firsts) | (firsts.strftime("%Y-%m") != files.month)
+                         | (lasts.strftime("%Y-%m") != files.month))
     if len(bad):
-        raise _damaged(parts[bad[0]], "its name ends before it starts")
+        raise _damaged(parts[bad[0]], f"its name is not a span of hours of month {files.month}")
     overlap = np.flatnonzero(firsts[1:] <= lasts[:-1])
     if len(overlap):
         i = overlap[0]

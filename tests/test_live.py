@@ -237,6 +237,15 @@ def _overlapping(out: Path) -> None:
     (part.parent / "part-20240131T19-20240131T20.parquet").write_bytes(part.read_bytes())
 
 
+def _stray_parquet(out: Path) -> None:
+    (_part(out).parent / "mine.parquet").write_bytes(_part(out).read_bytes())
+
+
+def _other_month(out: Path) -> None:
+    part = _part(out)
+    part.rename(part.parent / "part-20240201T20-20240201T20.parquet")
+
+
 def _renamed(out: Path) -> None:
     part = _part(out)
     part.rename(part.parent / "part-20240131T21-20240131T21.parquet")
@@ -248,6 +257,8 @@ def _renamed(out: Path) -> None:
     (_cut, ("is damaged", "cannot read it as parquet", "nothing was changed or deleted")),
     (_foreign, ("is not a predictions folder", "notes.txt")),
     (_overlapping, ("is damaged", "both hold hour 2024-01-31T20:00:00+00:00")),
+    (_stray_parquet, ("holds mine.parquet, which is not a predictions part of month 2024-01",)),
+    (_other_month, ("is damaged", "its name is not a span of hours of month 2024-01")),
     (_renamed, ("is damaged", "holds hours 2024-01-31T20:00:00+00:00 .. 2024-01-31T20:00:00+00:00, not those of "
                               "its name")),
 ])
