@@ -71,7 +71,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Callable, ContextManager, Iterator, Mapping, Protocol, Sequence
 
 import pandas as pd
 from filelock import FileLock
@@ -297,22 +297,25 @@ def output_lock(out: Path, lock_path: Path | None = None) -> Iterator[None]:
 
 
 class Output(Protocol):
-    """Where a follower writes: :class:`FileOutput` or :class:`DatasetOutput`."""
+    """Where a follower writes: :class:`FileOutput` or :class:`gnn_market.prediction_dataset.DatasetOutput`.
+
+    ``written`` returns what the output holds (``last`` hour, ``symbols``) after refusing another model or layout.
+    """
 
     path: Path
 
-    def lock(self) -> Iterator[None]: ...
-    def written(self, model: str, embeddings: bool) -> Written: ...
+    def lock(self) -> ContextManager[None]: ...
+    def written(self, model: str, embeddings: bool) -> Written | pds.DatasetState: ...
     def append(self, encoded: EncodedRange, model: str, embeddings: bool) -> None: ...
 
 
 @dataclass
 class FileOutput:
-    """One ``.parquet`` / ``.csv`` file, rewritten whole on each append (:mod:`gnn_market.prediction_file`)."""
+    """One ``.parquet`` / ``.csv`` file, rewritten whole on each append (:func:`append_hours`)."""
 
     path: Path
 
-    def lock(self):
+    def lock(self) -> ContextManager[None]:
         return output_lock(self.path)
 
     def written(self, model: str, embeddings: bool) -> Written:
