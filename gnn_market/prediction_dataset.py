@@ -142,8 +142,8 @@ def month_folders(root: Path) -> list[Path]:
 
 def _damaged(path: Path, what: str) -> DataError:
     what = " ".join(str(what).split())
-    return DataError(f"{path} is damaged ({what}); nothing was changed or deleted: move it away and pass the "
-                     f"same --out again (its hours are written anew), or pass another --out")
+    return DataError(f"{path} is damaged ({what}); nothing was changed or deleted: repair or move it away, or "
+                     f"pass another --out")
 
 
 def _read(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
