@@ -454,3 +454,19 @@ def test_a_follower_killed_and_restarted_while_collect_writes_holds_each_hour_on
         assert_each_hour_once(frame, MARCH - 3 * HOUR, last, 6)
     assert_matches_batch(pds.read_dataset(out), ckpt, Store(store))
     assert [f for f in files(out) if f.startswith("month=2024-02")] == ["month=2024-02/month-2024-02.parquet"]
+
+
+def test_collect_once_with_a_failing_prediction_step_is_one_error_line_and_keeps_the_data(trained, tmp_path,
+                                                                                          capsys, monkeypatch):
+    from gnn_market.live import Follower
+
+    def broken(self):
+        raise DataError("the predictions disk is full")
+
+    _, ckpt = trained
+    monkeypatch.setattr(Follower, "poll", broken)
+    with FakeBinance(exchange(), now_ms=START_MS) as srv:
+        capsys.readouterr()
+        code = collect(srv, tmp_path / "store", "--once", "--predict", str(ckpt), "--predictions", str(tmp_path / "p"))
+    _one_error_line(capsys, code, "the predictions disk is full")
+    assert Store(tmp_path / "store").stored_range("AAAUSDT")[1] == MARCH - 3 * HOUR  # the cycle's data is stored
