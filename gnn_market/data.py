@@ -368,9 +368,19 @@ def cmd_collect(args: argparse.Namespace) -> int:
                         f"uses a snapshot taken at most that long before the close), got {args.book_lead:g}")
     store = Store(args.store)
     check_writable(store)
+    if (args.predict is None) != (args.predictions is None):
+        raise DataError("--predict CHECKPOINT and --predictions DIR go together")
+    predictor = None
+    if args.predict is not None:  # torch and the model load only here: collect alone stays light
+        from .live import collect_predictions, predict_after_cycle
+
+        predictor = collect_predictions(args.predict, args.predictions, store, _markets(args.market))
     client = make_client(args)
     if args.once:
-        return collect_cycle(client, store, args)
+        code = collect_cycle(client, store, args)
+        if predictor is not None:
+            predictor.poll()  # --once: a failure is the run's error line (the cycle's data is stored)
+        return code
     cycles, books = FailureStreak("collect cycle"), FailureStreak("book pass")
     worked = False  # a collect cycle has succeeded: the URLs, symbols and store are right
     while True:
@@ -378,6 +388,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
         error = _guarded(lambda: collect_cycle(client, store, args, book=False))
         if stops_collect(error, worked):
             raise error
+        if predictor is not None:  # the model on the hours now complete; a failure is logged, never stops this job
+            predict_after_cycle(predictor)
         hour = next_hour_ms(client)
         cycles.record(error, next_ms=hour + int(args.delay * 1000))
         worked = worked or error is None
@@ -646,6 +658,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--book-lead", type=_positive, default=30.0,
                    help=f"seconds before the hour for the book snapshots (at most "
                         f"{BOOK_TOLERANCE.total_seconds():.0f}, the panel's window)")
+    p.add_argument("--predict", metavar="CHECKPOINT", default=None,
+                   help="after each cycle, run this model.pt on every newly stored complete hour (as predict "
+                        "--follow does) and append the predictions to --predictions")
+    p.add_argument("--predictions", metavar="DIR", default=None,
+                   help="with --predict: the predictions folder, a month-partitioned Parquet dataset "
+                        "(DIR/month=YYYY-MM/*.parquet), continued where it ends")
     _add_network(p)
     p.set_defaults(func=cmd_collect)
     p = sub.add_parser("import-vision", help="import Binance public-archive zips/CSVs")

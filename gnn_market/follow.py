@@ -1,22 +1,28 @@
-"""The live path: append each new hour's predictions and embeddings to a file as soon as the hour is stored.
+"""The live path: append each new hour's predictions and embeddings as soon as the hour is stored.
 
-    python -m gnn_market.predict --follow --store data/ --checkpoint runs/X/model.pt --out live.parquet
+    python -m gnn_market.predict --follow --store data/ --checkpoint runs/X/model.pt --out runs/X/live
     python -m gnn_market.data collect --store data/ &        # the job that stores each hour
+    python -m gnn_market.data collect --store data/ --predict runs/X/model.pt --predictions runs/X/live  # both
 
 Every ``--interval`` seconds :func:`follow` looks at the store's time columns
-(cheap) and, when hours after the last one in the file are complete, encodes
-them and appends one row per (hour, pair) to the ``.parquet`` or ``.csv`` file:
-the columns of :meth:`gnn_market.encoder.EncodedRange.to_frame` (``time``, the
-hour whose candle is the latest input, so the prediction is for the candle
-opening at ``time + 1h``; ``symbol``; calibrated ``p_down``, ``p_sideways``,
-``p_up``; ``prediction``; ``valid``; ``filled``; ``emb_0 ..``) plus ``model``,
-the first 12 hex digits of the checkpoint file's SHA-256.
+(cheap) and, when hours after the last one written are complete, encodes them
+and appends one row per (hour, pair): the columns of
+:meth:`gnn_market.encoder.EncodedRange.to_frame` (``time``, the hour whose
+candle is the latest input, so the prediction is for the candle opening at
+``time + 1h``; ``symbol``; calibrated ``p_down``, ``p_sideways``, ``p_up``;
+``prediction``; ``valid``; ``filled``; ``emb_0 ..``) plus ``model``, the first
+12 hex digits of the checkpoint file's SHA-256. The output is either a folder
+(``--out DIR``, no suffix: a month-partitioned Parquet dataset, ``time`` named
+``hour``, new files only, see :mod:`gnn_market.prediction_dataset`; the form
+for long runs) or one ``.parquet`` / ``.csv`` file, rewritten whole on each
+append (:func:`append_hours`). ``collect --predict`` runs a
+follower after each collect cycle (:mod:`gnn_market.live`).
 
 Guarantees:
 
-- **No hour twice.** The file itself is the state: hours up to its last ``time``
-  are never written again, so a restart (or a second follower, which waits on
-  the file's lock) continues where the file ends.
+- **No hour twice.** The output itself is the state: hours up to its last
+  ``time`` are never written again, so a restart (or a second follower, which
+  waits on the output's lock) continues where the output ends.
 - **No hour missed.** Every complete hour after the file's last one is written,
   however many arrived since the last poll, including across a restart. A new
   file starts at ``start`` (default: the latest complete hour).
@@ -42,9 +48,10 @@ Guarantees:
   written meanwhile are not rewritten if it is repaired later), and a follower
   (re)started in the middle of a catch-up from an outage longer than
   ``stopped_after_hours`` writes the pairs not yet caught up as stopped.
-- **Atomic writes.** The file is rewritten through :func:`gnn_market.atomic.atomic_path`
-  (readers see the old file or the new one), under a cross-process lock; a
-  symbolic link given as ``out`` is written through (its target is replaced).
+- **Atomic writes.** A file is rewritten, a folder gets new parts, through
+  :func:`gnn_market.atomic.atomic_path` (readers see the old file or the new
+  one), under a cross-process lock; a symbolic link given as ``out`` is written
+  through (its target is replaced).
 - **One model and one graph per file.** A file written by another checkpoint
   (``model`` differs), with other columns, or for other pairs (``--symbols``)
   is refused, never mixed; so is a damaged file (unparseable, or a last row cut
@@ -58,43 +65,40 @@ per hour does not grow with the store.
 """
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, ContextManager, Iterator, Mapping, Protocol, Sequence
 
 import pandas as pd
-import pyarrow.parquet as pq
 from filelock import FileLock
 
+from . import prediction_dataset as pds
 from .atomic import atomic_path
 from .encoder import EncodedRange, GraphEncoder
 from .errors import DataError
 from .panel import load_panel
+from .prediction_file import MODEL_ID_CHARS, Written, check_pairs, read_csv_state, read_parquet_state
 from .store import Store
 from .timeutil import HOUR
+
+__all__ = ["FollowConfig", "Written", "append_hours", "check_pairs", "complete_through", "follow", "model_id",
+           "poll_once", "read_written", "stopped_pairs", "stored_lasts", "written_through"]
 
 log = logging.getLogger(__name__)
 
 #: Hours of history loaded before the first hour to encode (see the module docstring).
 WARMUP_HOURS = 720
-#: Suffixes --follow can append to.
+#: Suffixes --follow can append to (a single file, rewritten on each append); no suffix: a dataset folder.
 FOLLOW_SUFFIXES = (".parquet", ".csv")
-#: Characters of the checkpoint's SHA-256 kept in the ``model`` column.
-MODEL_ID_CHARS = 12
 #: Default of :attr:`FollowConfig.stopped_after_hours`: longer than a ``collect`` catch-up takes to reach
 #: every pair after any usual outage, short enough that a delisting holds predictions back at most a day.
 STOPPED_AFTER_HOURS = 24
 #: In a running follower, a pair left behind while the store's newest hour advanced this often has stopped.
 STOPPED_AFTER_ADVANCES = 2
-#: What a ``model`` cell holds; anything else means the row was cut or edited.
-_MODEL_ID = rf"[0-9a-f]{{{MODEL_ID_CHARS}}}"
-#: Columns read from an existing output to continue it.
-_STATE_COLUMNS = ["time", "symbol", "model"]
 
 
 @dataclass(frozen=True)
@@ -109,35 +113,36 @@ class FollowConfig:
     embeddings: bool = True                # emb_* columns
     stopped_after_hours: int = STOPPED_AFTER_HOURS  # on a first poll, a pair this far behind has stopped
 
+    @property
+    def dataset(self) -> bool:
+        """``out`` names a folder (no suffix): the month-partitioned dataset of :mod:`gnn_market.prediction_dataset`."""
+        return Path(self.out).suffix == ""
+
     def target(self) -> Path:
-        """The file written: ``out``, or the file a symbolic link ``out`` leads to (the link is kept)."""
+        """The file (or folder) written: ``out``, or what a symbolic link ``out`` leads to (the link is kept)."""
         return Path(os.path.realpath(Path(self.out).expanduser()))
 
     def validate(self) -> None:
         out = Path(self.out)
-        if out.suffix.lower() not in FOLLOW_SUFFIXES:
-            raise DataError(f"--follow appends to a {' or '.join(FOLLOW_SUFFIXES)} file, got {self.out}")
+        if not self.dataset and out.suffix.lower() not in FOLLOW_SUFFIXES:
+            raise DataError(f"--follow appends to a {' or '.join(FOLLOW_SUFFIXES)} file or to a folder (a name "
+                            f"without suffix), got {self.out}")
         target = self.target()
         if target.suffix.lower() != out.suffix.lower():
-            raise DataError(f"{out} is a link to {target}, which is not a {out.suffix} file; pass another --out")
+            raise DataError(f"{out} is a link to {target}, which is not a {out.suffix or 'folder'} "
+                            f"{'name' if self.dataset else 'file'}; pass another --out")
         if not target.parent.is_dir():
             raise DataError(f"cannot write {self.out}: folder {target.parent} does not exist")
-        if target.is_dir():
+        if target.is_dir() and not self.dataset:
             raise DataError(f"cannot write {self.out}: it is a folder; pass a file name")
+        if self.dataset and target.exists() and not target.is_dir():
+            raise DataError(f"cannot write {self.out}: it is a file; a name without suffix is a predictions folder")
         if not self.interval_s >= 0:
             raise DataError(f"--interval must be >= 0 seconds, got {self.interval_s}")
         if self.iterations is not None and self.iterations < 1:
             raise DataError(f"--iterations must be >= 1, got {self.iterations}")
         if self.stopped_after_hours < 1:
             raise DataError(f"stopped_after_hours must be >= 1, got {self.stopped_after_hours}")
-
-
-@dataclass(frozen=True)
-class Written:
-    """What an existing output holds: its last hour and its pairs (None / empty for no file)."""
-
-    last: pd.Timestamp | None
-    symbols: frozenset[str]
 
 
 @dataclass
@@ -243,7 +248,7 @@ def read_written(out: Path, model: str, embeddings: bool) -> Written:
     """What ``out`` holds; refuses a damaged file or one of another model or layout (:class:`DataError`)."""
     if not out.exists():
         return Written(None, frozenset())
-    columns, frame = _read_parquet_state(out) if out.suffix.lower() == ".parquet" else _read_csv_state(out)
+    columns, frame = read_parquet_state(out) if out.suffix.lower() == ".parquet" else read_csv_state(out)
     has_emb = any(c.startswith("emb_") for c in columns)
     if has_emb != embeddings:
         raise DataError(f"{out} was written {'with' if has_emb else 'without'} embedding columns; pass the same "
@@ -254,96 +259,6 @@ def read_written(out: Path, model: str, embeddings: bool) -> Written:
                         f"({model}); pass another --out")
     last = pd.to_datetime(frame["time"], utc=True).max() if len(frame) else None
     return Written(last, frozenset(frame["symbol"]))
-
-
-def _damaged(out: Path, what: str) -> DataError:
-    """The one-line refusal of an output --follow cannot safely continue."""
-    what = " ".join(what.split())  # parser messages carry newlines
-    return DataError(f"{out} is damaged ({what}); it was not changed: repair or move it away, or pass "
-                     f"another --out")
-
-
-def _read_parquet_state(out: Path) -> tuple[list[str], pd.DataFrame]:
-    try:
-        columns = pq.read_schema(out).names
-        if "model" not in columns:
-            raise DataError(f"{out} has no 'model' column: it was not written by --follow; pass another --out")
-        missing = [c for c in _STATE_COLUMNS if c not in columns]
-        if missing:
-            raise _damaged(out, f"no column {missing[0]!r}")
-        frame = pq.read_table(out, columns=_STATE_COLUMNS).to_pandas()
-    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
-        raise _damaged(out, f"cannot read it as parquet: {exc}") from exc
-    _check_rows(out, frame)
-    return columns, frame
-
-
-def _read_csv_state(out: Path) -> tuple[list[str], pd.DataFrame]:
-    try:
-        text = out.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _damaged(out, f"cannot read it as text: {exc}") from exc
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
-        raise _damaged(out, "no header line")
-    columns = next(csv.reader([lines[0]]))
-    if "model" not in columns:
-        raise DataError(f"{out} has no 'model' column: it was not written by --follow; pass another --out")
-    missing = [c for c in _STATE_COLUMNS if c not in columns]
-    if missing:
-        raise _damaged(out, f"no column {missing[0]!r}")
-    # A cut-off write or copy leaves a short last row, which pandas would fill with NaN silently (a short
-    # row inside the file leaves ``model``, the last column, empty: _check_rows refuses it; a long one
-    # is a parser error).
-    last = next(csv.reader([lines[-1]])) if len(lines) > 1 else columns
-    if len(last) != len(columns):
-        raise _damaged(out, f"line {len(lines)} has {len(last)} fields, the header {len(columns)}"
-                            + ("; the last row is cut short" if len(last) < len(columns) else ""))
-    try:
-        frame = pd.read_csv(out, usecols=_STATE_COLUMNS, dtype=str, keep_default_na=False)
-    except (OSError, ValueError) as exc:  # pandas' ParserError is a ValueError
-        raise _damaged(out, f"cannot parse it as CSV: {exc}") from exc
-    _check_rows(out, frame)
-    return columns, frame
-
-
-def _check_rows(out: Path, frame: pd.DataFrame) -> None:
-    """Every row names a model, a pair and an hour: an empty or cut-off cell means the file was damaged.
-
-    Rows are counted from 1 after the header (a CSV's line number is one more).
-    """
-    model = frame["model"].astype("string").fillna("")
-    bad = ~model.str.fullmatch(_MODEL_ID) | frame["symbol"].astype("string").fillna("").eq("")
-    if bad.any():
-        row = int(bad.to_numpy().argmax())
-        cell = model.iloc[row]
-        what = "no model or no symbol: cut short" if not cell else f"model {cell!r}, not {MODEL_ID_CHARS} hex digits"
-        raise _damaged(out, f"row {row + 1} has {what}")
-    try:
-        times = pd.to_datetime(frame["time"], utc=True)
-    except (ValueError, TypeError) as exc:
-        raise _damaged(out, f"a time that is not an ISO hour: {exc}") from exc
-    if times.isna().any():
-        raise _damaged(out, f"row {int(times.isna().to_numpy().argmax()) + 1} has no time")
-
-
-def check_pairs(out: Path, written: Written, encoded: EncodedRange, symbols: Sequence[str] | None) -> None:
-    """Refuse to mix graphs: the file's pairs must be this run's (``--symbols``), or hold every pair it encodes.
-
-    With the default (every stored pair) a pair that left the data window may drop out,
-    but a pair the file never had means another graph.
-    """
-    if written.last is None:
-        return
-    run = set(encoded.symbols)
-    new = sorted(run - written.symbols)
-    gone = sorted(written.symbols - run) if symbols is not None else []
-    if new or gone:
-        diff = "; ".join(part for part in (f"{len(new)} pair(s) it lacks ({', '.join(new[:5])})" if new else "",
-                                           f"not {len(gone)} of its pairs ({', '.join(gone[:5])})" if gone else "")
-                         if part)
-        raise DataError(f"{out} holds predictions for {len(written.symbols)} other pairs: this run has {diff}, "
-                        f"another graph; pass --symbols {','.join(sorted(written.symbols))} or another --out")
 
 
 def append_hours(out: Path, encoded: EncodedRange, model: str, embeddings: bool) -> int:
@@ -365,14 +280,14 @@ def append_hours(out: Path, encoded: EncodedRange, model: str, embeddings: bool)
 
 
 @contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """Hold ``out``'s cross-process lock ``.<name>.lock`` (a second follower waits); one-line errors."""
-    lock_path = out.with_name(f".{out.name}.lock")
+def output_lock(out: Path, lock_path: Path | None = None) -> Iterator[None]:
+    """Hold ``out``'s cross-process lock (default ``.<name>.lock`` beside it; a second follower waits)."""
+    lock_path = lock_path if lock_path is not None else out.with_name(f".{out.name}.lock")
     lock = FileLock(lock_path)
     try:
         lock.acquire()
     except OSError as exc:
-        hint = f"remove the folder {lock_path}" if lock_path.is_dir() else f"make {out.parent} writable"
+        hint = f"remove the folder {lock_path}" if lock_path.is_dir() else f"make {lock_path.parent} writable"
         raise DataError(f"cannot lock {out} through {lock_path}: {exc.strerror or exc}; {hint} or pass "
                         f"another --out") from exc
     try:
@@ -381,18 +296,53 @@ def output_lock(out: Path) -> Iterator[None]:
         lock.release()
 
 
+class Output(Protocol):
+    """Where a follower writes: :class:`FileOutput` or :class:`gnn_market.prediction_dataset.DatasetOutput`.
+
+    ``written`` returns what the output holds (``last`` hour, ``symbols``) after refusing another model or layout.
+    """
+
+    path: Path
+
+    def lock(self) -> ContextManager[None]: ...
+    def written(self, model: str, embeddings: bool) -> Written | pds.DatasetState: ...
+    def append(self, encoded: EncodedRange, model: str, embeddings: bool) -> None: ...
+
+
+@dataclass
+class FileOutput:
+    """One ``.parquet`` / ``.csv`` file, rewritten whole on each append (:func:`append_hours`)."""
+
+    path: Path
+
+    def lock(self) -> ContextManager[None]:
+        return output_lock(self.path)
+
+    def written(self, model: str, embeddings: bool) -> Written:
+        return read_written(self.path, model, embeddings)
+
+    def append(self, encoded: EncodedRange, model: str, embeddings: bool) -> None:
+        append_hours(self.path, encoded, model, embeddings)
+
+
+def output_for(config: FollowConfig) -> Output:
+    if config.dataset:
+        return pds.DatasetOutput(config.target(), output_lock)
+    return FileOutput(config.target())
+
+
 def poll_once(encoder: GraphEncoder, store: Store, config: FollowConfig, model: str,
               stuck: StuckPairs | None = None) -> list[pd.Timestamp]:
-    """Write every complete hour after the file's last one; returns the hours written.
+    """Write every complete hour after the output's last one; returns the hours written.
 
     ``stuck``: what this follower saw on earlier polls (see :class:`StuckPairs`).
     """
-    out = config.target()
+    output = output_for(config)
     lasts = stored_lasts(store, encoder.market, config.symbols)
     if not lasts:
         return []
-    with output_lock(out):
-        written = read_written(out, model, config.embeddings)
+    with output.lock():
+        written = output.written(model, config.embeddings)
         since = written.last + HOUR if written.last is not None else None  # None: a new file
         stopped = stopped_pairs(lasts, config.stopped_after_hours, stuck)
         ready = complete_through(lasts, since=since, stopped=stopped)
@@ -404,11 +354,11 @@ def poll_once(encoder: GraphEncoder, store: Store, config: FollowConfig, model: 
         panel = load_panel(store, market=encoder.market, symbols=list(config.symbols) if config.symbols else None,
                            start=first - WARMUP_HOURS * HOUR, end=ready)
         encoded = encoder.encode_range(panel, start=first, end=ready, progress=None)
-        check_pairs(out, written, encoded, config.symbols)
-        append_hours(out, encoded, model, config.embeddings)
+        check_pairs(output.path, written, encoded, config.symbols)
+        output.append(encoded, model, config.embeddings)
     hours = list(encoded.times)
     log.info("wrote %d hour(s) %s .. %s x %d pairs to %s", len(hours), hours[0].isoformat(),
-             hours[-1].isoformat(), len(encoded.symbols), out)
+             hours[-1].isoformat(), len(encoded.symbols), output.path)
     return hours
 
 
@@ -441,7 +391,7 @@ def follow(encoder: GraphEncoder, store: Store, config: FollowConfig,
     """Poll ``store`` every ``config.interval_s`` seconds, appending new hours to ``config.out``.
 
     Runs ``config.iterations`` polls (forever when None; Ctrl-C stops it
-    between or during polls without damaging the file). Returns the hours
+    between or during polls without damaging the output). Returns the hours
     written. ``sleep`` is the wait between polls (tests pass one that stores
     the next hour). Symbols the store does not hold are refused first.
     """

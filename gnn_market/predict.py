@@ -20,12 +20,17 @@ range) to a file instead of printing it: ``.parquet`` or ``.csv`` (one row per
 hour and pair, with the embedding columns ``emb_0 ..`` unless ``--no-embeddings``)
 or ``.npz`` (the arrays); see :mod:`gnn_market.export`.
 
-``--follow --out FILE`` (``.parquet`` or ``.csv``) keeps running: every
+``--follow --out DIR`` (a folder: a name without suffix) keeps running: every
 ``--interval`` seconds it appends each newly stored hour's predictions and
-embeddings to FILE, with a ``model`` column (checkpoint SHA-256 prefix); an hour
-is never written twice and hours missed while it was stopped are filled in on
-restart. ``--iterations N`` stops after N polls (``--once``: one). See
-:mod:`gnn_market.follow`.
+embeddings to DIR, a month-partitioned Parquet dataset (``DIR/month=YYYY-MM/``,
+columns ``hour``, ``symbol``, the probabilities, ``emb_*`` and ``model``, the
+checkpoint's SHA-256 prefix) that DuckDB, Polars, Spark and ``pyarrow.dataset``
+read as one table; an hour is never written twice, history is never rewritten
+(complete months are compacted into one file each) and hours missed while it
+was stopped are filled in on restart. ``--out FILE.parquet|FILE.csv`` appends
+to one file instead, rewritten whole every hour (fine for days, slow for
+years). ``--iterations N`` stops after N polls (``--once``: one). See
+:mod:`gnn_market.follow` and :mod:`gnn_market.prediction_dataset`.
 """
 from __future__ import annotations
 
@@ -96,15 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time", help="latest hour to use (ISO, UTC; default: the last hour in the data)")
     p.add_argument("--start", help="with --out: first hour of a range to export (ISO, UTC)")
     p.add_argument("--end", help="with --out: last hour of a range to export (ISO, UTC; default: the last)")
-    p.add_argument("--out", help=f"write to this file instead of printing ({', '.join(SUFFIXES)})")
+    p.add_argument("--out", help=f"write to this file instead of printing ({', '.join(SUFFIXES)}); with --follow: a "
+                                 f"folder (no suffix) or a .parquet/.csv file")
     p.add_argument("--no-embeddings", action="store_true", help="leave embedding columns out of --out tables")
     p.add_argument("--symbols", help="comma-separated symbols (default: all in the store)")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     live = p.add_argument_group("live predictions (--follow)")
     live.add_argument("--follow", action="store_true",
-                      help="keep appending each newly stored hour to --out (.parquet or .csv); --start: first "
-                           "hour of a new file (default: the latest stored hour)")
+                      help="keep appending each newly stored hour to --out: a folder (month-partitioned dataset, "
+                           "for long runs) or a .parquet/.csv file (rewritten each hour); --start: first hour of a "
+                           "new output (default: the latest stored hour)")
     live.add_argument("--interval", type=float, default=60.0, help="seconds between polls of the store")
     live.add_argument("--iterations", type=int, help="stop after this many polls (default: run until Ctrl-C)")
     live.add_argument("--once", action="store_true", help="one poll, then exit (= --iterations 1)")
@@ -146,7 +153,8 @@ def _follow(args: argparse.Namespace) -> int:
     if not args.follow:
         raise DataError("--once and --iterations apply to --follow")
     if args.out is None:
-        raise DataError("--follow appends to a file: give --out FILE (.parquet or .csv)")
+        raise DataError("--follow appends to a dataset folder or a file: give --out DIR (no suffix), or --out "
+                        "FILE (.parquet or .csv)")
     if args.time is not None or args.end is not None:
         raise DataError("--follow writes every new hour as it is stored: --time and --end do not apply")
     if args.once and args.iterations is not None:

@@ -229,3 +229,66 @@ ATTEMPTS: list[Attempt] = [
     Attempt("follower", 18, "--follow --no-embeddings on a file with embeddings", embeddings_then_none),
     Attempt("follower", 18, "--follow with embeddings on a file written with --no-embeddings", none_then_embeddings),
 ]
+
+
+# --------------------------------------------------------------------------- issue 24: the dataset folder
+def _dataset_started(tmp: Path) -> tuple[Path, Path]:
+    """A live store at hour 300, a predictions folder holding that hour, hour 301 stored."""
+    live, out = tmp / "live", tmp / "preds"
+    _grow(live, _hour(300))
+    expect_ok(_follow(live, out))
+    _grow(live, _hour(301))
+    return live, out
+
+
+def _tree(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def _refused_tree_unchanged(out: Path, outcome, *needles: str) -> None:
+    before = _tree(out)
+    expect_error(outcome, *needles)
+    check(_tree(out) == before, f"{out.name} was changed by a refused run")
+
+
+def dataset_truncated_part(tmp: Path) -> None:
+    live, out = _dataset_started(tmp)
+    part = next(out.glob("month=*/part-*.parquet"))
+    part.write_bytes(part.read_bytes()[:-100])
+    _refused_tree_unchanged(out, _follow(live, out), "damaged", "nothing was changed or deleted")
+
+
+def dataset_other_model(tmp: Path) -> None:
+    live, out = _dataset_started(tmp)
+    part = next(out.glob("month=*/part-*.parquet"))
+    pd.read_parquet(part).assign(model="0123456789ab").to_parquet(part, index=False)
+    _refused_tree_unchanged(out, _follow(live, out), "0123456789ab", "another --out")
+
+
+def dataset_out_is_the_store(tmp: Path) -> None:
+    live = tmp / "live"
+    _grow(live, _hour(300))
+    before = _tree(live)
+    expect_error(_follow(live, live), "is not a predictions folder")
+    check(_tree(live) == before, "the store was changed")
+
+
+def dataset_restart_writes_each_hour_once(tmp: Path) -> None:
+    live, out = _dataset_started(tmp)
+    _grow(live, _hour(305))
+    expect_ok(_follow(live, out))
+    expect_ok(_follow(live, out))
+    from gnn_market.prediction_dataset import read_dataset
+
+    frame = read_dataset(out)
+    check(not frame.duplicated(["hour", "symbol"]).any(), "an (hour, pair) written twice")
+    check(list(frame["hour"].unique()) == list(pd.date_range(_hour(300), _hour(305), freq="h")),
+          f"hours written: {list(frame['hour'].unique())}")
+
+
+ATTEMPTS += [
+    Attempt("follower", 0, "--follow --out DIR with a truncated part", dataset_truncated_part),
+    Attempt("follower", 0, "--follow --out DIR holding another model's part", dataset_other_model),
+    Attempt("follower", 0, "--follow --out DIR where DIR is the market store", dataset_out_is_the_store),
+    Attempt("follower", 0, "--follow --out DIR restarted after five missed hours", dataset_restart_writes_each_hour_once),
+]
