@@ -128,3 +128,17 @@ def test_rolling_prior_refuses_bad_input() -> None:
     with pytest.raises(ValueError, match="hours"):
         rolling_prior(np.full((2, 3), 1 / 3), np.array([0, 1, 2]), 5)
     assert rolling_prior(np.zeros((0, 3)), np.zeros(0, np.int64), 5).shape == (0, 3)
+
+
+def test_reliability_plot_hides_sparse_bins_and_keeps_their_counts():
+    from gnn_market.training.report import MIN_BIN_ROWS, drawn_bins
+
+    rng = np.random.default_rng(0)
+    # class-UP probabilities: 500 rows near 0.05, 40 near 0.55, 5 near 0.95 (a sparse bin)
+    p_up = np.concatenate([np.full(500, 0.05), np.full(40, 0.55), np.full(5, 0.95)])
+    probs = np.column_stack([(1 - p_up) / 2, (1 - p_up) / 2, p_up])
+    y = rng.integers(0, 3, len(p_up))
+    x, observed, counts = drawn_bins(y, probs)[2]
+    np.testing.assert_allclose(x, [0.05, 0.55])
+    assert counts.tolist() == [500, 40] and (counts >= MIN_BIN_ROWS).all()
+    np.testing.assert_allclose(observed, [np.mean(y[:500] == 2), np.mean(y[500:540] == 2)])

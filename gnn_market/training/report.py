@@ -219,20 +219,39 @@ def plot_confusions(metrics: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+#: A reliability bin with fewer rows is not drawn: its observed frequency is mostly noise.
+MIN_BIN_ROWS = 30
+
+
+def drawn_bins(y: np.ndarray, probs: np.ndarray, bins: int = 10) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per class, the reliability points that are drawn: ``(mean predicted, observed frequency, rows)``
+    of the bins holding at least :data:`MIN_BIN_ROWS` rows (``y`` ``[M]``, ``probs`` ``[M, 3]``)."""
+    curve = reliability_curve(y, probs, bins)
+    out = []
+    for k in range(len(CLASS_NAMES)):
+        kept = curve["count"][k] >= MIN_BIN_ROWS
+        out.append((curve["predicted"][k][kept], curve["observed"][k][kept], curve["count"][k][kept]))
+    return out
+
+
 def plot_reliability(y: np.ndarray, curves: dict[str, np.ndarray], path: Path, bins: int = 10) -> None:
     """Reliability diagram: per class, mean predicted probability vs observed frequency per bin.
 
     ``y`` ``[M]`` labels; ``curves`` maps a legend label to probabilities ``[M, 3]`` of the same rows.
+    Bins with fewer than :data:`MIN_BIN_ROWS` rows are hidden; each drawn point of the first curve
+    is labelled with its row count.
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
     for k, ax in enumerate(axes):
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="perfect")
-        for label, probs in curves.items():
-            curve = reliability_curve(y, probs, bins)
-            seen = curve["count"][k] > 0
-            ax.plot(curve["predicted"][k][seen], curve["observed"][k][seen], marker="o", ms=3, label=label)
-        ax.set(title=f"{CLASS_NAMES[k]} (share {np.mean(y == k):.1%})", xlabel="predicted probability",
+        for c, (label, probs) in enumerate(curves.items()):
+            x, obs, counts = drawn_bins(y, probs, bins)[k]
+            ax.plot(x, obs, marker="o", ms=3, label=label)
+            for xi, oi, n in zip(x, obs, counts) if c == 0 else ():
+                ax.annotate(f"{int(n)}", (xi, oi), fontsize=5, xytext=(2, -7), textcoords="offset points")
+        ax.set(title=f"{CLASS_NAMES[k]} (share {np.mean(y == k):.1%}; bins < {MIN_BIN_ROWS} rows hidden)",
+               xlabel="predicted probability",
                ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1))
     axes[0].legend(fontsize=7)
     fig.tight_layout()
@@ -396,6 +415,7 @@ def write_report(out: Path, cfg: TrainConfig, metrics: dict[str, Any], results: 
     ``results``: the first seed's folds (learning curves); ``reliability``: test labels ``[M]`` and
     the probabilities ``[M, 3]`` to draw (see :func:`plot_reliability`); ``equity``: test hour times
     ``[H]`` and each model's cumulative net return ``[H]`` (see :func:`plot_equity`).
+    One function per section below; this one draws the plots and joins the sections.
     """
     if equity is not None:
         plot_equity(equity[0], equity[1], out / "equity.png")
@@ -403,40 +423,35 @@ def write_report(out: Path, cfg: TrainConfig, metrics: dict[str, Any], results: 
     plot_confusions(metrics["test"], out / "confusion.png")
     if reliability is not None:
         plot_reliability(reliability[0], reliability[1], out / "reliability.png")
+    n_seeds = len(cfg.seed_list)
+    sections = [_header_section(cfg, metrics), _results_section(cfg, metrics),
+                _significance_section(metrics.get("significance")),
+                trading_section(metrics, n_seeds, equity is not None),
+                _calibration_section(cfg, reliability is not None), _split_section(metrics["split"]["folds"]),
+                _curves_section(cfg, results), _confusion_section(n_seeds)]
+    write_text_atomic(out / "report.md", "".join(sections))
+
+
+def _header_section(cfg: TrainConfig, metrics: dict[str, Any]) -> str:
+    """Title, data, universe, threshold, seeds, purge, folds and the node-encoder choice."""
     seeds = cfg.seed_list
-    n_seeds = len(seeds)
-    balance = metrics["test"]["gnn"]["class_balance"]
-    folds = metrics["split"]["folds"]
-    split_lines = "\n".join(
-        f"| {k + 1} | {f['train']['range'][0]} .. {f['train']['range'][1]} ({f['train']['hours']} h) | "
-        f"{f['val']['range'][0]} .. {f['val']['range'][1]} ({f['val']['hours']} h) | "
-        f"{f['test']['range'][0]} .. {f['test']['range'][1]} ({f['test']['hours']} h) |"
-        for k, f in enumerate(folds))
-    best = {name: h.best_epoch for name, h in results[-1].histories.items()}
-    encoder_text = encoder_line(metrics.get("encoder"), metrics.get("seeds", {}), cfg.encoder_criterion,
-                                cfg.encoder_margin)
     data = metrics.get("data", {})
     universe = (f"universe: the {data['top']} most liquid pairs on hours up to {data['universe_ranked_until']} "
                 f"(before the first validation hour)" if data.get("top") else "universe: all pairs loaded")
     seed_text = (f"seeds {', '.join(map(str, seeds))} (every number is the mean over seeds ± sample sd; "
-                 f"`model.pt` is seed {seeds[0]}'s network)" if n_seeds > 1 else f"seed {seeds[0]}")
-    significance = metrics.get("significance")
-    sig_text = ("" if significance is None else
-                f"## Is the GNN better? (significance)\n\n{significance_caption(significance)}.\n\n"
-                f"{significance_table(significance, markdown=True)}\n\n")
-    reliability_text = ("" if reliability is None else
-                        "## Calibration\n\nReliability diagram of the test rows (seed "
-                        f"{seeds[0]}): per class, mean predicted probability against the observed "
-                        "frequency in 10 probability bins; the GNN before and after vector scaling "
-                        "(fitted on validation) and the other learned model with the best validation "
-                        "macro-F1.\n\n![reliability diagram](reliability.png)\n\n")
-    text = f"""# Training report
+                 f"`model.pt` is seed {seeds[0]}'s network)" if len(seeds) > 1 else f"seed {seeds[0]}")
+    encoder_text = encoder_line(metrics.get("encoder"), metrics.get("seeds", {}), cfg.encoder_criterion,
+                                cfg.encoder_margin)
+    return (f"# Training report\n\nCryptoGraph {__version__}; data `{cfg.store or cfg.data}` ({cfg.market}), "
+            f"{metrics['split']['symbols']} symbols\n({universe}); label threshold {cfg.threshold:.2%}; "
+            f"{seed_text}; purge gap {cfg.purge} h; folds {cfg.folds}.\n{encoder_text}\n")
 
-CryptoGraph {__version__}; data `{cfg.store or cfg.data}` ({cfg.market}), {metrics['split']['symbols']} symbols
-({universe}); label threshold {cfg.threshold:.2%}; {seed_text}; purge gap {cfg.purge} h; folds {cfg.folds}.
-{encoder_text}
 
-## Test results (pooled over folds)
+def _results_section(cfg: TrainConfig, metrics: dict[str, Any]) -> str:
+    """Test and validation tables with the class balance and how to read the metrics."""
+    n_seeds = len(cfg.seed_list)
+    balance = metrics["test"]["gnn"]["class_balance"]
+    return f"""## Test results (pooled over folds)
 
 Test class balance: DOWN {balance['DOWN']:.1%}, SIDEWAYS {balance['SIDEWAYS']:.1%}, UP {balance['UP']:.1%}
 ({metrics['test']['gnn']['n']} labelled pair-hours).
@@ -453,20 +468,43 @@ decides with per-class weights chosen on validation macro-F1; `log_loss_uncalibr
 rare UP/DOWN classes like SIDEWAYS; MCC is 0 for any constant or random prediction; log-loss and
 Brier score the probabilities (lower is better).
 
-{sig_text}{trading_section(metrics, n_seeds, equity is not None)}{reliability_text}## Split
-
-| fold | train | validation | test |
-|---|---|---|---|
-{split_lines}
-
-## Learning curves
-
-Best epochs (seed {seeds[0]}, last fold): {best}
-
-![learning curves](learning_curves.png)
-
-## Test confusion matrices (rows: true class; counts and row shares{', mean over seeds' if n_seeds > 1 else ''})
-
-![confusion matrices](confusion.png)
 """
-    write_text_atomic(out / "report.md", text)
+
+
+def _significance_section(significance: dict[str, Any] | None) -> str:
+    if significance is None:
+        return ""
+    return (f"## Is the GNN better? (significance)\n\n{significance_caption(significance)}.\n\n"
+            f"{significance_table(significance, markdown=True)}\n\n")
+
+
+def _calibration_section(cfg: TrainConfig, drawn: bool) -> str:
+    if not drawn:
+        return ""
+    return ("## Calibration\n\nReliability diagram of the test rows (seed "
+            f"{cfg.seed_list[0]}): per class, mean predicted probability against the observed "
+            "frequency in 10 probability bins (bins with fewer than "
+            f"{MIN_BIN_ROWS} rows are not drawn; the others are labelled with their row count); the GNN "
+            "before and after vector scaling (fitted on validation) and the other learned model with the "
+            "best validation macro-F1.\n\n![reliability diagram](reliability.png)\n\n")
+
+
+def _split_section(folds: Sequence[dict[str, Any]]) -> str:
+    rows = "\n".join(
+        f"| {k + 1} | {f['train']['range'][0]} .. {f['train']['range'][1]} ({f['train']['hours']} h) | "
+        f"{f['val']['range'][0]} .. {f['val']['range'][1]} ({f['val']['hours']} h) | "
+        f"{f['test']['range'][0]} .. {f['test']['range'][1]} ({f['test']['hours']} h) |"
+        for k, f in enumerate(folds))
+    return f"## Split\n\n| fold | train | validation | test |\n|---|---|---|---|\n{rows}\n\n"
+
+
+def _curves_section(cfg: TrainConfig, results: Sequence[FoldResult]) -> str:
+    best = {name: h.best_epoch for name, h in results[-1].histories.items()}
+    return (f"## Learning curves\n\nBest epochs (seed {cfg.seed_list[0]}, last fold): {best}\n\n"
+            "![learning curves](learning_curves.png)\n\n")
+
+
+def _confusion_section(n_seeds: int) -> str:
+    over = ", mean over seeds" if n_seeds > 1 else ""
+    return (f"## Test confusion matrices (rows: true class; counts and row shares{over})\n\n"
+            "![confusion matrices](confusion.png)\n")
