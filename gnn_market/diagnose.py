@@ -343,6 +343,19 @@ def _verdict(lo: float, hi: float) -> str:
 
 
 # ------------------------------------------------------------------ the whole check
+def _hourly_ics(signals: Signals, hours: np.ndarray, v: np.ndarray) -> tuple[dict, dict, dict]:
+    """Per scored hour ``[H]``: every signal's Rank IC and Pearson IC, and each graph signal's
+    incremental Rank IC over the own signals (``v``: ``[H, N]`` pairs scored at each hour)."""
+    label = signals.label[hours]
+    label_rank = cross_ranks(label, v)
+    ranks = {name: cross_ranks(x[hours], v) for name, x in signals.values.items()}  # each ranked once
+    ic = {name: _rowwise_pearson(rk, label_rank, v) for name, rk in ranks.items()}
+    pearson = {name: _rowwise_pearson(x[hours], label, v) for name, x in signals.values.items()}
+    controls = [ranks[c] for c in REGRESSED_OUT]
+    incr = {g: _incremental_from_ranks(ranks[g], controls, label_rank, v) for g in GRAPH_SIGNALS}
+    return ic, pearson, incr
+
+
 def evaluate(signals: Signals, cfg: DiagnoseConfig = DiagnoseConfig()) -> dict:
     """Rank ICs, paired differences and incremental Rank ICs with their intervals (every number in a dict)."""
     valid = common_valid(signals, cfg.min_pairs)
@@ -357,13 +370,8 @@ def evaluate(signals: Signals, cfg: DiagnoseConfig = DiagnoseConfig()) -> dict:
     if n_days < 2 * cfg.block_days:
         raise DataError(f"only {n_days} days have scorable hours; the {cfg.block_days}-day block bootstrap needs at "
                         f"least {2 * cfg.block_days}: give a longer range (plus {cfg.window} hours of warm-up)")
-    label, v = signals.label[hours], valid[hours]
-    label_rank = cross_ranks(label, v)
-    ranks = {name: cross_ranks(x[hours], v) for name, x in signals.values.items()}  # each ranked once
-    ic = {name: _rowwise_pearson(rk, label_rank, v) for name, rk in ranks.items()}
-    pearson = {name: _rowwise_pearson(x[hours], label, v) for name, x in signals.values.items()}
-    controls = [ranks[c] for c in REGRESSED_OUT]
-    incr = {g: _incremental_from_ranks(ranks[g], controls, label_rank, v) for g in GRAPH_SIGNALS}
+    ic, pearson, incr = _hourly_ics(signals, hours, valid[hours])
+    v = valid[hours]
     mean_ic = {name: float(np.nanmean(s)) for name, s in ic.items()}
     best_own = max(OWN_SIGNALS, key=mean_ic.get)
     best_graph = max(GRAPH_SIGNALS, key=mean_ic.get)

@@ -91,37 +91,62 @@ def _run_training(cfg: TrainConfig) -> dict[str, Any]:
 
 def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: float,
                 processes: World) -> dict[str, Any]:
+    """Load, train every (seed, fold), score, and write ``model.pt``, ``metrics.json`` and the report."""
     store = open_store(cfg.store, cfg.data, seed=cfg.seed)  # --data synthetic: the seed also draws the market
     t0 = time.perf_counter()
     market, splits, data = load_training_market(store, cfg)
     load_s = time.perf_counter() - t0
-    seeds = cfg.seed_list
     per_seed, edges_s = _train_seeds(out, cfg, device, market, splits)
     if not processes.is_main:  # under torchrun the other processes only train: rank 0 reports
         return {"out": str(out), "rank": processes.rank}
-    first = per_seed[seeds[0]]
-    last = first[-1]
-    times = market.times
+    seeds, first = cfg.seed_list, per_seed[cfg.seed_list[0]]
     t0 = time.perf_counter()
     portfolio = PortfolioConfig(long_short=cfg.market == "perp")  # perps: long-short; spot: long-only vs equal weight
     rows = trading_rows(first, market)                                # the same test cells for every seed and model
     series = {seed: trading_series(folds, rows, portfolio) for seed, folds in per_seed.items()}
-    trading = trading_summary(series, portfolio, day_ids(times[rows.hours])[0])
-    trading_s = time.perf_counter() - t0
-    seed_metrics = {str(seed): {
-        "test": score_seed(folds, "test", series[seed]),
-        "val": score_seed(folds, "val"),
-        "calibration": [{name: c.state_dict() for name, c in f.calibrations.items()} for f in folds],
-        "history": {name: asdict(h) for name, h in folds[-1].raw.histories.items()},
-        "encoder": [{"chosen": f.raw.encoder, "val_macro_f1": f.raw.encoder_scores} for f in folds],
-    } for seed, folds in per_seed.items()}
+    trading = trading_summary(series, portfolio, day_ids(market.times[rows.hours])[0])
+    timings = {"load_s": load_s, "edges_s": edges_s, "trading_s": time.perf_counter() - t0}
+    seed_metrics = {str(seed): _seed_metrics(folds, series[seed]) for seed, folds in per_seed.items()}
     t0 = time.perf_counter()
     y_test, test_hours, test_preds = stack_seeds(list(per_seed.values()))
     # the primary comparison: GNN vs the best other model on validation (never on test)
     val_f1 = {name: float(np.mean([m["val"][name]["macro_f1"] for m in seed_metrics.values()])) for name in test_preds}
-    significance = significance_vs_gnn(y_test, test_preds, times[test_hours], val_macro_f1=val_f1)
-    significance_s = time.perf_counter() - t0
-    metrics: dict[str, Any] = {
+    significance = significance_vs_gnn(y_test, test_preds, market.times[test_hours], val_macro_f1=val_f1)
+    timings["significance_s"] = time.perf_counter() - t0
+    metrics = _metrics(cfg, market, data, seed_metrics, per_seed, significance, trading, timings, processes)
+    last = first[-1]
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(make_checkpoint(last.raw, market, replace(cfg, seed=seeds[0], seeds=None),
+                                    last.calibrations.get("gnn")), out / "model.pt")
+    metrics["timings"]["total_s"] = time.perf_counter() - started
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
+    write_report(out, cfg, metrics, [f.raw for f in first], reliability_curves(first, metrics["val"]),
+                 equity=(market.times[rows.hours], equity_curves(series)))
+    if cfg.save_packaged:
+        save_packaged(out / "model.pt", metrics, replace(cfg, seed=seeds[0], seeds=None))  # model.pt's seed
+    metrics["out"] = str(out)
+    return metrics
+
+
+def _seed_metrics(folds: list[CalibratedFold], series: dict[str, HourSeries]) -> dict[str, Any]:
+    """``metrics.json``'s ``seeds.<seed>``: test and validation scores, calibrations, history, encoder."""
+    return {
+        "test": score_seed(folds, "test", series),
+        "val": score_seed(folds, "val"),
+        "calibration": [{name: c.state_dict() for name, c in f.calibrations.items()} for f in folds],
+        "history": {name: asdict(h) for name, h in folds[-1].raw.histories.items()},
+        "encoder": [{"chosen": f.raw.encoder, "val_macro_f1": f.raw.encoder_scores} for f in folds],
+    }
+
+
+def _metrics(cfg: TrainConfig, market: MarketData, data: dict[str, Any], seed_metrics: dict[str, Any],
+             per_seed: dict[int, list[CalibratedFold]], significance: dict[str, Any], trading: dict[str, Any],
+             timings: dict[str, float], processes: World) -> dict[str, Any]:
+    """``metrics.json``: seed means, intervals, trading, the split, the config and where the time went."""
+    seeds, first = cfg.seed_list, per_seed[cfg.seed_list[0]]
+    fold_timings = {(f"seed{seed}_" if len(seeds) > 1 else "") + f"fold{k + 1}_{key}": v
+                    for seed, folds in per_seed.items() for k, f in enumerate(folds) for key, v in f.raw.timings.items()}
+    return {
         "test": aggregate_seeds([m["test"] for m in seed_metrics.values()]),
         "val": aggregate_seeds([m["val"] for m in seed_metrics.values()]),
         "significance": significance,
@@ -133,29 +158,15 @@ def _train_into(out: Path, cfg: TrainConfig, device: torch.device, started: floa
             "purge_hours": cfg.purge,
             "label_horizon_hours": LABEL_HORIZON,
             "symbols": len(market.panel.symbols),
-            "folds": [f.raw.split.describe(times) for f in first],
+            "folds": [f.raw.split.describe(market.times) for f in first],
         },
         "history": seed_metrics[str(seeds[0])]["history"],
         "encoder": encoder_summary(cfg, seed_metrics),
-        "timings": {"load_s": load_s, "edges_s": edges_s, "significance_s": significance_s,
-                    "trading_s": trading_s, **{
-            (f"seed{seed}_" if len(seeds) > 1 else "") + f"fold{k + 1}_{key}": v
-            for seed, folds in per_seed.items() for k, f in enumerate(folds) for key, v in f.raw.timings.items()}},
+        "timings": {**timings, **fold_timings},
         "package_version": __version__,
         "machine": machine_info(cfg.threads),  # results are bit-reproducible on one machine only
         "distributed": processes.describe(),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(make_checkpoint(last.raw, market, replace(cfg, seed=seeds[0], seeds=None),
-                                    last.calibrations.get("gnn")), out / "model.pt")
-    metrics["timings"]["total_s"] = time.perf_counter() - started
-    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
-    write_report(out, cfg, metrics, [f.raw for f in first], reliability_curves(first, metrics["val"]),
-                 equity=(times[rows.hours], equity_curves(series)))
-    if cfg.save_packaged:
-        save_packaged(out / "model.pt", metrics, replace(cfg, seed=seeds[0], seeds=None))  # model.pt's seed
-    metrics["out"] = str(out)
-    return metrics
 
 
 def trading_summary(series: dict[int, dict[str, HourSeries]], portfolio: PortfolioConfig,
