@@ -350,7 +350,8 @@ class CryptoGraphEnv(gym.Env):
         if z.shape != self._action_shape:
             raise ValueError(f"action must have shape {self._action_shape} (cash + {len(self.symbols)} "
                              f"pair scores), got {z.shape}")
-        bad = np.flatnonzero(~np.isfinite(z))
+        with np.errstate(over="ignore"):  # one dot: the common case is cheap; huge finite scores overflow it
+            bad = () if z.dot(z) < np.inf else np.flatnonzero(~np.isfinite(z))
         if len(bad):
             raise ValueError(f"action has NaN/inf scores at positions {bad.tolist()}: {z[bad].tolist()}")
         return portfolio.scores_to_weights(z, scale=self._scale, offsets=self._offsets[self._t])

@@ -135,13 +135,19 @@ def scores_to_weights(scores: np.ndarray, mask: np.ndarray | None = None,
         offsets: precomputed :func:`logit_offsets` (fast path; wins over ``mask``).
     """
     z = scale * np.asarray(scores, dtype=np.float64)
+    # stability: shift by the max unless every |z| < ~700 already (exp cannot overflow then; NaN fails
+    # the test too); softmax is shift-invariant, so either way gives the same weights up to rounding
+    with np.errstate(over="ignore"):  # a huge score overflows the square: that is the test
+        shift = z.ndim != 1 or not z.dot(z) <= 4.9e5
     if offsets is None and mask is not None:
         offsets = logit_offsets(mask)
     if offsets is not None:
-        z = z + offsets
-    z = z - z.max(axis=-1, keepdims=True)  # stability: exp never overflows
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+        z += offsets
+    if shift:
+        z -= z.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
 
 
 def rebalance(target: np.ndarray, held: np.ndarray, threshold: float, rate: float,

@@ -276,3 +276,12 @@ def test_settings_are_validated_once_and_the_range_resolved_once(monkeypatch):
     factory.make_crypto_graph_env(panel=hand_panel(PRICES), encoder=FakeEncoder(), use_cache=False, fee_bps=5.0,
                                   episode_hours=None, obs_mode="dict")
     assert counts == {"EnvOptions": 1, "PortfolioConfig": 1, "SourceOptions": 1, "resolve_range": 1}
+
+
+def test_huge_finite_scores_are_an_action_and_nan_is_refused():
+    env = make_env(panel=hand_panel(PRICES), episode_hours=None)
+    env.reset(options={"start": 1})
+    _, _, _, _, info = env.step(np.array([0.0, 1e200, -1e200]))
+    assert np.isfinite(info["portfolio_value"])
+    with pytest.raises(ValueError, match=r"NaN/inf scores at positions \[1\]"):
+        env.step(np.array([0.0, np.nan, 0.0]))

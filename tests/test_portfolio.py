@@ -148,3 +148,15 @@ def test_turnover_defaults_are_the_published_grid_choice():
                                                        portfolio.REBALANCE_EVERY)
     cfg = portfolio.PortfolioConfig()
     assert (cfg.rebalance_threshold, cfg.rebalance_rate, cfg.rebalance_every) == (0.05, 0.5, 4)
+
+
+def test_softmax_without_the_shift_equals_the_shifted_one_and_huge_scores_stay_finite():
+    rng = np.random.default_rng(3)
+    scores = rng.uniform(-1, 1, 31)
+    mask = rng.random(30) > 0.2
+    z = 5.0 * scores + logit_offsets(mask)
+    expected = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    np.testing.assert_allclose(scores_to_weights(scores, mask=mask), expected, rtol=1e-12, atol=0)
+    huge = np.array([1e200, 0.0, -1e200])
+    w = scores_to_weights(huge)
+    np.testing.assert_array_equal(w, [1.0, 0.0, 0.0])
