@@ -116,7 +116,9 @@ def plot_equity(curves: dict[str, list[EpisodeResult]], path: Path) -> None:
         if len(runs) > 1:
             ax.fill_between(runs[0].times, v.min(axis=0), v.max(axis=0), color=line.get_color(), alpha=0.2, lw=0)
     ax.set_ylabel("portfolio value (start = 1)")
-    ax.set_title("CryptoGraph-v0, held-out range (deterministic PPO; band = min..max over seeds)")
+    banded = any(len(runs) > 1 for runs in curves.values())
+    ax.set_title("CryptoGraph-v0, held-out range (deterministic PPO"
+                 + ("; mean over seeds, band = min..max)" if banded else ")"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.autofmt_xdate()
