@@ -531,14 +531,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def format_info(store: Store) -> str:
     """Per market: symbols, range, rows, gaps, funding and book coverage; then the files that break a store rule,
     then kline files without a candle (``ok`` NO: an empty symbol is not usable data)."""
+    version = store.format_version()  # an old layout, a newer format or a damaged marker: one error line
     summary = store.summary()
     problems = [r.line() for r in store.check()]
-    try:
-        version = f"format {store.format_version()}"
-    except StoreError as exc:
-        version = "format unknown"
-        problems.insert(0, str(exc))
-    lines = [f"store {store.root} ({version})"]
+    book_time = ", book stamps floored to the hour (format 1 collectors)" if store.book_time() == "floored" else ""
+    lines = [f"store {store.root} (format {version}{book_time})"]
     for market in (SPOT, PERP):
         s = summary[summary["market"] == market] if len(summary) else summary
         if not len(s):

@@ -22,7 +22,8 @@ candle opened at ``times[t]`` (UTC), column ``n`` is ``symbols[n]``. Conventions
   the close already holds part of the next candle, whose class is row ``t``'s
   label. ``snapshot_time`` is the true capture time (store format 2; the
   ``collect`` job takes the book ``--book-lead`` = 30 s before each hour). In
-  a format-1 store, whose collector floored snapshots taken up to 5 min after
+  a store of format 1 (``STORE.json`` ``"book_time": "floored"`` once
+  migrated), whose collector floored snapshots taken up to 5 min after
   an hour to the hour, every stamp is read as its latest possible capture
   time (on-the-hour stamps + 5 min, others + 1 s), so such snapshots never
   serve the row whose close they followed.
@@ -304,7 +305,7 @@ def _align_book(store: Store, market: str, names: list[str], times: pd.DatetimeI
     out = {c: np.full((T, N), np.nan) for c in cols}
     closes = times.asi8 + HOUR.value
     book_syms = set(store.book_symbols(market))
-    legacy = store.format_version() < 2 if book_syms else False
+    legacy = store.book_time() == "floored" if book_syms else False  # a format 1 store, migrated or not
     for n, sym in enumerate(names):
         if sym not in book_syms:
             continue
