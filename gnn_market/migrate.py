@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,16 +161,21 @@ def _parts(df: pd.DataFrame) -> list[tuple[int, pd.DataFrame]]:
 
 
 def _merge(store: Store, old: pd.DataFrame, kind: _Kind, folder: Path) -> None:
-    """Upsert a valid old file's rows into the new layout (month by month, each atomic, its rows winning)."""
-    for key, part in _parts(old.sort_index()):
-        target = month_path(folder, key)
-        with store._locked(target):
+    """Upsert a valid old file's rows into the new layout (each month file atomic, its rows winning)."""
+    parts = _parts(old.sort_index())
+    with ExitStack() as stack:
+        for key, _ in parts:  # ascending, as every writer takes them
+            stack.enter_context(store._locked(month_path(folder, key)))
+        writes = []
+        for key, part in parts:
+            target = month_path(folder, key)
             here = store._load(target, kind) if target.exists() else None
             if here is not None and find_problems(here, kind):
                 raise StoreError(f"cannot migrate into {target}: it breaks the store rules; move it away and "
                                  f"run migrate again")
             merged = part if here is None else pd.concat([here[~here.index.isin(part.index)], part]).sort_index()
-            store._atomic_write(target, merged, kind)
+            writes.append((target, merged))
+        store._write_all(writes, kind)
 
 
 def _copy_verbatim(store: Store, old: pd.DataFrame, kind: _Kind, folder: Path, path: Path) -> None:
@@ -179,10 +185,10 @@ def _copy_verbatim(store: Store, old: pd.DataFrame, kind: _Kind, folder: Path, p
     if foreign:
         raise StoreError(f"cannot migrate {path}: it breaks the store rules ('info' on the old store lists "
                          f"them) and {folder} already holds other months; move one of them away, run migrate again")
-    for key, part in parts:
-        target = month_path(folder, key)
-        with store._locked(target):
-            store._atomic_write(target, part, kind)
+    with ExitStack() as stack:
+        for key, _ in parts:
+            stack.enter_context(store._locked(month_path(folder, key)))
+        store._write_all([(month_path(folder, key), part) for key, part in parts], kind)
 
 
 def _new_rows(store: Store, kind: _Kind, folder: Path) -> pd.DataFrame:

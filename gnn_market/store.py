@@ -104,6 +104,7 @@ from .store_layout import (
     KINDS,
     LAYOUT_VERSION,
     LegacyStoreError,
+    files_in_months,
     frame_from_own_table,
     has_legacy_files,
     is_own_schema,
@@ -146,6 +147,10 @@ BOOK_TIMES = ("capture", "floored")
 BACKUP_DIR = "repair-backup"
 #: Lock file in the store root that :meth:`Store.repair` holds for its whole run.
 REPAIR_LOCK = ".repair.lock"
+#: Codec of the month files (see :meth:`Store._atomic_write`).
+COMPRESSION = "snappy"
+#: Threads writing the month files of one upsert at once.
+WRITE_THREADS = 8
 #: Threads reading month files at once (pyarrow releases the GIL while it reads and decodes).
 READ_THREADS = 8
 _KINDS = KINDS
@@ -225,11 +230,15 @@ class Store:
         return list_symbols(self.root, BOOK, market)
 
     # ----------------------------------------------------------------- reading
-    def _months(self, kind: _Kind, symbol: str, market: str | None, start=None, end=None
+    def _months(self, kind: _Kind, symbol: str, market: str | None, start=None, end=None, checked: bool = False
                 ) -> tuple[list[tuple[int, Path]], bool]:
-        """The symbol's month files overlapping ``[start, end]``, and whether it has any month file at all."""
+        """The symbol's month files overlapping ``[start, end]``, and whether it has any month file at all.
+
+        ``checked``: the caller already ran :meth:`_require_current` (a multi-symbol read checks once).
+        """
         folder = self._folder(kind, symbol, market)
-        self._require_current()
+        if not checked:
+            self._require_current()
         months = list_months(folder)
         stored = bool(months)
         if start is not None:
@@ -258,10 +267,9 @@ class Store:
         """
         if all(is_own_schema(t.schema, kind) for t in tables):
             df = frame_from_own_table(pa.concat_tables(tables) if len(tables) > 1 else tables[0], kind)
-            if df is not None:
-                expected = np.repeat([k for k, _ in months], [t.num_rows for t in tables])
-                if np.array_equal(month_keys(df.index), expected) and not find_problems(df, kind):
-                    return df
+            if df is not None and files_in_months(df.index, [k for k, _ in months], [t.num_rows for t in tables]) \
+                    and not find_problems(df, kind):
+                return df
         frames = [self._checked(_frame_of(table, path, kind), path, kind, key)
                   for (key, path), table in zip(months, tables)]
         return pd.concat(frames) if len(frames) > 1 else frames[0]
@@ -290,23 +298,34 @@ class Store:
         """
         return self._read(KLINES, symbol, market, missing_ok=False, start=start, end=end)
 
-    def klines_many(self, symbols: list[str], market: str = "spot", start=None, end=None) -> dict[str, pd.DataFrame]:
-        """``{symbol: klines(symbol, market, start, end)}``, the month files read by :data:`READ_THREADS` threads.
+    def read_many(self, kind: str, symbols: list[str], market: str = "spot", start=None, end=None
+                  ) -> dict[str, pd.DataFrame]:
+        """``{symbol: frame}`` of ``kind`` (``"klines"``, ``"book"``, ``"funding"``) for many symbols at once.
 
-        Same frames and errors as :meth:`klines` one by one; for full-history loads of many symbols.
+        The same frames and errors as :meth:`klines` (a symbol without candles: :class:`StoreError`),
+        :meth:`book` and :meth:`funding` (empty frame) one by one, but every month file is read by a
+        pool of :data:`READ_THREADS` threads (pyarrow decodes without the GIL): a full-history
+        load reads ~36 small files per symbol and kind, and this keeps it as fast as reading
+        one file per symbol was. ``start``/``end``: inclusive bounds on the time index.
         """
-        found = {s: self._months(KLINES, s, market, start, end) for s in symbols}
-        for s, (_, stored) in found.items():
-            if not stored:
-                raise StoreError(f"no klines for {s} ({market}) in store {self.root}")
-        paths = [p for months, _ in found.values() for _, p in months]
-        with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-            tables = iter(list(pool.map(_read_table, paths)))
-        out = {}
-        for s, (months, _) in found.items():
-            own = [next(tables) for _ in months]
-            out[s] = _slice(self._load_months(months, KLINES, own), start, end) if months else _empty_frame(KLINES)
-        return out
+        spec = _KINDS.get(kind)
+        if spec is None:
+            raise DataError(f"unknown kind {kind!r}: expected klines, funding or book")
+        self._require_current()
+        found = {s: self._months(spec, s, market, start, end, checked=True) for s in symbols}
+        if spec is KLINES:
+            for s, (_, stored) in found.items():
+                if not stored:
+                    raise StoreError(f"no klines for {s} ({market}) in store {self.root}")
+        work = [(s, months) for s, (months, _) in found.items() if months]
+
+        def load(item: tuple[str, list[tuple[int, Path]]]) -> pd.DataFrame:
+            months = item[1]
+            return _slice(self._load_months(months, spec, [_read_table(p) for _, p in months]), start, end)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(work)))) as pool:
+            frames = dict(zip((s for s, _ in work), pool.map(load, work)))
+        return {s: frames[s] if s in frames else _empty_frame(spec) for s in symbols}
 
     def stored_range(self, symbol: str, market: str | None = "spot",
                      kind: str = "klines") -> tuple[pd.Timestamp, pd.Timestamp] | None:
@@ -384,15 +403,28 @@ class Store:
                 stack.enter_context(self._locked(month_path(folder, key)))
             for key, part in parts:
                 path = month_path(folder, key)
-                old = self._checked(self._load(path, kind), path, kind, key) if path.exists() else _empty_frame(kind)
+                if not path.exists():  # a new month: nothing to merge
+                    added += len(part)
+                    writes.append((path, part))
+                    continue
+                old = self._checked(self._load(path, kind), path, kind, key)
                 fresh = int((~part.index.isin(old.index)).sum())
                 added += fresh
                 if fresh == 0 and len(old) and _same_rows(old, part):
                     continue  # nothing to change in this month: skip the rewrite
                 writes.append((path, pd.concat([old[~old.index.isin(part.index)], part]).sort_index()))
-            for path, merged in writes:
-                self._atomic_write(path, merged, kind)
+            self._write_all(writes, kind)
         return added
+
+    def _write_all(self, writes: list[tuple[Path, pd.DataFrame]], kind: _Kind) -> None:
+        """:meth:`_atomic_write` every ``(path, frame)``; several at once in threads (each fsync waits on the
+        disk, not the CPU), so a backfill of years writes its month files in parallel. The caller holds the locks."""
+        if len(writes) <= 1:
+            for path, frame in writes:
+                self._atomic_write(path, frame, kind)
+            return
+        with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(writes))) as pool:
+            list(pool.map(lambda item: self._atomic_write(item[0], item[1], kind), writes))
 
     def check_targets(self, kind: str, symbols: list[str], market: str | None = "spot") -> None:
         """Before a multi-symbol write: raise :class:`StoreError` if any write would be refused.
@@ -464,7 +496,9 @@ class Store:
             raise StoreError(f"cannot write to store {self.root}: {exc.strerror or exc}") from exc
         with atomic_path(path, StoreError) as tmp:
             # No dictionary encoding: useless for prices, and it made writes 2.5x slower and files larger.
-            pq.write_table(table_from_frame(df, kind), tmp, compression="zstd", use_dictionary=False)
+            # Snappy, the Parquet default every engine reads: on month-sized files it decodes in about
+            # half zstd's CPU time (files ~10% larger), which keeps full-history loads fast.
+            pq.write_table(table_from_frame(df, kind), tmp, compression=COMPRESSION, use_dictionary=False)
 
     # ----------------------------------------------------------------- reports
     def gaps(self, symbol: str, market: str = "spot") -> pd.DataFrame:
@@ -646,7 +680,7 @@ class Store:
 def _read_table(path: Path) -> pa.Table:
     """One stored file as an Arrow table, or :class:`BadStoreFile` naming it."""
     try:
-        with pq.ParquetFile(path) as fh:
+        with pq.ParquetFile(path, pre_buffer=False) as fh:  # small local files: buffering them first costs more
             return fh.read(use_threads=False)
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise BadStoreFile(f"corrupt store file {path}: {exc}") from exc

@@ -79,20 +79,22 @@ def month_bounds_ns(key: int) -> tuple[int, int]:
 
 def list_months(folder: Path) -> list[tuple[int, Path]]:
     """``[(month key, month file)]`` of a symbol folder, ascending; folders without a month file are skipped."""
-    out = []
     try:
-        entries = list(os.scandir(folder))
+        with os.scandir(folder) as entries:
+            names = [(e.name, e.path) for e in entries if e.name.startswith("month=")]
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as exc:
         raise StoreError(f"cannot read store folder {folder}: {exc.strerror or exc}") from exc
-    for entry in entries:
-        match = _MONTH.match(entry.name)
+    out = []
+    for name, where in names:
+        match = _MONTH.match(name)
         if match and 1 <= int(match.group(2)) <= 12:
-            path = Path(entry.path) / FILE_NAME
-            if path.exists():
+            path = os.path.join(where, FILE_NAME)  # plain strings: this runs for every month of every read
+            if os.path.exists(path):
                 out.append((int(match.group(1)) * 12 + int(match.group(2)) - 1, path))
-    return sorted(out)
+    out.sort()
+    return [(key, Path(path)) for key, path in out]
 
 
 def list_symbols(root: Path, kind: _Kind, market: str) -> list[str]:
@@ -105,7 +107,18 @@ def list_symbols(root: Path, kind: _Kind, market: str) -> list[str]:
     except OSError as exc:
         raise StoreError(f"cannot read store folder {base}: {exc.strerror or exc}") from exc
     names = (e.name[len("symbol="):] for e in entries if e.name.startswith("symbol="))
-    return sorted(s for s in names if is_valid_symbol(s) and list_months(base / f"symbol={s}"))
+    return sorted(s for s in names if is_valid_symbol(s) and _has_month(base / f"symbol={s}"))
+
+
+def _has_month(folder: Path) -> bool:
+    """True if a symbol folder holds at least one month file (stops at the first: one stat, usually)."""
+    try:
+        with os.scandir(folder) as entries:
+            return any(_MONTH.match(e.name) and os.path.exists(os.path.join(e.path, FILE_NAME)) for e in entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise StoreError(f"cannot read store folder {folder}: {exc.strerror or exc}") from exc
 
 
 def legacy_folders(root: Path) -> list[tuple[_Kind, str | None, Path]]:
@@ -173,6 +186,8 @@ def table_from_frame(df: pd.DataFrame, kind: _Kind) -> pa.Table:
 
 def is_own_schema(schema: pa.Schema, kind: _Kind) -> bool:
     """True if a table has exactly the columns and types this module writes (metadata aside)."""
+    if schema.equals(arrow_schema(kind), check_metadata=False):
+        return True  # the usual case, decided in C++: this runs for every month file read
     if [n for n in schema.names if n != kind.index] != list(kind.columns) or kind.index not in schema.names:
         return False
     index_type = schema.field(kind.index).type
@@ -205,6 +220,20 @@ def frame_from_own_table(table: pa.Table, kind: _Kind) -> pd.DataFrame | None:
         else:
             columns[c] = col.to_numpy(zero_copy_only=False)  # nulls (how pyarrow writes NaN) -> NaN
     return pd.DataFrame(columns, index=index)
+
+
+def files_in_months(index: pd.DatetimeIndex, keys: list[int], lengths: list[int]) -> bool:
+    """True if the rows of consecutive month files (``lengths`` rows of month ``keys[i]`` each), concatenated
+    into the strictly increasing ``index``, all lie in their file's month: only each file's first and last
+    row need a look."""
+    times = index.asi8
+    end = np.cumsum(lengths)
+    for key, stop, n in zip(keys, end, lengths):
+        if n:
+            lo, hi = month_bounds_ns(key)
+            if times[stop - n] < lo or times[stop - 1] >= hi:
+                return False
+    return True
 
 
 def outside_month(index: pd.DatetimeIndex, key: int) -> np.ndarray:

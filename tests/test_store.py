@@ -159,7 +159,8 @@ def test_stale_temp_file_is_ignored_then_cleaned(tmp_path):
 
 
 def test_process_killed_mid_write_leaves_a_readable_store(tmp_path):
-    """SIGKILL a writer in a loop of large rewrites; the store must stay readable and completable."""
+    """SIGKILL a writer in a loop of large rewrites (23 years: 274 month files each); the store must stay
+    readable, each month file whole (the old or the new one), and completable."""
     script = textwrap.dedent(f"""
         import numpy as np, pandas as pd, sys
         sys.path.insert(0, {os.getcwd()!r})
@@ -184,10 +185,19 @@ def test_process_killed_mid_write_leaves_a_readable_store(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     store = Store(tmp_path)
-    got = store.klines("BTCUSDT")
-    assert len(got) in (1000, 200_000)
-    store.write_klines("BTCUSDT", got.iloc[:10])  # the next run completes normally
-    assert len(store.klines("BTCUSDT")) == len(got)
+    got = store.klines("BTCUSDT")  # readable: every month file complete
+    hours = pd.date_range("2000-01-01", periods=200_000, freq="h", tz="UTC")
+    first = hours[:1000]
+    months = got.index.strftime("%Y-%m")
+    for month, rows in got.groupby(months):  # each month file is one write's, whole: the first or a full one
+        full = hours[hours.strftime("%Y-%m") == month]
+        assert rows.index.equals(full) or rows.index.equals(first[first.strftime("%Y-%m") == month]), month
+        assert (rows["volume"] - rows["close"]).round(9).nunique() == 1, f"{month} mixes two writes"
+    assert set(first.strftime("%Y-%m")) <= set(months)  # nothing of the first write lost
+    close = np.linspace(1, 2, 200_000)
+    full = pd.DataFrame({"open": close, "high": close, "low": close, "close": close, "volume": close}, index=hours)
+    store.write_klines("BTCUSDT", full)  # the next run completes normally
+    assert len(store.klines("BTCUSDT")) == 200_000
 
 
 def test_fast_reader_equals_pyarrow_to_pandas_for_every_kind(tmp_path):
