@@ -39,8 +39,8 @@ import pyarrow.parquet as pq  # noqa: E402
 import gnn_market.store as store_module  # noqa: E402
 from gnn_market.panel import load_panel  # noqa: E402
 from gnn_market.pipeline import prepare_market  # noqa: E402
-from gnn_market.store import Store, _frame_of, _read_table, _slice  # noqa: E402
-from gnn_market.store_layout import KINDS  # noqa: E402
+from gnn_market.store import Store  # noqa: E402
+from gnn_market.store_layout import KINDS, frame_of, read_table, slice_times  # noqa: E402
 from gnn_market.store_schema import BadStoreFile, _empty_frame, _Kind, find_problems  # noqa: E402
 
 START = "2021-01-01"
@@ -48,7 +48,7 @@ START = "2021-01-01"
 
 class OldLayoutStore(Store):
     """The previous release's read path over its layout: one file per (kind, market, symbol), decoded and
-    checked exactly as before (:func:`_frame_of`, :func:`find_problems`), one symbol after another."""
+    checked exactly as before (:func:`frame_of`, :func:`find_problems`), one symbol after another."""
 
     def format_version(self) -> int:
         return 2
@@ -76,10 +76,10 @@ class OldLayoutStore(Store):
         path = self._old(kind, symbol, market)
         if not path.exists():
             return _empty_frame(kind)
-        df = _frame_of(_read_table(path), path, kind)
+        df = frame_of(read_table(path), path, kind)
         if find_problems(df, kind):
             raise BadStoreFile(f"invalid store file {path}")
-        return _slice(df, start, end)
+        return slice_times(df, start, end)
 
     def read_many(self, kind: str, symbols: list[str], market: str = "spot", start=None, end=None
                   ) -> dict[str, pd.DataFrame]:

@@ -14,22 +14,15 @@ holds exactly the rows whose time falls in its UTC month. Raw columns keep
 Binance's meaning and units. The paths and file format live in
 :mod:`gnn_market.store_layout`.
 
-Format (``STORE.json``: ``{"format": "cryptograph-store", "version": 3, "book_time": ...}``).
-Formats 1 and 2 kept one file per (kind, market, symbol), rewritten whole on
-every upsert; a store in that layout (a marker of version 1 or 2, no marker but
-old files, or old files in place) is refused by every reader and writer with
-one line naming ``python -m gnn_market.data migrate --store DIR``
-(:mod:`gnn_market.migrate`). ``book_time`` says what a book ``snapshot_time``
-means: ``"capture"``, the true capture time (format 2 and every new store), or
-``"floored"``: format 1 collectors floored a snapshot taken up to 5 minutes
-after an hour to that hour, so an on-the-hour stamp may hide up to 5 minutes of
-the next candle; :func:`gnn_market.panel.load_panel` reads such stamps as their
-latest possible capture time (:data:`LEGACY_BOOK_DELAY` later). A migrated
-format 1 store keeps ``"floored"``: old stamps are never silently reinterpreted.
-Every writer (each upsert, :meth:`Store.repair`, the importers before their
-first write) checks ``STORE.json`` the way readers do (:meth:`Store.format_version`):
-a store of a newer format, or whose marker is garbage, empty, not an object or
-a folder, is never written to.
+Format: ``STORE.json`` (:mod:`gnn_market.store_marker`) says ``version`` 3 and ``book_time``. A store
+in the one-file-per-symbol layout of formats 1-2 is refused by every reader and writer with one line
+naming ``python -m gnn_market.data migrate --store DIR`` (:mod:`gnn_market.migrate`); so is a store of a
+newer format or with a damaged marker (never written to). ``book_time`` says what a book
+``snapshot_time`` means: ``"capture"``, the true capture time (format 2 and every new store), or
+``"floored"``: format 1 collectors floored a snapshot taken up to 5 minutes after an hour to the hour, so
+:func:`gnn_market.panel.load_panel` reads such stamps as their latest possible capture time
+(:data:`LEGACY_BOOK_DELAY` later). A migrated format 1 store keeps ``"floored"``: old stamps are never
+silently reinterpreted.
 
 Guarantees:
 
@@ -85,41 +78,41 @@ Guarantees:
 """
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from filelock import FileLock, Timeout
 
+from . import store_health
 from .atomic import TMP_SUFFIX, atomic_path, resolve_link, temp_name_prefix, write_text_atomic
 from .errors import DataError, StoreError
+from .store_health import BACKUP_DIR, REPAIR_LOCK, find_gaps  # noqa: F401  (their former home)
 from .store_layout import (
     KINDS,
-    LAYOUT_VERSION,
-    LegacyStoreError,
+    LegacyStoreError,  # noqa: F401  (raised by every reader and writer of an old-layout store)
     files_in_months,
     frame_from_own_table,
-    has_legacy_files,
+    frame_of,
     is_own_schema,
-    legacy_message,
     list_months,
     list_symbols,
-    markets_of,
     month_keys,
-    month_name,
     month_path,
-    outside_month,
+    month_problems,
+    read_table,
+    same_rows,
+    slice_times,
     symbol_dir,
     table_from_frame,
+    time_column,
+    write_lock,
 )
-from .store_repair import BackupRun, repaired, repaired_so_far
+from .store_marker import BOOK_TIMES, STORE_FORMAT, book_time, format_version, marker_text, read_marker  # noqa: F401
 from .store_schema import (
     BOOK,
     FUNDING,
@@ -128,25 +121,16 @@ from .store_schema import (
     BadStoreFile,
     FileReport,
     _empty_frame,
-    _has_schema,
     _Kind,
     _normalise,
     find_problems,
     validate_market,
     validate_symbol,
 )
-from .timeutil import HOUR, to_utc_index
+from .timeutil import to_utc_index
 
 #: Longest wait for another process's write of the same file (a year of candles writes in ms).
 LOCK_TIMEOUT_S = 120.0
-#: ``format`` and ``version`` of ``STORE.json`` this cryptograph writes (format 3: one file per month).
-STORE_FORMAT = {"format": "cryptograph-store", "version": LAYOUT_VERSION}
-#: Meanings of a book ``snapshot_time`` (``STORE.json`` ``book_time``): true capture time, or floored (format 1).
-BOOK_TIMES = ("capture", "floored")
-#: Folder under the store root where :meth:`Store.repair` keeps the original of every file it changes.
-BACKUP_DIR = "repair-backup"
-#: Lock file in the store root that :meth:`Store.repair` holds for its whole run.
-REPAIR_LOCK = ".repair.lock"
 #: Codec of the month files (see :meth:`Store._atomic_write`).
 COMPRESSION = "snappy"
 #: Threads writing the month files of one upsert at once.
@@ -154,11 +138,6 @@ WRITE_THREADS = 8
 #: Threads reading month files at once (pyarrow releases the GIL while it reads and decodes).
 READ_THREADS = 8
 _KINDS = KINDS
-
-
-def marker_text(book_time: str = "capture") -> str:
-    """The ``STORE.json`` of a format 3 store."""
-    return json.dumps({**STORE_FORMAT, "book_time": book_time}) + "\n"
 
 
 class Store:
@@ -257,7 +236,7 @@ class Store:
             raise StoreError(f"no {kind.name} for {symbol}{where} in store {self.root}")
         if not months:
             return _empty_frame(kind)
-        return _slice(self._load_months(months, kind, [_read_table(p) for _, p in months]), start, end)
+        return slice_times(self._load_months(months, kind, [read_table(p) for _, p in months]), start, end)
 
     def _load_months(self, months: list[tuple[int, Path]], kind: _Kind, tables: list[pa.Table]) -> pd.DataFrame:
         """Month files (``[(key, path)]``, ascending) and their tables -> one validated frame.
@@ -270,13 +249,13 @@ class Store:
             if df is not None and files_in_months(df.index, [k for k, _ in months], [t.num_rows for t in tables]) \
                     and not find_problems(df, kind):
                 return df
-        frames = [self._checked(_frame_of(table, path, kind), path, kind, key)
+        frames = [self._checked(frame_of(table, path, kind), path, kind, key)
                   for (key, path), table in zip(months, tables)]
         return pd.concat(frames) if len(frames) > 1 else frames[0]
 
     def _checked(self, df: pd.DataFrame, path: Path, kind: _Kind, key: int) -> pd.DataFrame:
         """``df`` (month file ``path`` of month ``key``), or :class:`BadStoreFile` naming every problem."""
-        problems = _month_problems(df, kind, key)
+        problems = month_problems(df, kind, key)
         if problems:
             raise BadStoreFile(f"invalid store file {path}: {'; '.join(problems)}; nothing was changed: "
                                f"'python -m gnn_market.data repair --store {self.root}' drops the bad rows "
@@ -285,7 +264,7 @@ class Store:
 
     def _load(self, path: Path, kind: _Kind) -> pd.DataFrame:
         """The file as a frame in the kind's schema, sorted if its timestamps are unique; not validated."""
-        return _frame_of(_read_table(path), path, kind)
+        return frame_of(read_table(path), path, kind)
 
     def klines(self, symbol: str, market: str = "spot",
                start: str | pd.Timestamp | None = None,
@@ -321,7 +300,7 @@ class Store:
 
         def load(item: tuple[str, list[tuple[int, Path]]]) -> pd.DataFrame:
             months = item[1]
-            return _slice(self._load_months(months, spec, [_read_table(p) for _, p in months]), start, end)
+            return slice_times(self._load_months(months, spec, [read_table(p) for _, p in months]), start, end)
 
         with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(work)))) as pool:
             frames = dict(zip((s for s, _ in work), pool.map(load, work)))
@@ -347,13 +326,8 @@ class Store:
 
     def _edge(self, path: Path, spec: _Kind, key: int, last: bool) -> pd.Timestamp | None:
         """Earliest (or ``last``: latest) time in one month file, None if it holds no row."""
-        try:
-            column = pq.read_table(path, columns=[spec.index]).column(0)
-        except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
-            raise BadStoreFile(f"corrupt store file {path}: {exc}") from exc
-        if column.type == pa.timestamp("ns", "UTC") and not column.null_count:
-            index = pd.DatetimeIndex(column.cast(pa.int64()).to_numpy().view("M8[ns]")).tz_localize("UTC")
-        else:  # a foreign file: the general, validated path
+        index = time_column(path, spec)
+        if index is None:  # a foreign file: the general, validated path
             index = self._checked(self._load(path, spec), path, spec, key).index
         if len(index) == 0:
             return None
@@ -410,7 +384,7 @@ class Store:
                 old = self._checked(self._load(path, kind), path, kind, key)
                 fresh = int((~part.index.isin(old.index)).sum())
                 added += fresh
-                if fresh == 0 and len(old) and _same_rows(old, part):
+                if fresh == 0 and len(old) and same_rows(old, part):
                     continue  # nothing to change in this month: skip the rewrite
                 writes.append((path, pd.concat([old[~old.index.isin(part.index)], part]).sort_index()))
             self._write_all(writes, kind)
@@ -463,26 +437,9 @@ class Store:
         """
         self.format_version()
 
-    @contextmanager
-    def _locked(self, path: Path, lock_path: Path | None = None) -> Iterator[None]:
-        """Hold ``path``'s cross-process write lock (waits up to :data:`LOCK_TIMEOUT_S`).
-
-        ``lock_path``: the lock file (default ``.<name>.lock`` beside ``path``, whose folder is created).
-        """
-        try:
-            if lock_path is None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(lock_path or path.parent / f".{path.name}.lock", timeout=LOCK_TIMEOUT_S)
-            lock.acquire()
-        except Timeout as exc:
-            raise StoreError(f"{path} is locked by another writer for over {LOCK_TIMEOUT_S:.0f} s "
-                             f"(remove {lock.lock_file} if no cryptograph process is running)") from exc
-        except OSError as exc:
-            raise StoreError(f"cannot write to store {self.root}: {exc.strerror or exc}") from exc
-        try:
-            yield
-        finally:
-            lock.release()
+    def _locked(self, path: Path, lock_path: Path | None = None):
+        """``path``'s cross-process write lock (:func:`~gnn_market.store_layout.write_lock`), as a context."""
+        return write_lock(self.root, path, lock_path, LOCK_TIMEOUT_S)
 
     def _atomic_write(self, path: Path, df: pd.DataFrame, kind: _Kind) -> None:
         """Replace ``path`` by ``df``; the caller holds ``path``'s lock."""
@@ -500,7 +457,33 @@ class Store:
             # half zstd's CPU time (files ~10% larger), which keeps full-history loads fast.
             pq.write_table(table_from_frame(df, kind), tmp, compression=COMPRESSION, use_dictionary=False)
 
-    # ----------------------------------------------------------------- reports
+    # ----------------------------------------------------------------- reports and health
+    def summary(self) -> pd.DataFrame:
+        """One row per (market, symbol): range, rows, missing hours, funding and book rows, problems
+        (:func:`gnn_market.store_health.summary`)."""
+        return store_health.summary(self)
+
+    def check(self) -> list[FileReport]:
+        """Every month file that cannot be read or breaks a store rule (:func:`gnn_market.store_health.check`)."""
+        return store_health.check(self)
+
+    def repair(self, dry_run: bool = False) -> list[FileReport]:
+        """Fix what :meth:`check` reports, originals backed up (:func:`gnn_market.store_health.repair`)."""
+        return store_health.repair(self, dry_run)
+
+    def marker(self) -> dict | None:
+        """``STORE.json`` checked, any version (:func:`gnn_market.store_marker.read_marker`); None: no marker."""
+        return read_marker(self.root)
+
+    def format_version(self) -> int:
+        """3, or :class:`StoreError` for a newer or damaged marker and :class:`LegacyStoreError` (naming
+        ``migrate``) for the one-file-per-symbol layout (:func:`gnn_market.store_marker.format_version`)."""
+        return format_version(self.root)
+
+    def book_time(self) -> str:
+        """What a book ``snapshot_time`` means here: ``"capture"``, or ``"floored"`` (format 1; module doc)."""
+        return book_time(self.root)
+
     def gaps(self, symbol: str, market: str = "spot") -> pd.DataFrame:
         """Missing hours inside the stored range of ``symbol``.
 
@@ -510,253 +493,6 @@ class Store:
         idx = self.klines(symbol, market).index
         return find_gaps(idx)
 
-    def summary(self) -> pd.DataFrame:
-        """One row per (market, symbol): range, rows, missing hours, funding and book rows, problems.
-
-        A file that fails :func:`find_problems` (or cannot be read) does not
-        stop the summary: its counts are left out (0 / NaT) and ``problems``
-        names what is wrong (empty string when nothing is).
-        """
-        self._require_current()
-        rows = []
-        for market in MARKETS:
-            for sym in self.symbols(market):
-                problems: list[str] = []
-                k = _read_or_note(problems, self.klines, sym, market)
-                gaps = find_gaps(k.index) if k is not None else find_gaps(pd.DatetimeIndex([], tz="UTC"))
-                funding = _read_or_note(problems, self.funding, sym) if market == "perp" else None
-                book = _read_or_note(problems, self.book, sym, market)
-                rows.append({
-                    "market": market,
-                    "symbol": sym,
-                    "first": k.index.min() if k is not None and len(k) else pd.NaT,
-                    "last": k.index.max() if k is not None and len(k) else pd.NaT,
-                    "rows": len(k) if k is not None else 0,
-                    "gaps": len(gaps),
-                    "missing_hours": int(gaps["hours"].sum()) if len(gaps) else 0,
-                    "funding_rows": len(funding) if funding is not None else 0,
-                    "book_rows": len(book) if book is not None else 0,
-                    "problems": "; ".join(problems),
-                })
-        return pd.DataFrame(rows)
-
-    # ----------------------------------------------------------- format and health
-    def marker(self) -> dict | None:
-        """``STORE.json`` as checked by :meth:`format_version` (None: no marker); any version >= 1 accepted.
-
-        For :mod:`gnn_market.migrate`, which must read old markers; everything else calls :meth:`format_version`.
-        """
-        marker = self.root / "STORE.json"
-        if not marker.exists() and not marker.is_symlink():
-            return None
-        try:
-            text = marker.read_text(encoding="utf-8")
-            info = json.loads(text)
-        except (OSError, ValueError) as exc:  # a folder, a dangling link, empty, garbage, not UTF-8
-            raise StoreError(f"unreadable store marker {marker}: {getattr(exc, 'strerror', None) or exc}; "
-                             f"a cryptograph store's marker reads {marker_text().strip()}") from exc
-        version = info.get("version") if isinstance(info, dict) else None
-        if (not isinstance(info, dict) or info.get("format") != STORE_FORMAT["format"]
-                or type(version) is not int or version < 1):
-            raise StoreError(f"store marker {marker} is not a cryptograph store marker ({text.strip()[:80]!r}; "
-                             f"expected {marker_text().strip()}): is {self.root} a cryptograph store?")
-        if version > STORE_FORMAT["version"]:
-            raise StoreError(f"store {self.root} has format version {version}, newer than this "
-                             f"cryptograph ({STORE_FORMAT['version']}): upgrade cryptograph to read it")
-        if version == STORE_FORMAT["version"] and info.get("book_time", "capture") not in BOOK_TIMES:
-            raise StoreError(f"store marker {marker} has book_time {info.get('book_time')!r}; expected one of "
-                             f"{', '.join(BOOK_TIMES)}")
-        return info
-
-    def format_version(self) -> int:
-        """``version`` of ``STORE.json`` (3; a folder without marker or old files is a new store, 3 too).
-
-        Raises :class:`LegacyStoreError` (naming ``migrate``) for a store in the one-file-per-symbol
-        layout of formats 1-2, :class:`StoreError` for a newer or damaged marker.
-        """
-        info = self.marker()
-        if info is None:
-            if has_legacy_files(self.root):
-                raise LegacyStoreError(legacy_message(self.root, "has no STORE.json and holds files in the "
-                                                                 "one-file-per-symbol layout of format 1"))
-            return STORE_FORMAT["version"]
-        if info["version"] < STORE_FORMAT["version"]:
-            raise LegacyStoreError(legacy_message(self.root, f"is in format {info['version']} (one file per symbol)"))
-        if has_legacy_files(self.root):
-            raise LegacyStoreError(legacy_message(self.root, "holds files in the one-file-per-symbol layout of "
-                                                             "format 1-2 (e.g. klines/spot/<SYMBOL>.parquet)"))
-        return info["version"]
-
-    def book_time(self) -> str:
-        """What a book ``snapshot_time`` means here: ``"capture"`` or ``"floored"`` (format 1, see module doc)."""
-        self.format_version()
-        info = self.marker()
-        return "capture" if info is None else info.get("book_time", "capture")
-
-    def _files(self) -> list[tuple[_Kind, str | None, str, int, Path]]:
-        """Every stored month file: (kind, market (None for funding), symbol, month key, path), in layout order."""
-        out = []
-        for kind in (KLINES, FUNDING, BOOK):
-            for market in markets_of(kind):
-                for sym in list_symbols(self.root, kind, market):
-                    out.extend((kind, None if kind is FUNDING else market, sym, key, path)
-                               for key, path in list_months(symbol_dir(self.root, kind, market, sym)))
-        return out
-
-    def check(self) -> list[FileReport]:
-        """Every stored file that cannot be read or breaks a rule of :func:`find_problems`, with its problems."""
-        self._require_current()
-        reports = []
-        for kind, market, sym, key, path in self._files():
-            try:
-                df = self._load(path, kind)
-            except StoreError as exc:
-                reports.append(FileReport(kind.name, market, sym, path, [str(exc)], repairable=False, month=key))
-                continue
-            problems = _month_problems(df, kind, key)
-            if problems:
-                reports.append(FileReport(kind.name, market, sym, path, problems, len(df), len(df), month=key))
-        return reports
-
-    def repair(self, dry_run: bool = False) -> list[FileReport]:
-        """Fix every file :meth:`check` reports, explicitly; returns what was (or, ``dry_run``, would be) done.
-
-        Per file: rows breaking a value rule (:func:`row_faults`, off-hour
-        candles included) or outside the file's month are dropped, duplicated
-        timestamps keep the last row in file order (the store's "later row wins"
-        rule), rows are sorted; a file left without rows is removed. The
-        original is first copied to ``repair-backup/<UTC stamp>-<pid>-<random>/<same path>``,
-        a folder of this run alone. Unreadable files are reported (``repairable``
-        False) and left alone.
-
-        One repair runs at a time: it holds the store's repair lock
-        (``.repair.lock`` in the root) from its check to its last write, and each
-        file's write lock while it rewrites that file, so a second ``repair``
-        started meanwhile waits and then finds nothing left to fix, and never
-        backs up an already repaired file over the original. A failure names the
-        files already repaired in this run (and where their originals are).
-        """
-        if dry_run:  # read only: no lock file, nothing created
-            reports = self.check()
-            for report in reports:
-                if report.repairable:
-                    kind = _KINDS[report.kind]
-                    report.rows_after = len(repaired(self._load(report.path, kind), kind, report.month))
-            return reports
-        self._require_root()
-        self.check_marker()
-        with self._locked(self.root, lock_path=self.root / REPAIR_LOCK):
-            reports = self.check()
-            run = BackupRun(self.root / BACKUP_DIR)
-            done: list[FileReport] = []
-            for report in reports:
-                if not report.repairable:
-                    continue
-                try:
-                    self._repair_file(report, run)
-                except StoreError as exc:
-                    raise StoreError(f"{exc}{repaired_so_far(done)}") from exc
-                done.append(report)
-        return reports
-
-    def _repair_file(self, report: FileReport, run: BackupRun) -> None:
-        """Back ``report.path`` up into ``run``'s folder, then rewrite it without its bad rows (or remove it)."""
-        kind = _KINDS[report.kind]
-        with self._locked(report.path):
-            df = self._load(report.path, kind)
-            fixed = repaired(df, kind, report.month)
-            report.rows_before, report.rows_after = len(df), len(fixed)
-            backup = run.copy(report.path, report.path.relative_to(self.root))
-            try:
-                if len(fixed):
-                    self._atomic_write(report.path, fixed, kind)
-                else:  # an empty month file would list a symbol without data
-                    resolve_link(report.path).unlink()
-            except (StoreError, OSError) as exc:
-                raise StoreError(f"{exc}; that file was not changed (a copy is in {backup})") from exc
-            report.backup = backup
-
-
-def _read_table(path: Path) -> pa.Table:
-    """One stored file as an Arrow table, or :class:`BadStoreFile` naming it."""
-    try:
-        with pq.ParquetFile(path, pre_buffer=False) as fh:  # small local files: buffering them first costs more
-            return fh.read(use_threads=False)
-    except (OSError, pa.ArrowException, ValueError) as exc:
-        raise BadStoreFile(f"corrupt store file {path}: {exc}") from exc
-
-
-def _frame_of(table: pa.Table, path: Path, kind: _Kind) -> pd.DataFrame:
-    """A stored file's table as a frame in the kind's schema, sorted if its times are unique; not validated."""
-    fast = frame_from_own_table(table, kind)
-    if fast is not None:
-        return fast  # a file as this module writes it: no pandas metadata round trip, no coercion
-    try:
-        df = table.to_pandas()
-    except (pa.ArrowException, ValueError) as exc:
-        raise BadStoreFile(f"corrupt store file {path}: {exc}") from exc
-    if not _has_schema(df, kind):
-        try:
-            df = _normalise(df, kind, check=False)
-        except (DataError, OverflowError) as exc:
-            raise BadStoreFile(f"corrupt store file {path}: {exc}") from exc
-    if df.index.is_unique and not df.index.is_monotonic_increasing:
-        df = df.sort_index(kind="stable")  # row order is not data; duplicates stay for find_problems
-    return df
-
-
-def _month_problems(df: pd.DataFrame, kind: _Kind, key: int) -> list[str]:
-    """:func:`find_problems` plus the layout's rule: every row of a month file lies in its month."""
-    problems = find_problems(df, kind)
-    if df.index.hasnans:
-        return problems
-    outside = outside_month(df.index, key)
-    if outside.any():
-        first = df.index[int(np.flatnonzero(outside)[0])]
-        problems.append(f"{int(outside.sum())} row(s) outside month {month_name(key)} "
-                        f"(first at {first:%Y-%m-%d %H:%M:%S})")
-    return problems
-
-
-def find_gaps(index: pd.DatetimeIndex) -> pd.DataFrame:
-    """Runs of missing hours between the first and last timestamp of ``index``."""
-    if len(index) < 2:
-        return pd.DataFrame({"start": pd.Series(dtype="datetime64[ns, UTC]"),
-                             "end": pd.Series(dtype="datetime64[ns, UTC]"),
-                             "hours": pd.Series(dtype="int64")})
-    idx = index.sort_values()
-    step = np.diff(idx.asi8) // HOUR.value
-    where = np.nonzero(step > 1)[0]
-    return pd.DataFrame({
-        "start": idx[where] + HOUR,
-        "end": idx[where + 1] - HOUR,
-        "hours": (step[where] - 1).astype("int64"),
-    })
-
 
 #: Former names (tests and tools import them from here).
-_table_from_frame = table_from_frame
-_frame_from_own_table = frame_from_own_table
-
-
-def _slice(df: pd.DataFrame, start, end) -> pd.DataFrame:
-    if start is not None:
-        df = df[df.index >= to_utc_index([start], df.index.name)[0]]
-    if end is not None:
-        df = df[df.index <= to_utc_index([end], df.index.name)[0]]
-    return df
-
-
-def _same_rows(old: pd.DataFrame, new: pd.DataFrame) -> bool:
-    """True if every row of ``new`` is already stored with identical values."""
-    common = old.loc[new.index]
-    return common.equals(new)
-
-
-def _read_or_note(problems: list[str], read, *args):
-    """``read(*args)``, or None with the StoreError's message appended to ``problems`` (for ``info``)."""
-    try:
-        return read(*args)
-    except StoreError as exc:
-        problems.append(str(exc))
-        return None
+_table_from_frame, _frame_from_own_table = table_from_frame, frame_from_own_table

@@ -16,14 +16,31 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
 
-from .errors import StoreError
-from .store_schema import BOOK, FUNDING, KLINES, MARKETS, _empty_frame, _Kind, is_valid_symbol
+from .errors import DataError, StoreError
+from .store_schema import (
+    BOOK,
+    FUNDING,
+    KLINES,
+    MARKETS,
+    BadStoreFile,
+    _empty_frame,
+    _has_schema,
+    _Kind,
+    _normalise,
+    find_problems,
+    is_valid_symbol,
+)
+from .timeutil import to_utc_index
 
 #: The one file name inside every month folder (the contract: other tools may glob ``*/*/*/data.parquet``).
 FILE_NAME = "data.parquet"
@@ -241,3 +258,92 @@ def outside_month(index: pd.DatetimeIndex, key: int) -> np.ndarray:
     start, end = month_bounds_ns(key)
     times = index.asi8
     return (times < start) | (times >= end)
+
+
+def read_table(path: Path) -> pa.Table:
+    """One stored file as an Arrow table, or :class:`BadStoreFile` naming it."""
+    try:
+        with pq.ParquetFile(path, pre_buffer=False) as fh:  # small local files: buffering them first costs more
+            return fh.read(use_threads=False)
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        raise BadStoreFile(f"corrupt store file {path}: {exc}") from exc
+
+
+def frame_of(table: pa.Table, path: Path, kind: _Kind) -> pd.DataFrame:
+    """A stored file's table as a frame in the kind's schema, sorted if its times are unique; not validated."""
+    fast = frame_from_own_table(table, kind)
+    if fast is not None:
+        return fast  # a file as this module writes it: no pandas metadata round trip, no coercion
+    try:
+        df = table.to_pandas()
+    except (pa.ArrowException, ValueError) as exc:
+        raise BadStoreFile(f"corrupt store file {path}: {exc}") from exc
+    if not _has_schema(df, kind):
+        try:
+            df = _normalise(df, kind, check=False)
+        except (DataError, OverflowError) as exc:
+            raise BadStoreFile(f"corrupt store file {path}: {exc}") from exc
+    if df.index.is_unique and not df.index.is_monotonic_increasing:
+        df = df.sort_index(kind="stable")  # row order is not data; duplicates stay for find_problems
+    return df
+
+
+def month_problems(df: pd.DataFrame, kind: _Kind, key: int) -> list[str]:
+    """:func:`find_problems` plus the layout's rule: every row of a month file lies in its month."""
+    problems = find_problems(df, kind)
+    if df.index.hasnans:
+        return problems
+    outside = outside_month(df.index, key)
+    if outside.any():
+        first = df.index[int(np.flatnonzero(outside)[0])]
+        problems.append(f"{int(outside.sum())} row(s) outside month {month_name(key)} "
+                        f"(first at {first:%Y-%m-%d %H:%M:%S})")
+    return problems
+
+
+def slice_times(df: pd.DataFrame, start, end) -> pd.DataFrame:
+    """Rows of ``df`` with ``start <= time <= end`` (None: open end)."""
+    if start is not None:
+        df = df[df.index >= to_utc_index([start], df.index.name)[0]]
+    if end is not None:
+        df = df[df.index <= to_utc_index([end], df.index.name)[0]]
+    return df
+
+
+def same_rows(old: pd.DataFrame, new: pd.DataFrame) -> bool:
+    """True if every row of ``new`` is already stored with identical values."""
+    common = old.loc[new.index]
+    return common.equals(new)
+
+
+def time_column(path: Path, kind: _Kind) -> pd.DatetimeIndex | None:
+    """The time column of a month file as written by this module (only that column read), else None."""
+    try:
+        column = pq.read_table(path, columns=[kind.index]).column(0)
+    except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
+        raise BadStoreFile(f"corrupt store file {path}: {exc}") from exc
+    if column.type != pa.timestamp("ns", "UTC") or column.null_count:
+        return None
+    return pd.DatetimeIndex(column.cast(pa.int64()).to_numpy().view("M8[ns]")).tz_localize("UTC")
+
+
+@contextmanager
+def write_lock(root: Path, path: Path, lock_path: Path | None, timeout: float) -> Iterator[None]:
+    """Hold ``path``'s cross-process write lock, waiting up to ``timeout`` s.
+
+    ``lock_path``: the lock file (default ``.<name>.lock`` beside ``path``, whose folder is created).
+    """
+    try:
+        if lock_path is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(lock_path or path.parent / f".{path.name}.lock", timeout=timeout)
+        lock.acquire()
+    except Timeout as exc:
+        raise StoreError(f"{path} is locked by another writer for over {timeout:.0f} s "
+                         f"(remove {lock.lock_file} if no cryptograph process is running)") from exc
+    except OSError as exc:
+        raise StoreError(f"cannot write to store {root}: {exc.strerror or exc}") from exc
+    try:
+        yield
+    finally:
+        lock.release()

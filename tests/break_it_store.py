@@ -138,7 +138,7 @@ def repair_int64_ms_times(tmp: Path) -> None:
 
 def repair_on_a_full_disk(tmp: Path) -> None:
     """`repair` on a full disk: one error line, the file unchanged, no 0-byte backup left."""
-    import gnn_market.store_repair as store_module
+    import gnn_market.store_health as store_module
 
     root = store_copy(tmp)
     path = january(root, "SYN02USDT")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import gnn_market.store_repair as store_repair
+import gnn_market.store_health as store_health
 from gnn_market.errors import DataError, StoreError
 from gnn_market.store import Store, find_gaps
 
@@ -454,7 +454,7 @@ def test_a_second_repair_waits_and_never_backs_up_the_repaired_file(tmp_path, mo
             assert release.wait(10)
         return real_copy(src, dst, **kwargs)
 
-    monkeypatch.setattr(store_repair.shutil, "copy2", slow_copy)
+    monkeypatch.setattr(store_health.shutil, "copy2", slow_copy)
     results: dict[str, list] = {}
     first = threading.Thread(target=lambda: results.setdefault("first", Store(tmp_path).repair()))
     first.start()
@@ -524,7 +524,7 @@ def test_repair_on_a_full_disk_leaves_no_backup_and_says_the_truth(tmp_path, mon
     store = _foreign(tmp_path, pd.concat([df, df.iloc[[1]]]))
     path = kfile(tmp_path, "BTCUSDT")
     raw = path.read_bytes()
-    monkeypatch.setattr(store_repair.shutil, "copy2", _full_disk_copy)
+    monkeypatch.setattr(store_health.shutil, "copy2", _full_disk_copy)
     with pytest.raises(StoreError, match="cannot back up .*symbol=BTCUSDT/month=2024-01/data.parquet.*No space left on device; that file "
                                          "was not changed and no partial backup was left; no file was repaired"):
         store.repair()
@@ -539,7 +539,7 @@ def test_repair_failing_on_a_second_file_names_the_first(tmp_path, monkeypatch):
     pd.concat([df, df.iloc[[2]]]).to_parquet(kfile(tmp_path, "BBBUSDT"))
     bbb = (kfile(tmp_path, "BBBUSDT")).read_bytes()
     real_copy = shutil.copy2
-    monkeypatch.setattr(store_repair.shutil, "copy2",
+    monkeypatch.setattr(store_health.shutil, "copy2",
                         lambda s, d, **k: _full_disk_copy(s, d) if "BBB" in str(s) else real_copy(s, d, **k))
     with pytest.raises(StoreError, match=r"symbol=BBBUSDT/month=2024-01/data.parquet.*not changed.*already repaired in this run: "
                                          r"klines/spot/AAAUSDT \(original in .*symbol=AAAUSDT/month=2024-01/data.parquet\)"):
