@@ -56,6 +56,42 @@ def test_two_writer_processes_lose_nothing(tmp_path):
     assert sorted(p.parent.name for p in root.rglob("data.parquet")) == ["month=2023-12", "month=2024-01"]
 
 
+MONTHS_WRITER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import pandas as pd
+    from gnn_market.store import Store
+
+    root, parity, go, n = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+    store = Store(root)
+    while not go.exists():
+        time.sleep(0.001)
+    for k in range(n):  # each write spans three months (one row in each), in opposite orders for the two writers
+        days = [0, 31, 60] if parity == 0 else [60, 31, 0]
+        t = [pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(days=d, hours=2 * k + parity) for d in days]
+        frame = pd.DataFrame({"open": 1.0, "high": 2.0 + k, "low": 0.5, "close": 1.0 + k, "volume": 1.0},
+                             index=pd.DatetimeIndex(t, name="open_time"))
+        store.write_klines("BTCUSDT", frame)
+    print("done")
+""")
+
+
+def test_two_writers_of_multi_month_frames_never_deadlock_and_lose_nothing(tmp_path):
+    """Every month lock is taken in ascending order, whatever the row order of the frame written."""
+    root, go, n = tmp_path / "store", tmp_path / "go", 40
+    procs = [subprocess.Popen([sys.executable, "-c", MONTHS_WRITER, str(root), str(parity), str(go), str(n)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[1])
+             for parity in (0, 1)]
+    time.sleep(1.5)
+    go.touch()
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    stored = Store(root).klines("BTCUSDT")
+    assert len(stored) == 2 * n * 3 and stored.index.is_unique
+    assert sorted({t.strftime("%Y-%m") for t in stored.index}) == ["2024-01", "2024-02", "2024-03"]
+
+
 REPAIR = textwrap.dedent("""
     import sys, time
     from pathlib import Path
