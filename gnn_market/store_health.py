@@ -9,7 +9,7 @@ import secrets
 import shutil
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,8 +20,8 @@ from .store_layout import KINDS, list_months, list_symbols, markets_of, month_pr
 from .store_schema import BOOK, FUNDING, KLINES, MARKETS, FileReport, _Kind, row_faults
 from .timeutil import HOUR
 
-if TYPE_CHECKING:
-    from .store import Store
+#: A :class:`gnn_market.store.Store` (not imported: the store imports this module).
+Store = Any
 
 #: Folder under the store root where :func:`repair` keeps the original of every file it changes.
 BACKUP_DIR = "repair-backup"
