@@ -308,6 +308,38 @@ def import_a_zip_under_another_symbols_folder(tmp: Path) -> None:
     check(not fresh.exists(), "the refused import created the store")
 
 
+# --------------------------------------------------------------------------- issue 24
+def _old_layout_copy(tmp: Path) -> Path:
+    """The shared store's candles written as the previous release did: one file per symbol, format 2."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source, old = Store(shared("store-6x800", _build_store)), tmp / "old"
+    (old / "klines" / "spot").mkdir(parents=True)
+    (old / "STORE.json").write_text('{"format": "cryptograph-store", "version": 2}\n')
+    for symbol in source.symbols("spot"):
+        pq.write_table(pa.Table.from_pandas(source.klines(symbol), preserve_index=True),
+                       old / "klines" / "spot" / f"{symbol}.parquet", compression="zstd", use_dictionary=False)
+    return old
+
+
+def commands_on_an_old_layout_store(tmp: Path) -> None:
+    """info, repair and import-csv on a store of the previous release: one error line naming
+    `migrate`, nothing written; `migrate` then converts it and every candle reads back."""
+    old = _old_layout_copy(tmp)
+    src = tmp / "src"
+    dump_csv(shared("store-6x800", _build_store), "SYN01USDT", src, rows=50)
+    before = files(old)
+    command = f"python -m gnn_market.data migrate --store {old}"
+    for argv in (["info"], ["repair"], ["import-csv", str(src)]):
+        expect_error(invoke("gnn_market.data", *argv, "--store", str(old)), command)
+    check(files(old) == before, "a refused command changed the old store")
+    expect_ok(invoke("gnn_market.data", "migrate", "--store", str(old)))
+    reference, migrated = Store(shared("store-6x800", _build_store)), Store(old)
+    for symbol in reference.symbols("spot"):
+        check(migrated.klines(symbol).equals(reference.klines(symbol)), f"{symbol} differs after migrate")
+
+
 ATTEMPTS: list[Attempt] = [
     Attempt(AREA, 1, "two `repair` runs at once on a 745-row month file", two_repairs_at_once),
     Attempt(AREA, 2, "`repair` a klines file with int64 millisecond open_time", repair_int64_ms_times),
@@ -328,4 +360,6 @@ ATTEMPTS: list[Attempt] = [
     Attempt(AREA, 11, "import-csv of a header-only CSV", import_a_header_only_csv),
     Attempt(AREA, 11, "import-vision of a zip under folder SYNBUSDT named SYNAUSDT",
             import_a_zip_under_another_symbols_folder),
+    Attempt(AREA, 0, "info, repair, import-csv, then migrate on a store of the previous release (issue 24)",
+            commands_on_an_old_layout_store),
 ]
