@@ -524,7 +524,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         raise StoreError(f"store not found: {root}")
     if not root.is_dir():
         raise StoreError(f"store path is a file, not a folder: {root}")
-    print(migrate_store(root, keep_backup=args.keep_backup).line())
+    bar = tqdm(unit="file", disable=not sys.stderr.isatty(), file=sys.stderr, desc="migrate")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        report = migrate_store(root, keep_backup=args.keep_backup, progress=progress)
+    finally:
+        bar.close()
+    print(report.line())
     return 0
 
 

@@ -28,6 +28,7 @@ import shutil
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -80,8 +81,12 @@ def after_file(path: Path) -> None:
     """Nothing; tests replace it."""
 
 
-def migrate_store(root: str | os.PathLike, keep_backup: bool = False) -> MigrationReport:
-    """Migrate the store at ``root`` to format 3 (see module docstring); resumable, one run at a time."""
+def migrate_store(root: str | os.PathLike, keep_backup: bool = False,
+                  progress: Callable[[int, int], None] | None = None) -> MigrationReport:
+    """Migrate the store at ``root`` to format 3 (see module docstring); resumable, one run at a time.
+
+    ``progress(done, total)`` is called after each old file (the CLI draws a bar with it).
+    """
     store = Store(root)
     store._require_root()
     try:
@@ -92,12 +97,12 @@ def migrate_store(root: str | os.PathLike, keep_backup: bool = False) -> Migrati
     except OSError as exc:
         raise StoreError(f"cannot write to store {store.root}: {exc.strerror or exc}") from exc
     try:
-        return _migrate(store, keep_backup)
+        return _migrate(store, keep_backup, progress or (lambda done, total: None))
     finally:
         lock.release()
 
 
-def _migrate(store: Store, keep_backup: bool) -> MigrationReport:
+def _migrate(store: Store, keep_backup: bool, progress: Callable[[int, int], None]) -> MigrationReport:
     info = store.marker()  # a damaged or newer marker stops here, nothing changed
     version = 1 if info is None else int(info["version"])
     backup = store.root / BACKUP
@@ -108,10 +113,12 @@ def _migrate(store: Store, keep_backup: bool) -> MigrationReport:
         if backup.exists():  # killed after the marker was written: that backup was verified already
             _drop_backup(backup)
         return report
-    for kind, market, symbol, path in legacy_files(store.root):
+    old_files = legacy_files(store.root)
+    for kind, market, symbol, path in old_files:
         report.rows += _migrate_file(store, kind, market, symbol, path, backup / path.relative_to(store.root))
         report.files += 1
         after_file(path)
+        progress(report.files, len(old_files))
     report.verified_files = _verify_backup(store, backup)
     if keep_backup and backup.exists():
         report.kept_backup = backup.with_name(f"{BACKUP}-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%SZ}")
