@@ -691,3 +691,33 @@ def test_integer_time_windows_end_at_2010_on_both_sides(tmp_path, unit, factor):
         epoch_index(np.array([first - 1], dtype=np.int64), "open_time")
     with pytest.raises((StoreError, DataError), match="2010-01-01 .. tomorrow"):
         epoch_index(np.array([first // 1000 - 1], dtype=np.int64), "open_time")   # 1970 here, pre-2010 a unit up
+
+
+# ------------------------------------------------------------------ issue 24: one file per month
+def test_an_hourly_upsert_rewrites_only_the_current_month_file(tmp_path):
+    store = Store(tmp_path)
+    store.write_klines("BTCUSDT", candles("2024-01-01", 24 * 75))  # January .. mid-March
+    files = sorted(tmp_path.rglob("data.parquet"))
+    assert [p.parent.name for p in files] == ["month=2024-01", "month=2024-02", "month=2024-03"]
+    before = {p: (p.stat().st_ino, p.read_bytes()) for p in files}
+    last = store.klines("BTCUSDT").index[-1]
+    hour = candles("2024-01-01", 24 * 75 + 1).iloc[[-1]]
+    assert hour.index[0] == last + pd.Timedelta(hours=1)
+    assert store.write_klines("BTCUSDT", hour) == 1
+    after = {p: (p.stat().st_ino, p.read_bytes()) for p in files}
+    assert after[files[0]] == before[files[0]] and after[files[1]] == before[files[1]]  # not even rewritten
+    assert after[files[2]] != before[files[2]]
+    assert store.stored_range("BTCUSDT") == (pd.Timestamp("2024-01-01", tz="UTC"), hour.index[0])
+
+
+def test_a_row_outside_its_month_file_is_refused_then_repaired(tmp_path):
+    store = Store(tmp_path)
+    store.write_klines("BTCUSDT", candles("2024-01-30", 72))  # Jan 30 .. Feb 1
+    january = kfile(tmp_path)
+    stray = pd.concat([pd.read_parquet(january), candles("2024-03-05", 1)])  # another tool put a March row here
+    stray.to_parquet(january)
+    with pytest.raises(StoreError, match=r"month=2024-01/data.parquet: 1 row\(s\) outside month 2024-01 "
+                                         r"\(first at 2024-03-05 00:00:00\)"):
+        store.klines("BTCUSDT")
+    assert [(r.month, r.rows_before, r.rows_after) for r in store.repair()] == [(2024 * 12, 49, 48)]
+    assert len(store.klines("BTCUSDT")) == 72 and store.check() == []
