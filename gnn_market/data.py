@@ -21,6 +21,9 @@
   coverage, and every stored file that breaks a store rule.
 * ``repair``: fix the files ``info`` reports (``Store.repair``; ``--dry-run``
   only says what it would do). Originals are kept under ``repair-backup/``.
+* ``migrate``: convert a store of the one-file-per-symbol layout (formats 1-2) to
+  month files (format 3, ``gnn_market.migrate``); every reader and writer refuses
+  the old layout with one line naming this command.
 
 Errors a user can cause (argument errors included) end as one ``error: ...``
 line on stderr, exit 2; arguments and inputs are checked before the store is
@@ -48,6 +51,7 @@ from .binance import PERP, SPOT, BinanceClient, ClientConfig, Universe
 from .cli import OneLineParser, parse_symbols, run_cli
 from .csv_import import import_csv_folder
 from .errors import BannedError, BinanceError, CryptoGraphError, DataError, OutageError, StoreError, UnknownSymbolError
+from .migrate import migrate_store
 from .panel import BOOK_TOLERANCE
 from .sources import open_store
 from .store import Store
@@ -526,17 +530,34 @@ def cmd_repair(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    root = Path(args.store).expanduser()
+    if not root.exists():
+        raise StoreError(f"store not found: {root}")
+    if not root.is_dir():
+        raise StoreError(f"store path is a file, not a folder: {root}")
+    bar = tqdm(unit="file", disable=not sys.stderr.isatty(), file=sys.stderr, desc="migrate")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        report = migrate_store(root, keep_backup=args.keep_backup, progress=progress)
+    finally:
+        bar.close()
+    print(report.line())
+    return 0
+
+
 def format_info(store: Store) -> str:
     """Per market: symbols, range, rows, gaps, funding and book coverage; then the files that break a store rule,
     then kline files without a candle (``ok`` NO: an empty symbol is not usable data)."""
+    version = store.format_version()  # an old layout, a newer format or a damaged marker: one error line
     summary = store.summary()
     problems = [r.line() for r in store.check()]
-    try:
-        version = f"format {store.format_version()}"
-    except StoreError as exc:
-        version = "format unknown"
-        problems.insert(0, str(exc))
-    lines = [f"store {store.root} ({version})"]
+    book_time = ", book stamps floored to the hour (format 1 collectors)" if store.book_time() == "floored" else ""
+    lines = [f"store {store.root} (format {version}{book_time})"]
     for market in (SPOT, PERP):
         s = summary[summary["market"] == market] if len(summary) else summary
         if not len(s):
@@ -690,6 +711,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True)
     p.add_argument("--dry-run", action="store_true", help="only say what would be dropped")
     p.set_defaults(func=cmd_repair)
+    p = sub.add_parser("migrate", help="convert a store of the one-file-per-symbol layout (formats 1-2) to month "
+                                       "files (format 3); resumable, verifies every row before removing the old files")
+    p.add_argument("--store", required=True)
+    p.add_argument("--keep-backup", action="store_true",
+                   help="keep the old files in DIR/migrate-backup-<time>/ after verification (default: delete them)")
+    p.set_defaults(func=cmd_migrate)
     return parser
 
 

@@ -22,7 +22,8 @@ candle opened at ``times[t]`` (UTC), column ``n`` is ``symbols[n]``. Conventions
   the close already holds part of the next candle, whose class is row ``t``'s
   label. ``snapshot_time`` is the true capture time (store format 2; the
   ``collect`` job takes the book ``--book-lead`` = 30 s before each hour). In
-  a format-1 store, whose collector floored snapshots taken up to 5 min after
+  a store of format 1 (``STORE.json`` ``"book_time": "floored"`` once
+  migrated), whose collector floored snapshots taken up to 5 min after
   an hour to the hour, every stamp is read as its latest possible capture
   time (on-the-hour stamps + 5 min, others + 1 s), so such snapshots never
   serve the row whose close they followed.
@@ -145,7 +146,7 @@ def load_panel(store: Store, market: str = "spot", symbols: list[str] | None = N
         raise DataError(f"max_fill_hours must be >= 0, got {max_fill_hours}")
     given = symbols is not None
     symbols = _candidates(store, market, symbols)
-    frames = {s: store.klines(s, market, start=start, end=end) for s in symbols}
+    frames = store.read_many("klines", symbols, market, start=start, end=end)  # month files read by threads
     if not given or top is not None:
         frames = {s: f for s, f in frames.items() if len(f)}  # drop symbols without candles in range
     if top is not None:
@@ -186,7 +187,7 @@ def rank_top_before(store: Store, market: str, top: int, before: pd.Timestamp | 
                         f"start= was given (the range would begin at the first stored hour, so only its own hours "
                         f"could rank them: a choice made with hindsight); pass start= a later hour, or symbols= "
                         f"without top=")
-    frames = {s: store.klines(s, market, end=before) for s in _candidates(store, market, symbols)}
+    frames = store.read_many("klines", _candidates(store, market, symbols), market, end=before)
     frames = {s: f[f.index < before] for s, f in frames.items()}  # `end` is inclusive: the range's own hour out
     frames = {s: f for s, f in frames.items() if len(f)}
     if not frames:
@@ -274,10 +275,11 @@ def _align_funding(store: Store, names: list[str], times: pd.DatetimeIndex,
     grid = times.as_unit("ns").asi8
     keys = grid + HOUR.value
     stored = set(store.funding_symbols())
+    frames = store.read_many("funding", [s for s in names if s in stored])
     for n, sym in enumerate(names):
-        if sym not in stored:
+        if sym not in frames:
             continue
-        f = store.funding(sym)
+        f = frames[sym]
         rates = f["funding_rate"].to_numpy(dtype="float64")
         ok = np.isfinite(rates)
         when, rates = pd.DatetimeIndex(f.index).as_unit("ns").asi8[ok], rates[ok]
@@ -304,11 +306,12 @@ def _align_book(store: Store, market: str, names: list[str], times: pd.DatetimeI
     out = {c: np.full((T, N), np.nan) for c in cols}
     closes = times.asi8 + HOUR.value
     book_syms = set(store.book_symbols(market))
-    legacy = store.format_version() < 2 if book_syms else False
+    legacy = store.book_time() == "floored" if book_syms else False  # a format 1 store, migrated or not
+    frames = store.read_many("book", [s for s in names if s in book_syms], market)
     for n, sym in enumerate(names):
-        if sym not in book_syms:
+        if sym not in frames:
             continue
-        b = store.book(sym, market)
+        b = frames[sym]
         if not len(b):
             continue
         snap = b.index.asi8

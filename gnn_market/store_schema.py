@@ -352,6 +352,7 @@ class FileReport:
     rows_after: int = 0
     backup: Path | None = None
     repairable: bool = True
+    month: int | None = None  # month key (year * 12 + month - 1) of the month file
 
     def line(self) -> str:
         where = f"{self.kind}/{self.market}" if self.market else self.kind

@@ -25,7 +25,8 @@ from gnn_market.store import Store
 from break_it import Attempt, check, expect_error, expect_ok, invoke, shared
 
 AREA = "store"
-KLINES = Path("klines") / "spot"
+#: The synthetic store's 800 hours start 2024-01-01: 744 in the January month file, 56 in February's.
+JANUARY = "2024-01"
 #: Columns of a plain kline dump, in the order ``import-csv`` documents.
 CSV_COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "quote_volume", "trades",
                "taker_buy_volume", "taker_buy_quote_volume"]
@@ -37,6 +38,11 @@ def _build_store(folder: Path) -> Path:
     config = SyntheticConfig(n_symbols=6, hours=800, seed=0, n_sectors=2, leaders_per_sector=1,
                              with_funding=False, with_book=False)
     return write_synthetic_store(folder / "data", config).root
+
+
+def january(root: Path, symbol: str) -> Path:
+    """``symbol``'s January month file (744 of its 800 candles)."""
+    return Store(root).month_file("klines", symbol, JANUARY)
 
 
 def store_copy(tmp: Path) -> Path:
@@ -92,9 +98,9 @@ _REPAIR = ("import sys, time; from pathlib import Path; from gnn_market.cli impo
 
 
 def two_repairs_at_once(tmp: Path) -> None:
-    """`repair --store S & repair --store S & wait` on an 801-row file: the backup must hold the 801 rows."""
+    """`repair --store S & repair --store S & wait` on a 745-row month file: the backup must hold the 745 rows."""
     root = store_copy(tmp)
-    path = root / KLINES / "SYN00USDT.parquet"
+    path = january(root, "SYN00USDT")
     frame = pd.read_parquet(path)
     pd.concat([frame, frame.iloc[[100]]]).to_parquet(path)
     original = path.read_bytes()
@@ -111,31 +117,31 @@ def two_repairs_at_once(tmp: Path) -> None:
     check([p.returncode for p in procs] == [0, 0], f"repair exit codes {[p.returncode for p in procs]}: {outs}")
     backups = [p for p in (root / "repair-backup").rglob("*") if p.is_file()]
     check(len(backups) == 1, f"{len(backups)} backups for one repaired file")
-    check(backups[0].read_bytes() == original, "the backup is not the original 801-row file")
+    check(backups[0].read_bytes() == original, "the backup is not the original 745-row file")
     check(len(Store(root).klines("SYN00USDT")) == 800, "the repaired file does not hold 800 rows")
 
 
 # --------------------------------------------------------------------------- item 2
 def repair_int64_ms_times(tmp: Path) -> None:
-    """A klines file whose open_time is int64 milliseconds (801 rows, 1 duplicate): `repair` keeps 800."""
+    """A klines month file whose open_time is int64 milliseconds (745 rows, 1 duplicate): `repair` keeps 744."""
     root = store_copy(tmp)
-    path = root / KLINES / "SYN01USDT.parquet"
+    path = january(root, "SYN01USDT")
+    hours = Store(root).klines("SYN01USDT").index
     frame = pd.read_parquet(path)
-    hours = frame.index
-    frame.index = pd.Index(hours.as_unit("ns").asi8 // 1_000_000, name="open_time")
+    frame.index = pd.Index(frame.index.as_unit("ns").asi8 // 1_000_000, name="open_time")
     pd.concat([frame, frame.iloc[[5]]]).to_parquet(path)
     out = expect_ok(invoke("gnn_market.data", "repair", "--store", str(root)))
-    check("dropped 1 of 801 rows" in out.out, f"repair said {out.out.strip()!r}")
+    check("dropped 1 of 745 rows" in out.out, f"repair said {out.out.strip()!r}")
     got = Store(root).klines("SYN01USDT")
     check(list(got.index) == list(hours), "the repaired file's hours differ from the original hours")
 
 
 def repair_on_a_full_disk(tmp: Path) -> None:
     """`repair` on a full disk: one error line, the file unchanged, no 0-byte backup left."""
-    import gnn_market.store as store_module
+    import gnn_market.store_health as store_module
 
     root = store_copy(tmp)
-    path = root / KLINES / "SYN02USDT.parquet"
+    path = january(root, "SYN02USDT")
     frame = pd.read_parquet(path)
     pd.concat([frame, frame.iloc[[7]]]).to_parquet(path)
     before = files(root)
@@ -152,7 +158,7 @@ def import_into_a_symlinked_store_file(tmp: Path) -> None:
     root = store_copy(tmp)
     src = tmp / "src"
     dump_csv(root, "SYN03USDT", src, rows=300)
-    link = root / KLINES / "SYN03USDT.parquet"
+    link = january(root, "SYN03USDT")
     target = tmp / "elsewhere" / "SYN03USDT.parquet"
     target.parent.mkdir()
     pd.read_parquet(link).iloc[:100].to_parquet(target)
@@ -170,12 +176,12 @@ def import_csv_with_one_bad_stored_file(tmp: Path) -> None:
     src = tmp / "src"
     for i in range(6):  # 800 hours in the files, 600 stored: every symbol would grow
         dump_csv(root, f"SYN0{i}USDT", src, rows=800)
-        path = root / KLINES / f"SYN0{i}USDT.parquet"
+        path = january(root, f"SYN0{i}USDT")
         frame = pd.read_parquet(path).iloc[:600]
         (pd.concat([frame, frame.iloc[[3]]]) if i == 1 else frame).to_parquet(path)
     before = files(root)
     expect_error(invoke("gnn_market.data", "import-csv", str(src), "--store", str(root)),
-                 "SYN01USDT.parquet", "duplicated")
+                 "symbol=SYN01USDT", "duplicated")
     check(files(root) == before, "some stored file changed although the import was refused")
 
 
@@ -192,7 +198,7 @@ def import_csv_onto_a_filling_disk(tmp: Path) -> None:
 
     def fills_up(*args, **kwargs):
         calls.append(1)
-        if len(calls) > 2:
+        if len(calls) > 4:  # two month files per symbol: the third symbol's first write fails
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(*args, **kwargs)
 
@@ -232,7 +238,7 @@ def _marker_attempt(kind: str) -> Callable[[Path], None]:
         root = store_copy(tmp)
         src = tmp / "src"
         dump_csv(root, "SYN05USDT", src, rows=400)
-        bad = root / KLINES / "SYN00USDT.parquet"  # also something repair would change
+        bad = january(root, "SYN00USDT")  # also something repair would change
         frame = pd.read_parquet(bad)
         pd.concat([frame, frame.iloc[[2]]]).to_parquet(bad)
         marker = root / "STORE.json"
@@ -302,8 +308,40 @@ def import_a_zip_under_another_symbols_folder(tmp: Path) -> None:
     check(not fresh.exists(), "the refused import created the store")
 
 
+# --------------------------------------------------------------------------- issue 24
+def _old_layout_copy(tmp: Path) -> Path:
+    """The shared store's candles written as the previous release did: one file per symbol, format 2."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source, old = Store(shared("store-6x800", _build_store)), tmp / "old"
+    (old / "klines" / "spot").mkdir(parents=True)
+    (old / "STORE.json").write_text('{"format": "cryptograph-store", "version": 2}\n')
+    for symbol in source.symbols("spot"):
+        pq.write_table(pa.Table.from_pandas(source.klines(symbol), preserve_index=True),
+                       old / "klines" / "spot" / f"{symbol}.parquet", compression="zstd", use_dictionary=False)
+    return old
+
+
+def commands_on_an_old_layout_store(tmp: Path) -> None:
+    """info, repair and import-csv on a store of the previous release: one error line naming
+    `migrate`, nothing written; `migrate` then converts it and every candle reads back."""
+    old = _old_layout_copy(tmp)
+    src = tmp / "src"
+    dump_csv(shared("store-6x800", _build_store), "SYN01USDT", src, rows=50)
+    before = files(old)
+    command = f"python -m gnn_market.data migrate --store {old}"
+    for argv in (["info"], ["repair"], ["import-csv", str(src)]):
+        expect_error(invoke("gnn_market.data", *argv, "--store", str(old)), command)
+    check(files(old) == before, "a refused command changed the old store")
+    expect_ok(invoke("gnn_market.data", "migrate", "--store", str(old)))
+    reference, migrated = Store(shared("store-6x800", _build_store)), Store(old)
+    for symbol in reference.symbols("spot"):
+        check(migrated.klines(symbol).equals(reference.klines(symbol)), f"{symbol} differs after migrate")
+
+
 ATTEMPTS: list[Attempt] = [
-    Attempt(AREA, 1, "two `repair` runs at once on an 801-row file", two_repairs_at_once),
+    Attempt(AREA, 1, "two `repair` runs at once on a 745-row month file", two_repairs_at_once),
     Attempt(AREA, 2, "`repair` a klines file with int64 millisecond open_time", repair_int64_ms_times),
     Attempt(AREA, 2, "`repair` on a full disk", repair_on_a_full_disk),
     Attempt(AREA, 6, "import-csv into a store file that is a symbolic link", import_into_a_symlinked_store_file),
@@ -322,4 +360,6 @@ ATTEMPTS: list[Attempt] = [
     Attempt(AREA, 11, "import-csv of a header-only CSV", import_a_header_only_csv),
     Attempt(AREA, 11, "import-vision of a zip under folder SYNBUSDT named SYNAUSDT",
             import_a_zip_under_another_symbols_folder),
+    Attempt(AREA, 0, "info, repair, import-csv, then migrate on a store of the previous release (issue 24)",
+            commands_on_an_old_layout_store),
 ]

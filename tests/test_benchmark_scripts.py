@@ -132,3 +132,22 @@ def test_every_mutant_of_the_mutation_check_still_applies() -> None:
         assert text.count(m.before) == 1, f"stale mutant {m.name!r}: snippet not found once in {m.path}"
         assert m.before != m.after
         assert all((root / t).is_file() for t in m.tests), m.name
+
+
+def test_store_read_benchmark_compares_both_layouts_on_the_same_frames(tmp_path, monkeypatch, capsys) -> None:
+    """Smoke test of benchmarks/bench_store_read.py at a tiny size: both layouts give the same panel."""
+    bench = load_script("bench_store_read")
+    out = tmp_path / "store_read.json"
+    monkeypatch.setattr(sys, "argv", ["bench_store_read.py", "--symbols", "3", "--hours", "1500", "--repeat", "1",
+                                      "--out", str(out)])
+    bench.main()
+    printed = capsys.readouterr().out
+    assert "same panel from both layouts: True" in printed and "old: one file per symbol" in printed
+    result = json.loads(out.read_text())
+    assert result["same_panel"] is True
+    rows = result["results"]
+    assert rows["old"]["files"] == 3 * 3  # one file per kind and symbol
+    # 1500 hours from 2021-01-01: January to March; the first book snapshot (30 s before) is December's
+    assert rows["new"]["files"] == 3 * (3 + 4 + 3)
+    assert rows["old"]["shape"] == rows["new"]["shape"] == [1500, 3]
+    assert all(r["load_panel_s"] > 0 for r in rows.values())

@@ -14,6 +14,7 @@ from gnn_market.store import Store
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance-spot-1h-2021-2023"
 T0 = 1_700_000_000_000 // 3_600_000 * 3_600_000
+MONTH = "2023-11"  # store month file of T0 (2023-11-14 22:00 UTC) and the hours after it
 
 
 def _csv(rows: int = 5, extra: str = "", times=None) -> str:
@@ -177,9 +178,8 @@ def _bad_stored_store(tmp_path) -> tuple[Path, Store, dict[str, bytes]]:
         store = Store(tmp_path / "store")
         store.write_klines(f"SYN0{i}USDT", read_kline_csv(src / f"SYN0{i}USDT.csv").iloc[:3])
     bad = store.klines("SYN01USDT").reset_index()
-    pd.concat([bad, bad.iloc[[0]]]).set_index("open_time").to_parquet(
-        tmp_path / "store" / "klines" / "spot" / "SYN01USDT.parquet")
-    files = {p.name: p.read_bytes() for p in (tmp_path / "store" / "klines" / "spot").glob("*.parquet")}
+    pd.concat([bad, bad.iloc[[0]]]).set_index("open_time").to_parquet(store.month_file("klines", "SYN01USDT", MONTH))
+    files = {str(p): p.read_bytes() for p in (tmp_path / "store" / "klines").rglob("*.parquet")}
     return src, store, files
 
 
@@ -188,9 +188,10 @@ def test_a_bad_stored_target_stops_the_import_before_any_write(tmp_path):
     from gnn_market.errors import StoreError
 
     src, store, files = _bad_stored_store(tmp_path)
-    with pytest.raises(StoreError, match="SYN01USDT.parquet: 1 duplicated timestamp.*nothing was changed"):
+    with pytest.raises(StoreError, match=f"symbol=SYN01USDT/month={MONTH}/data.parquet: 1 duplicated timestamp.*"
+                                         f"nothing was changed"):
         import_csv_folder(src, store)
-    now = {p.name: p.read_bytes() for p in (tmp_path / "store" / "klines" / "spot").glob("*.parquet")}
+    now = {str(p): p.read_bytes() for p in (tmp_path / "store" / "klines").rglob("*.parquet")}
     assert now == files
 
 
@@ -200,7 +201,7 @@ def test_a_write_failing_midway_names_the_symbols_written(tmp_path, monkeypatch)
     from gnn_market.errors import StoreError
 
     src, store, _ = _bad_stored_store(tmp_path)
-    (tmp_path / "store" / "klines" / "spot" / "SYN01USDT.parquet").unlink()  # every target fine now
+    store.month_file("klines", "SYN01USDT", MONTH).unlink()  # every target fine now
     real, calls = store_module.pq.write_table, []
 
     def fills_up(*args, **kwargs):
@@ -210,7 +211,7 @@ def test_a_write_failing_midway_names_the_symbols_written(tmp_path, monkeypatch)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(store_module.pq, "write_table", fills_up)
-    with pytest.raises(StoreError, match=r"SYN02USDT.parquet: No space left on device; written before the "
+    with pytest.raises(StoreError, match=r"symbol=SYN02USDT/month=\d{4}-\d\d/data.parquet: No space left on device; written before the "
                                          r"failure: SYN00USDT \(\+2 rows\), SYN01USDT \(\+5 rows\); not written: "
                                          r"SYN02USDT, SYN03USDT, SYN04USDT, SYN05USDT"):
         import_csv_folder(src, store)

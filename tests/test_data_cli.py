@@ -48,7 +48,7 @@ def assert_same_store(a: Path, b: Path) -> None:
     assert sorted(ca) == sorted(cb)
     for name in ca:
         fa, fb = ca[name], cb[name]
-        if name.startswith("book/spot"):
+        if name.startswith("book/market=spot"):
             assert (fa.index.floor("h") == fb.index.floor("h")).all(), name
             fa, fb = fa.reset_index(drop=True), fb.reset_index(drop=True)
         pd.testing.assert_frame_equal(fa, fb, obj=name)
@@ -335,54 +335,57 @@ def test_info_reports_bad_files_per_symbol_and_repair_fixes_them_explicitly(tmp_
     good = pd.DataFrame({"open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "volume": 1.0}, index=idx)
     store = Store(tmp_path)
     store.write_klines("OKUSDT", good)
-    spot = tmp_path / "klines" / "spot"
-    _write_foreign(spot / "DUPUSDT.parquet", pd.concat([good, good.iloc[[2]].assign(close=10.7)]))
+    spot = tmp_path / "klines" / "market=spot"
+
+    def jan(symbol: str) -> Path:  # the symbol's one month file
+        return store.month_file("klines", symbol, "2024-01")
+
+    _write_foreign(jan("DUPUSDT"), pd.concat([good, good.iloc[[2]].assign(close=10.7)]))
     off = good.copy()
     off.index = idx[:5].append(pd.DatetimeIndex([idx[5] + pd.Timedelta(minutes=30)])).rename("open_time")
-    _write_foreign(spot / "OFFUSDT.parquet", off)
-    _write_foreign(spot / "HILOUSDT.parquet", good.assign(high=[11.0, 8.0, 11, 11, 11, 11]))
-    _write_foreign(spot / "HUGEUSDT.parquet", good.assign(close=[10.5, 1e300, 10.5, 10.5, 10.5, 10.5]))
-    before = {p.name: p.read_bytes() for p in spot.glob("*.parquet")}
+    _write_foreign(jan("OFFUSDT"), off)
+    _write_foreign(jan("HILOUSDT"), good.assign(high=[11.0, 8.0, 11, 11, 11, 11]))
+    _write_foreign(jan("HUGEUSDT"), good.assign(close=[10.5, 1e300, 10.5, 10.5, 10.5, 10.5]))
+    before = {str(p.relative_to(spot)): p.read_bytes() for p in spot.rglob("data.parquet")}
 
     assert run_cli(main, ["info", "--store", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "problems: 4;" in out and "(format 2)" in out
+    assert "problems: 4;" in out and "(format 3)" in out
     assert "klines/spot DUPUSDT: 1 duplicated timestamp(s) (first 2024-01-01 02:00:00)" in out
     assert "OFFUSDT: 1 row(s) with open_time not on the hour (first at 2024-01-01 05:30:00)" in out
     assert "HILOUSDT: 1 row(s) with high < low" in out and "HUGEUSDT: 1 row(s) with price > 1e+09" in out
     for sym in ("DUPUSDT", "OFFUSDT", "HILOUSDT", "HUGEUSDT"):  # reading refuses, naming file and problem
-        with pytest.raises(StoreError, match=f"invalid store file .*{sym}.parquet"):
+        with pytest.raises(StoreError, match=f"invalid store file .*symbol={sym}/month=2024-01/data.parquet"):
             store.klines(sym)
         with pytest.raises(StoreError, match="invalid store file"):  # and an upsert never keeps the problem
             store.write_klines(sym, good.iloc[[0]])
-    assert {p.name: p.read_bytes() for p in spot.glob("*.parquet")} == before  # nothing changed silently
+    assert {str(p.relative_to(spot)): p.read_bytes() for p in spot.rglob("data.parquet")} == before  # nothing changed silently
 
     listing = sorted(p.name for p in tmp_path.rglob("*"))
     assert run_cli(main, ["repair", "--store", str(tmp_path), "--dry-run"]) == 0
     assert "would drop 1 of 7 rows" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.rglob("*")) == listing  # a dry run creates nothing, not even a lock
-    assert {p.name: p.read_bytes() for p in spot.glob("*.parquet")} == before
+    assert {str(p.relative_to(spot)): p.read_bytes() for p in spot.rglob("data.parquet")} == before
     assert run_cli(main, ["repair", "--store", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert out.count("dropped 1 of") == 4 and "original kept in" in out
     assert store.klines("DUPUSDT").loc[idx[2], "close"] == 10.7  # the later row in the file wins
     assert len(store.klines("OFFUSDT")) == 5 and len(store.klines("HILOUSDT")) == 5
     assert store.check() == []
-    backups = sorted(p.name for p in (tmp_path / "repair-backup").rglob("*.parquet"))
-    assert backups == ["DUPUSDT.parquet", "HILOUSDT.parquet", "HUGEUSDT.parquet", "OFFUSDT.parquet"]
+    backups = sorted(p.parent.parent.name for p in (tmp_path / "repair-backup").rglob("*.parquet"))
+    assert backups == ["symbol=DUPUSDT", "symbol=HILOUSDT", "symbol=HUGEUSDT", "symbol=OFFUSDT"]
     assert store.symbols("spot") == ["DUPUSDT", "HILOUSDT", "HUGEUSDT", "OFFUSDT", "OKUSDT"]  # backups not listed
     assert run_cli(main, ["info", "--store", str(tmp_path)]) == 0
     assert "problems: none" in capsys.readouterr().out
     (tmp_path / "STORE.json").write_text('{"format": "cryptograph-store", "version": 9}')
-    assert run_cli(main, ["info", "--store", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "(format unknown)" in out and "newer than this cryptograph" in out
+    assert run_cli(main, ["info", "--store", str(tmp_path)]) == 2  # a newer layout is not guessed at
+    assert "newer than this cryptograph" in _one_error_line(capsys)
 
 
 def test_collect_skips_a_symbol_whose_file_is_bad_and_goes_on(tmp_path, capsys):
     with FakeBinance(plain_symbols(), now_ms=NOW) as srv:
         assert cli(srv, "backfill", "--store", str(tmp_path), "--hours", "30") == 0
-    path = tmp_path / "klines" / "spot" / "ETHUSDT.parquet"
+    path = Store(tmp_path).month_file("klines", "ETHUSDT", "2024-03")  # 00:00 .. 11:00, where collect appends
     frame = pd.read_parquet(path)
     pd.concat([frame, frame.iloc[[3]]]).to_parquet(path)  # a duplicated hour, written by another tool
     raw = path.read_bytes()
@@ -429,7 +432,9 @@ def test_info_does_not_call_an_empty_symbol_ok(tmp_path, capsys):
     idx = pd.DatetimeIndex([pd.Timestamp("2024-01-01", tz="UTC")], name="open_time")
     store.write_klines("BTCUSDT", pd.DataFrame({"open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0],
                                                 "volume": [1.0]}, index=idx))
-    store.klines("BTCUSDT").iloc[:0].to_parquet(tmp_path / "klines" / "spot" / "EMPTYUSDT.parquet")
+    empty = store.month_file("klines", "EMPTYUSDT", "2024-01")
+    empty.parent.mkdir(parents=True)
+    store.klines("BTCUSDT").iloc[:0].to_parquet(empty)
     assert run_cli(main, ["info", "--store", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     rows = {line.split()[1]: line.split()[-1] for line in out.splitlines() if line.startswith("  spot ")}

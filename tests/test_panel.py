@@ -137,9 +137,10 @@ def test_legacy_store_reads_on_the_hour_stamps_as_taken_up_to_5_min_later(tmp_pa
     snaps = pd.DatetimeIndex([times[1], times[2] - pd.Timedelta(seconds=20)], name="snapshot_time")
     s.write_book("XXUSDT", pd.DataFrame({"best_bid": [1.0, 2.0], "best_ask": 3.0, "bid_qty": 1.0,
                                          "ask_qty": 1.0}, index=snaps))
-    assert s.format_version() == 2
+    assert s.format_version() == 3 and s.book_time() == "capture"
     assert load_panel(s).has_book[:, 0].tolist() == [True, True, False, False]  # true capture times
-    (tmp_path / "STORE.json").write_text(json.dumps({"format": "cryptograph-store", "version": 1}))
+    (tmp_path / "STORE.json").write_text(json.dumps({"format": "cryptograph-store", "version": 3,
+                                                     "book_time": "floored"}))  # a migrated format 1 store
     legacy = load_panel(s)
     # the floored stamp at times[1] may hide 5 min of candle 1: it serves no row; the other gains 1 s, still inside
     assert legacy.has_book[:, 0].tolist() == [False, True, False, False] and legacy.best_bid[1, 0] == 2.0

@@ -17,7 +17,7 @@ def _ignored(path: str) -> bool:
     return subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0
 
 
-@pytest.mark.parametrize("path", ["data/", "data/klines/spot/BTCUSDT.parquet", "preds.parquet", "preds.csv",
+@pytest.mark.parametrize("path", ["data/", "data/klines/market=spot/symbol=BTCUSDT/month=2024-01/data.parquet", "preds.parquet", "preds.csv",
                                   "preds.npz", "live.parquet", "live.csv", "benchmarks/results/local/refresh.json",
                                   "runs/x/model.pt"])
 def test_documented_outputs_are_ignored(path):

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import gnn_market.store_health as store_health
 from gnn_market.errors import DataError, StoreError
 from gnn_market.store import Store, find_gaps
 
@@ -23,6 +24,13 @@ def candles(start: str, hours: int, seed: int = 0) -> pd.DataFrame:
     idx = pd.date_range(start, periods=hours, freq="h", tz="UTC", name="open_time")
     return pd.DataFrame({"open": close, "high": close * 1.01, "low": close * 0.99, "close": close,
                          "volume": rng.uniform(1, 10, hours), "trades": np.arange(hours)}, index=idx)
+
+
+def kfile(root, symbol: str = "BTCUSDT", month: str = "2024-01", market: str = "spot", kind: str = "klines"):
+    """The month file of ``symbol`` (its folders created, for tests that put a file there by hand)."""
+    path = Store(root).month_file(kind, symbol, month, market)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def test_round_trip_schema(tmp_path):
@@ -115,7 +123,7 @@ def test_missing_store_and_symbol_are_clear_errors(tmp_path):
 def test_corrupt_file_is_reported_and_never_overwritten(tmp_path):
     store = Store(tmp_path)
     store.write_klines("BTCUSDT", candles("2024-01-01", 5))
-    path = tmp_path / "klines" / "spot" / "BTCUSDT.parquet"
+    path = kfile(tmp_path, "BTCUSDT")
     path.write_bytes(b"not a parquet file")
     with pytest.raises(StoreError, match="corrupt"):
         store.klines("BTCUSDT")
@@ -137,13 +145,13 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
         store.write_klines("BTCUSDT", candles("2024-01-01", 10))
     monkeypatch.undo()
     assert len(store.klines("BTCUSDT")) == 5
-    assert not list((tmp_path / "klines" / "spot").glob(".*.tmp"))
+    assert not list(tmp_path.rglob(".*.tmp"))
 
 
 def test_stale_temp_file_is_ignored_then_cleaned(tmp_path):
     store = Store(tmp_path)
     store.write_klines("BTCUSDT", candles("2024-01-01", 5))
-    stale = tmp_path / "klines" / "spot" / ".BTCUSDT.parquet.abc.tmp"
+    stale = kfile(tmp_path).parent / ".data.parquet.abc.tmp"
     stale.write_bytes(b"half a file")
     assert store.symbols() == ["BTCUSDT"] and len(store.klines("BTCUSDT")) == 5
     store.write_klines("BTCUSDT", candles("2024-01-01", 6))
@@ -151,7 +159,8 @@ def test_stale_temp_file_is_ignored_then_cleaned(tmp_path):
 
 
 def test_process_killed_mid_write_leaves_a_readable_store(tmp_path):
-    """SIGKILL a writer in a loop of large rewrites; the store must stay readable and completable."""
+    """SIGKILL a writer in a loop of large rewrites (23 years: 274 month files each); the store must stay
+    readable, each month file whole (the old or the new one), and completable."""
     script = textwrap.dedent(f"""
         import numpy as np, pandas as pd, sys
         sys.path.insert(0, {os.getcwd()!r})
@@ -176,10 +185,19 @@ def test_process_killed_mid_write_leaves_a_readable_store(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     store = Store(tmp_path)
-    got = store.klines("BTCUSDT")
-    assert len(got) in (1000, 200_000)
-    store.write_klines("BTCUSDT", got.iloc[:10])  # the next run completes normally
-    assert len(store.klines("BTCUSDT")) == len(got)
+    got = store.klines("BTCUSDT")  # readable: every month file complete
+    hours = pd.date_range("2000-01-01", periods=200_000, freq="h", tz="UTC")
+    first = hours[:1000]
+    months = got.index.strftime("%Y-%m")
+    for month, rows in got.groupby(months):  # each month file is one write's, whole: the first or a full one
+        full = hours[hours.strftime("%Y-%m") == month]
+        assert rows.index.equals(full) or rows.index.equals(first[first.strftime("%Y-%m") == month]), month
+        assert (rows["volume"] - rows["close"]).round(9).nunique() == 1, f"{month} mixes two writes"
+    assert set(first.strftime("%Y-%m")) <= set(months)  # nothing of the first write lost
+    close = np.linspace(1, 2, 200_000)
+    full = pd.DataFrame({"open": close, "high": close, "low": close, "close": close, "volume": close}, index=hours)
+    store.write_klines("BTCUSDT", full)  # the next run completes normally
+    assert len(store.klines("BTCUSDT")) == 200_000
 
 
 def test_fast_reader_equals_pyarrow_to_pandas_for_every_kind(tmp_path):
@@ -201,12 +219,14 @@ def test_fast_reader_equals_pyarrow_to_pandas_for_every_kind(tmp_path):
                "funding": lambda sym, market: store.funding(sym)}
     seen = set()
     for path in sorted(store.root.rglob("*.parquet")):
-        kind = path.relative_to(store.root).parts[0]
-        market = path.parent.name if kind != "funding" else None
+        kind, market, symbol, month = path.relative_to(store.root).parts[:4]
+        market, symbol, month = (part.split("=")[1] for part in (market, symbol, month))
         seen.add(kind)
         kind_spec = {"klines": KLINES, "book": BOOK, "funding": FUNDING}[kind]
         assert _frame_from_own_table(pq.read_table(path), kind_spec) is not None  # the fast path is taken
-        pd.testing.assert_frame_equal(readers[kind](path.stem, market), pq.read_table(path).to_pandas())
+        whole = readers[kind](symbol, market)
+        in_month = whole[whole.index.strftime("%Y-%m") == month]
+        pd.testing.assert_frame_equal(in_month, pq.read_table(path).to_pandas())
     assert seen == {"klines", "funding", "book"}
     gap = store.klines("GAPUSDT")
     assert gap["trades"].isna().sum() == 1 and np.isnan(gap["quote_volume"].iloc[6])
@@ -215,7 +235,7 @@ def test_fast_reader_equals_pyarrow_to_pandas_for_every_kind(tmp_path):
 def test_foreign_column_order_is_read_through_the_general_path(tmp_path):
     store = Store(tmp_path)
     store.write_klines("BTCUSDT", candles("2024-01-01", 5))
-    path = next(tmp_path.rglob("BTCUSDT.parquet"))
+    path = kfile(tmp_path)
     shuffled = pd.read_parquet(path)[["close", "open", "high", "low", "volume"]]
     shuffled.to_parquet(path)
     got = store.klines("BTCUSDT")
@@ -258,7 +278,7 @@ def test_stored_range_reads_bounds_of_each_kind(tmp_path):
     assert store.stored_range("BTCUSDT", kind="funding") == (funding.index[0], funding.index[-1])
     with pytest.raises(DataError, match="unknown kind"):
         store.stored_range("BTCUSDT", kind="trades")
-    next(tmp_path.rglob("klines/spot/BTCUSDT.parquet")).write_bytes(b"garbage")
+    kfile(tmp_path).write_bytes(b"garbage")
     with pytest.raises(StoreError, match="corrupt"):
         store.stored_range("BTCUSDT")
 
@@ -280,7 +300,7 @@ def _foreign(tmp_path, frame: pd.DataFrame, symbol: str = "BTCUSDT") -> Store:
     """A store holding ``frame`` as another tool would write it: plain pandas Parquet, no checks."""
     store = Store(tmp_path)
     store.write_klines("OKUSDT", candles("2024-01-01", 3))
-    frame.to_parquet(tmp_path / "klines" / "spot" / f"{symbol}.parquet")
+    frame.to_parquet(kfile(tmp_path, symbol))
     return store
 
 
@@ -300,9 +320,9 @@ def test_one_write_with_repeated_timestamps_keeps_the_later_row(tmp_path):
 def test_duplicated_timestamps_in_a_stored_file_are_refused_never_kept(tmp_path):
     df = candles("2024-01-01", 5)
     store = _foreign(tmp_path, pd.concat([df, df.iloc[[2]]]))
-    path = tmp_path / "klines" / "spot" / "BTCUSDT.parquet"
+    path = kfile(tmp_path, "BTCUSDT")
     raw = path.read_bytes()
-    with pytest.raises(StoreError, match=r"BTCUSDT.parquet: 1 duplicated timestamp\(s\) \(first 2024-01-01 02:00"):
+    with pytest.raises(StoreError, match=r"BTCUSDT/month=2024-01/data.parquet: 1 duplicated timestamp\(s\) \(first 2024-01-01 02:00"):
         store.klines("BTCUSDT")
     with pytest.raises(StoreError, match="duplicated"):  # an upsert does not carry the duplicates on
         store.write_klines("BTCUSDT", candles("2024-01-02", 2))
@@ -322,7 +342,7 @@ def test_duplicated_timestamps_in_a_stored_file_are_refused_never_kept(tmp_path)
 def test_invalid_values_in_a_stored_file_are_refused_on_read_and_on_write(tmp_path, damage, rule):
     bad = damage(candles("2024-01-01", 5))
     store = _foreign(tmp_path, bad)
-    with pytest.raises(StoreError, match=f"invalid store file .*BTCUSDT.parquet: .*{rule}"):
+    with pytest.raises(StoreError, match=f"invalid store file .*symbol=BTCUSDT/month=2024-01/data.parquet: .*{rule}"):
         store.klines("BTCUSDT")
     with pytest.raises(DataError, match=rule):  # the same rules guard every write
         Store(tmp_path / "fresh").write_klines("BTCUSDT", bad)
@@ -368,7 +388,7 @@ def test_repair_is_explicit_backs_up_and_keeps_the_later_duplicate(tmp_path):
     dup = df.iloc[[3]].assign(volume=77.0)
     bad = pd.concat([df.iloc[:2], df.iloc[2:3].assign(high=0.1), df.iloc[3:], dup])
     store = _foreign(tmp_path, bad)
-    path = tmp_path / "klines" / "spot" / "BTCUSDT.parquet"
+    path = kfile(tmp_path, "BTCUSDT")
     raw = path.read_bytes()
     dry = store.repair(dry_run=True)
     assert [(r.symbol, r.rows_before, r.rows_after, r.backup) for r in dry] == [("BTCUSDT", 7, 5, None)]
@@ -388,9 +408,11 @@ def test_format_version_of_new_old_and_future_stores(tmp_path):
 
     store = Store(tmp_path)
     store.write_klines("BTCUSDT", candles("2024-01-01", 2))
-    assert store.format_version() == 2
+    assert store.format_version() == 3 and store.book_time() == "capture"
+    assert json.loads((tmp_path / "STORE.json").read_text()) == {
+        "format": "cryptograph-store", "version": 3, "book_time": "capture"}
     (tmp_path / "STORE.json").unlink()
-    assert store.format_version() == 1
+    assert store.format_version() == 3  # month files without a marker: not the old layout
     (tmp_path / "STORE.json").write_text(json.dumps({"format": "cryptograph-store", "version": 9}))
     with pytest.raises(StoreError, match="newer"):
         store.format_version()
@@ -419,11 +441,10 @@ def test_a_second_repair_waits_and_never_backs_up_the_repaired_file(tmp_path, mo
     repaired version (over the original's backup when both ran in the same second)."""
     import threading
 
-    import gnn_market.store as store_module
 
     df = candles("2024-01-01", 8)
     store = _foreign(tmp_path, pd.concat([df, df.iloc[[3]]]))
-    original = (tmp_path / "klines" / "spot" / "BTCUSDT.parquet").read_bytes()
+    original = (kfile(tmp_path, "BTCUSDT")).read_bytes()
     release, first_copy = threading.Event(), threading.Event()
     real_copy = shutil.copy2
 
@@ -433,7 +454,7 @@ def test_a_second_repair_waits_and_never_backs_up_the_repaired_file(tmp_path, mo
             assert release.wait(10)
         return real_copy(src, dst, **kwargs)
 
-    monkeypatch.setattr(store_module.shutil, "copy2", slow_copy)
+    monkeypatch.setattr(store_health.shutil, "copy2", slow_copy)
     results: dict[str, list] = {}
     first = threading.Thread(target=lambda: results.setdefault("first", Store(tmp_path).repair()))
     first.start()
@@ -453,7 +474,7 @@ def test_a_second_repair_waits_and_never_backs_up_the_repaired_file(tmp_path, mo
 
 def test_each_repair_gets_its_own_backup_folder(tmp_path):
     df = candles("2024-01-01", 4)
-    path = tmp_path / "klines" / "spot" / "BTCUSDT.parquet"
+    path = kfile(tmp_path, "BTCUSDT")
     store = _foreign(tmp_path, pd.concat([df, df.iloc[[1]]]))
     first_raw = path.read_bytes()
     store.repair()
@@ -468,13 +489,13 @@ def test_each_repair_gets_its_own_backup_folder(tmp_path):
 @pytest.mark.parametrize("unit, factor", [("s", 10 ** 9), ("ms", 10 ** 6), ("us", 10 ** 3), ("ns", 1)])
 def test_integer_times_of_a_foreign_file_are_read_by_magnitude(tmp_path, unit, factor):
     """Issue 21 item 2: int64 milliseconds were read as nanoseconds (1970) and repair emptied the file."""
-    df = candles("2024-01-01", 800)
-    frame = pd.concat([df, df.iloc[[5]]])  # 801 rows, one duplicate
+    df = candles("2024-01-01", 700)  # inside January: one month file
+    frame = pd.concat([df, df.iloc[[5]]])  # 701 rows, one duplicate
     frame.index = pd.Index(frame.index.as_unit("ns").asi8 // factor, name="open_time")
     store = _foreign(tmp_path, frame)
     assert [r.problems for r in store.check()] == [["1 duplicated timestamp(s) (first 2024-01-01 05:00:00)"]]
     report = store.repair()
-    assert [(r.rows_before, r.rows_after) for r in report] == [(801, 800)]
+    assert [(r.rows_before, r.rows_after) for r in report] == [(701, 700)]
     got = store.klines("BTCUSDT")
     assert list(got.index) == list(df.index)
     np.testing.assert_allclose(got["close"].to_numpy(), df["close"].to_numpy())
@@ -484,7 +505,7 @@ def test_integer_times_in_no_unit_are_refused_not_emptied(tmp_path):
     frame = candles("2024-01-01", 3)
     frame.index = pd.Index([5, 6, 7], name="open_time")
     store = _foreign(tmp_path, frame)
-    path = tmp_path / "klines" / "spot" / "BTCUSDT.parquet"
+    path = kfile(tmp_path, "BTCUSDT")
     raw = path.read_bytes()
     with pytest.raises(StoreError, match="integer time 5 is in 2010-01-01 .. tomorrow neither as epoch seconds"):
         store.klines("BTCUSDT")
@@ -498,14 +519,13 @@ def _full_disk_copy(src, dst, **kwargs):
 
 def test_repair_on_a_full_disk_leaves_no_backup_and_says_the_truth(tmp_path, monkeypatch):
     """Issue 21 item 2: a failed backup left a 0-byte file behind a "nothing was changed" message."""
-    import gnn_market.store as store_module
 
     df = candles("2024-01-01", 4)
     store = _foreign(tmp_path, pd.concat([df, df.iloc[[1]]]))
-    path = tmp_path / "klines" / "spot" / "BTCUSDT.parquet"
+    path = kfile(tmp_path, "BTCUSDT")
     raw = path.read_bytes()
-    monkeypatch.setattr(store_module.shutil, "copy2", _full_disk_copy)
-    with pytest.raises(StoreError, match="cannot back up .*BTCUSDT.parquet.*No space left on device; that file "
+    monkeypatch.setattr(store_health.shutil, "copy2", _full_disk_copy)
+    with pytest.raises(StoreError, match="cannot back up .*symbol=BTCUSDT/month=2024-01/data.parquet.*No space left on device; that file "
                                          "was not changed and no partial backup was left; no file was repaired"):
         store.repair()
     assert path.read_bytes() == raw and _backups(tmp_path) == []
@@ -513,21 +533,21 @@ def test_repair_on_a_full_disk_leaves_no_backup_and_says_the_truth(tmp_path, mon
 
 
 def test_repair_failing_on_a_second_file_names_the_first(tmp_path, monkeypatch):
-    import gnn_market.store as store_module
 
     df = candles("2024-01-01", 4)
     store = _foreign(tmp_path, pd.concat([df, df.iloc[[1]]]), symbol="AAAUSDT")
-    pd.concat([df, df.iloc[[2]]]).to_parquet(tmp_path / "klines" / "spot" / "BBBUSDT.parquet")
-    bbb = (tmp_path / "klines" / "spot" / "BBBUSDT.parquet").read_bytes()
+    pd.concat([df, df.iloc[[2]]]).to_parquet(kfile(tmp_path, "BBBUSDT"))
+    bbb = (kfile(tmp_path, "BBBUSDT")).read_bytes()
     real_copy = shutil.copy2
-    monkeypatch.setattr(store_module.shutil, "copy2",
+    monkeypatch.setattr(store_health.shutil, "copy2",
                         lambda s, d, **k: _full_disk_copy(s, d) if "BBB" in str(s) else real_copy(s, d, **k))
-    with pytest.raises(StoreError, match=r"BBBUSDT.parquet.*not changed.*already repaired in this run: "
-                                         r"klines/spot/AAAUSDT \(original in .*AAAUSDT.parquet\)"):
+    with pytest.raises(StoreError, match=r"symbol=BBBUSDT/month=2024-01/data.parquet.*not changed.*already repaired in this run: "
+                                         r"klines/spot/AAAUSDT \(original in .*symbol=AAAUSDT/month=2024-01/data.parquet\)"):
         store.repair()
     assert len(store.klines("AAAUSDT")) == 4
-    assert (tmp_path / "klines" / "spot" / "BBBUSDT.parquet").read_bytes() == bbb
-    assert [p.name for p in _backups(tmp_path)] == ["AAAUSDT.parquet"]
+    assert (kfile(tmp_path, "BBBUSDT")).read_bytes() == bbb
+    assert [p.relative_to(p.parents[3]).as_posix() for p in _backups(tmp_path)] == [
+        "market=spot/symbol=AAAUSDT/month=2024-01/data.parquet"]
 
 
 def test_a_symlinked_store_file_is_written_through(tmp_path):
@@ -536,9 +556,9 @@ def test_a_symlinked_store_file_is_written_through(tmp_path):
     elsewhere = tmp_path / "shared" / "BTCUSDT.parquet"
     Store(tmp_path / "other").write_klines("BTCUSDT", candles("2024-01-01", 3))
     elsewhere.parent.mkdir()
-    shutil.move(tmp_path / "other" / "klines" / "spot" / "BTCUSDT.parquet", elsewhere)
+    shutil.move(kfile(tmp_path / "other"), elsewhere)
     store.write_klines("ETHUSDT", candles("2024-01-01", 2))
-    link = tmp_path / "s" / "klines" / "spot" / "BTCUSDT.parquet"
+    link = kfile(tmp_path / "s")
     link.symlink_to(elsewhere)
     assert store.write_klines("BTCUSDT", candles("2024-01-01", 5)) == 2
     assert link.is_symlink() and os.readlink(link) == str(elsewhere)
@@ -577,7 +597,7 @@ def test_writers_refuse_a_store_whose_marker_readers_refuse(tmp_path, name):
     """Issue 21 item 9: a store of format 99 (or a damaged marker) was written to."""
     store = Store(tmp_path)
     store.write_klines("BTCUSDT", candles("2024-01-01", 3))
-    path = tmp_path / "klines" / "spot" / "BTCUSDT.parquet"
+    path = kfile(tmp_path, "BTCUSDT")
     pd.concat([candles("2024-01-01", 3), candles("2024-01-01", 1)]).to_parquet(path)  # repairable
     raw = path.read_bytes()
     write_marker(tmp_path, name)
@@ -590,7 +610,7 @@ def test_writers_refuse_a_store_whose_marker_readers_refuse(tmp_path, name):
                                                     index=pd.DatetimeIndex(["2024-01-01"], tz="UTC")))
     with pytest.raises(StoreError, match="newer than this cryptograph|store marker"):
         store.repair()
-    assert store.symbols() == ["BTCUSDT"] and path.read_bytes() == raw
+    assert list(tmp_path.rglob("data.parquet")) == [path] and path.read_bytes() == raw
     assert not (tmp_path / "funding").exists() and not (tmp_path / "repair-backup").exists()
 
 
@@ -616,7 +636,7 @@ def test_implausible_values_are_refused_on_write_and_on_read(tmp_path, name):
         Store(tmp_path / "fresh").write_klines("BTCUSDT", bad)
     assert not (tmp_path / "fresh").exists()
     store = _foreign(tmp_path / "foreign", bad)
-    with pytest.raises(StoreError, match=f"invalid store file .*BTCUSDT.parquet: .*{rule}"):
+    with pytest.raises(StoreError, match=f"invalid store file .*symbol=BTCUSDT/month=2024-01/data.parquet: .*{rule}"):
         store.klines("BTCUSDT")
     assert [r.rows_after for r in store.repair()] == [0]  # every row broke it: dropped, original kept
 
@@ -671,3 +691,33 @@ def test_integer_time_windows_end_at_2010_on_both_sides(tmp_path, unit, factor):
         epoch_index(np.array([first - 1], dtype=np.int64), "open_time")
     with pytest.raises((StoreError, DataError), match="2010-01-01 .. tomorrow"):
         epoch_index(np.array([first // 1000 - 1], dtype=np.int64), "open_time")   # 1970 here, pre-2010 a unit up
+
+
+# ------------------------------------------------------------------ issue 24: one file per month
+def test_an_hourly_upsert_rewrites_only_the_current_month_file(tmp_path):
+    store = Store(tmp_path)
+    store.write_klines("BTCUSDT", candles("2024-01-01", 24 * 75))  # January .. mid-March
+    files = sorted(tmp_path.rglob("data.parquet"))
+    assert [p.parent.name for p in files] == ["month=2024-01", "month=2024-02", "month=2024-03"]
+    before = {p: (p.stat().st_ino, p.read_bytes()) for p in files}
+    last = store.klines("BTCUSDT").index[-1]
+    hour = candles("2024-01-01", 24 * 75 + 1).iloc[[-1]]
+    assert hour.index[0] == last + pd.Timedelta(hours=1)
+    assert store.write_klines("BTCUSDT", hour) == 1
+    after = {p: (p.stat().st_ino, p.read_bytes()) for p in files}
+    assert after[files[0]] == before[files[0]] and after[files[1]] == before[files[1]]  # not even rewritten
+    assert after[files[2]] != before[files[2]]
+    assert store.stored_range("BTCUSDT") == (pd.Timestamp("2024-01-01", tz="UTC"), hour.index[0])
+
+
+def test_a_row_outside_its_month_file_is_refused_then_repaired(tmp_path):
+    store = Store(tmp_path)
+    store.write_klines("BTCUSDT", candles("2024-01-30", 72))  # Jan 30 .. Feb 1
+    january = kfile(tmp_path)
+    stray = pd.concat([pd.read_parquet(january), candles("2024-03-05", 1)])  # another tool put a March row here
+    stray.to_parquet(january)
+    with pytest.raises(StoreError, match=r"month=2024-01/data.parquet: 1 row\(s\) outside month 2024-01 "
+                                         r"\(first at 2024-03-05 00:00:00\)"):
+        store.klines("BTCUSDT")
+    assert [(r.month, r.rows_before, r.rows_after) for r in store.repair()] == [(2024 * 12, 49, 48)]
+    assert len(store.klines("BTCUSDT")) == 72 and store.check() == []

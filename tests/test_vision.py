@@ -473,7 +473,9 @@ def test_a_bad_stored_target_stops_the_archive_import_before_any_write(tmp_path)
     store = Store(tmp_path / "store")
     store.write_klines("AAAUSDT", parse_klines(kline_csv(JAN_2024_MS, 2), "x"))
     frame = parse_klines(kline_csv(JAN_2024_MS, 2), "x")
-    pd.concat([frame, frame]).to_parquet(tmp_path / "store" / "klines" / "spot" / "BBBUSDT.parquet")
-    with pytest.raises(StoreError, match="BBBUSDT.parquet: 2 duplicated timestamp"):
+    bbb = store.month_file("klines", "BBBUSDT", "2024-01")
+    bbb.parent.mkdir(parents=True)
+    pd.concat([frame, frame]).to_parquet(bbb)
+    with pytest.raises(StoreError, match="symbol=BBBUSDT/month=2024-01/data.parquet: 2 duplicated timestamp"):
         import_paths([data], store)
-    assert len(pd.read_parquet(tmp_path / "store" / "klines" / "spot" / "AAAUSDT.parquet")) == 2  # untouched
+    assert len(pd.read_parquet(store.month_file("klines", "AAAUSDT", "2024-01"))) == 2  # untouched
