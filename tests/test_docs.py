@@ -50,8 +50,8 @@ def reader_folder(tmp_path_factory) -> Path:
           "--out", "runs/perp"], root, env)
     for other in ("X", "x"):
         shutil.copytree(root / "runs" / "perp", root / "runs" / other)
-    _run([sys.executable, "-m", "gnn_market.predict", "--store", "data", "--market", "perp", "--checkpoint",
-          "runs/perp/model.pt", "--follow", "--once", "--out", "runs/perp/live"], root, env)
+    _run([sys.executable, "-m", "gnn_market.predict", "--store", "data", "--checkpoint", "runs/perp/model.pt",
+          "--follow", "--once", "--out", "runs/perp/live"], root, env)
     return root
 
 
