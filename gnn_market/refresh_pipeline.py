@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .binance import PERP, SPOT, BinanceClient
 from .errors import DataError
-from .refresh_writes import SymbolFetch, SymbolResult, WritePool, shared_pool, write_fetched
+from .refresh_writes import SymbolFetch, SymbolResult, WritePool, WritePoolConfig, shared_pool, write_fetched
 from .store import Store
 from .store_schema import BadStoreFile
 from .timeutil import HOUR_MS
@@ -102,7 +102,7 @@ def refresh(client: BinanceClient, store: Store, plan: dict[str, list[str]], hou
     retries) is reported in ``errors`` and skipped; a ban or a store error stops the pass.
     """
     t0 = time.perf_counter()
-    pool = pool or shared_pool()
+    pool = pool or _default_pool(sum(len(s) for s in plan.values()))
     pool.start()  # the workers' imports overlap the first requests
     now_ms = client.server_time_ms(SPOT if SPOT in plan else PERP)
     run = _Pass(client, store, os.path.abspath(store.root), (now_ms // HOUR_MS - hours) * HOUR_MS, now_ms,
@@ -115,6 +115,15 @@ def refresh(client: BinanceClient, store: Store, plan: dict[str, list[str]], hou
     finally:
         bar.close()
     return RefreshReport().finish(client, batch, key, t0)
+
+
+def _default_pool(symbols: int) -> WritePool:
+    """The process-wide write pool, or writes in the download threads for a refresh too small to gain from it."""
+    pool = shared_pool()
+    return pool if symbols >= pool.config.min_symbols else _INLINE
+
+
+_INLINE = WritePool(WritePoolConfig(processes=0))
 
 
 def _sync(run: _Pass, market: str, symbol: str) -> SymbolResult:
@@ -176,7 +185,7 @@ def book_pass(client: BinanceClient, store: Store, plan: dict[str, list[str]],
     t0 = time.perf_counter()
     client.server_time_ms(SPOT if SPOT in plan else PERP)  # refresh the clock offset the stamps use
     key = {f"{m}:{s}": (m, s) for m, syms in plan.items() for s in syms}
-    root, pool = os.path.abspath(store.root), pool or shared_pool()
+    root, pool = os.path.abspath(store.root), pool or _default_pool(len(key))
 
     def task(k: str) -> SymbolResult:
         market, symbol = key[k]

@@ -109,9 +109,17 @@ def _write(store: Store, f: SymbolFetch) -> SymbolResult:
 # --------------------------------------------------------------------------- pool
 @dataclass(frozen=True)
 class WritePoolConfig:
-    """How many processes write (0: write in the calling thread, no processes)."""
+    """How the store writes of a refresh run.
 
-    processes: int = 2 * (os.cpu_count() or 1)
+    Attributes:
+        processes: write processes (0: write in the calling thread). One per core: more only
+            add scheduling and copying (measured in ``benchmarks/bench_refresh.py``).
+        min_symbols: a refresh of fewer symbols writes in its own threads (starting the
+            processes, about one import of pandas and pyarrow, costs more than it saves).
+    """
+
+    processes: int = os.cpu_count() or 1
+    min_symbols: int = 16
 
 
 class WritePool:
@@ -143,6 +151,10 @@ class WritePool:
 
     def start(self) -> None:
         """Start the workers in the background, so the first write does not wait for their imports."""
+        with self._lock:
+            if self._disabled or self._executor is not None:
+                return  # no processes, or already started
+
         def spawn() -> None:
             pool = self._pool()
             if pool is not None:
