@@ -253,11 +253,12 @@ def main(argv: list[str] | None = None) -> dict:
           f"{args.refresh_hours} h; median of {args.repeat} runs (sequential: 1); CPU = this process + write "
           f"processes; weight = peak per minute as the server counts it; load before: {load}")
     print_table(rows)
-    print(f"write pool start (once per process, not in the runs above): {pool_start_s:.2f} s")
+    load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print(f"write pool start (once per process, not in the runs above): {pool_start_s:.2f} s; load after: {load_after}")
     out = {"symbols": args.symbols, "latency_s": args.latency, "repeat": args.repeat, "workers": args.workers,
            "backfill_hours": args.backfill_hours, "refresh_hours": args.refresh_hours,
            "write_processes": shared_pool().config.processes, "pool_start_s": round(pool_start_s, 3),
-           "loadavg_before": load, "python": platform.python_version(), "machine": platform.machine(),
+           "loadavg_before": load, "loadavg_after": load_after, "python": platform.python_version(), "machine": platform.machine(),
            "cpus": os.cpu_count(), "results": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
