@@ -19,10 +19,10 @@ Paths compared, on the same server and store:
 * ``sequential``: the reference with one thread, the naive sequential refresh (one run: it is slow).
 
 Printed per run: median wall time (and range over ``--repeat`` runs), CPU seconds of this
-process plus the write processes, requests and the peak used weight per minute *as the
-server counts it* against its limit. The store layout is a parameter: :data:`LAYOUTS` maps a
-name to a function that opens a store of that layout at a path (``--layouts`` picks them);
-each layout is one more column of runs. Writes ``benchmarks/results/local/refresh.json``
+process plus the write processes (and of this process alone: the part bound to one GIL),
+requests and the peak used weight per minute *as the server counts it* against its limit.
+The store layout is a parameter: :data:`LAYOUTS` maps a name to a function that opens a
+store of that layout at a path (``--layouts`` picks them); each layout is one more set of runs. Writes ``benchmarks/results/local/refresh.json``
 (ignored by git; ``--out benchmarks/results/refresh.json`` updates the published figures).
 
     python benchmarks/bench_refresh.py [--symbols 200] [--latency 0.05] [--repeat 3] [--layouts current]
@@ -132,8 +132,9 @@ def linked_copy(src: Path, dst: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- one run
-def _cpu(mode: str) -> float:
-    return time.process_time() + (shared_pool().cpu_seconds() if mode == "pipeline" else 0.0)
+def _cpu(mode: str) -> tuple[float, float]:
+    """CPU seconds so far of this process (downloads, and every write on the reference paths) and of the write pool."""
+    return time.process_time(), shared_pool().cpu_seconds() if mode == "pipeline" else 0.0
 
 
 def run_once(setup: Setup, store: Store, mode: str, hours: int, listed_hours: int) -> dict:
@@ -149,15 +150,16 @@ def run_once(setup: Setup, store: Store, mode: str, hours: int, listed_hours: in
         client = BinanceClient(ClientConfig(spot_url=url, futures_url=url, max_workers=workers))
         plan = {PERP: perp_symbols(setup.symbols)}
         path = refresh if mode == "pipeline" else refresh_reference
-        t0, c0 = time.perf_counter(), _cpu(mode)
+        t0, (main0, pool0) = time.perf_counter(), _cpu(mode)
         report = path(client, store, plan, hours=hours)
-        wall, cpu = time.perf_counter() - t0, _cpu(mode) - c0
+        wall, (main1, pool1) = time.perf_counter() - t0, _cpu(mode)
         assert not report.errors, report.errors
         stats = requests.get(f"{url}/_stats", timeout=10).json()
     finally:
         proc.kill()
         proc.join()
-    return {"mode": mode, "workers": workers, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+    return {"mode": mode, "workers": workers, "wall_s": round(wall, 3),
+            "cpu_s": round(main1 - main0 + pool1 - pool0, 3), "main_cpu_s": round(main1 - main0, 3),
             "requests": stats["requests"], "http_429": stats["http_429"],
             "peak_weight": stats["peak_weight_perp"], "limit": stats["limit_perp"],
             "new_candles": report.total("klines"), "book_rows": report.total("book"),
@@ -167,8 +169,10 @@ def run_once(setup: Setup, store: Store, mode: str, hours: int, listed_hours: in
 def summarise(runs: list[dict]) -> dict:
     walls = sorted(r["wall_s"] for r in runs)
     cpus = sorted(r["cpu_s"] for r in runs)
+    mains = sorted(r["main_cpu_s"] for r in runs)
     return {**runs[0], "wall_s": walls[len(walls) // 2], "wall_min_s": walls[0], "wall_max_s": walls[-1],
-            "cpu_s": cpus[len(cpus) // 2], "runs": len(runs), "peak_weight": max(r["peak_weight"] for r in runs),
+            "cpu_s": cpus[len(cpus) // 2], "main_cpu_s": mains[len(mains) // 2], "runs": len(runs),
+            "peak_weight": max(r["peak_weight"] for r in runs),
             "http_429": sum(r["http_429"] for r in runs)}
 
 
@@ -208,11 +212,11 @@ def warm_pool() -> float:
 
 def print_table(rows: list[dict]) -> None:
     cols = [("scenario", 10), ("history", 9), ("layout", 9), ("path", 15), ("wall s", 8), ("range s", 13),
-            ("CPU s", 7), ("requests", 9), ("weight/limit", 13), ("429", 4), ("+candles", 9)]
+            ("CPU s", 7), ("main CPU s", 11), ("requests", 9), ("weight/limit", 13), ("429", 4), ("+candles", 9)]
     print("".join(f"{name:>{w}}" for name, w in cols))
     for r in rows:
         cells = [r["scenario"], r["history"], r["layout"], f"{r['mode']}({r['workers']})", f"{r['wall_s']:.2f}",
-                 f"{r['wall_min_s']:.2f}-{r['wall_max_s']:.2f}", f"{r['cpu_s']:.2f}", r["requests"],
+                 f"{r['wall_min_s']:.2f}-{r['wall_max_s']:.2f}", f"{r['cpu_s']:.2f}", f"{r['main_cpu_s']:.2f}", r["requests"],
                  f"{r['peak_weight']}/{r['limit']}", r["http_429"], r["new_candles"]]
         print("".join(f"{c!s:>{w}}" for c, (_, w) in zip(cells, cols)))
 
@@ -251,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{args.symbols} perps, {args.latency * 1000:.0f} ms latency, backfill {args.backfill_hours} h, refresh "
           f"{args.refresh_hours} h; median of {args.repeat} runs (sequential: 1); CPU = this process + write "
-          f"processes; weight = peak per minute as the server counts it; load before: {load}")
+          f"processes, main CPU = this process alone (the GIL-bound part); weight = peak per minute as the server counts it; load before: {load}")
     print_table(rows)
     load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"write pool start (once per process, not in the runs above): {pool_start_s:.2f} s; load after: {load_after}")
