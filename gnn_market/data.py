@@ -22,6 +22,11 @@
 * ``repair``: fix the files ``info`` reports (``Store.repair``; ``--dry-run``
   only says what it would do). Originals are kept under ``repair-backup/``.
 
+``backfill`` and ``collect`` download on ``--workers`` threads and parse and write
+in one helper process per core (:mod:`gnn_market.refresh_pipeline`; a pass of
+fewer than 16 symbols writes in its threads); :func:`refresh_reference` is the
+previous all-in-one-process path, kept as the reference the tests compare with.
+
 Errors a user can cause (argument errors included) end as one ``error: ...``
 line on stderr, exit 2; arguments and inputs are checked before the store is
 created or written. Every write is an idempotent upsert, so nothing stored is

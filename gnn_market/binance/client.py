@@ -25,7 +25,9 @@ shared attribute), so this module adds them around it:
   (a 404 from a host that is not the Binance API) raise a plain
   :class:`BinanceError`, a bad URL too.
 
-Answers become frames in :mod:`.parsers`; the universe rules and ranking live
+Answers become frames in :mod:`.parsers`; the ``*_rows``/``*_payload`` methods return
+them decoded but unparsed, for a refresh that parses in its write processes
+(:mod:`gnn_market.refresh_writes`). The universe rules and ranking live
 in :mod:`.universe`. No API key is ever configured or logged.
 """
 from __future__ import annotations
