@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from .binance import PERP, SPOT, BinanceClient
+from .binance.client import BatchResult
 from .errors import DataError
 from .refresh_writes import SymbolFetch, SymbolResult, WritePool, WritePoolConfig, shared_pool, write_fetched
 from .store import Store
@@ -64,7 +65,7 @@ class RefreshReport:
                                  for m in self.peak_weight))
         return "\n".join(lines)
 
-    def finish(self, client: BinanceClient, batch, key: dict[str, tuple[str, str]], t0: float) -> "RefreshReport":
+    def finish(self, client: BinanceClient, batch: BatchResult, key: dict[str, tuple[str, str]], t0: float) -> "RefreshReport":
         """Fill in a :meth:`BinanceClient.map_symbols` batch, the client's counters and its peak weights."""
         self.results = {key[k]: v for k, v in batch.values.items()}
         self.errors = {key[k]: str(e) for k, e in batch.errors.items()}
