@@ -25,6 +25,11 @@
   month files (format 3, ``gnn_market.migrate``); every reader and writer refuses
   the old layout with one line naming this command.
 
+``backfill`` and ``collect`` download on ``--workers`` threads and parse and write
+in one helper process per core (:mod:`gnn_market.refresh_pipeline`; a pass of
+fewer than 16 symbols writes in its threads); :func:`refresh_reference` is the
+previous all-in-one-process path, kept as the reference the tests compare with.
+
 Errors a user can cause (argument errors included) end as one ``error: ...``
 line on stderr, exit 2; arguments and inputs are checked before the store is
 created or written. Every write is an idempotent upsert, so nothing stored is
@@ -39,7 +44,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -53,6 +58,8 @@ from .csv_import import import_csv_folder
 from .errors import BannedError, BinanceError, CryptoGraphError, DataError, OutageError, StoreError, UnknownSymbolError
 from .migrate import migrate_store
 from .panel import BOOK_TOLERANCE
+from .refresh_pipeline import RefreshReport, book_pass, refresh
+from .refresh_writes import SymbolResult
 from .sources import open_store
 from .store import Store
 from .store_schema import BadStoreFile
@@ -63,47 +70,6 @@ log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- plan & report
-@dataclass
-class SymbolResult:
-    klines: int = 0
-    book: int = 0
-    funding: int = 0
-
-
-@dataclass
-class RefreshReport:
-    """What one backfill/collect pass did, per market."""
-
-    results: dict[tuple[str, str], SymbolResult] = field(default_factory=dict)
-    errors: dict[tuple[str, str], str] = field(default_factory=dict)
-    seconds: float = 0.0
-    requests: int = 0
-    retries: int = 0
-    peak_weight: dict[str, int] = field(default_factory=dict)
-    weight_budget: dict[str, int] = field(default_factory=dict)
-
-    def total(self, what: str) -> int:
-        return sum(getattr(r, what) for r in self.results.values())
-
-    def summary(self) -> str:
-        lines = []
-        for market in (SPOT, PERP):
-            res = {s: r for (m, s), r in self.results.items() if m == market}
-            errs = {s: e for (m, s), e in self.errors.items() if m == market}
-            if not res and not errs:
-                continue
-            lines.append(f"{market}: {len(res)} symbols, +{sum(r.klines for r in res.values())} candles, "
-                         f"+{sum(r.book for r in res.values())} book snapshots"
-                         + (f", +{sum(r.funding for r in res.values())} funding rows" if market == PERP else "")
-                         + (f", {len(errs)} skipped" if errs else ""))
-            for sym, err in sorted(errs.items()):
-                lines.append(f"  skipped {sym}: {err}")
-        lines.append(f"{self.requests} requests ({self.retries} retries) in {self.seconds:.1f} s; peak weight "
-                     + ", ".join(f"{m} {self.peak_weight.get(m, 0)}/{self.weight_budget.get(m, 0)}"
-                                 for m in self.peak_weight))
-        return "\n".join(lines)
-
-
 def make_client(args: argparse.Namespace) -> BinanceClient:
     return BinanceClient(ClientConfig(spot_url=args.spot_url, futures_url=args.futures_url,
                                       timeout=args.timeout, max_retries=args.retries,
@@ -229,40 +195,35 @@ def _sync_symbol(client: BinanceClient, store: Store, market: str, symbol: str, 
     return res
 
 
-def refresh(client: BinanceClient, store: Store, plan: dict[str, list[str]], hours: int,
-            progress: bool = False, book: bool = True) -> RefreshReport:
-    """Run :func:`sync_symbol` for every planned symbol on the client's thread pool.
+def refresh_reference(client: BinanceClient, store: Store, plan: dict[str, list[str]], hours: int,
+                      progress: bool = False, book: bool = True) -> RefreshReport:
+    """The reference path: :func:`sync_symbol` for every planned symbol on the client's thread pool.
 
+    Everything (download, parsing, store writes) happens in this process, so
+    with ``max_workers=1`` it is the naive sequential refresh. :func:`refresh`
+    (:mod:`gnn_market.refresh_pipeline`) stores exactly the same rows faster;
+    tests and ``benchmarks/bench_refresh.py`` compare the two.
     ``hours``: how far back a symbol with nothing stored starts (backfill
     also extends stored symbols back to this horizon). ``book``: also take a
     book snapshot of each symbol.
     """
     t0 = time.perf_counter()
-    report = RefreshReport()
     now_ms = client.server_time_ms(SPOT if SPOT in plan else PERP)
     start_ms = (now_ms // HOUR_MS - hours) * HOUR_MS
     current = client.current_funding() if PERP in plan else None
-    tasks = [(m, s) for m, syms in plan.items() for s in syms]
-    bar = tqdm(total=len(tasks), unit="symbol", disable=not progress, file=sys.stderr)
+    key = {f"{m}:{s}": (m, s) for m, syms in plan.items() for s in syms}
+    listed = {m: set(store.symbols(m)) if store.exists() else set() for m in plan}
+    bar = tqdm(total=len(key), unit="symbol", disable=not progress, file=sys.stderr)
+
+    def task(k: str) -> SymbolResult:
+        market, symbol = key[k]
+        return sync_symbol(client, store, market, symbol, start_ms, now_ms, current, listed[market], book)
+
     try:
-        key = {f"{m}:{s}": (m, s) for m, s in tasks}
-        listed = {m: set(store.symbols(m)) if store.exists() else set() for m in plan}
-
-        def task(k: str) -> SymbolResult:
-            market, symbol = key[k]
-            return sync_symbol(client, store, market, symbol, start_ms, now_ms, current, listed[market], book)
-
         batch = client.map_symbols(task, key, progress=lambda _: bar.update(1))
     finally:
         bar.close()
-    report.results = {key[k]: v for k, v in batch.values.items()}
-    report.errors = {key[k]: str(e) for k, e in batch.errors.items()}
-    report.seconds = time.perf_counter() - t0
-    report.requests, report.retries = client.requests, client.retries
-    for m, lim in client.limiters.items():
-        if lim.peak_reserved:
-            report.peak_weight[m], report.weight_budget[m] = lim.peak_reserved, lim.limit
-    return report
+    return RefreshReport().finish(client, batch, key, t0)
 
 
 def _markets(market: str) -> list[str]:
@@ -277,28 +238,6 @@ def _finish(report: RefreshReport, store: Store) -> int:
     if not store.markets():
         raise DataError("empty result: the server returned no closed candles")
     return 0
-
-
-def book_pass(client: BinanceClient, store: Store, plan: dict[str, list[str]]) -> RefreshReport:
-    """One top-20 book snapshot per planned symbol, stamped with its capture time (the collector's pre-close pass)."""
-    t0 = time.perf_counter()
-    report = RefreshReport()
-    client.server_time_ms(SPOT if SPOT in plan else PERP)  # refresh the clock offset the stamps use
-    key = {f"{m}:{s}": (m, s) for m, syms in plan.items() for s in syms}
-
-    def task(k: str) -> SymbolResult:
-        market, symbol = key[k]
-        try:
-            return SymbolResult(book=store.write_book(symbol, client.book(symbol, market), market))
-        except BadStoreFile as exc:
-            raise DataError(str(exc)) from exc  # this symbol is skipped and reported, the others go on
-
-    batch = client.map_symbols(task, key)
-    report.results = {key[k]: v for k, v in batch.values.items()}
-    report.errors = {key[k]: str(e) for k, e in batch.errors.items()}
-    report.seconds = time.perf_counter() - t0
-    report.requests, report.retries = client.requests, client.retries
-    return report
 
 
 # --------------------------------------------------------------------------- commands

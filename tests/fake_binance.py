@@ -499,11 +499,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def serve_forever_in_process(port_queue, symbols: int, now_ms: int, latency_s: float) -> None:
-    """Target of a ``multiprocessing.Process``: serve :func:`many_symbols` until killed.
+def serve_forever_in_process(port_queue, symbols: int, now_ms: int, latency_s: float, listed_hours: int = 48) -> None:
+    """Target of a ``multiprocessing.Process``: serve :func:`many_symbols` (``listed_hours`` of history) until killed.
 
     Benchmarks use it so the server does not share the client's GIL.
     """
-    server = FakeBinance(many_symbols(symbols, listed_hours=48), now_ms=now_ms, latency_s=latency_s).start()
+    server = FakeBinance(many_symbols(symbols, listed_hours=listed_hours), now_ms=now_ms, latency_s=latency_s).start()
     port_queue.put(server.url)
     threading.Event().wait()

@@ -25,7 +25,9 @@ shared attribute), so this module adds them around it:
   (a 404 from a host that is not the Binance API) raise a plain
   :class:`BinanceError`, a bad URL too.
 
-Answers become frames in :mod:`.parsers`; the universe rules and ranking live
+Answers become frames in :mod:`.parsers`; the ``*_rows``/``*_payload`` methods return
+them decoded but unparsed, for a refresh that parses in its write processes
+(:mod:`gnn_market.refresh_writes`). The universe rules and ranking live
 in :mod:`.universe`. No API key is ever configured or logged.
 """
 from __future__ import annotations
@@ -334,6 +336,13 @@ class BinanceClient:
         :data:`~gnn_market.store.KLINE_COLUMNS` indexed by UTC ``open_time``.
         """
         now_ms = self.server_time_ms(market) if now_ms is None else now_ms
+        return klines_frame(self.klines_rows(symbol, market, start_ms, end_ms, now_ms), symbol, now_ms)
+
+    def klines_rows(self, symbol: str, market: str, start_ms: int, end_ms: int | None, now_ms: int) -> list[list]:
+        """The raw kline arrays :meth:`klines` parses (every page, in order), for a parser in another process.
+
+        ``now_ms``: the server time that decides the last closed candle (no request is made for it).
+        """
         last_closed = (now_ms // HOUR_MS - 1) * HOUR_MS
         end_ms = last_closed if end_ms is None else min(end_ms, last_closed)
         page = self.config.spot_kline_page if market == SPOT else self.config.futures_kline_page
@@ -346,7 +355,7 @@ class BinanceClient:
             if len(batch) < limit:
                 break
             t = int(batch[-1][0]) + HOUR_MS
-        return klines_frame(rows, symbol, now_ms)
+        return rows
 
     def _klines_page(self, symbol: str, market: str, start: int, end: int, limit: int) -> list:
         params = dict(symbol=symbol, interval="1h", startTime=start, endTime=end, limit=limit)
@@ -365,13 +374,17 @@ class BinanceClient:
         the receive time on the server's clock (local clock + the offset
         measured by the last :meth:`server_time_ms`, good to about one round trip).
         """
+        data, received = self.book_payload(symbol, market, levels)
+        return book_frame(data, symbol, snapshot_ms(data, received))
+
+    def book_payload(self, symbol: str, market: str, levels: int = 20) -> tuple[dict, int]:
+        """The depth answer :meth:`book` parses and its receive time on the server's clock (ms)."""
         if market == SPOT:
             data = self.call(SPOT, "depth", "get_order_book", symbol=symbol, limit=levels)
         else:
             data = self.call(PERP, "depth", "futures_order_book", symbol=symbol, limit=levels)
         received = self.server_now_ms()
-        data = require(data, dict, f"{market} depth {symbol}")
-        return book_frame(data, symbol, snapshot_ms(data, received))
+        return require(data, dict, f"{market} depth {symbol}"), received
 
     def server_now_ms(self) -> int:
         """Local clock corrected by the last measured server offset."""
@@ -379,6 +392,10 @@ class BinanceClient:
 
     def funding_history(self, symbol: str, start_ms: int, end_ms: int | None = None) -> pd.DataFrame:
         """Settled funding of perp ``symbol`` from ``start_ms`` (inclusive), paginated."""
+        return funding_frame(self.funding_rows(symbol, start_ms, end_ms))
+
+    def funding_rows(self, symbol: str, start_ms: int, end_ms: int | None = None) -> list[dict]:
+        """The raw fundingRate objects :meth:`funding_history` parses (every page, in order)."""
         rows: list[dict] = []
         t = start_ms
         while True:
@@ -389,7 +406,7 @@ class BinanceClient:
             if len(batch) < 1000:
                 break
             t = int(batch[-1]["fundingTime"]) + 1
-        return funding_frame(rows)
+        return rows
 
     def current_funding(self, symbol: str | None = None) -> pd.DataFrame | dict[str, pd.DataFrame]:
         """Live funding rate (premiumIndex) as a row at ``nextFundingTime``.
@@ -401,8 +418,12 @@ class BinanceClient:
         if symbol is not None:
             data = self.call(PERP, "premiumIndex", "futures_mark_price", symbol=symbol)
             return premium_frame([require(data, dict, f"premiumIndex {symbol}")])
+        return {sym: premium_frame([d]) for sym, d in self.premium_rows().items()}
+
+    def premium_rows(self) -> dict[str, dict]:
+        """Every perp's raw premiumIndex object by symbol (one request, weight 10); unparsed, see :meth:`current_funding`."""
         data = require(self.call(PERP, "premiumIndex", "futures_mark_price", weight=10), list, "premiumIndex")
-        return {d["symbol"]: premium_frame([d]) for d in data if isinstance(d, dict) and "symbol" in d}
+        return {d["symbol"]: d for d in data if isinstance(d, dict) and "symbol" in d}
 
     # ------------------------------------------------------------- universe
     def universe(self, market: str = "both", top: int | None = None,
