@@ -56,3 +56,14 @@ class RangeOverlapError(CryptoGraphError, ValueError):
 
 class EmptyRangeError(DataError, ValueError):
     """No hours are left for the environment (the message says why and what to pass)."""
+
+
+class BadStoreFile(StoreError):
+    """One stored file cannot be read or breaks a store rule (the rest of the store is fine).
+
+    A live job skips that symbol and goes on; :meth:`Store.repair` fixes what it can.
+    """
+
+
+class LegacyStoreError(StoreError):
+    """The store is in the one-file-per-symbol layout of formats 1-2; ``migrate`` converts it."""

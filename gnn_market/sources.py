@@ -11,6 +11,7 @@ from pathlib import Path
 from .errors import StoreError
 from .sample import sample_store
 from .store import Store
+from .store_layout import LAYOUT_VERSION
 
 DATA_SOURCES = ("sample", "synthetic")
 
@@ -41,7 +42,8 @@ def open_store(store: str | os.PathLike | Store | None = None, data: str = "samp
         from .synthetic import SyntheticConfig, write_synthetic_store
 
         config = SyntheticConfig(seed=seed)  # the fingerprint, and so the cache folder, includes the seed
-        path = cache_dir() / f"synthetic-{config.fingerprint()}"
+        # the store format too: a cached market written in an older layout is regenerated, never refused
+        path = cache_dir() / f"synthetic-{config.fingerprint()}-f{LAYOUT_VERSION}"
         resolved = Store(path) if (path / "STORE.json").exists() else write_synthetic_store(path, config)
     else:
         raise StoreError(f"unknown data source {data!r}: expected a store folder or one of {DATA_SOURCES}")

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
-from .errors import DataError, StoreError
+from .errors import DataError, LegacyStoreError, StoreError  # noqa: F401  (LegacyStoreError: old import path)
 from .store_schema import (
     BOOK,
     FUNDING,
@@ -48,10 +48,6 @@ FILE_NAME = "data.parquet"
 LAYOUT_VERSION = 3
 KINDS = {k.name: k for k in (KLINES, FUNDING, BOOK)}
 _MONTH = re.compile(r"^month=(\d{4})-(\d{2})$")
-
-
-class LegacyStoreError(StoreError):
-    """The store is in the one-file-per-symbol layout of formats 1-2; ``migrate`` converts it."""
 
 
 def legacy_message(root: Path, why: str) -> str:

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, StoreError
+from .errors import BadStoreFile, DataError, StoreError  # noqa: F401  (BadStoreFile: old import path)
 from .timeutil import HOUR, to_utc_index
 
 MARKETS = ("spot", "perp")
@@ -83,13 +83,6 @@ BOOK_COLUMNS: dict[str, str] = {
     "levels": "int64",
 }
 BOOK_REQUIRED = ("best_bid", "best_ask", "bid_qty", "ask_qty")
-
-
-class BadStoreFile(StoreError):
-    """One stored file cannot be read or breaks a store rule (the rest of the store is fine).
-
-    A live job skips that symbol and goes on; :meth:`Store.repair` fixes what it can.
-    """
 
 
 @dataclass(frozen=True)

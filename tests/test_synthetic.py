@@ -11,6 +11,7 @@ from sklearn.metrics import f1_score
 
 from gnn_market.errors import DataError
 from gnn_market.store import Store
+from gnn_market.store_layout import LAYOUT_VERSION
 from gnn_market.store_schema import BOOK_COLUMNS, FUNDING_COLUMNS, KLINE_COLUMNS, is_valid_symbol
 from gnn_market.synthetic import SyntheticConfig, SyntheticMarket, simulate_market, write_synthetic_store
 
@@ -238,7 +239,7 @@ def test_open_store_synthetic_uses_cache(tmp_path, monkeypatch):
 
     monkeypatch.setenv("CRYPTOGRAPH_CACHE", str(tmp_path))
     store = open_store(data="synthetic")
-    assert store.root == tmp_path / f"synthetic-{SyntheticConfig().fingerprint()}"
+    assert store.root == tmp_path / f"synthetic-{SyntheticConfig().fingerprint()}-f{LAYOUT_VERSION}"
     assert len(store.symbols("spot")) == 24 and len(store.klines("SYN00USDT")) == 24 * 120
     again = open_store(data="synthetic")  # second call reuses the folder
     assert again.root == store.root
@@ -250,8 +251,8 @@ def test_open_store_synthetic_is_seeded_and_cached_per_seed(tmp_path, monkeypatc
 
     monkeypatch.setenv("CRYPTOGRAPH_CACHE", str(tmp_path))
     zero, three = open_store(data="synthetic", seed=0), open_store(data="synthetic", seed=3)
-    assert zero.root == tmp_path / f"synthetic-{SyntheticConfig(seed=0).fingerprint()}"
-    assert three.root == tmp_path / f"synthetic-{SyntheticConfig(seed=3).fingerprint()}" != zero.root
+    assert zero.root == tmp_path / f"synthetic-{SyntheticConfig(seed=0).fingerprint()}-f{LAYOUT_VERSION}"
+    assert three.root == tmp_path / f"synthetic-{SyntheticConfig(seed=3).fingerprint()}-f{LAYOUT_VERSION}" != zero.root
     # the market is not made easier: the default config is the one the issue-12 numbers were measured on
     assert SyntheticConfig().fingerprint() == "5c0643ae11d1"
     a, b = zero.klines("SYN05USDT"), three.klines("SYN05USDT")
