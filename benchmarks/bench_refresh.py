@@ -66,10 +66,23 @@ from fake_binance import _letters, serve_forever_in_process  # noqa: E402
 NOW = 1_709_294_430_000  # fixed server clock: 2024-03-01 12:00:30 UTC
 FUNDING_MS = 8 * HOUR_MS
 
+def _per_symbol_store(path: Path):
+    """The previous release's one-file-per-symbol store (its own class, loaded from git)."""
+    from old_store_layout import previous_release_store
+
+    cls = previous_release_store()
+    if cls is None:
+        raise SystemExit("the per-symbol layout needs git and commit 03b4107 (tests/old_store_layout.py)")
+    return cls(path)
+
+
 #: Store layouts benchmarked, by name: a function that opens (creating on first write) a store of that
-#: layout at a path. After a second layout exists it is one more entry here, e.g.
-#: ``"monthly": lambda path: Store(path)`` beside a ``"per-symbol"`` entry that opens today's layout.
-LAYOUTS: dict[str, Callable[[Path], Store]] = {"current": Store}
+#: layout at a path. ``monthly`` is the store (one file per kind, market, symbol and UTC month);
+#: ``per-symbol`` the previous release's layout, written by that release's own Store class.
+LAYOUTS: dict[str, Callable[[Path], Store]] = {"monthly": Store, "per-symbol": _per_symbol_store}
+#: The process-pool pipeline writes through ``gnn_market.store.Store`` in its workers, so it runs on the
+#: monthly layout only; the per-symbol layout is timed through the threads path (the previous release's).
+PIPELINE_LAYOUTS = ("monthly",)
 
 
 @dataclass(frozen=True)
@@ -246,9 +259,10 @@ def main(argv: list[str] | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-refresh-"))
     try:
         for layout in args.layouts.split(","):
-            results = {("backfill", "empty"): bench_backfill(setup, layout, tmp, modes)}
+            own = modes if layout in PIPELINE_LAYOUTS else {k: v for k, v in modes.items() if k != "pipeline"}
+            results = {("backfill", "empty"): bench_backfill(setup, layout, tmp, own)}
             for history in (int(h) for h in args.histories.split(",")):
-                results[("refresh", f"{history} h")] = bench_refresh(setup, layout, tmp, history, modes)
+                results[("refresh", f"{history} h")] = bench_refresh(setup, layout, tmp, history, own)
             rows += [{"scenario": s, "history": h, "layout": layout, **row}
                      for (s, h), by_mode in results.items() for row in by_mode.values()]
     finally:

@@ -197,9 +197,10 @@ def test_bench_refresh_smoke(tmp_path, monkeypatch):
     out = bench_refresh.main(["--symbols", "2", "--latency", "0", "--repeat", "1", "--backfill-hours", "20",
                               "--histories", "30,60", "--out", str(tmp_path / "r.json")])
     rows = out["results"]
-    assert {(r["scenario"], r["history"], r["mode"]) for r in rows} == {
-        (s, h, m) for s, h in (("backfill", "empty"), ("refresh", "30 h"), ("refresh", "60 h"))
-        for m in ("pipeline", "threads", "sequential")}
+    scenarios = (("backfill", "empty"), ("refresh", "30 h"), ("refresh", "60 h"))
+    assert {(r["scenario"], r["history"], r["layout"], r["mode"]) for r in rows} == {
+        *((s, h, "monthly", m) for s, h in scenarios for m in ("pipeline", "threads", "sequential")),
+        *((s, h, "per-symbol", m) for s, h in scenarios for m in ("threads", "sequential"))}
     for r in rows:
         assert r["http_429"] == 0 and r["peak_weight"] <= r["limit"]
         assert r["new_candles"] == (2 * 20 if r["scenario"] == "backfill" else 2 * 3)
