@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -52,6 +53,18 @@ class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
             action = copy.copy(action)  # the parser's own action keeps its help text
             action.help = f"{action.help or ''} (default: %(default)s)".strip()
         return super()._format_action(action)
+
+
+#: The console scripts of setup.cfg, by module: usage lines show the name the user ran.
+SCRIPTS = {"gnn_market.train": "cryptograph-train", "gnn_market.data": "cryptograph-data",
+           "gnn_market.predict": "cryptograph-predict"}
+
+
+def program_name(module: str, argv0: str | None = None) -> str:
+    """``cryptograph-train`` when run as that console script, else ``python -m gnn_market.train``."""
+    script = SCRIPTS.get(module)
+    ran = os.path.basename(sys.argv[0] if argv0 is None else argv0)
+    return script if script is not None and ran == script else f"python -m {module}"
 
 
 def parse_symbols(text: str | None) -> list[str] | None:

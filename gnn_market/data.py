@@ -1,4 +1,4 @@
-"""Data CLI: ``python -m gnn_market.data {backfill,collect,import-vision,import-csv,info,repair}``.
+"""Data CLI: ``python -m gnn_market.data {backfill,collect,import-vision,import-csv,info,repair,migrate}``.
 
 * ``backfill``: universe + hourly klines + funding history + one book snapshot
   per symbol. Resumable: only hours outside the stored range are fetched.
@@ -53,7 +53,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .binance import PERP, SPOT, BinanceClient, ClientConfig, Universe
-from .cli import OneLineParser, parse_symbols, run_cli
+from .cli import DefaultsHelpFormatter, OneLineParser, parse_symbols, program_name, run_cli
 from .csv_import import import_csv_folder
 from .errors import BannedError, BinanceError, CryptoGraphError, DataError, OutageError, StoreError, UnknownSymbolError
 from .migrate import migrate_store
@@ -563,7 +563,8 @@ _non_negative = _number("non-negative number", 0.0, low_open=False)
 
 
 def _add_network(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--market", choices=["spot", "perp", "both"], default="spot")
+    p.add_argument("--market", choices=["spot", "perp", "both"], default="spot",
+                   help="spot pairs, USDT-M perpetuals, or both")
     p.add_argument("--top", type=int, default=None, help="keep the N most traded pairs")
     p.add_argument("--min-quote-volume", type=_non_negative, default=None, help="24 h quote volume floor (USDT)")
     # parsed (checked, repeats refused) with the other arguments: before the universe is fetched
@@ -602,16 +603,25 @@ and logs when it works again; the hours it missed are fetched then.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m gnn_market.data", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("backfill", help="download history into a store (resumable)")
-    p.add_argument("--store", required=True)
-    p.add_argument("--hours", type=int, default=24 * 365, help="history length (default one year)")
+    """The data CLI: one subcommand per job, each with its description and every default shown."""
+    parser = OneLineParser(prog=program_name("gnn_market.data"), formatter_class=DefaultsHelpFormatter,
+                           description="Download, collect, import, inspect, repair and migrate market stores. "
+                           "Each subcommand has its own --help.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str, func: Callable, description: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=description or text, formatter_class=DefaultsHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("backfill", "download history into a store (resumable: only missing hours are fetched)",
+                cmd_backfill)
+    p.add_argument("--store", required=True, help="store folder (created if missing)")
+    p.add_argument("--hours", type=int, default=24 * 365, help="history length in hours (8760 = one year)")
     _add_network(p)
-    p.set_defaults(func=cmd_backfill)
-    p = sub.add_parser("collect", help="hourly live job: book before the close, then candle + funding",
-                       description=COLLECT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--store", required=True)
+    p = command("collect", "hourly live job: book before the close, then candle + funding", cmd_collect,
+                COLLECT_DESCRIPTION)
+    p.add_argument("--store", required=True, help="store folder (created if missing)")
     p.add_argument("--once", action="store_true", help="run one cycle (candles, book, funding) now and exit")
     p.add_argument("--hours", type=int, default=24, help="history for symbols with nothing stored")
     p.add_argument("--delay", type=_non_negative, default=15.0, help="seconds after the hour (late candles)")
@@ -625,37 +635,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --predict: the predictions folder, a month-partitioned Parquet dataset "
                         "(DIR/month=YYYY-MM/*.parquet), continued where it ends")
     _add_network(p)
-    p.set_defaults(func=cmd_collect)
-    p = sub.add_parser("import-vision", help="import Binance public-archive zips/CSVs")
-    p.add_argument("paths", nargs="+")
-    p.add_argument("--store", required=True)
+    p = command("import-vision", "import Binance public-archive zips/CSVs (data.binance.vision)", cmd_import_vision)
+    p.add_argument("paths", nargs="+", help="archive files or folders of them")
+    p.add_argument("--store", required=True, help="store folder (created if missing)")
     p.add_argument("--market", choices=["spot", "perp"], default=None,
                    help="market of files whose path does not say (must agree with a path that does)")
     p.add_argument("--symbol", default=None, help="symbol of files whose name does not say")
     p.add_argument("--max-member-mb", type=_positive, default=MAX_MEMBER_BYTES / 2 ** 20,
-                   help=f"largest file / uncompressed zip member read, MiB (default {MAX_MEMBER_BYTES // 2 ** 20})")
-    p.set_defaults(func=cmd_import_vision)
-    p = sub.add_parser("import-csv", help="import a folder of <SYMBOL>.csv[.gz] hourly candle files")
-    p.add_argument("folder")
-    p.add_argument("--store", required=True)
-    p.add_argument("--market", choices=["spot", "perp"], default="spot")
+                   help="largest file / uncompressed zip member read, MiB")
+    p = command("import-csv", "import a folder of <SYMBOL>.csv[.gz] hourly candle files", cmd_import_csv)
+    p.add_argument("folder", help="folder of <SYMBOL>.csv or <SYMBOL>.csv.gz files with a header")
+    p.add_argument("--store", required=True, help="store folder (created if missing)")
+    p.add_argument("--market", choices=["spot", "perp"], default="spot", help="market the candles belong to")
     p.add_argument("--symbols", default=None, help="comma-separated symbols (default: every file)")
     p.add_argument("--keep-last", action="store_true",
                    help="keep each file's last row (by default dropped: dumps usually end in a partial hour)")
-    p.set_defaults(func=cmd_import_csv)
-    p = sub.add_parser("info", help="describe a store and list files that break its rules (default: the sample)")
-    p.add_argument("--store", default=None)
-    p.set_defaults(func=cmd_info)
-    p = sub.add_parser("repair", help="fix stored files that break the store rules (originals backed up)")
-    p.add_argument("--store", required=True)
+    p = command("info", "describe a store and list files that break its rules", cmd_info)
+    p.add_argument("--store", default=None, help="store folder (default: the bundled sample)")
+    p = command("repair", "fix stored files that break the store rules (originals backed up)", cmd_repair)
+    p.add_argument("--store", required=True, help="store folder")
     p.add_argument("--dry-run", action="store_true", help="only say what would be dropped")
-    p.set_defaults(func=cmd_repair)
-    p = sub.add_parser("migrate", help="convert a store of the one-file-per-symbol layout (formats 1-2) to month "
-                                       "files (format 3); resumable, verifies every row before removing the old files")
-    p.add_argument("--store", required=True)
+    p = command("migrate", "convert a store of the one-file-per-symbol layout (formats 1-2) to month files "
+                           "(format 3); resumable, verifies every row before removing the old files", cmd_migrate)
+    p.add_argument("--store", required=True, help="store folder in the old layout")
     p.add_argument("--keep-backup", action="store_true",
                    help="keep the old files in DIR/migrate-backup-<time>/ after verification (default: delete them)")
-    p.set_defaults(func=cmd_migrate)
     return parser
 
 

@@ -71,19 +71,22 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, ContextManager, Iterator, Mapping, Protocol, Sequence
 
 import pandas as pd
 from filelock import FileLock
 
 from . import prediction_dataset as pds
 from .atomic import atomic_path
-from .encoder import EncodedRange, GraphEncoder
+from .encoded import EncodedRange
 from .errors import DataError
 from .panel import load_panel
 from .prediction_file import MODEL_ID_CHARS, Written, check_pairs, read_csv_state, read_parquet_state
 from .store import Store
 from .timeutil import HOUR
+
+if TYPE_CHECKING:  # torch: only when a model is loaded, never for a CLI's --help
+    from .encoder import GraphEncoder
 
 __all__ = ["FollowConfig", "Written", "append_hours", "check_pairs", "complete_through", "follow", "model_id",
            "poll_once", "read_written", "stopped_pairs", "stored_lasts", "written_through"]

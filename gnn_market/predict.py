@@ -45,9 +45,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .checkpoint import require_device
-from .cli import DefaultsHelpFormatter, OneLineParser, parse_symbols, run_cli
-from .encoder import EncodedRange, GraphEncoder
+from .cli import DefaultsHelpFormatter, OneLineParser, parse_symbols, program_name, run_cli
+from .encoded import EncodedRange
 from .errors import DataError
 from .export import SUFFIXES, save_encoded
 from .follow import FollowConfig, follow
@@ -92,7 +91,7 @@ def render(frame: pd.DataFrame, time: pd.Timestamp, fmt: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m gnn_market.predict", description=__doc__,
+    p = OneLineParser(prog=program_name("gnn_market.predict"), description=__doc__,
                                 formatter_class=DefaultsHelpFormatter)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--store", help="market store folder (default: the bundled sample)")
@@ -120,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .checkpoint import require_device  # torch loads here, after the flags are parsed
+    from .encoder import GraphEncoder
+
     require_device(args.device, "--device")  # before the checkpoint: torch would call it corrupt
     if args.follow or args.once or args.iterations is not None:
         return _follow(args)
@@ -163,6 +165,8 @@ def _follow(args: argparse.Namespace) -> int:
                           start=parse_utc(args.start, "start"), interval_s=args.interval,
                           iterations=1 if args.once else args.iterations, embeddings=not args.no_embeddings)
     config.validate()  # before loading the checkpoint
+    from .encoder import GraphEncoder  # torch: after every check
+
     encoder = GraphEncoder.load(args.checkpoint, device=args.device)
     hours = follow(encoder, open_store(args.store, args.data), config)
     print(f"wrote {len(hours)} new hour(s) to {config.out}")

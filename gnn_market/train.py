@@ -41,13 +41,13 @@ import argparse
 from dataclasses import fields
 from typing import Sequence
 
-from .cli import DefaultsHelpFormatter, OneLineParser, parse_symbols, run_cli
+from .cli import DefaultsHelpFormatter, OneLineParser, parse_symbols, program_name, run_cli
 from .training.config import TrainConfig  # light: --help must not import torch
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The flags, generated from :class:`TrainConfig`'s fields (help, default, choices: one place)."""
-    p = OneLineParser(prog="python -m gnn_market.train", description=__doc__,
+    p = OneLineParser(prog=program_name("gnn_market.train"), description=__doc__,
                       formatter_class=DefaultsHelpFormatter)
     defaults, groups = TrainConfig(), {}
     for f in fields(TrainConfig):

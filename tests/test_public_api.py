@@ -64,8 +64,33 @@ def test_a_public_model_name_does_load_torch() -> None:
     assert _loaded_after("from gnn_market import GraphEncoder")["torch"] is True
 
 
-@pytest.mark.parametrize("cli", ["gnn_market.train", "gnn_market.diagnose"])
+@pytest.mark.parametrize("cli", ["gnn_market.train", "gnn_market.diagnose", "gnn_market.data",
+                                 "gnn_market.predict"])
 def test_cli_help_does_not_load_torch(cli: str) -> None:
     code = (f"from {cli} import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit as stop:\n    assert stop.code == 0\n")
     assert _loaded_after(code) == dict.fromkeys(HEAVY, False)
+
+
+def test_usage_names_the_program_that_was_run():
+    from gnn_market.cli import program_name
+
+    assert program_name("gnn_market.train", "/venv/bin/cryptograph-train") == "cryptograph-train"
+    assert program_name("gnn_market.train", "/repo/gnn_market/train.py") == "python -m gnn_market.train"
+    assert program_name("gnn_market.diagnose", "cryptograph-train") == "python -m gnn_market.diagnose"
+
+
+def test_every_data_subcommand_describes_itself_and_shows_its_defaults():
+    from gnn_market.data import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert set(commands) == {"backfill", "collect", "import-vision", "import-csv", "info", "repair", "migrate"}
+    for name, sub in commands.items():
+        assert sub.description, name
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings}"
+    backfill = " ".join(commands["backfill"].format_help().split())
+    assert "--workers WORKERS concurrent requests (default: 8)" in backfill
+    assert "--store STORE store folder (created if missing)" in backfill
