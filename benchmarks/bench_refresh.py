@@ -224,7 +224,7 @@ def warm_pool() -> float:
 
 
 def print_table(rows: list[dict]) -> None:
-    cols = [("scenario", 10), ("history", 9), ("layout", 9), ("path", 15), ("wall s", 8), ("range s", 13),
+    cols = [("scenario", 10), ("history", 9), ("layout", 12), ("path", 15), ("wall s", 8), ("range s", 13),
             ("CPU s", 7), ("main CPU s", 11), ("requests", 9), ("weight/limit", 13), ("429", 4), ("+candles", 9)]
     print("".join(f"{name:>{w}}" for name, w in cols))
     for r in rows:
