@@ -23,7 +23,7 @@ edges, snapshots), ``model`` (GATv2Classifier), ``train`` / ``predict`` (CLIs),
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .version import __version__
 
@@ -73,19 +73,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
-
-if TYPE_CHECKING:  # static type checkers and IDEs see the real objects
-    from envs.factory import make_crypto_graph_env  # noqa: F401
-    from gnn_market.encoder import EncodedRange, GraphEncoder  # noqa: F401
-    from gnn_market.errors import CheckpointError, CryptoGraphError, DataError, StoreError  # noqa: F401
-    from gnn_market.export import save_encoded  # noqa: F401
-    from gnn_market.feature_generator import FeatureConfig  # noqa: F401
-    from gnn_market.model import GATv2Classifier  # noqa: F401
-    from gnn_market.panel import Panel, load_panel  # noqa: F401
-    from gnn_market.pipeline import MarketData, prepare_market  # noqa: F401
-    from gnn_market.sample import sample_store  # noqa: F401
-    from gnn_market.sources import open_store  # noqa: F401
-    from gnn_market.store import Store  # noqa: F401
-    from gnn_market.synthetic import SyntheticConfig, write_synthetic_store  # noqa: F401
-    from gnn_market.training.config import TrainConfig  # noqa: F401
-    from gnn_market.training.run import run_training  # noqa: F401

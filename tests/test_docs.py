@@ -65,6 +65,17 @@ def test_there_are_snippets_to_run():
     assert len(SNIPPETS) >= 8
 
 
+NO_RUN = re.compile(r"^```python no-run\n(.*?)^```", re.M | re.S)
+
+
+def test_snippets_not_run_need_a_tool_that_is_not_a_dependency():
+    """``python no-run`` fences are only for engines we do not install (Polars, Spark)."""
+    held = [(doc, m.group(1)) for doc in DOCS for m in NO_RUN.finditer(doc.read_text())]
+    assert held, "the Polars and Spark examples are expected in docs/data.md"
+    for doc, code in held:
+        assert re.search(r"^(import polars|from pyspark)", code, re.M), f"{doc.name}: a no-run snippet must need them"
+
+
 @pytest.mark.parametrize("name, code", SNIPPETS, ids=[n for n, _ in SNIPPETS])
 def test_snippet_runs_as_written(name, code, reader_folder, tmp_path):
     script = tmp_path / "snippet.py"

@@ -129,7 +129,8 @@ def test_a_bad_stored_file_skips_only_its_symbol_in_both_paths(tmp_path, fixed_r
     for path in ("ref", "new"):
         with FakeBinance(market(), now_ms=NOW) as srv:
             refresh_reference(client(srv, 1), Store(tmp_path / path), PLAN, 30)
-        funding = next((tmp_path / path / "funding").rglob("BTCUSDT*.parquet"))
+        # the newest month: the one the refresh rewrites (older month files are not read by an upsert)
+        funding = sorted((tmp_path / path / "funding").rglob("symbol=BTCUSDT/month=*/data.parquet"))[-1]
         frame = pd.read_parquet(funding)
         frame.iloc[0, frame.columns.get_loc("funding_rate")] = 5.0  # |rate| > 1: breaks a store rule
         frame.to_parquet(funding)
