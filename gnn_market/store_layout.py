@@ -249,6 +249,20 @@ def files_in_months(index: pd.DatetimeIndex, keys: list[int], lengths: list[int]
     return True
 
 
+def fast_frame(keys: list[int], kind: _Kind, tables: list[pa.Table]) -> pd.DataFrame | None:
+    """Consecutive month tables (of months ``keys``, ascending) in this module's schema -> one validated frame.
+
+    None when any table is foreign, unsorted, outside its month or breaks a rule of :func:`find_problems`:
+    the caller then takes the file-by-file path that names the bad file.
+    """
+    if not all(is_own_schema(t.schema, kind) for t in tables):
+        return None
+    df = frame_from_own_table(pa.concat_tables(tables) if len(tables) > 1 else tables[0], kind)
+    if df is None or not files_in_months(df.index, keys, [t.num_rows for t in tables]) or find_problems(df, kind):
+        return None
+    return df
+
+
 def outside_month(index: pd.DatetimeIndex, key: int) -> np.ndarray:
     """[n] bool: rows of a month file whose time is not in its month ``key`` (a rule of the layout)."""
     start, end = month_bounds_ns(key)

@@ -1,0 +1,207 @@
+"""The store's read cache: every closed month of a (kind, market, symbol) in one file, validated by the month files' stats.
+
+A full-history read of the month layout opens ~12 files per symbol, kind and year, and pyarrow spends
+0.3-0.8 ms of CPU per file open. The cache keeps one Parquet file per (kind, market, symbol)::
+
+    STORE/.read-cache/<kind>/market=<m>/symbol=<SYMBOL>.parquet
+
+holding the rows of its *closed* months (every month before the symbol's newest stored month),
+concatenated in the store's own schema, with a manifest in the file's key-value metadata: per month
+its key, row count, and the ``(size, mtime_ns, ctime_ns, inode, device)`` of the month file it was read
+from (stat taken before the read). The folder starts with a dot, outside every kind folder, so
+``pyarrow.dataset``, DuckDB/Polars globs (``STORE/klines/*/*/*/*.parquet``), ``check`` and ``repair``
+never see it.
+
+A read (:func:`read_months`) stats the symbol's month files (no file open), takes from the cache only
+the months whose stats equal the manifest's, reads every other month from its file, and validates the
+concatenation exactly as the uncached read does (:func:`~gnn_market.store_layout.fast_frame`): the cache
+is a faster source of the same tables, never a different answer. Any writer replaces a month file by a
+rename (new inode, new times), a hand edit changes its times, so a changed month is read from its file
+again. If the cache-backed tables fail validation, the month files alone are read (and their errors
+reported as without the cache). A cache that cannot be read (damaged, truncated: pages carry CRCs)
+is ignored with a warning and rebuilt. A month file changed less than :data:`RACY_NS` before a
+rebuild is not cached yet: a file system with coarse timestamps could give a later change the same
+times ("racy" stats). Rebuilds write a temporary file and rename it (under a non-blocking lock: a second
+builder skips), so readers see a complete cache or none; one that cannot be written (read-only store,
+full disk) is skipped. Deleting ``STORE/.read-cache`` is always safe. Disable with
+``CRYPTOGRAPH_STORE_READ_CACHE=0`` or ``Store(path, read_cache=False)``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
+
+from .atomic import _UMASK, TMP_SUFFIX, temp_name_prefix
+from .errors import StoreError
+from .store_layout import arrow_schema, fast_frame, is_own_schema, read_table
+from .store_schema import FUNDING, _Kind
+
+log = logging.getLogger(__name__)
+
+#: Folder of the cache under the store root (hidden: engines, globs, check and repair skip it).
+CACHE_DIR = ".read-cache"
+#: Environment variable: ``0`` (or ``false``, ``no``, ``off``) turns the cache off for every new Store.
+ENV_VAR = "CRYPTOGRAPH_STORE_READ_CACHE"
+#: A month file whose ctime is less than this before a rebuild is not cached yet (coarse file times, see module doc).
+RACY_NS = 2_000_000_000
+#: Fewest closed months a read must ask for before the cache is used (one month: its own file is cheaper).
+MIN_MONTHS = 2
+_META_KEY = b"cryptograph.read_cache"
+_VERSION = 1
+#: The wall clock the racy rule compares file ctimes with (a name of its own, so tests can move it).
+clock_ns = time.time_ns
+Stat = tuple[int, int, int, int, int]
+Months = list[tuple[int, Path]]
+
+
+def enabled_by_default() -> bool:
+    """False if ``CRYPTOGRAPH_STORE_READ_CACHE`` says ``0``/``false``/``no``/``off``, else True."""
+    return os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def cache_file(root: Path, kind: _Kind, market: str, symbol: str) -> Path:
+    """``root/.read-cache/<kind>/market=<market>/symbol=<symbol>.parquet`` (funding: ``market=perp``)."""
+    market = "perp" if kind is FUNDING else market
+    return root / CACHE_DIR / kind.name / f"market={market}" / f"symbol={symbol}.parquet"
+
+
+def file_stat(path: Path) -> Stat:
+    """What identifies one version of a month file: ``(size, mtime_ns, ctime_ns, inode, device)``."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
+
+
+@dataclass
+class Cached:
+    """The months of a cache file whose stats still match their month files: ``{key: table slice}``,
+    and how many months its manifest lists (more than ``valid``: some are stale)."""
+
+    valid: dict[int, pa.Table]
+    listed: int
+
+
+def read_months(root: Path | None, kind: _Kind, market: str, symbol: str, months: Months, stored: Months,
+                load: Callable[[list[pa.Table]], pd.DataFrame]) -> pd.DataFrame:
+    """The validated frame of ``months`` (a subset of the symbol's month files ``stored``, both ascending).
+
+    ``load(tables)``: the store's uncached validation of the tables of ``months`` (raises naming a bad
+    file). ``root`` None: cache off. The cache serves a read that asks for at least :data:`MIN_MONTHS`
+    closed months and at least half of them; others read their month files as without it.
+    """
+    closed = sum(1 for k, _ in months if k < stored[-1][0])
+    if root is None or closed < max(MIN_MONTHS, (len(stored) - 1) // 2):
+        return load([read_table(p) for _, p in months])
+    started = clock_ns()
+    market = "perp" if kind is FUNDING else market  # funding has no market: one cache, whoever asks
+    try:
+        stats = {key: file_stat(path) for key, path in stored}  # before any read: a later change shows
+    except OSError:  # a month file vanished meanwhile: the plain read reports it as it always did
+        return load([read_table(p) for _, p in months])
+    path = cache_file(root, kind, market, symbol)
+    cached = open_cache(path, kind, (kind.name, market, symbol), stats)
+    valid = cached.valid if cached else {}
+    tables = [valid[k] if k in valid else read_table(p) for k, p in months]
+    df = fast_frame([k for k, _ in months], kind, tables) if valid else None
+    if df is None:
+        try:
+            df = load(tables)  # file by file (a foreign month file, say): cached months are checked as theirs
+        except StoreError:
+            if not any(k in valid for k, _ in months):
+                raise
+            # The cache may be what fails: the month files alone decide, and a bad one is named as without it.
+            tables = [read_table(p) if k in valid else t for (k, p), t in zip(months, tables)]
+            cached, valid = None, {}
+            df = load(tables)
+            log.warning("read cache %s held rows the store refuses; read the month files instead (it is rebuilt)", path)
+    fresh = {k: t for (k, _), t in zip(months, tables)
+             if k not in valid and _cacheable(k, stats, started, t, kind)}
+    if fresh or (cached is not None and len(valid) < cached.listed):
+        write_cache(path, kind, (kind.name, market, symbol), {**valid, **fresh}, stats)
+    return df
+
+
+def _cacheable(key: int, stats: dict[int, Stat], started: int, table: pa.Table, kind: _Kind) -> bool:
+    """True for a closed month, unchanged for :data:`RACY_NS`, in the store's schema with sorted unique times."""
+    if key >= max(stats) or stats[key][2] >= started - RACY_NS or not is_own_schema(table.schema, kind):
+        return False
+    times = table.column(kind.index)
+    return times.null_count == 0 and bool(np.all(np.diff(times.cast(pa.int64()).to_numpy()) > 0))
+
+
+def open_cache(path: Path, kind: _Kind, identity: tuple[str, str, str], stats: dict[int, Stat]) -> Cached | None:
+    """The cache file's months that match ``stats`` (``{key: month file stat}``), or None: absent, damaged
+    (logged as a warning), of another kind or symbol, or nothing in it matches (its rows are then not read)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with pq.ParquetFile(path, pre_buffer=False, page_checksum_verification=True) as fh:
+            manifest = json.loads(fh.schema_arrow.metadata[_META_KEY])
+            if (manifest["version"], *manifest["identity"]) != (_VERSION, *identity) or \
+                    not is_own_schema(fh.schema_arrow, kind):
+                return Cached({}, len(manifest["months"]))
+            entries = [(int(k), int(n), tuple(s)) for k, n, s in manifest["months"]]
+            if sum(n for _, n, _ in entries) != fh.metadata.num_rows:
+                raise ValueError(f"manifest lists {sum(n for _, n, _ in entries)} rows, file {fh.metadata.num_rows}")
+            if not any(stats.get(k) == s for k, _, s in entries):
+                return Cached({}, len(entries))
+            table = fh.read(use_threads=False)
+    except (OSError, pa.ArrowException, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring the damaged read cache %s (%s); it is rebuilt from the month files", path, exc)
+        return None
+    starts = np.r_[0, np.cumsum([n for _, n, _ in entries])]
+    valid = {k: table.slice(int(lo), n) for (k, n, s), lo in zip(entries, starts) if stats.get(k) == s}
+    return Cached(valid, len(entries))
+
+
+def write_cache(path: Path, kind: _Kind, identity: tuple[str, str, str], tables: dict[int, pa.Table],
+                stats: dict[int, Stat]) -> bool:
+    """Replace the cache file by ``tables`` (``{month key: table}``) and their manifest; True if written.
+
+    Atomic (temporary file, rename); skipped when another process is writing it (non-blocking
+    lock) or the store cannot be written (read-only, full disk): the read goes on uncached.
+    """
+    keys = sorted(tables)
+    schema = arrow_schema(kind)
+    manifest = {"version": _VERSION, "identity": list(identity),
+                "months": [[k, tables[k].num_rows, list(stats[k])] for k in keys]}
+    try:
+        table = pa.concat_tables([tables[k].cast(schema) for k in keys]) if keys else schema.empty_table()
+        table = table.replace_schema_metadata({**schema.metadata, _META_KEY: json.dumps(manifest).encode()})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(path.parent / f".{path.name}.lock", timeout=0):
+            _write_file(path, table)
+        return True
+    except Timeout:
+        return False  # another reader is building it: ours would be no better
+    except (OSError, pa.ArrowException) as exc:
+        log.debug("read cache %s not written: %s", path, exc)
+        return False
+
+
+def _write_file(path: Path, table: pa.Table) -> None:
+    """Write ``table`` to a temporary file beside ``path`` and rename it onto ``path``; the caller holds its lock.
+
+    No fsync: a cache lost or torn by a crash fails its page checksums or manifest and is rebuilt.
+    """
+    for stale in path.parent.glob(f"{temp_name_prefix(path)}*{TMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)  # left by a builder that died: none is in flight while we hold the lock
+    fd, name = tempfile.mkstemp(prefix=temp_name_prefix(path), suffix=TMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, name, compression="snappy", use_dictionary=False, write_page_checksum=True)
+        os.chmod(name, 0o666 & ~_UMASK)  # readable by whoever may read the store
+        os.replace(name, path)
+    finally:
+        Path(name).unlink(missing_ok=True)
