@@ -5,10 +5,12 @@ A full-history read of the month layout opens ~12 files per symbol, kind and yea
 
     STORE/.read-cache/<kind>/market=<m>/symbol=<SYMBOL>.parquet
 
-holding the rows of its *closed* months (every month before the symbol's newest stored month),
-concatenated in the store's own schema, with a manifest in the file's key-value metadata: per month
-its key, row count, and the ``(size, mtime_ns, ctime_ns, inode, device)`` of the month file it was read
-from (stat taken before the read). The folder starts with a dot, outside every kind folder, so
+holding the rows of its *closed* months (every month before the symbol's newest stored month) and of
+the newest month as it was when the cache was built, concatenated in the store's own schema, with a
+manifest in the file's key-value metadata: per month its key, row count, and the ``(size, mtime_ns,
+ctime_ns, inode, device)`` of the month file it was read from (stat taken before the read). A changed
+closed month makes the next read rebuild the cache; the newest month, rewritten every hour while
+``collect`` runs, is then simply read from its file until the next rebuild. The folder starts with a dot, outside every kind folder, so
 ``pyarrow.dataset``, DuckDB/Polars globs (``STORE/klines/*/*/*/*.parquet``), ``check`` and ``repair``
 never see it.
 
@@ -45,7 +47,7 @@ from filelock import FileLock, Timeout
 
 from .atomic import _UMASK, TMP_SUFFIX, temp_name_prefix
 from .errors import StoreError
-from .store_layout import arrow_schema, fast_frame, is_own_schema, read_table
+from .store_layout import MonthFiles, arrow_schema, fast_frame, is_own_schema, read_table
 from .store_schema import FUNDING, _Kind
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ CACHE_DIR = ".read-cache"
 #: Environment variable: ``0`` (or ``false``, ``no``, ``off``) turns the cache off for every new Store.
 ENV_VAR = "CRYPTOGRAPH_STORE_READ_CACHE"
 #: A month file whose ctime is less than this before a rebuild is not cached yet (coarse file times, see module doc).
-RACY_NS = 2_000_000_000
+RACY_NS = 3_000_000_000
 #: Fewest closed months a read must ask for before the cache is used (one month: its own file is cheaper).
 MIN_MONTHS = 2
 _META_KEY = b"cryptograph.read_cache"
@@ -79,17 +81,47 @@ def cache_file(root: Path, kind: _Kind, market: str, symbol: str) -> Path:
 
 def file_stat(path: Path) -> Stat:
     """What identifies one version of a month file: ``(size, mtime_ns, ctime_ns, inode, device)``."""
-    st = os.stat(path)
+    return _stat_key(os.stat(path))
+
+
+def _stat_key(st: os.stat_result) -> Stat:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
 
 
 @dataclass
 class Cached:
-    """The months of a cache file whose stats still match their month files: ``{key: table slice}``,
-    and how many months its manifest lists (more than ``valid``: some are stale)."""
+    """A cache file read back: its ``table``, the rows ``{key: (offset, rows)}`` of the months whose stats
+    still match their month files (``valid``), and every month its manifest lists (the others are stale)."""
 
-    valid: dict[int, pa.Table]
-    listed: int
+    table: pa.Table
+    valid: dict[int, tuple[int, int]]
+    listed: list[int]
+
+    def month(self, key: int) -> pa.Table:
+        offset, rows = self.valid[key]
+        return self.table.slice(offset, rows)
+
+    def runs(self, keys: list[int], files: dict[int, pa.Table]) -> list[pa.Table]:
+        """The tables of months ``keys`` in order: a file's table, or one slice per run of months that lie
+        side by side in the cache (one chunk, not one per month: the frame is built without copying them)."""
+        out: list[pa.Table] = []
+        lo = hi = -1
+        for key in keys:
+            if key in files:
+                if hi > lo:
+                    out.append(self.table.slice(lo, hi - lo))
+                lo = hi = -1
+                out.append(files[key])
+                continue
+            offset, rows = self.valid[key]
+            if offset != hi:
+                if hi > lo:
+                    out.append(self.table.slice(lo, hi - lo))
+                lo = offset
+            hi = offset + rows
+        if hi > lo:
+            out.append(self.table.slice(lo, hi - lo))
+        return out
 
 
 def read_months(root: Path | None, kind: _Kind, market: str, symbol: str, months: Months, stored: Months,
@@ -105,64 +137,81 @@ def read_months(root: Path | None, kind: _Kind, market: str, symbol: str, months
         return load([read_table(p) for _, p in months])
     started = clock_ns()
     market = "perp" if kind is FUNDING else market  # funding has no market: one cache, whoever asks
-    try:
-        stats = {key: file_stat(path) for key, path in stored}  # before any read: a later change shows
+    try:  # taken before any read (by list_months, while listing): a change after them shows next time
+        stats = {k: _stat_key(st) for k, st in stored.stats.items()} if isinstance(stored, MonthFiles) \
+            else {key: file_stat(path) for key, path in stored}
     except OSError:  # a month file vanished meanwhile: the plain read reports it as it always did
         return load([read_table(p) for _, p in months])
-    path = cache_file(root, kind, market, symbol)
-    cached = open_cache(path, kind, (kind.name, market, symbol), stats)
+    path, identity = cache_file(root, kind, market, symbol), (kind.name, market, symbol)
+    cached = open_cache(path, kind, identity, stats)
     valid = cached.valid if cached else {}
-    tables = [valid[k] if k in valid else read_table(p) for k, p in months]
-    df = fast_frame([k for k, _ in months], kind, tables) if valid else None
+    keys = [k for k, _ in months]
+    files = {k: read_table(p) for k, p in months if k not in valid}
+    df = None
+    if cached is not None and len(files) < len(months):
+        rows = [valid[k][1] if k in valid else files[k].num_rows for k in keys]
+        df = fast_frame(keys, kind, cached.runs(keys, files), rows)
     if df is None:
-        try:
-            df = load(tables)  # file by file (a foreign month file, say): cached months are checked as theirs
+        try:  # file by file (a foreign month file, say): cached months are checked as theirs would be
+            df = load([cached.month(k) if k in valid else files[k] for k in keys])
         except StoreError:
-            if not any(k in valid for k, _ in months):
+            if not any(k in valid for k in keys):
                 raise
             # The cache may be what fails: the month files alone decide, and a bad one is named as without it.
-            tables = [read_table(p) if k in valid else t for (k, p), t in zip(months, tables)]
+            files.update({k: read_table(p) for k, p in months if k in valid})
             cached, valid = None, {}
-            df = load(tables)
+            df = load([files[k] for k in keys])
             log.warning("read cache %s held rows the store refuses; read the month files instead (it is rebuilt)", path)
-    fresh = {k: t for (k, _), t in zip(months, tables)
-             if k not in valid and _cacheable(k, stats, started, t, kind)}
-    if fresh or (cached is not None and len(valid) < cached.listed):
-        write_cache(path, kind, (kind.name, market, symbol), {**valid, **fresh}, stats)
+    _update(path, kind, identity, cached, files, stats, stored[-1][0], started)
     return df
 
 
+def _update(path: Path, kind: _Kind, identity: tuple[str, str, str], cached: Cached | None,
+            files: dict[int, pa.Table], stats: dict[int, Stat], newest: int, started: int) -> None:
+    """Rebuild the cache when a closed month is stale in it or missing from it (and may be cached now).
+
+    ``files``: the month tables this read took from the month files (validated). Only closed months
+    decide: the newest month changes every hour while a collector runs, so its copy in the cache is a
+    bonus while unchanged (a store nobody writes), never a reason to rewrite the cache.
+    """
+    fresh = {k: t for k, t in files.items() if _cacheable(k, stats, started, t, kind)}
+    valid = cached.valid if cached else {}
+    stale = cached is not None and any(k < newest and k not in valid for k in cached.listed)
+    if stale or any(k < newest for k in fresh):
+        write_cache(path, kind, identity, {**{k: cached.month(k) for k in valid}, **fresh}, stats)
+
+
 def _cacheable(key: int, stats: dict[int, Stat], started: int, table: pa.Table, kind: _Kind) -> bool:
-    """True for a closed month, unchanged for :data:`RACY_NS`, in the store's schema with sorted unique times."""
-    if key >= max(stats) or stats[key][2] >= started - RACY_NS or not is_own_schema(table.schema, kind):
+    """True for a month unchanged for :data:`RACY_NS`, in the store's schema with sorted unique times."""
+    if stats[key][2] >= started - RACY_NS or not is_own_schema(table.schema, kind):
         return False
     times = table.column(kind.index)
     return times.null_count == 0 and bool(np.all(np.diff(times.cast(pa.int64()).to_numpy()) > 0))
 
 
 def open_cache(path: Path, kind: _Kind, identity: tuple[str, str, str], stats: dict[int, Stat]) -> Cached | None:
-    """The cache file's months that match ``stats`` (``{key: month file stat}``), or None: absent, damaged
-    (logged as a warning), of another kind or symbol, or nothing in it matches (its rows are then not read)."""
+    """The cache file's months that match ``stats`` (``{key: month file stat}``), or None: absent or damaged
+    (logged as a warning). Of another kind or symbol, or nothing in it matches: no valid month (rows not read)."""
     if not os.path.exists(path):
         return None
     try:
         with pq.ParquetFile(path, pre_buffer=False, page_checksum_verification=True) as fh:
             manifest = json.loads(fh.schema_arrow.metadata[_META_KEY])
+            listed = [int(m[0]) for m in manifest["months"]]
             if (manifest["version"], *manifest["identity"]) != (_VERSION, *identity) or \
                     not is_own_schema(fh.schema_arrow, kind):
-                return Cached({}, len(manifest["months"]))
-            entries = [(int(k), int(n), tuple(s)) for k, n, s in manifest["months"]]
-            if sum(n for _, n, _ in entries) != fh.metadata.num_rows:
-                raise ValueError(f"manifest lists {sum(n for _, n, _ in entries)} rows, file {fh.metadata.num_rows}")
-            if not any(stats.get(k) == s for k, _, s in entries):
-                return Cached({}, len(entries))
-            table = fh.read(use_threads=False)
-    except (OSError, pa.ArrowException, ValueError, KeyError, TypeError) as exc:
+                return Cached(pa.table({}), {}, listed)
+            rows = [int(m[1]) for m in manifest["months"]]
+            if sum(rows) != fh.metadata.num_rows:
+                raise ValueError(f"manifest lists {sum(rows)} rows, the file {fh.metadata.num_rows}")
+            offsets = np.r_[0, np.cumsum(rows)].tolist()
+            valid = {k: (offsets[i], rows[i]) for i, (k, _, s) in enumerate(manifest["months"])
+                     if stats.get(k) == tuple(s)}
+            table = fh.read(use_threads=False) if valid else pa.table({})
+    except (OSError, pa.ArrowException, ValueError, KeyError, TypeError, IndexError) as exc:
         log.warning("ignoring the damaged read cache %s (%s); it is rebuilt from the month files", path, exc)
         return None
-    starts = np.r_[0, np.cumsum([n for _, n, _ in entries])]
-    valid = {k: table.slice(int(lo), n) for (k, n, s), lo in zip(entries, starts) if stats.get(k) == s}
-    return Cached(valid, len(entries))
+    return Cached(table, valid, listed)
 
 
 def write_cache(path: Path, kind: _Kind, identity: tuple[str, str, str], tables: dict[int, pa.Table],

@@ -29,6 +29,7 @@ from gnn_market.store_schema import KLINES
 
 HOURS = 24 * 100  # 2024-01-01 .. 2024-04-09: three closed months and a current one
 CLOSED = ["2024-01", "2024-02", "2024-03"]
+ALL = CLOSED + ["2024-04"]  # the cache also keeps the newest month, used while its file is unchanged
 
 
 @pytest.fixture(autouse=True)
@@ -142,24 +143,39 @@ def later() -> None:
     time.sleep(0.03)
 
 
-def test_first_read_builds_the_cache_of_closed_months_and_the_second_opens_only_the_current_month(root, monkeypatch):
+def test_first_read_builds_the_cache_and_the_second_opens_no_month_file(root, monkeypatch):
     store = Store(root)
     first = store.klines("BTCUSDT")
     cache = root / ".read-cache" / "klines" / "market=spot" / "symbol=BTCUSDT.parquet"
-    assert cache.is_file() and manifest(root) == CLOSED  # April, the newest month, is not in it
-    assert pq.read_table(cache).num_rows == (31 + 29 + 31) * 24
+    assert cache.is_file() and manifest(root) == ALL
+    assert pq.read_table(cache).num_rows == HOURS
     opened = count_month_reads(monkeypatch)
     second = store.klines("BTCUSDT")
-    assert opened == ["2024-04"]
+    assert opened == []
     pd.testing.assert_frame_equal(second, first, check_exact=True)
     pd.testing.assert_frame_equal(second, Store(root, read_cache=False).klines("BTCUSDT"), check_exact=True)
+
+
+def test_the_newest_month_rewritten_every_hour_is_read_from_its_file_without_rebuilding_the_cache(root, monkeypatch):
+    Store(root).klines("BTCUSDT")
+    cache = root / ".read-cache" / "klines" / "market=spot" / "symbol=BTCUSDT.parquet"
+    built = os.stat(cache)
+    opened = count_month_reads(monkeypatch)
+    for hour in range(3):  # what an hourly collect does: the newest month only
+        Store(root).write_klines("BTCUSDT", klines(f"2024-04-10 0{hour}:00", 1, seed=20 + hour), "spot")
+        opened.clear()
+        got = Store(root).klines("BTCUSDT")
+        assert opened == ["2024-04"]
+        pd.testing.assert_frame_equal(got, Store(root, read_cache=False).klines("BTCUSDT"), check_exact=True)
+        assert len(got) == HOURS + hour + 1
+    assert os.stat(cache).st_ino == built.st_ino and os.stat(cache).st_mtime_ns == built.st_mtime_ns
 
 
 def test_every_read_path_gives_the_month_files_rows(root, monkeypatch):
     assert_reads_as_month_files(root)
     opened = count_month_reads(monkeypatch)
     every_read(Store(root))
-    assert set(opened) == {"2024-04"}  # warm: every read path takes the closed months from the cache
+    assert opened == []  # warm: every read path takes every month from the cache
     assert {p.name for p in (root / ".read-cache" / "funding" / "market=perp").glob("*.parquet")} == \
         {"symbol=BTCUSDT.parquet", "symbol=ETHUSDT.parquet"}
 
@@ -184,12 +200,12 @@ def test_upserts_into_a_closed_month_are_read_back(root, monkeypatch):
     Store(root).write_klines("BTCUSDT", new, "spot")
     opened = count_month_reads(monkeypatch)
     got = Store(root).klines("BTCUSDT")
-    assert opened == ["2024-02", "2024-04"]  # January and March still come from the cache
+    assert opened == ["2024-02"]  # the other months still come from the cache
     pd.testing.assert_frame_equal(got.loc[new.index], new, check_exact=True, check_freq=False)
     assert_reads_as_month_files(root)
     opened.clear()
     Store(root).klines("BTCUSDT")
-    assert opened == ["2024-04"]  # rebuilt with February's new file
+    assert opened == []  # rebuilt with February's new file
 
 
 def test_a_month_file_replaced_by_hand_with_the_same_size_and_mtime_is_read_from_the_file(root):
@@ -244,7 +260,7 @@ def test_a_damaged_or_missing_cache_is_rebuilt_without_error(root, damage, caplo
     assert (damage == "delete") == (not caplog.records)
     opened = count_month_reads(monkeypatch)
     assert_same(every_read(Store(root)), want)  # rebuilt: read again without a warning
-    assert manifest(root) == CLOSED and opened.count("2024-01") == 0
+    assert manifest(root) == ALL and opened == []
 
 
 def test_a_cache_holding_rows_the_store_refuses_is_not_believed(root, caplog):
@@ -267,17 +283,17 @@ def test_a_cache_of_another_symbol_or_kind_is_not_used(root):
     folder = root / ".read-cache" / "klines" / "market=spot"
     (folder / "symbol=BTCUSDT.parquet").write_bytes((folder / "symbol=ETHUSDT.parquet").read_bytes())
     assert_reads_as_month_files(root)
-    assert manifest(root) == CLOSED
+    assert manifest(root) == ALL
 
 
-def test_new_months_extend_the_cache_and_a_removed_month_leaves_it(root, monkeypatch):
+def test_a_new_month_needs_no_rebuild_and_a_removed_month_leaves_the_cache(root):
     every_read(Store(root))
     Store(root).write_klines("BTCUSDT", klines("2024-05-01", 24, seed=4), "spot")
     assert_reads_as_month_files(root)
-    assert manifest(root) == CLOSED + ["2024-04"]
+    assert manifest(root) == ALL  # April, now closed, was cached while newest and has not changed
     Store(root).month_file("klines", "BTCUSDT", "2024-02", "spot").unlink()
     assert_reads_as_month_files(root)
-    assert manifest(root) == ["2024-01", "2024-03", "2024-04"]
+    assert manifest(root) == ["2024-01", "2024-03", "2024-04", "2024-05"]
 
 
 def test_a_foreign_month_file_is_read_by_the_store_rules_and_not_cached(root):
@@ -286,7 +302,7 @@ def test_a_foreign_month_file_is_read_by_the_store_rules_and_not_cached(root):
     frame["trades"] = frame["trades"].astype("float64")  # another tool's types
     frame.to_parquet(path)
     assert_reads_as_month_files(root)
-    assert manifest(root) == ["2024-01", "2024-03"]
+    assert manifest(root) == ["2024-01", "2024-03", "2024-04"]
     cache = root / ".read-cache" / "klines" / "market=spot" / "symbol=BTCUSDT.parquet"
     stamp = os.stat(cache).st_mtime_ns
     Store(root).klines("BTCUSDT")
@@ -312,10 +328,10 @@ def test_files_changed_within_the_racy_window_are_not_cached_yet(root, monkeypat
     # A read just under 2 s after February's change: January and March (older) are cached, February not yet.
     monkeypatch.setattr(store_cache, "clock_ns", lambda: changed + 2_000_000_000 - 1)
     assert_reads_as_month_files(root)
-    assert manifest(root) == ["2024-01", "2024-03"]
+    assert manifest(root) == ["2024-01", "2024-03", "2024-04"]
     monkeypatch.setattr(store_cache, "clock_ns", lambda: changed + 2_000_000_000 + 1)
     assert_reads_as_month_files(root)
-    assert manifest(root) == CLOSED
+    assert manifest(root) == ALL
 
 
 @pytest.mark.parametrize("order", ["write-then-read", "read-then-write"])
