@@ -21,7 +21,9 @@ is a faster source of the same tables, never a different answer. Any writer repl
 rename (new inode, new times), a hand edit changes its times, so a changed month is read from its file
 again. If the cache-backed tables fail validation, the month files alone are read (and their errors
 reported as without the cache). A cache that cannot be read (damaged, truncated: pages carry CRCs)
-is ignored with a warning and rebuilt. A month file changed less than :data:`RACY_NS` before a
+is ignored with a warning and rebuilt. Checking those CRCs costs a third of a cache read, so a cache
+file that passed them once is *sealed*: ``symbol=<SYMBOL>.seal`` beside it names the boot and the file's
+exact stats; while both hold, nothing has written to the file since and its CRCs are skipped. A month file changed less than :data:`RACY_NS` before a
 rebuild is not cached yet: a file system with coarse timestamps could give a later change the same
 times ("racy" stats). Rebuilds write a temporary file and rename it (under a non-blocking lock: a second
 builder skips), so readers see a complete cache or none; one that cannot be written (read-only store,
@@ -191,11 +193,17 @@ def _cacheable(key: int, stats: dict[int, Stat], started: int, table: pa.Table, 
 
 def open_cache(path: Path, kind: _Kind, identity: tuple[str, str, str], stats: dict[int, Stat]) -> Cached | None:
     """The cache file's months that match ``stats`` (``{key: month file stat}``), or None: absent or damaged
-    (logged as a warning). Of another kind or symbol, or nothing in it matches: no valid month (rows not read)."""
-    if not os.path.exists(path):
-        return None
+    (logged as a warning). Of another kind or symbol, or nothing in it matches: no valid month (rows not read).
+
+    Its page checksums are verified unless its seal (:func:`sealed`) vouches for this very file.
+    """
     try:
-        with pq.ParquetFile(path, pre_buffer=False, page_checksum_verification=True) as fh:
+        before = os.stat(path)
+    except OSError:
+        return None
+    trusted = sealed(path, before)
+    try:
+        with pq.ParquetFile(path, pre_buffer=False, page_checksum_verification=not trusted) as fh:
             manifest = json.loads(fh.schema_arrow.metadata[_META_KEY])
             listed = [int(m[0]) for m in manifest["months"]]
             if (manifest["version"], *manifest["identity"]) != (_VERSION, *identity) or \
@@ -211,7 +219,51 @@ def open_cache(path: Path, kind: _Kind, identity: tuple[str, str, str], stats: d
     except (OSError, pa.ArrowException, ValueError, KeyError, TypeError, IndexError) as exc:
         log.warning("ignoring the damaged read cache %s (%s); it is rebuilt from the month files", path, exc)
         return None
+    if valid and not trusted:
+        seal(path, before)
     return Cached(table, valid, listed)
+
+
+def _boot_id() -> str | None:
+    """This boot's id (Linux), or None: then every read verifies the cache's checksums."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+#: Seals are valid within one boot: a crash (power loss) can leave a cache file torn under intact stats.
+BOOT_ID = _boot_id()
+
+
+def seal_file(path: Path) -> Path:
+    """The seal beside a cache file: ``symbol=<S>.seal``."""
+    return path.with_suffix(".seal")
+
+
+def sealed(path: Path, stat: os.stat_result) -> bool:
+    """True if the seal names this boot and exactly this cache file (``stat``): its pages were checked (or
+    written) since, and any later write to it would have changed its stats. Else its checksums are verified."""
+    try:
+        return BOOT_ID is not None and json.loads(seal_file(path).read_text()) == [BOOT_ID, *_stat_key(stat)]
+    except (OSError, ValueError):
+        return False
+
+
+def seal(path: Path, stat: os.stat_result) -> None:
+    """Record that the cache file with ``stat`` passed its checksums; skipped for a file changed within
+    :data:`RACY_NS` (a change in the same clock tick could hide behind equal stats) or a store we cannot write.
+
+    No lock: a seal only ever names a file that passed, so a race costs one more verification, nothing else.
+    """
+    if BOOT_ID is None or stat.st_ctime_ns >= clock_ns() - RACY_NS:
+        return
+    try:
+        if os.stat(path) != stat:
+            return  # replaced while we read it: our check says nothing about the new file
+        _replace(seal_file(path), lambda name: Path(name).write_text(json.dumps([BOOT_ID, *_stat_key(stat)])))
+    except OSError as exc:
+        log.debug("read cache %s not sealed: %s", path, exc)
 
 
 def write_cache(path: Path, kind: _Kind, identity: tuple[str, str, str], tables: dict[int, pa.Table],
@@ -242,14 +294,22 @@ def write_cache(path: Path, kind: _Kind, identity: tuple[str, str, str], tables:
 def _write_file(path: Path, table: pa.Table) -> None:
     """Write ``table`` to a temporary file beside ``path`` and rename it onto ``path``; the caller holds its lock.
 
-    No fsync: a cache lost or torn by a crash fails its page checksums or manifest and is rebuilt.
+    No fsync: a cache torn by a crash has no valid seal after the reboot (:data:`BOOT_ID`), so its page
+    checksums are verified, fail, and it is rebuilt.
     """
-    for stale in path.parent.glob(f"{temp_name_prefix(path)}*{TMP_SUFFIX}"):
-        stale.unlink(missing_ok=True)  # left by a builder that died: none is in flight while we hold the lock
+    for target in (path, seal_file(path)):
+        for stale in path.parent.glob(f"{temp_name_prefix(target)}*{TMP_SUFFIX}"):
+            stale.unlink(missing_ok=True)  # left by a process that died: none is in flight while we hold the lock
+    _replace(path, lambda name: pq.write_table(table, name, compression="snappy", use_dictionary=False,
+                                               write_page_checksum=True))
+
+
+def _replace(path: Path, write: Callable[[str], object]) -> None:
+    """``write(name)`` a temporary file beside ``path``, then rename it onto ``path`` (no fsync, see above)."""
     fd, name = tempfile.mkstemp(prefix=temp_name_prefix(path), suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
-        pq.write_table(table, name, compression="snappy", use_dictionary=False, write_page_checksum=True)
+        write(name)
         os.chmod(name, 0o666 & ~_UMASK)  # readable by whoever may read the store
         os.replace(name, path)
     finally:

@@ -428,3 +428,48 @@ def test_the_cache_holds_the_store_schema(root):
     cache = root / ".read-cache" / "klines" / "market=spot" / "symbol=BTCUSDT.parquet"
     from gnn_market.store_layout import arrow_schema
     assert pq.read_schema(cache).equals(arrow_schema(KLINES), check_metadata=False)
+
+
+def checksum_flags(monkeypatch) -> list[bool]:
+    """Record, per cache file opened, whether its page checksums were verified."""
+    flags: list[bool] = []
+    real = store_cache.pq.ParquetFile
+
+    def spy(path, **kwargs):
+        flags.append(kwargs["page_checksum_verification"])
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(store_cache.pq, "ParquetFile", spy)
+    return flags
+
+
+def test_a_sealed_cache_skips_its_checksums_only_while_its_stats_and_the_boot_hold(root, monkeypatch):
+    store = Store(root)
+    store.klines("BTCUSDT")  # builds the cache
+    flags = checksum_flags(monkeypatch)
+    store.klines("BTCUSDT")  # verifies it once, then seals it
+    cache = root / ".read-cache" / "klines" / "market=spot" / "symbol=BTCUSDT.parquet"
+    seal = cache.with_suffix(".seal")
+    assert json.loads(seal.read_text())[0] == store_cache.BOOT_ID and flags == [True]
+    store.klines("BTCUSDT")
+    assert flags == [True, False]
+    monkeypatch.setattr(store_cache, "BOOT_ID", "another-boot")  # after a reboot: verified again, resealed
+    store.klines("BTCUSDT")
+    assert flags == [True, False, True] and json.loads(seal.read_text())[0] == "another-boot"
+
+
+def test_a_cache_torn_by_a_crash_is_caught_by_its_checksums_after_the_reboot(root, monkeypatch, caplog):
+    want = Store(root, read_cache=False).klines("BTCUSDT")
+    Store(root).klines("BTCUSDT")
+    Store(root).klines("BTCUSDT")
+    cache = root / ".read-cache" / "klines" / "market=spot" / "symbol=BTCUSDT.parquet"
+    raw = bytearray(cache.read_bytes())
+    raw[len(raw) // 2: len(raw) // 2 + 256] = bytes(256)  # blocks never written before the power went
+    cache.write_bytes(bytes(raw))
+    # The crash left a seal naming the file as it now is (same inode, size, times), from the boot before.
+    cache.with_suffix(".seal").write_text(json.dumps([store_cache.BOOT_ID, *store_cache.file_stat(cache)]))
+    monkeypatch.setattr(store_cache, "BOOT_ID", "after-the-reboot")
+    with caplog.at_level(logging.WARNING, logger="gnn_market.store_cache"):
+        pd.testing.assert_frame_equal(Store(root).klines("BTCUSDT"), want, check_exact=True)
+    assert "CRC" in caplog.text
+    assert manifest(root) == ALL  # rebuilt
