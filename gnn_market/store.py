@@ -89,7 +89,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import store_cache, store_health
+import gnn_market.store_cache as store_cache
+import gnn_market.store_health as store_health
+
 from .atomic import TMP_SUFFIX, atomic_path, resolve_link, temp_name_prefix, write_text_atomic
 from .errors import DataError, StoreError
 from .store_health import BACKUP_DIR, REPAIR_LOCK, find_gaps  # noqa: F401  (their former home)
@@ -437,11 +439,9 @@ class Store:
             raise StoreError(f"cannot write to store {self.root}: {exc.strerror or exc}") from exc
 
     def check_marker(self) -> None:
-        """Raise :class:`StoreError` unless this store's ``STORE.json`` is absent or one this version can write.
-
-        Every writer calls it before changing anything (readers call :meth:`format_version`): a store
-        of a newer format or the old layout, or whose marker is damaged, is never written to.
-        """
+        """Raise :class:`StoreError` unless this store's ``STORE.json`` is absent or one this version can write:
+        every writer calls it before changing anything (readers call :meth:`format_version`), so a store of a
+        newer format or the old layout, or whose marker is damaged, is never written to."""
         self.format_version()
 
     def _locked(self, path: Path, lock_path: Path | None = None):
