@@ -28,7 +28,8 @@ rebuild is not cached yet: a file system with coarse timestamps could give a lat
 times ("racy" stats). Rebuilds write a temporary file and rename it (under a non-blocking lock: a second
 builder skips), so readers see a complete cache or none; one that cannot be written (read-only store,
 full disk) is skipped. Deleting ``STORE/.read-cache`` is always safe. Disable with
-``CRYPTOGRAPH_STORE_READ_CACHE=0`` or ``Store(path, read_cache=False)``.
+``CRYPTOGRAPH_STORE_READ_CACHE=0`` or ``Store(path, read_cache=False)``. The bundled sample store (inside the package)
+is read without it: a read never writes into an installed package.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -68,6 +70,15 @@ _VERSION = 1
 clock_ns = time.time_ns
 Stat = tuple[int, int, int, int, int]
 Months = list[tuple[int, Path]]
+
+
+@lru_cache(maxsize=64)
+def _in_package(root: str) -> bool:
+    """True for a store inside this package (the bundled sample): reads never write into an installed package."""
+    try:
+        return Path(__file__).resolve().parent in Path(root).resolve().parents
+    except OSError:
+        return False
 
 
 def enabled_by_default() -> bool:
@@ -135,7 +146,7 @@ def read_months(root: Path | None, kind: _Kind, market: str, symbol: str, months
     closed months and at least half of them; others read their month files as without it.
     """
     closed = sum(1 for k, _ in months if k < stored[-1][0])
-    if root is None or closed < max(MIN_MONTHS, (len(stored) - 1) // 2):
+    if root is None or closed < max(MIN_MONTHS, (len(stored) - 1) // 2) or _in_package(str(root)):
         return load([read_table(p) for _, p in months])
     started = clock_ns()
     market = "perp" if kind is FUNDING else market  # funding has no market: one cache, whoever asks

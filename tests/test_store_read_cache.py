@@ -473,3 +473,12 @@ def test_a_cache_torn_by_a_crash_is_caught_by_its_checksums_after_the_reboot(roo
         pd.testing.assert_frame_equal(Store(root).klines("BTCUSDT"), want, check_exact=True)
     assert "CRC" in caplog.text
     assert manifest(root) == ALL  # rebuilt
+
+
+def test_the_bundled_sample_store_is_never_written_to(tmp_path):
+    import gnn_market
+    sample = Path(gnn_market.__file__).parent / "sample"
+    store = Store(sample)
+    for symbol in store.symbols(store.markets()[0])[:2]:
+        store.klines(symbol, store.markets()[0])
+    assert not (sample / ".read-cache").exists()
