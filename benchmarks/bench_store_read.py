@@ -6,8 +6,11 @@ store is written by :class:`gnn_market.store.Store` (one file per month); the ol
 release wrote it (one file per kind and symbol: ``Table.from_pandas``, zstd, no dictionary) and is read
 through the previous release's read path (the same decode and value checks, one file per symbol). Then
 times, on each store, ``load_panel(store, "perp")`` (klines, funding, book: what training loads; best of
-``--repeat`` runs), adds ``prepare_market`` (features and labels of that panel, timed once: the store plays
-no part in it) and prints both layouts side by side, the new one also with a single read thread.
+``--repeat`` runs): the old layout; the new one without its read cache (``read_cache=False``, with 8 and
+with 1 read thread); and with the read cache (:mod:`gnn_market.store_cache`): its first load, which
+builds the cache (timed once), then warm loads, then warm loads after every symbol's newest month file
+was rewritten (as the hourly ``collect`` rewrites the current month: those are read from their files). It adds ``prepare_market`` (features and labels of that
+panel, timed once: the store plays no part in it) and checks that every path gives the same panel.
 
     python benchmarks/bench_store_read.py [--symbols 200] [--hours 26280] [--repeat 3] [--out FILE]
 
@@ -37,7 +40,8 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 import gnn_market.store as store_module  # noqa: E402
-from gnn_market.panel import load_panel  # noqa: E402
+import gnn_market.store_cache as store_cache  # noqa: E402
+from gnn_market.panel import ARRAY_FIELDS, load_panel  # noqa: E402
 from gnn_market.pipeline import prepare_market  # noqa: E402
 from gnn_market.store import Store  # noqa: E402
 from gnn_market.store_layout import KINDS, frame_of, read_table, slice_times  # noqa: E402
@@ -144,11 +148,80 @@ def best_of(repeat: int, work) -> tuple[float, object]:
     return min(times), result
 
 
+def same_panel(a, b) -> bool:
+    """True if two panels hold the same times, symbols and arrays (NaN equal to NaN)."""
+    arrays = [(getattr(a, f), getattr(b, f)) for f in ARRAY_FIELDS if getattr(a, f) is not None or getattr(b, f) is not None]
+    return a.times.equals(b.times) and a.symbols == b.symbols and all(
+        x is not None and y is not None and np.array_equal(x, y, equal_nan=x.dtype.kind == "f") for x, y in arrays)
+
+
+def stored_files(root: Path) -> int:
+    """Data files of a store: every ``*.parquet`` outside hidden folders (the read cache is counted apart)."""
+    return sum(1 for p in root.rglob("*.parquet") if not p.relative_to(root).parts[0].startswith("."))
+
+
 def measure(store: Store, repeat: int) -> dict:
     """Best-of-``repeat`` seconds of ``load_panel(store, "perp")``, and the panel."""
     panel_s, panel = best_of(repeat, lambda: load_panel(store, "perp"))
-    return {"load_panel_s": round(panel_s, 3), "shape": list(panel.shape),
-            "files": sum(1 for _ in store.root.rglob("*.parquet")), "panel": panel}
+    return {"load_panel_s": round(panel_s, 3), "shape": list(panel.shape), "files": stored_files(store.root),
+            "panel": panel}
+
+
+def settle(since: float) -> None:
+    """Wait until ``store_cache.RACY_NS`` has passed since ``since``: files changed more recently are not
+    cached (nor cache files sealed) yet, a safeguard a real training load, hours after the writes, never meets."""
+    wait = store_cache.RACY_NS / 1e9 - (time.perf_counter() - since)
+    if wait > 0:
+        time.sleep(wait)
+
+
+def rewrite_newest_months(root: Path) -> int:
+    """Replace every symbol's newest month file by a copy (new inode and times, same rows), as the hourly
+    ``collect`` does to the current month: the cache then reads those months from their files."""
+    count = 0
+    for folder in root.glob("*/market=*/symbol=*"):
+        newest = max(folder.glob("month=*/data.parquet"))
+        copy = newest.with_name(".data.parquet.bench.tmp")
+        shutil.copyfile(newest, copy)
+        os.replace(copy, newest)
+        count += 1
+    return count
+
+
+def measure_cached(root: Path, repeat: int, built_at: float) -> dict[str, dict]:
+    """The read cache: the first load (which builds it, timed once), warm loads (best of ``repeat``), and
+    warm loads after every newest month was rewritten (a store that ``collect`` keeps current)."""
+    settle(built_at)
+    store = Store(root, read_cache=True)
+    first = measure(store, 1)
+    settle(time.perf_counter())
+    warm = measure(store, repeat)
+    rewrite_newest_months(root)
+    live = measure(store, repeat)
+    cache_files = sum(1 for _ in (root / store_cache.CACHE_DIR).rglob("*.parquet"))
+    cache_mb = sum(p.stat().st_size for p in (root / store_cache.CACHE_DIR).rglob("*.parquet")) / 2**20
+    for row in (first, warm, live):
+        row.update(cache_files=cache_files, cache_mb=round(cache_mb, 1))
+    return {"new, cached: first load": first, "new, cached": warm, "new, cached, newest months rewritten": live}
+
+
+def measure_all(tmp: Path, repeat: int, built_at: float) -> dict[str, dict]:
+    """Every layout and read path, the same frames: old; new without the cache (8 threads, 1 thread); cached."""
+    rows = {"old": measure(OldLayoutStore(tmp / "old"), repeat), "new": measure(Store(tmp / "new", read_cache=False), repeat)}
+    threads, store_module.READ_THREADS = store_module.READ_THREADS, 1
+    try:
+        rows["new, 1 thread"] = measure(Store(tmp / "new", read_cache=False), repeat)  # what the threads win here
+    finally:
+        store_module.READ_THREADS = threads
+    rows.update(measure_cached(tmp / "new", repeat, built_at))
+    return rows
+
+
+LABELS = {"old": "old: one file per symbol (format 2)", "new": "new: one file per month, no cache",
+          "new, 1 thread": f"new, no cache, 1 read thread (not {store_module.READ_THREADS})",
+          "new, cached: first load": "new, read cache: first load (builds it)",
+          "new, cached": "new, read cache: warm",
+          "new, cached, newest months rewritten": "new, read cache: warm, newest months new"}
 
 
 def main() -> None:
@@ -161,33 +234,30 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-store-read-"))
     try:
         built = build(tmp, args.symbols, args.hours)
-        rows = {"old": measure(OldLayoutStore(tmp / "old"), args.repeat), "new": measure(Store(tmp / "new"), args.repeat)}
-        threads, store_module.READ_THREADS = store_module.READ_THREADS, 1
-        try:
-            rows["new, 1 thread"] = measure(Store(tmp / "new"), args.repeat)  # what the threads win here
-        finally:
-            store_module.READ_THREADS = threads
+        rows = measure_all(tmp, args.repeat, time.perf_counter())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    old_panel, new_panel = rows["old"].pop("panel"), rows["new"].pop("panel")
-    rows["new, 1 thread"].pop("panel")
-    built["new, 1 thread"] = built["new"]
-    same = all(np.array_equal(getattr(old_panel, f), getattr(new_panel, f), equal_nan=True)
-               for f in ("close", "volume", "trades", "mask", "funding_rate", "best_bid", "has_book"))
-    del old_panel
+    panels = {name: row.pop("panel") for name, row in rows.items()}
+    same = all(same_panel(panels["old"], panel) for panel in panels.values())
+    new_panel = panels["new"]
+    del panels
     t0 = time.perf_counter()
     prepare_market(new_panel)  # features and labels: the rest of a training load, the same for both layouts
     prepare_s = time.perf_counter() - t0
     print(f"full-history load of {args.symbols} perps x {args.hours} hours (klines, book, funding), "
-          f"best of {args.repeat}; same panel from both layouts: {same}")
-    print(f"{'layout':40}{'files':>8}{'write_s':>10}{'load_panel_s':>14}{'+prepare_market_s':>19}")
-    for name, label in (("old", "old: one file per symbol (format 2)"), ("new", "new: one file per month (format 3)"),
-                        ("new, 1 thread", f"new, 1 read thread (not {store_module.READ_THREADS})")):
+          f"best of {args.repeat} (a cache's first load: once); same panel from every layout and path: {same}")
+    print(f"{'layout':48}{'files':>8}{'cache':>7}{'write_s':>10}{'load_panel_s':>14}{'+prepare_market_s':>19}")
+    for name, label in LABELS.items():
         r = rows[name]
         r["prepare_market_s"] = round(r["load_panel_s"] + prepare_s, 3)
-        print(f"{label:40}{r['files']:>8}{built[name]:>10.2f}{r['load_panel_s']:>14.3f}{r['prepare_market_s']:>19.3f}")
-    print(f"new / old: load_panel {rows['new']['load_panel_s'] / rows['old']['load_panel_s']:.2f}x, "
-          f"+prepare_market {rows['new']['prepare_market_s'] / rows['old']['prepare_market_s']:.2f}x "
+        print(f"{label:48}{r['files']:>8}{r.get('cache_files', 0):>7}{built['new' if name != 'old' else 'old']:>10.2f}"
+              f"{r['load_panel_s']:>14.3f}{r['prepare_market_s']:>19.3f}")
+    old_s = rows["old"]["load_panel_s"]
+    print(f"load_panel / old layout: new {rows['new']['load_panel_s'] / old_s:.2f}x, cached first load "
+          f"{rows['new, cached: first load']['load_panel_s'] / old_s:.2f}x, cached warm "
+          f"{rows['new, cached']['load_panel_s'] / old_s:.2f}x (newest months rewritten: "
+          f"{rows['new, cached, newest months rewritten']['load_panel_s'] / old_s:.2f}x); "
+          f"cache {rows['new, cached']['cache_mb']} MB "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     out = {"symbols": args.symbols, "hours": args.hours, "repeat": args.repeat, "same_panel": same,
            "write_s": {k: round(v, 2) for k, v in built.items()}, "results": rows,

@@ -89,17 +89,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import store_health
+import gnn_market.store_cache as store_cache
+import gnn_market.store_health as store_health
+
 from .atomic import TMP_SUFFIX, atomic_path, resolve_link, temp_name_prefix, write_text_atomic
 from .errors import DataError, StoreError
 from .store_health import BACKUP_DIR, REPAIR_LOCK, find_gaps  # noqa: F401  (their former home)
 from .store_layout import (
     KINDS,
     LegacyStoreError,  # noqa: F401  (raised by every reader and writer of an old-layout store)
-    files_in_months,
+    fast_frame,
     frame_from_own_table,
     frame_of,
-    is_own_schema,
     list_months,
     list_symbols,
     month_keys,
@@ -124,7 +125,7 @@ from .store_schema import (
     _empty_frame,
     _Kind,
     _normalise,
-    find_problems,
+    find_problems,  # noqa: F401  (its former home)
     validate_market,
     validate_symbol,
 )
@@ -147,6 +148,8 @@ class Store:
     Args:
         path: root folder. It is created by the first write; readers raise
             :class:`StoreError` if it does not exist.
+        read_cache: read closed months through the validated read cache
+            (:mod:`gnn_market.store_cache`); None: unless ``CRYPTOGRAPH_STORE_READ_CACHE=0``.
 
     Example::
 
@@ -155,8 +158,9 @@ class Store:
         df = store.klines("BTCUSDT")       # index open_time (UTC)
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, read_cache: bool | None = None) -> None:
         self.root = Path(path).expanduser()
+        self.read_cache = store_cache.enabled_by_default() if read_cache is None else bool(read_cache)
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -212,16 +216,15 @@ class Store:
 
     # ----------------------------------------------------------------- reading
     def _months(self, kind: _Kind, symbol: str, market: str | None, start=None, end=None, checked: bool = False
-                ) -> tuple[list[tuple[int, Path]], bool]:
-        """The symbol's month files overlapping ``[start, end]``, and whether it has any month file at all.
+                ) -> tuple[list[tuple[int, Path]], list[tuple[int, Path]]]:
+        """The symbol's month files overlapping ``[start, end]``, and all its month files (``[(key, path)]``).
 
         ``checked``: the caller already ran :meth:`_require_current` (a multi-symbol read checks once).
         """
         folder = self._folder(kind, symbol, market)
         if not checked:
             self._require_current()
-        months = list_months(folder)
-        stored = bool(months)
+        months = stored = list_months(folder)
         if start is not None:
             first = int(month_keys(to_utc_index([start], kind.index))[0])
             months = [m for m in months if m[0] >= first]
@@ -238,7 +241,14 @@ class Store:
             raise StoreError(f"no {kind.name} for {symbol}{where} in store {self.root}")
         if not months:
             return _empty_frame(kind)
-        return slice_times(self._load_months(months, kind, [read_table(p) for _, p in months]), start, end)
+        return slice_times(self._read_months(kind, symbol, market, months, stored), start, end)
+
+    def _read_months(self, kind: _Kind, symbol: str, market: str | None, months: list[tuple[int, Path]],
+                     stored: list[tuple[int, Path]]) -> pd.DataFrame:
+        """The validated frame of ``months`` (of all the symbol's month files ``stored``), through the read cache
+        (:func:`gnn_market.store_cache.read_months`: the same rows, fewer file opens) unless it is off."""
+        return store_cache.read_months(self.root if self.read_cache else None, kind, market or "perp", symbol,
+                                       months, stored, lambda tables: self._load_months(months, kind, tables))
 
     def _load_months(self, months: list[tuple[int, Path]], kind: _Kind, tables: list[pa.Table]) -> pd.DataFrame:
         """Month files (``[(key, path)]``, ascending) and their tables -> one validated frame.
@@ -246,11 +256,9 @@ class Store:
         Fast path: files as this module writes them are concatenated and checked at once. Any
         problem (or a foreign file) goes through the file-by-file path, which names the bad file.
         """
-        if all(is_own_schema(t.schema, kind) for t in tables):
-            df = frame_from_own_table(pa.concat_tables(tables) if len(tables) > 1 else tables[0], kind)
-            if df is not None and files_in_months(df.index, [k for k, _ in months], [t.num_rows for t in tables]) \
-                    and not find_problems(df, kind):
-                return df
+        df = fast_frame([k for k, _ in months], kind, tables)
+        if df is not None:
+            return df
         frames = [self._checked(frame_of(table, path, kind), path, kind, key)
                   for (key, path), table in zip(months, tables)]
         return pd.concat(frames) if len(frames) > 1 else frames[0]
@@ -298,14 +306,13 @@ class Store:
             for s, (_, stored) in found.items():
                 if not stored:
                     raise StoreError(f"no klines for {s} ({market}) in store {self.root}")
-        work = [(s, months) for s, (months, _) in found.items() if months]
+        work = [(s, months, stored) for s, (months, stored) in found.items() if months]
 
-        def load(item: tuple[str, list[tuple[int, Path]]]) -> pd.DataFrame:
-            months = item[1]
-            return slice_times(self._load_months(months, spec, [read_table(p) for _, p in months]), start, end)
+        def load(item: tuple[str, list[tuple[int, Path]], list[tuple[int, Path]]]) -> pd.DataFrame:
+            return slice_times(self._read_months(spec, item[0], market, item[1], item[2]), start, end)
 
         with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(work)))) as pool:
-            frames = dict(zip((s for s, _ in work), pool.map(load, work)))
+            frames = dict(zip((s for s, _, _ in work), pool.map(load, work)))
         return {s: frames[s] if s in frames else _empty_frame(spec) for s in symbols}
 
     def stored_range(self, symbol: str, market: str | None = "spot",
@@ -432,11 +439,9 @@ class Store:
             raise StoreError(f"cannot write to store {self.root}: {exc.strerror or exc}") from exc
 
     def check_marker(self) -> None:
-        """Raise :class:`StoreError` unless this store's ``STORE.json`` is absent or one this version can write.
-
-        Every writer calls it before changing anything (readers call :meth:`format_version`): a store
-        of a newer format or the old layout, or whose marker is damaged, is never written to.
-        """
+        """Raise :class:`StoreError` unless this store's ``STORE.json`` is absent or one this version can write:
+        every writer calls it before changing anything (readers call :meth:`format_version`), so a store of a
+        newer format or the old layout, or whose marker is damaged, is never written to."""
         self.format_version()
 
     def _locked(self, path: Path, lock_path: Path | None = None):
@@ -487,14 +492,9 @@ class Store:
         return book_time(self.root)
 
     def gaps(self, symbol: str, market: str = "spot") -> pd.DataFrame:
-        """Missing hours inside the stored range of ``symbol``.
-
-        Returns a frame with columns ``start`` (first missing hour), ``end``
-        (last missing hour) and ``hours`` (count), one row per gap.
-        """
-        idx = self.klines(symbol, market).index
-        return find_gaps(idx)
+        """Missing hours inside the stored range of ``symbol``: one row per gap, columns ``start`` (first
+        missing hour), ``end`` (last missing hour) and ``hours`` (count)."""
+        return find_gaps(self.klines(symbol, market).index)
 
 
-#: Former names (tests and tools import them from here).
-_table_from_frame, _frame_from_own_table = table_from_frame, frame_from_own_table
+_table_from_frame, _frame_from_own_table = table_from_frame, frame_from_own_table  # former names (tests import them)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -84,19 +85,27 @@ def month_keys(index: pd.DatetimeIndex) -> np.ndarray:
     return months + 1970 * 12  # datetime64[M] counts months since 1970-01
 
 
+@lru_cache(maxsize=4096)
 def month_bounds_ns(key: int) -> tuple[int, int]:
     """``[start, end)`` of month ``key`` in epoch ns (UTC)."""
     start = np.datetime64(month_name(key), "M")
     return int(start.astype("datetime64[ns]").astype("int64")), int((start + 1).astype("datetime64[ns]").astype("int64"))
 
 
-def list_months(folder: Path) -> list[tuple[int, Path]]:
+class MonthFiles(list):
+    """``[(month key, month file)]``, ascending, as :func:`list_months` returns it, with ``stats``:
+    ``{key: os.stat_result}`` of each file, taken while listing (before any read; the read cache needs them)."""
+
+    stats: dict[int, os.stat_result]
+
+
+def list_months(folder: Path) -> MonthFiles:
     """``[(month key, month file)]`` of a symbol folder, ascending; folders without a month file are skipped."""
     try:
         with os.scandir(folder) as entries:
             names = [(e.name, e.path) for e in entries if e.name.startswith("month=")]
     except (FileNotFoundError, NotADirectoryError):
-        return []
+        names = []
     except OSError as exc:
         raise StoreError(f"cannot read store folder {folder}: {exc.strerror or exc}") from exc
     out = []
@@ -104,10 +113,15 @@ def list_months(folder: Path) -> list[tuple[int, Path]]:
         match = _MONTH.match(name)
         if match and 1 <= int(match.group(2)) <= 12:
             path = os.path.join(where, FILE_NAME)  # plain strings: this runs for every month of every read
-            if os.path.exists(path):
-                out.append((int(match.group(1)) * 12 + int(match.group(2)) - 1, path))
-    out.sort()
-    return [(key, Path(path)) for key, path in out]
+            try:
+                stat = os.stat(path)  # what os.path.exists did, and the read cache's validation for free
+            except (OSError, ValueError):
+                continue
+            out.append((int(match.group(1)) * 12 + int(match.group(2)) - 1, path, stat))
+    out.sort(key=lambda item: item[0])
+    months = MonthFiles((key, Path(path)) for key, path, _ in out)
+    months.stats = {key: stat for key, _, stat in out}
+    return months
 
 
 def list_symbols(root: Path, kind: _Kind, market: str) -> list[str]:
@@ -241,12 +255,32 @@ def files_in_months(index: pd.DatetimeIndex, keys: list[int], lengths: list[int]
     row need a look."""
     times = index.asi8
     end = np.cumsum(lengths)
+    if len(end) and end[-1] != len(times):
+        return False
     for key, stop, n in zip(keys, end, lengths):
         if n:
             lo, hi = month_bounds_ns(key)
             if times[stop - n] < lo or times[stop - 1] >= hi:
                 return False
     return True
+
+
+def fast_frame(keys: list[int], kind: _Kind, tables: list[pa.Table], lengths: list[int] | None = None
+               ) -> pd.DataFrame | None:
+    """Consecutive month tables (of months ``keys``, ascending) in this module's schema -> one validated frame.
+
+    ``lengths``: rows of each month when ``tables`` are not one per month (the read cache passes a run of
+    months as one table); default the tables' row counts. None when any table is foreign, unsorted, outside
+    its month or breaks a rule of :func:`find_problems`: the caller then takes the file-by-file path that
+    names the bad file.
+    """
+    if not all(is_own_schema(t.schema, kind) for t in tables):
+        return None
+    df = frame_from_own_table(pa.concat_tables(tables) if len(tables) > 1 else tables[0], kind)
+    lengths = [t.num_rows for t in tables] if lengths is None else lengths
+    if df is None or not files_in_months(df.index, keys, lengths) or find_problems(df, kind):
+        return None
+    return df
 
 
 def outside_month(index: pd.DatetimeIndex, key: int) -> np.ndarray:

@@ -135,14 +135,16 @@ def test_every_mutant_of_the_mutation_check_still_applies() -> None:
 
 
 def test_store_read_benchmark_compares_both_layouts_on_the_same_frames(tmp_path, monkeypatch, capsys) -> None:
-    """Smoke test of benchmarks/bench_store_read.py at a tiny size: both layouts give the same panel."""
+    """Smoke test of benchmarks/bench_store_read.py at a tiny size: both layouts, with and without the read
+    cache, give the same panel."""
     bench = load_script("bench_store_read")
+    monkeypatch.setattr(bench.store_cache, "RACY_NS", 0)  # no waiting for the racy window at this size
     out = tmp_path / "store_read.json"
     monkeypatch.setattr(sys, "argv", ["bench_store_read.py", "--symbols", "3", "--hours", "1500", "--repeat", "1",
                                       "--out", str(out)])
     bench.main()
     printed = capsys.readouterr().out
-    assert "same panel from both layouts: True" in printed and "old: one file per symbol" in printed
+    assert "same panel from every layout and path: True" in printed and "old: one file per symbol" in printed
     result = json.loads(out.read_text())
     assert result["same_panel"] is True
     rows = result["results"]
@@ -151,3 +153,7 @@ def test_store_read_benchmark_compares_both_layouts_on_the_same_frames(tmp_path,
     assert rows["new"]["files"] == 3 * (3 + 4 + 3)
     assert rows["old"]["shape"] == rows["new"]["shape"] == [1500, 3]
     assert all(r["load_panel_s"] > 0 for r in rows.values())
+    cached = [rows[k] for k in ("new, cached: first load", "new, cached", "new, cached, newest months rewritten")]
+    assert all(r["files"] == rows["new"]["files"] and r["cache_files"] == 3 * 3 and r["shape"] == [1500, 3]
+               for r in cached)
+    assert "read cache: warm" in printed
