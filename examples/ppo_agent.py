@@ -50,6 +50,7 @@ from envs.evaluation import (
     sb3_policy,
 )
 from envs.factory import make_crypto_graph_env
+from envs.sb3_progress import TqdmProgress
 from envs.vector import env_fns
 
 DETERMINISTIC = {"equal_weight": equal_weight_buy_and_hold, "cash": all_cash, "gnn_greedy": gnn_greedy}
@@ -100,7 +101,7 @@ def train(env: CryptoGraphEnv, seed: int, args: argparse.Namespace,
     model = PPO("MlpPolicy", vec, n_steps=n_steps, batch_size=min(256, n_steps * args.n_envs), n_epochs=5,
                 learning_rate=3e-4, gamma=0.99, ent_coef=0.0, seed=seed, device="cpu", verbose=0,
                 tensorboard_log=args.tensorboard, policy_kwargs={"net_arch": [128, 128]})
-    model.learn(total_timesteps=args.timesteps)
+    model.learn(total_timesteps=args.timesteps, callback=TqdmProgress(args.timesteps, desc=f"PPO seed {seed}"))
     vec.close()
     return model
 

@@ -164,6 +164,7 @@ class StuckPairs:
     at_start: dict[str, pd.Timestamp] | None = None
     seen: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=dict)
     note: str = ""  # the last "waits for" line logged
+    waiting_for: pd.Timestamp | None = None  # the next hour to write, as of the last poll
 
     def update(self, lasts: Mapping[str, pd.Timestamp], newest: pd.Timestamp, far_behind: set[str]) -> set[str]:
         """Record this poll's pairs behind ``newest``; returns those that have stopped."""
@@ -350,6 +351,8 @@ def poll_once(encoder: GraphEncoder, store: Store, config: FollowConfig, model: 
         stopped = stopped_pairs(lasts, config.stopped_after_hours, stuck)
         ready = complete_through(lasts, since=since, stopped=stopped)
         first = since if since is not None else (config.start if config.start is not None else ready)
+        if stuck is not None:
+            stuck.waiting_for = first
         if ready is None or first > ready:
             _log_waiting(waited_for(lasts, since, stopped), first, stuck)
             return []
@@ -389,6 +392,13 @@ def _log_stopped(lasts: Mapping[str, pd.Timestamp], first: pd.Timestamp, stopped
                     "hours are written as the data has them (filled, then not valid)", sym, lasts[sym].isoformat())
 
 
+def _log_idle_poll(n: int, stuck: StuckPairs, interval_s: float) -> None:
+    """One INFO line per poll that wrote nothing: which hour it waits for, and when it looks again."""
+    hour = stuck.waiting_for.isoformat() if stuck.waiting_for is not None else "the store's first hour"
+    log.info("poll %d: nothing new to write; waiting for hour %s to be stored for every pair; next poll in %g s",
+             n, hour, interval_s)
+
+
 def follow(encoder: GraphEncoder, store: Store, config: FollowConfig,
            sleep: Callable[[float], None] = time.sleep) -> list[pd.Timestamp]:
     """Poll ``store`` every ``config.interval_s`` seconds, appending new hours to ``config.out``.
@@ -405,8 +415,11 @@ def follow(encoder: GraphEncoder, store: Store, config: FollowConfig,
     written: list[pd.Timestamp] = []
     n = 0
     while True:
-        written += poll_once(encoder, store, config, model, stuck)
+        hours = poll_once(encoder, store, config, model, stuck)
+        written += hours
         n += 1
+        if not hours:
+            _log_idle_poll(n, stuck, config.interval_s)
         if config.iterations is not None and n >= config.iterations:
             return written
         sleep(config.interval_s)

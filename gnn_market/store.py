@@ -111,6 +111,7 @@ from .store_layout import (
     slice_times,
     symbol_dir,
     table_from_frame,
+    time_bounds,
     time_column,
     write_lock,
 )
@@ -335,6 +336,9 @@ class Store:
 
     def _edge(self, path: Path, spec: _Kind, key: int, last: bool) -> pd.Timestamp | None:
         """Earliest (or ``last``: latest) time in one month file, None if it holds no row."""
+        bounds = time_bounds(path, spec)  # the footer's statistics: no column read
+        if bounds is not None:
+            return pd.Timestamp(bounds[1] if last else bounds[0], tz="UTC")
         index = time_column(path, spec)
         if index is None:  # a foreign file: the general, validated path
             index = self._checked(self._load(path, spec), path, spec, key).index

@@ -45,7 +45,14 @@ def to_utc_index(values: Iterable, name: str) -> pd.DatetimeIndex:
     return idx.as_unit("ns").rename(name)
 
 
+#: Largest |ms| whose ns value fits int64 (year 2262).
+_MAX_MS = np.iinfo("int64").max // 1_000_000
+
+
 def ms_to_utc_index(ms: Iterable, name: str) -> pd.DatetimeIndex:
     """Milliseconds since the epoch -> UTC ns index."""
     arr = np.asarray(list(ms) if not isinstance(ms, (np.ndarray, pd.Series, pd.Index)) else ms, dtype="int64")
-    return pd.DatetimeIndex(pd.to_datetime(arr, unit="ms", utc=True)).as_unit("ns").rename(name)
+    if len(arr) and (arr.min() < -_MAX_MS or arr.max() > _MAX_MS):
+        raise ValueError(f"{name}: milliseconds out of the datetime64[ns] range")
+    # ms -> ns by one multiplication: pd.to_datetime(unit="ms") costs ~10x more on the few rows of a refresh.
+    return pd.DatetimeIndex((arr * 1_000_000).view("M8[ns]"), name=name).tz_localize("UTC")

@@ -151,6 +151,20 @@ def test_the_loop_picks_up_hours_stored_between_polls(trained, tmp_path):
     assert list(read(out)["time"].unique()) == written
 
 
+def test_every_poll_that_writes_nothing_says_at_info_which_hour_it_waits_for(trained, tmp_path, caplog):
+    full, ckpt = trained
+    live, out = Store(tmp_path / "live"), tmp_path / "live.csv"
+    h = pd.Timestamp(TINY_MARKET.start, tz="UTC") + 200 * HOUR
+    grow(live, full, h)
+    config = FollowConfig(out=out, start=h, interval_s=7.0, iterations=3)
+    with caplog.at_level("INFO", logger="gnn_market.follow"):
+        written = follow(GraphEncoder.load(ckpt), live, config, sleep=lambda s: None)  # the store never grows
+    assert written == [h]
+    idle = [r.getMessage() for r in caplog.records if "nothing new to write" in r.getMessage()]
+    assert idle == [f"poll {n}: nothing new to write; waiting for hour {(h + HOUR).isoformat()} to be stored "
+                    "for every pair; next poll in 7 s" for n in (2, 3)]
+
+
 def test_refusals_are_one_line(trained, tmp_path, capsys):
     full, ckpt = trained
     out = tmp_path / "other.parquet"

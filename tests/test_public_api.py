@@ -92,5 +92,5 @@ def test_every_data_subcommand_describes_itself_and_shows_its_defaults():
             if action.option_strings and action.dest != "help":
                 assert action.help, f"{name} {action.option_strings}"
     backfill = " ".join(commands["backfill"].format_help().split())
-    assert "--workers WORKERS concurrent requests (default: 8)" in backfill
+    assert "--workers WORKERS concurrent requests (default: 16)" in backfill
     assert "--store STORE store folder (created if missing)" in backfill

@@ -283,6 +283,26 @@ def test_stored_range_reads_bounds_of_each_kind(tmp_path):
         store.stored_range("BTCUSDT")
 
 
+def test_stored_range_comes_from_the_footer_and_falls_back_to_the_column(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    import gnn_market.store as store_module
+
+    store = Store(tmp_path)
+    k = candles("2024-01-01", 30)
+    store.write_klines("BTCUSDT", k.iloc[::-1])
+    expected = (k.index[0], k.index[-1])
+    column_reads = []
+    real = store_module.time_column
+    monkeypatch.setattr(store_module, "time_column", lambda *a: column_reads.append(a) or real(*a))
+    assert store.stored_range("BTCUSDT") == expected and column_reads == []  # the footer's statistics answered
+    table = pq.read_table(kfile(tmp_path))
+    pq.write_table(table, kfile(tmp_path), row_group_size=7)  # several row groups: min/max over all of them
+    assert store.stored_range("BTCUSDT") == expected and column_reads == []
+    pq.write_table(table, kfile(tmp_path), write_statistics=False)  # another writer, no statistics
+    assert store.stored_range("BTCUSDT") == expected and len(column_reads) == 2  # first and last edge
+
+
 def test_parse_utc_reads_user_times():
     from gnn_market.timeutil import parse_utc
 

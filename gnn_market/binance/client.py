@@ -97,7 +97,7 @@ class ClientConfig:
     futures_weight_limit: int | None = None
     funding_calls: int = 500
     funding_window: float = 300.0
-    max_workers: int = 8  # more threads only contend for the GIL on small machines (bench_refresh.py)
+    max_workers: int = 16  # parsing and writes run in processes, so threads mostly wait (bench_refresh.py)
     spot_kline_page: int = 1000
     futures_kline_page: int = 1500
     seed: int | None = None
