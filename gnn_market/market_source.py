@@ -1,0 +1,147 @@
+"""The seam between where market data comes from and the store: the :class:`MarketSource` Protocol.
+
+A source answers five small questions for a market (``"spot"`` or ``"perp"``)
+and a time range, each in the store's schema (:mod:`gnn_market.store_schema`):
+which symbols it has, their hourly candles, an order-book snapshot, funding
+rates, and what time it is. The generic code that fills a store
+(:mod:`gnn_market.source_sync`) speaks only to this Protocol, so the Binance
+REST client (:class:`~gnn_market.binance.BinanceClient`), the public-archive
+importer (:class:`~gnn_market.vision.VisionSource`), the CSV importer
+(:class:`~gnn_market.csv_import.CsvSource`) and a user's own feed all plug in
+the same way (docs/data.md, "Adding a data source").
+
+Times given to a source are epoch **milliseconds** (UTC ``int``), not
+``pd.Timestamp``: the hour arithmetic of a refresh (``HOUR_MS`` steps, stored
+ranges), Binance's API and the archive files all count in ms, an ``int`` is
+exact and cannot be a naive local time by mistake. Times a source *returns*
+are the frames' UTC ``DatetimeIndex``, as the store keeps them.
+
+Every frame a source returns is checked (:func:`checked_source_frame`) before
+anything is written: a frame that breaks the schema raises one
+:class:`~gnn_market.errors.DataError` naming the source.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import pandas as pd
+
+from .errors import DataError
+from .store_schema import checked_frame
+
+
+@runtime_checkable
+class MarketSource(Protocol):
+    """Where a store's market data comes from: symbols, candles, book and funding per market and range.
+
+    Implemented by :class:`~gnn_market.binance.BinanceClient` (REST),
+    :class:`~gnn_market.vision.VisionSource` (archive files) and
+    :class:`~gnn_market.csv_import.CsvSource` (a folder of CSV files). A class
+    with these five methods is a source; it needs no base class
+    (``isinstance(x, MarketSource)`` checks the methods are there).
+    """
+
+    def symbols(self, market: str) -> list[str]:
+        """The symbols this source holds for ``market``.
+
+        Args:
+            market: ``"spot"`` or ``"perp"``.
+
+        Returns:
+            Symbol names (``^[A-Z0-9]{2,30}$``), best first where the source
+            ranks them; empty when it has nothing for ``market``.
+        """
+        ...
+
+    def klines(self, symbol: str, market: str, start_ms: int, end_ms: int | None = None) -> pd.DataFrame:
+        """Closed hourly candles of ``symbol`` with ``start_ms <= open_time <= end_ms``.
+
+        Args:
+            symbol: a symbol of :meth:`symbols` (``market``).
+            market: ``"spot"`` or ``"perp"``.
+            start_ms: first open time wanted, epoch ms (UTC), on the hour.
+            end_ms: last open time wanted, inclusive; ``None``: up to the last closed hour.
+
+        Returns:
+            Columns ``KLINE_COLUMNS`` (``open``, ``high``, ``low``, ``close``,
+            ``volume`` required; ``quote_volume``, ``trades``,
+            ``taker_buy_volume``, ``taker_buy_quote_volume`` may be missing),
+            indexed by the UTC ``open_time``; empty when nothing is in range.
+        """
+        ...
+
+    def book(self, symbol: str, market: str) -> pd.DataFrame:
+        """The order-book snapshot(s) the source can give now.
+
+        Args:
+            symbol: a symbol of :meth:`symbols` (``market``).
+            market: ``"spot"`` or ``"perp"``.
+
+        Returns:
+            Columns ``BOOK_COLUMNS`` (``best_bid``, ``best_ask``, ``bid_qty``,
+            ``ask_qty`` required), indexed by the UTC ``snapshot_time`` (the
+            true capture time, never rounded). May be empty: an archive has no
+            live book.
+        """
+        ...
+
+    def funding(self, symbol: str, start_ms: int, end_ms: int | None = None) -> pd.DataFrame:
+        """Funding rates of perpetual ``symbol`` with ``start_ms <= funding_time <= end_ms``.
+
+        Args:
+            symbol: a symbol of :meth:`symbols` (``"perp"``).
+            start_ms: first settlement time wanted, epoch ms (UTC).
+            end_ms: last settlement time wanted, inclusive; ``None``: everything
+                the source has from ``start_ms`` on, which for a live source may
+                end with its estimate of the next settlement, stamped at that
+                settlement's time (the settled value later replaces it: same index).
+
+        Returns:
+            Columns ``FUNDING_COLUMNS`` (``funding_rate`` required,
+            ``mark_price`` may be missing), indexed by the UTC ``funding_time``;
+            empty for a source without funding.
+        """
+        ...
+
+    def now_ms(self, market: str) -> int:
+        """The source's clock in epoch ms: it decides which hour is still open.
+
+        Args:
+            market: ``"spot"`` or ``"perp"`` (a source may have one clock per market).
+
+        Returns:
+            Epoch ms (UTC). A file-backed source returns its newest time plus an hour
+            (or the local clock), so every hour it holds counts as closed.
+        """
+        ...
+
+
+def source_name(source: object) -> str:
+    """How messages name a source: its ``name`` attribute when it has one, else its class."""
+    return str(getattr(source, "name", None) or type(source).__name__)
+
+
+def checked_source_frame(frame: object, kind: str, source: object, what: str) -> pd.DataFrame:
+    """``frame`` as the store schema of ``kind`` (``"klines"``, ``"book"``, ``"funding"``), or one DataError.
+
+    On top of the store's own rules (required columns, numeric values, prices,
+    OHLC order: :func:`~gnn_market.store_schema.checked_frame`) a source must
+    stamp its rows in UTC: a naive index is refused, never guessed, because a
+    local time read as UTC would shift every row by hours without a word.
+
+    Args:
+        frame: what the source returned.
+        kind: the store kind the frame should be.
+        source: the source, for the message (:func:`source_name`).
+        what: which call, e.g. ``"klines BTCUSDT (spot)"``.
+
+    Raises:
+        DataError: ``source <name>: <what>: <what is wrong>``.
+    """
+    label = f"source {source_name(source)}: {what}"
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"{label}: expected a pandas DataFrame, got {type(frame).__name__}")
+    if isinstance(frame.index, pd.DatetimeIndex) and frame.index.tz is None:
+        raise DataError(f"{label}: naive times in the index; stamp them in UTC "
+                        f"(e.g. index.tz_localize('UTC')), a source's times are never guessed")
+    return checked_frame(frame, kind, label)
