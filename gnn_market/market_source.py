@@ -22,12 +22,17 @@ anything is written: a frame that breaks the schema raises one
 """
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import time
+from typing import Callable, Iterable, Protocol, runtime_checkable
 
 import pandas as pd
 
-from .errors import DataError
-from .store_schema import checked_frame
+from .errors import CryptoGraphError, DataError
+from .store import Store
+from .store_schema import BOOK_COLUMNS, FUNDING_COLUMNS, KLINE_COLUMNS, MIN_TIME_MS, checked_frame
+
+#: A series to copy: (kind ``"klines"`` or ``"funding"``, market, symbol).
+Series = tuple[str, str, str]
 
 
 @runtime_checkable
@@ -145,3 +150,85 @@ def checked_source_frame(frame: object, kind: str, source: object, what: str) ->
         raise DataError(f"{label}: naive times in the index; stamp them in UTC "
                         f"(e.g. index.tz_localize('UTC')), a source's times are never guessed")
     return checked_frame(frame, kind, label)
+
+
+def empty_frame(kind: str) -> pd.DataFrame:
+    """An empty frame of the store schema of ``kind`` (what a source without such data returns)."""
+    columns, index = {"klines": (KLINE_COLUMNS, "open_time"), "book": (BOOK_COLUMNS, "snapshot_time"),
+                      "funding": (FUNDING_COLUMNS, "funding_time")}[kind]
+    frame = pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+    frame.index = pd.DatetimeIndex([], tz="UTC", name=index).as_unit("ns")
+    return frame
+
+
+def in_range(frame: pd.DataFrame, start_ms: int, end_ms: int | None) -> pd.DataFrame:
+    """The rows of ``frame`` (UTC index) with ``start_ms <= time <= end_ms`` (``end_ms`` None: no upper bound)."""
+    keep = frame.index >= pd.Timestamp(start_ms, unit="ms", tz="UTC")
+    if end_ms is not None:
+        keep &= frame.index <= pd.Timestamp(end_ms, unit="ms", tz="UTC")
+    return frame if keep.all() else frame[keep]
+
+
+def wall_clock_ms() -> int:
+    """The local clock in epoch ms: a file source's ``now_ms`` (every hour it holds has closed)."""
+    return int(time.time() * 1000)
+
+
+def all_series(source: MarketSource, markets: Iterable[str] = ("spot", "perp")) -> list[Series]:
+    """Every (kind, market, symbol) ``source`` holds: klines of each market, funding of its perps."""
+    series = [("klines", m, s) for m in markets for s in source.symbols(m)]
+    return series + [("funding", "perp", s) for kind, m, s in list(series) if m == "perp"]
+
+
+def copy_source(source: MarketSource, store: Store, series: list[Series], start_ms: int = MIN_TIME_MS,
+                end_ms: int | None = None, written: Callable[[Series, int, int], None] | None = None,
+                write_failed: Callable[[CryptoGraphError], CryptoGraphError] | None = None) -> dict[Series, int]:
+    """Copy ``series`` of ``source`` (rows with ``start_ms <= time <= end_ms``) into ``store``.
+
+    Every target is checked first (:meth:`Store.check_targets`: the store's marker and each series'
+    stored files), so a store that would refuse a write stops the copy before anything is written.
+    Then each series is read, checked and written in one upsert, in the given order: a bad
+    frame stops the copy before its series is written (series written before it stay).
+
+    Args:
+        source: any :class:`MarketSource`.
+        store: the destination; writes are idempotent upserts, so a copy can be re-run.
+        series: (kind ``"klines"``/``"funding"``, market, symbol) to copy, e.g. :func:`all_series`.
+        start_ms, end_ms: the range, epoch ms (``end_ms`` None: everything from ``start_ms``).
+        written: called after each write with the series, its rows and the rows new to the store.
+        write_failed: turns the error of a failed write into the one raised (e.g. adding what was written).
+
+    Returns:
+        Rows new to the store per series.
+    """
+    for kind, market, symbol in series:
+        store.check_targets(kind, [symbol], None if kind == "funding" else market)
+    added: dict[Series, int] = {}
+    for item in series:
+        frame = _read_series(source, item, start_ms, end_ms)
+        try:
+            added[item] = _write_series(store, item, frame)
+        except CryptoGraphError as exc:
+            if write_failed is None:
+                raise
+            raise write_failed(exc) from exc
+        if written is not None:
+            written(item, len(frame), added[item])
+    return added
+
+
+def _read_series(source: MarketSource, series: Series, start_ms: int, end_ms: int | None) -> pd.DataFrame:
+    kind, market, symbol = series
+    if kind == "funding":
+        return checked_source_frame(source.funding(symbol, start_ms, end_ms), kind, source, f"funding {symbol}")
+    if kind != "klines":
+        raise DataError(f"cannot copy {kind!r}: a series is klines or funding")
+    return checked_source_frame(source.klines(symbol, market, start_ms, end_ms), kind, source,
+                                f"klines {symbol} ({market})")
+
+
+def _write_series(store: Store, series: Series, frame: pd.DataFrame) -> int:
+    kind, market, symbol = series
+    if kind == "funding":
+        return store.write_funding(symbol, frame)
+    return store.write_klines(symbol, frame, market=market)

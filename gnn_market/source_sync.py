@@ -1,15 +1,15 @@
 """Fill a store from any :class:`~gnn_market.market_source.MarketSource`: the generic half of the data CLI.
 
-Two ways, both speaking only to the Protocol (no exchange type is named here):
+Speaking only to the Protocol (no exchange type is named here):
 
 * :func:`sync_source` (and :func:`sync_symbol` per symbol): bring planned
   symbols up to date, the way ``backfill``/``collect`` do: the candles missing
   before and after the stored range, one book snapshot, funding since the last
   stored row. The Binance CLI uses a faster, Binance-only path for the same rows
   (:mod:`gnn_market.refresh_pipeline`); this one is the reference it is tested against.
-* :func:`copy_source`: copy whole series (``klines`` or ``funding`` of one
-  market and symbol) into a store, for the file importers
-  (:func:`gnn_market.vision.import_paths`, :func:`gnn_market.csv_import.import_csv_folder`).
+
+Copying whole series from a file source (the importers) is
+:func:`gnn_market.market_source.copy_source`.
 
 Every frame a source returns is checked (:func:`~gnn_market.market_source.checked_source_frame`)
 before it is written, so a bad frame stops with one :class:`DataError` naming the source.
@@ -20,21 +20,18 @@ import os
 import sys
 import tempfile
 import time
-from typing import Callable, Iterable
+from typing import Callable
 
 import pandas as pd
 from tqdm import tqdm
 
-from .errors import BannedError, BinanceError, CryptoGraphError, DataError, StoreError
+from .errors import BannedError, BinanceError, DataError, StoreError
 from .market_source import MarketSource, checked_source_frame
 from .refresh_pipeline import RefreshReport
 from .refresh_writes import SymbolResult
 from .store import Store
-from .store_schema import MIN_TIME_MS, BadStoreFile
+from .store_schema import BadStoreFile
 from .timeutil import HOUR_MS
-
-#: A series to copy: (kind ``"klines"`` or ``"funding"``, market, symbol).
-Series = tuple[str, str, str]
 
 
 def check_writable(store: Store) -> None:
@@ -188,64 +185,3 @@ def sync_source(source: MarketSource, store: Store, plan: dict[str, list[str]], 
             report.errors[key[k]] = str(exc)
     report.seconds = time.perf_counter() - t0
     return report
-
-
-# --------------------------------------------------------------------------- import
-def all_series(source: MarketSource, markets: Iterable[str] = ("spot", "perp")) -> list[Series]:
-    """Every (kind, market, symbol) ``source`` holds: klines of each market, funding of its perps."""
-    series = [("klines", m, s) for m in markets for s in source.symbols(m)]
-    return series + [("funding", "perp", s) for kind, m, s in list(series) if m == "perp"]
-
-
-def copy_source(source: MarketSource, store: Store, series: list[Series], start_ms: int = MIN_TIME_MS,
-                end_ms: int | None = None, written: Callable[[Series, int, int], None] | None = None,
-                write_failed: Callable[[CryptoGraphError], CryptoGraphError] | None = None) -> dict[Series, int]:
-    """Copy ``series`` of ``source`` (rows with ``start_ms <= time <= end_ms``) into ``store``.
-
-    Every target is checked first (:meth:`Store.check_targets`: the store's marker and each series'
-    stored files), so a store that would refuse a write stops the copy before anything is written.
-    Then each series is read, checked and written in one upsert, in the given order: a bad
-    frame stops the copy before its series is written (series written before it stay).
-
-    Args:
-        source: any :class:`MarketSource`.
-        store: the destination; writes are idempotent upserts, so a copy can be re-run.
-        series: (kind ``"klines"``/``"funding"``, market, symbol) to copy, e.g. :func:`all_series`.
-        start_ms, end_ms: the range, epoch ms (``end_ms`` None: everything from ``start_ms``).
-        written: called after each write with the series, its rows and the rows new to the store.
-        write_failed: turns the error of a failed write into the one raised (e.g. adding what was written).
-
-    Returns:
-        Rows new to the store per series.
-    """
-    for kind, market, symbol in series:
-        store.check_targets(kind, [symbol], None if kind == "funding" else market)
-    added: dict[Series, int] = {}
-    for item in series:
-        frame = _read_series(source, item, start_ms, end_ms)
-        try:
-            added[item] = _write_series(store, item, frame)
-        except CryptoGraphError as exc:
-            if write_failed is None:
-                raise
-            raise write_failed(exc) from exc
-        if written is not None:
-            written(item, len(frame), added[item])
-    return added
-
-
-def _read_series(source: MarketSource, series: Series, start_ms: int, end_ms: int | None) -> pd.DataFrame:
-    kind, market, symbol = series
-    if kind == "funding":
-        return checked_source_frame(source.funding(symbol, start_ms, end_ms), kind, source, f"funding {symbol}")
-    if kind != "klines":
-        raise DataError(f"cannot copy {kind!r}: a series is klines or funding")
-    return checked_source_frame(source.klines(symbol, market, start_ms, end_ms), kind, source,
-                                f"klines {symbol} ({market})")
-
-
-def _write_series(store: Store, series: Series, frame: pd.DataFrame) -> int:
-    kind, market, symbol = series
-    if kind == "funding":
-        return store.write_funding(symbol, frame)
-    return store.write_klines(symbol, frame, market=market)
