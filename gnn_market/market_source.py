@@ -3,8 +3,10 @@
 A source answers five small questions for a market (``"spot"`` or ``"perp"``)
 and a time range, each in the store's schema (:mod:`gnn_market.store_schema`):
 which symbols it has, their hourly candles, an order-book snapshot, funding
-rates, and what time it is. The generic code that fills a store
-(:mod:`gnn_market.source_sync`) speaks only to this Protocol, so the Binance
+rates, and what time it is. The generic code that fills a store speaks only
+to this Protocol: :func:`copy_source` here (copy whole series: the importers)
+and :mod:`gnn_market.source_sync` (bring symbols up to date: ``backfill`` /
+``collect``'s reference path). So the Binance
 REST client (:class:`~gnn_market.binance.BinanceClient`), the public-archive
 importer (:class:`~gnn_market.vision.VisionSource`), the CSV importer
 (:class:`~gnn_market.csv_import.CsvSource`) and a user's own feed all plug in
@@ -18,7 +20,8 @@ are the frames' UTC ``DatetimeIndex``, as the store keeps them.
 
 Every frame a source returns is checked (:func:`checked_source_frame`) before
 anything is written: a frame that breaks the schema raises one
-:class:`~gnn_market.errors.DataError` naming the source.
+:class:`~gnn_market.errors.DataError` naming the source. A frame without rows
+(``pd.DataFrame()`` will do) means "none": nothing is written.
 """
 from __future__ import annotations
 
@@ -146,6 +149,8 @@ def checked_source_frame(frame: object, kind: str, source: object, what: str) ->
     label = f"source {source_name(source)}: {what}"
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{label}: expected a pandas DataFrame, got {type(frame).__name__}")
+    if not len(frame):  # nothing to write: ``pd.DataFrame()`` is enough to say "none" (a source without a book)
+        return empty_frame(kind)
     if isinstance(frame.index, pd.DatetimeIndex) and frame.index.tz is None:
         raise DataError(f"{label}: naive times in the index; stamp them in UTC "
                         f"(e.g. index.tz_localize('UTC')), a source's times are never guessed")
@@ -163,9 +168,10 @@ def empty_frame(kind: str) -> pd.DataFrame:
 
 def in_range(frame: pd.DataFrame, start_ms: int, end_ms: int | None) -> pd.DataFrame:
     """The rows of ``frame`` (UTC index) with ``start_ms <= time <= end_ms`` (``end_ms`` None: no upper bound)."""
-    keep = frame.index >= pd.Timestamp(start_ms, unit="ms", tz="UTC")
+    tz = getattr(frame.index, "tz", None)  # a naive index is filtered too: the check then names the mistake
+    keep = frame.index >= pd.Timestamp(start_ms, unit="ms", tz="UTC").tz_convert(tz)
     if end_ms is not None:
-        keep &= frame.index <= pd.Timestamp(end_ms, unit="ms", tz="UTC")
+        keep &= frame.index <= pd.Timestamp(end_ms, unit="ms", tz="UTC").tz_convert(tz)
     return frame if keep.all() else frame[keep]
 
 
