@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Seconds one premiumIndex answer (every perp's live funding) serves :meth:`BinanceClient.funding`.
+LIVE_FUNDING_TTL = 60.0
+
 # Documented request weights (reference §3.1).
 _SPOT_WEIGHTS = {"ping": 1, "time": 1, "exchangeInfo": 20, "ticker/24hr": 80, "klines": 2, "depth": 5}
 _FUT_WEIGHTS = {"ping": 1, "time": 1, "exchangeInfo": 1, "ticker/24hr": 40, "klines": 1, "depth": 2,
@@ -156,8 +159,8 @@ class BinanceClient:
         self._lock = threading.Lock()
         self._banned: BannedError | None = None
         self._clock_offset_ms = 0
-        self._pass_ms: dict[str, int] = {}  # the clock read by now_ms() per market (MarketSource use)
-        self._live: dict[str, pd.DataFrame] | None = None  # live funding of every perp, read once per now_ms()
+        self._pass_ms: int | None = None  # the server clock last read by now_ms() (MarketSource use)
+        self._live: tuple[float, dict[str, pd.DataFrame]] | None = None  # (monotonic read time, live funding)
         self._live_lock = threading.Lock()  # one premiumIndex request per pass, whatever the thread count
         self.requests = 0
         self.retries = 0
@@ -339,7 +342,7 @@ class BinanceClient:
         :data:`~gnn_market.store.KLINE_COLUMNS` indexed by UTC ``open_time``.
         """
         if now_ms is None:  # a range that closed before the clock now_ms() read needs no new reading
-            known = self._pass_ms.get(market)
+            known = self._pass_ms  # spot and futures share one clock (the reference path always used one)
             closed = known is not None and end_ms is not None and end_ms + HOUR_MS <= known
             now_ms = known if closed else self.server_time_ms(market)
         return klines_frame(self.klines_rows(symbol, market, start_ms, end_ms, now_ms), symbol, now_ms)
@@ -469,15 +472,19 @@ class BinanceClient:
         """
         with self._live_lock:
             self._live = None
-        self._pass_ms[market] = self.server_time_ms(market)
-        return self._pass_ms[market]
+        self._pass_ms = self.server_time_ms(market)
+        return self._pass_ms
 
     def _live_funding(self, symbol: str) -> pd.DataFrame:
-        """This perp's live funding row from one premiumIndex request for every perp (weight 10) per pass."""
+        """This perp's live funding row from one premiumIndex request for every perp (weight 10) per pass.
+
+        The answer is reused until the next :meth:`now_ms`, for at most :data:`LIVE_FUNDING_TTL` seconds
+        (a caller that never starts a pass still sees estimates that move).
+        """
         with self._live_lock:  # held during the request: the other threads wait for its answer
-            if self._live is None:
-                self._live = self.current_funding()
-            return self._live.get(symbol, funding_frame([]))
+            if self._live is None or time.monotonic() - self._live[0] > LIVE_FUNDING_TTL:
+                self._live = (time.monotonic(), self.current_funding())
+            return self._live[1].get(symbol, funding_frame([]))
 
 
 # --------------------------------------------------------------------------- helpers
