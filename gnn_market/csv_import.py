@@ -12,6 +12,10 @@ Columns the file lacks are stored as missing. ::
 
     python -m gnn_market.data import-csv ~/binance-spot-1h-2021-2023 --store data/spot3y
 
+The folder is a :class:`CsvSource`, a :class:`~gnn_market.market_source.MarketSource`
+(its files' symbols are the universe of one market); :func:`import_csv_folder` copies it
+into the store (:func:`~gnn_market.market_source.copy_source`).
+
 Such dumps are usually downloaded while the last hour is still open, so its
 candle is partial: ``drop_last=True`` (the default; ``--keep-last`` turns it
 off) leaves the **newest** row of every file out, whatever the file's row order

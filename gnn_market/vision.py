@@ -8,6 +8,11 @@ files, zipped (as downloaded) or as extracted CSVs, into a
     report = import_paths([Path("data")], Store("data/binance"))
     print(report.summary())
 
+The files are a :class:`VisionSource`, a :class:`~gnn_market.market_source.MarketSource`
+(the symbols present are its universe, a range filters rows, there is no book);
+:func:`import_paths` copies it into the store (:func:`~gnn_market.market_source.copy_source`).
+The CSV parsing itself is :mod:`gnn_market.vision_csv`.
+
 A path may be a file or a folder walked recursively, e.g. the archive's own
 tree ``data/spot/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-01.zip`` or
 ``data/futures/um/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2024-01.zip``.
