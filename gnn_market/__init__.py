@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     # data
     "Store": "gnn_market.store",
     "open_store": "gnn_market.sources",
+    "MarketSource": "gnn_market.market_source",
     "sample_store": "gnn_market.sample",
     "SyntheticConfig": "gnn_market.synthetic",
     "write_synthetic_store": "gnn_market.synthetic",

@@ -12,6 +12,10 @@ Columns the file lacks are stored as missing. ::
 
     python -m gnn_market.data import-csv ~/binance-spot-1h-2021-2023 --store data/spot3y
 
+The folder is a :class:`CsvSource`, a :class:`~gnn_market.market_source.MarketSource`
+(its files' symbols are the universe of one market); :func:`import_csv_folder` copies it
+into the store (:func:`~gnn_market.market_source.copy_source`).
+
 Such dumps are usually downloaded while the last hour is still open, so its
 candle is partial: ``drop_last=True`` (the default; ``--keep-last`` turns it
 off) leaves the **newest** row of every file out, whatever the file's row order
@@ -38,8 +42,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from .errors import CryptoGraphError, DataError, StoreError
+from .market_source import Series, copy_source, empty_frame, in_range, wall_clock_ms
 from .store import Store
-from .store_schema import KLINE_COLUMNS, checked_frame, first_time_out_of_range, validate_symbol
+from .store_schema import KLINE_COLUMNS, checked_frame, first_time_out_of_range, validate_market, validate_symbol
 from .timeutil import HOUR_MS, ms_to_utc_index, to_utc_index
 
 REQUIRED = ("open_time", "open", "high", "low", "close", "volume")
@@ -150,28 +155,71 @@ def read_csv_folder(folder: Path, drop_last: bool = True) -> dict[str, pd.DataFr
     return frames
 
 
+class CsvSource:
+    """A folder of ``<SYMBOL>.csv[.gz]`` candle files as a :class:`~gnn_market.market_source.MarketSource`.
+
+    Every file is read and checked when the source is made (:func:`read_csv_folder`: a bad file
+    raises :class:`DataError` naming it then). The files' symbols are the universe of ``market``;
+    a range filters rows; there is no book and no funding.
+
+    Args:
+        folder: the folder of ``<SYMBOL>.csv`` / ``<SYMBOL>.csv.gz`` files (not recursive).
+        market: the market the candles belong to (``"spot"`` or ``"perp"``).
+        drop_last: leave each file's newest row out (usually a partial hour).
+    """
+
+    def __init__(self, folder: Path, market: str = "spot", drop_last: bool = True) -> None:
+        self.folder, self.market = Path(folder), validate_market(market)
+        self.frames = read_csv_folder(self.folder, drop_last)
+
+    def symbols(self, market: str) -> list[str]:
+        return list(self.frames) if market == self.market else []
+
+    def klines(self, symbol: str, market: str, start_ms: int, end_ms: int | None = None) -> pd.DataFrame:
+        if market != self.market or symbol not in self.frames:
+            return empty_frame("klines")
+        return in_range(self.frames[symbol], start_ms, end_ms)
+
+    def book(self, symbol: str, market: str) -> pd.DataFrame:
+        return empty_frame("book")
+
+    def funding(self, symbol: str, start_ms: int, end_ms: int | None = None) -> pd.DataFrame:
+        return empty_frame("funding")
+
+    def now_ms(self, market: str) -> int:
+        return wall_clock_ms()
+
+
 def import_csv_folder(folder: Path, store: Store, market: str = "spot", drop_last: bool = True,
                       symbols: list[str] | None = None, progress: bool = False) -> CsvImportReport:
     """Import every ``<SYMBOL>.csv[.gz]`` of ``folder`` (or only ``symbols``) into ``store``.
 
-    Every file is read and checked, then every target (:meth:`Store.check_targets`: the store's
-    marker and each symbol's stored file), before the first write. A write that still fails
+    Every file is read and checked (a :class:`CsvSource`), then every target (:meth:`Store.check_targets`:
+    the store's marker and each symbol's stored file), before the first write
+    (:func:`~gnn_market.market_source.copy_source`). A write that still fails
     (a full disk) raises :class:`StoreError` naming the symbols already written.
     """
-    frames = read_csv_folder(folder, drop_last)
+    source = CsvSource(folder, market, drop_last)
+    planned = list(source.frames)
     if symbols is not None:
-        unknown = sorted(set(symbols) - set(frames))
+        unknown = sorted(set(symbols) - set(planned))
         if unknown:
             raise DataError(f"no file for {', '.join(unknown)} in {folder}")
-        frames = {s: frames[s] for s in symbols}
-    store.check_targets("klines", list(frames), market)
+        planned = list(symbols)
     report = CsvImportReport()
-    for symbol, frame in tqdm(frames.items(), desc="import-csv", unit="symbol", disable=None if progress else True):
-        try:
-            report.rows_added[symbol] = store.write_klines(symbol, frame, market=market)
-        except CryptoGraphError as exc:
-            raise StoreError(f"{exc}; {_written_so_far(report, list(frames))}") from exc
-        report.rows_read[symbol] = len(frame)
+    bar = tqdm(total=len(planned), desc="import-csv", unit="symbol", disable=None if progress else True)
+
+    def written(series: Series, rows: int, added: int) -> None:
+        report.rows_added[series[2]], report.rows_read[series[2]] = added, rows
+        bar.update(1)
+
+    def write_failed(exc: CryptoGraphError) -> StoreError:
+        return StoreError(f"{exc}; {_written_so_far(report, planned)}")
+
+    try:
+        copy_source(source, store, [("klines", market, s) for s in planned], written=written, write_failed=write_failed)
+    finally:
+        bar.close()
     return report
 
 

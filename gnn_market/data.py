@@ -30,6 +30,12 @@ in one helper process per core (:mod:`gnn_market.refresh_pipeline`; a pass of
 fewer than 16 symbols writes in its threads); :func:`refresh_reference` is the
 previous all-in-one-process path, kept as the reference the tests compare with.
 
+Module map: this module is the CLI (arguments, the Binance client it builds, the
+``collect`` loop). What fills a store from any data source lives in
+:mod:`gnn_market.source_sync` (through the :class:`~gnn_market.market_source.MarketSource`
+Protocol); ``info``/``repair``/``migrate`` in :mod:`gnn_market.data_maintenance`.
+Their public names stay importable from here.
+
 Errors a user can cause (argument errors included) end as one ``error: ...``
 line on stderr, exit 2; arguments and inputs are checked before the store is
 created or written. Every write is an idempotent upsert, so nothing stored is
@@ -40,29 +46,25 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from .binance import PERP, SPOT, BinanceClient, ClientConfig, Universe
 from .cli import DefaultsHelpFormatter, OneLineParser, parse_symbols, program_name, run_cli
 from .csv_import import import_csv_folder
+from .data_maintenance import cmd_info, cmd_migrate, cmd_repair, format_info  # noqa: F401 (re-exported)
 from .errors import BannedError, BinanceError, CryptoGraphError, DataError, OutageError, StoreError, UnknownSymbolError
-from .migrate import migrate_store
+from .market_source import MarketSource
 from .panel import BOOK_TOLERANCE
 from .refresh_pipeline import RefreshReport, book_pass, refresh
-from .refresh_writes import SymbolResult
-from .sources import open_store
+from .source_sync import check_writable, plan_tasks, sync_source, sync_symbol  # noqa: F401 (re-exported)
 from .store import Store
-from .store_schema import BadStoreFile
 from .timeutil import HOUR_MS
 from .vision import MAX_MEMBER_BYTES, import_paths
 
@@ -74,33 +76,6 @@ def make_client(args: argparse.Namespace) -> BinanceClient:
     return BinanceClient(ClientConfig(spot_url=args.spot_url, futures_url=args.futures_url,
                                       timeout=args.timeout, max_retries=args.retries,
                                       max_workers=args.workers))
-
-
-def check_writable(store: Store) -> None:
-    """Fail before any download or import if the store folder cannot be written; creates nothing.
-
-    An existing store must have a marker (``STORE.json``) this version can write, or none; it is probed with a temporary file; for a new one the
-    nearest existing parent folder must be writable (the store folder itself
-    is created by the first write, so a command that fails earlier leaves nothing behind).
-    """
-    root = store.root
-    if root.exists():
-        if not root.is_dir():
-            raise StoreError(f"store path is a file, not a folder: {root}")
-        store.check_marker()  # a store of a newer format, or with a damaged marker, is never written to
-        try:
-            with tempfile.NamedTemporaryFile(dir=root, prefix=".probe.", delete=True):
-                pass
-        except OSError as exc:
-            raise StoreError(f"cannot write to store {root}: {exc.strerror or exc}") from exc
-        return
-    parent = root.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise StoreError(f"cannot write to store {root}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise StoreError(f"cannot write to store {root}: permission denied in {parent}")
 
 
 def select(uni: Universe, markets: list[str], symbols: list[str] | None) -> dict[str, list[str]]:
@@ -134,70 +109,11 @@ def select(uni: Universe, markets: list[str], symbols: list[str] | None) -> dict
 
 
 # --------------------------------------------------------------------------- one pass
-def _stored_range(store: Store, symbol: str, market: str, listed: set[str] | None = None) -> tuple[int, int] | None:
-    if listed is None:
-        listed = set(store.symbols(market)) if store.exists() else set()
-    if symbol not in listed:
-        return None
-    bounds = store.stored_range(symbol, market)
-    if bounds is None:
-        return None
-    return int(bounds[0].value // 1_000_000), int(bounds[1].value // 1_000_000)
-
-
-def sync_symbol(client: BinanceClient, store: Store, market: str, symbol: str, start_ms: int,
-                now_ms: int, current_funding: dict[str, pd.DataFrame] | None,
-                listed: set[str] | None = None, book: bool = True) -> SymbolResult:
-    """Bring one symbol up to date: missing klines, one book snapshot (unless ``book`` is False), funding.
-
-    ``listed``: the symbols the store holds for ``market`` (saves a folder scan).
-    A stored file of this symbol that is corrupt or breaks a store rule makes
-    this symbol fail (reported and skipped), not the whole pass.
-    """
-    try:
-        return _sync_symbol(client, store, market, symbol, start_ms, now_ms, current_funding, listed, book)
-    except BadStoreFile as exc:
-        raise DataError(f"{exc}") from exc
-
-
-def _sync_symbol(client: BinanceClient, store: Store, market: str, symbol: str, start_ms: int,
-                 now_ms: int, current_funding: dict[str, pd.DataFrame] | None,
-                 listed: set[str] | None, book: bool) -> SymbolResult:
-    res = SymbolResult()
-    stored = _stored_range(store, symbol, market, listed)
-    ranges = [(start_ms, None)] if stored is None else []
-    if stored is not None:
-        first, last = stored
-        if start_ms < first:
-            ranges.append((start_ms, first - HOUR_MS))
-        ranges.append((last + HOUR_MS, None))
-    frames = [client.klines(symbol, market, lo, hi, now_ms=now_ms) for lo, hi in ranges]
-    frames = [f for f in frames if len(f)]
-    if frames:
-        res.klines = store.write_klines(symbol, pd.concat(frames).sort_index(), market)
-    if book:
-        res.book = store.write_book(symbol, client.book(symbol, market), market)
-    if market == PERP:
-        stored_funding = store.stored_range(symbol, kind="funding")
-        last_ms = None if stored_funding is None else int(stored_funding[1].value // 1_000_000)
-        new = []
-        # Settled history since the last stored row; skipped while the latest
-        # stored row is the live estimate for a settlement still ahead.
-        if last_ms is None or last_ms <= now_ms:
-            since = start_ms if last_ms is None else last_ms
-            new.append(client.funding_history(symbol, since, now_ms))
-        if current_funding and symbol in current_funding:
-            new.append(current_funding[symbol])
-        new = [f for f in new if len(f)]
-        if new:  # one upsert (one rewrite) for history + live row
-            merged = pd.concat(new)
-            res.funding = store.write_funding(symbol, merged[~merged.index.duplicated(keep="last")])
-    return res
-
-
 def refresh_reference(client: BinanceClient, store: Store, plan: dict[str, list[str]], hours: int,
                       progress: bool = False, book: bool = True) -> RefreshReport:
-    """The reference path: :func:`sync_symbol` for every planned symbol on the client's thread pool.
+    """The reference path: the generic :func:`~gnn_market.source_sync.sync_symbol` of every planned
+    symbol, asked of the client through the :class:`~gnn_market.market_source.MarketSource` Protocol,
+    on the client's thread pool.
 
     Everything (download, parsing, store writes) happens in this process, so
     with ``max_workers=1`` it is the naive sequential refresh. :func:`refresh`
@@ -208,22 +124,23 @@ def refresh_reference(client: BinanceClient, store: Store, plan: dict[str, list[
     book snapshot of each symbol.
     """
     t0 = time.perf_counter()
-    now_ms = client.server_time_ms(SPOT if SPOT in plan else PERP)
-    start_ms = (now_ms // HOUR_MS - hours) * HOUR_MS
-    current = client.current_funding() if PERP in plan else None
-    key = {f"{m}:{s}": (m, s) for m, syms in plan.items() for s in syms}
-    listed = {m: set(store.symbols(m)) if store.exists() else set() for m in plan}
+    key, task = plan_tasks(client, store, plan, hours, book)
     bar = tqdm(total=len(key), unit="symbol", disable=not progress, file=sys.stderr)
-
-    def task(k: str) -> SymbolResult:
-        market, symbol = key[k]
-        return sync_symbol(client, store, market, symbol, start_ms, now_ms, current, listed[market], book)
-
     try:
         batch = client.map_symbols(task, key, progress=lambda _: bar.update(1))
     finally:
         bar.close()
     return RefreshReport().finish(client, batch, key, t0)
+
+
+def refresh_any(source: MarketSource, store: Store, plan: dict[str, list[str]], hours: int,
+                progress: bool = False, book: bool = True) -> RefreshReport:
+    """One backfill/collect pass from ``source``: the fast Binance pipeline for a :class:`BinanceClient`
+    (:func:`refresh`: downloads on threads, parsing and writes in processes), the generic
+    Protocol path (:func:`~gnn_market.source_sync.sync_source`) for any other source."""
+    if isinstance(source, BinanceClient):
+        return refresh(source, store, plan, hours, progress=progress, book=book)
+    return sync_source(source, store, plan, hours, progress=progress, book=book)
 
 
 def _markets(market: str) -> list[str]:
@@ -254,7 +171,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     uni = client.universe(args.market, top=None if args.symbols else args.top,
                           min_quote_volume=None if args.symbols else args.min_quote_volume)
     plan = select(uni, _markets(args.market), args.symbols)  # --symbols: a list, checked by the parser
-    report = refresh(client, store, plan, args.hours, progress=True)
+    report = refresh_any(client, store, plan, args.hours, progress=True)
     return _finish(report, store)
 
 
@@ -277,7 +194,7 @@ def collect_cycle(client: BinanceClient, store: Store, args: argparse.Namespace,
     """
     plan = _collect_plan(client, store, args)
     outages = client.outages
-    report = refresh(client, store, plan, args.hours, book=book)
+    report = refresh_any(client, store, plan, args.hours, book=book)
     try:
         return _finish(report, store)
     except BinanceError as exc:
@@ -430,114 +347,6 @@ def cmd_import_csv(args: argparse.Namespace) -> int:
     rows, added = sum(report.rows_read.values()), sum(report.rows_added.values())
     print(f"{len(report.rows_read)} symbols, {rows} candles read, {added} new in {store.root} ({args.market})")
     return 0
-
-
-def _existing_store(path: str | None) -> Store:
-    """``--store`` of a reading command, with a precise message when it is not a store folder."""
-    if path is not None:
-        root = Path(path).expanduser()
-        if root.exists() and not root.is_dir():
-            raise StoreError(f"store path is a file, not a folder: {root}")
-    return open_store(path)
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    store = _existing_store(args.store)
-    print(format_info(store))
-    return 0
-
-
-def cmd_repair(args: argparse.Namespace) -> int:
-    root = Path(args.store).expanduser()
-    if root.exists() and not root.is_dir():
-        raise StoreError(f"store path is a file, not a folder: {root}")
-    store = Store(root)
-    reports = store.repair(dry_run=args.dry_run)  # one run at a time (the store's repair lock)
-    if not reports:
-        print(f"store {store.root}: every file passes the store rules; nothing to repair")
-        return 0
-    verb = "would drop" if args.dry_run else "dropped"
-    for r in reports:
-        print(r.line())
-        if not r.repairable:
-            print("  not repairable (unreadable): move it away and download or import it again")
-        else:
-            print(f"  {verb} {r.rows_before - r.rows_after} of {r.rows_before} rows"
-                  + (f"; original kept in {r.backup}" if r.backup else ""))
-    if any(not r.repairable for r in reports):
-        raise StoreError(f"{sum(not r.repairable for r in reports)} file(s) could not be repaired (see above)")
-    return 0
-
-
-def cmd_migrate(args: argparse.Namespace) -> int:
-    root = Path(args.store).expanduser()
-    if not root.exists():
-        raise StoreError(f"store not found: {root}")
-    if not root.is_dir():
-        raise StoreError(f"store path is a file, not a folder: {root}")
-    bar = tqdm(unit="file", disable=not sys.stderr.isatty(), file=sys.stderr, desc="migrate")
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
-        report = migrate_store(root, keep_backup=args.keep_backup, progress=progress)
-    finally:
-        bar.close()
-    print(report.line())
-    return 0
-
-
-def format_info(store: Store) -> str:
-    """Per market: symbols, range, rows, gaps, funding and book coverage; then the files that break a store rule,
-    then kline files without a candle (``ok`` NO: an empty symbol is not usable data)."""
-    version = store.format_version()  # an old layout, a newer format or a damaged marker: one error line
-    summary = store.summary()
-    problems = [r.line() for r in store.check()]
-    book_time = ", book stamps floored to the hour (format 1 collectors)" if store.book_time() == "floored" else ""
-    lines = [f"store {store.root} (format {version}{book_time})"]
-    for market in (SPOT, PERP):
-        s = summary[summary["market"] == market] if len(summary) else summary
-        if not len(s):
-            continue
-        with_gaps = s[s["gaps"] > 0]
-        lines.append(f"{market}: {len(s)} symbols, {_when(s['first'].min())} .. "
-                     f"{_when(s['last'].max())} UTC, {int(s['rows'].sum())} candles, "
-                     f"{len(with_gaps)} symbols with gaps ({int(s['missing_hours'].sum())} missing hours)")
-        book = s[s["book_rows"] > 0]
-        lines.append(f"  book: {len(book)}/{len(s)} symbols, {int(s['book_rows'].sum())} snapshots")
-        if market == PERP:
-            fund = s[s["funding_rows"] > 0]
-            lines.append(f"  funding: {len(fund)}/{len(s)} symbols, {int(s['funding_rows'].sum())} rows")
-    if len(summary):
-        table = summary.drop(columns="problems").assign(
-            first=summary["first"].dt.strftime("%Y-%m-%d %H:%M"), last=summary["last"].dt.strftime("%Y-%m-%d %H:%M"),
-            ok=np.where((summary["problems"] == "") & (summary["rows"] > 0), "yes", "NO"))
-        lines.append(table.to_string(index=False))
-    if problems:
-        lines.append(f"problems: {len(problems)}; a file listed here raises an error when read until "
-                     f"'python -m gnn_market.data repair --store {store.root}' fixes it:")
-        lines.extend(f"  {line}" for line in problems)
-    else:
-        lines.append("problems: none")
-    lines.extend(_empty_files(summary))
-    return "\n".join(lines)
-
-
-def _empty_files(summary: pd.DataFrame) -> list[str]:
-    """Lines for kline files that pass the rules but hold no candle (written by an older version or another tool)."""
-    if not len(summary):
-        return []
-    empty = summary[(summary["rows"] == 0) & (summary["problems"] == "")]
-    if not len(empty):
-        return []
-    return [f"empty: {len(empty)} kline file(s) hold no candle; remove them or import data into them:"] + [
-        f"  klines/{market} {symbol}" for market, symbol in zip(empty["market"], empty["symbol"])]
-
-
-def _when(ts: pd.Timestamp) -> str:
-    return "-" if pd.isna(ts) else f"{ts:%Y-%m-%d %H:%M}"
 
 
 # --------------------------------------------------------------------------- parser

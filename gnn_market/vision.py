@@ -8,6 +8,11 @@ files, zipped (as downloaded) or as extracted CSVs, into a
     report = import_paths([Path("data")], Store("data/binance"))
     print(report.summary())
 
+The files are a :class:`VisionSource`, a :class:`~gnn_market.market_source.MarketSource`
+(the symbols present are its universe, a range filters rows, there is no book);
+:func:`import_paths` copies it into the store (:func:`~gnn_market.market_source.copy_source`).
+The CSV parsing itself is :mod:`gnn_market.vision_csv`.
+
 A path may be a file or a folder walked recursively, e.g. the archive's own
 tree ``data/spot/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-01.zip`` or
 ``data/futures/um/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2024-01.zip``.
@@ -52,7 +57,6 @@ refuse (a stored file of one of the symbols that breaks a store rule, or a
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import logging
@@ -64,18 +68,21 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .market_source import Series, copy_source, empty_frame, in_range, wall_clock_ms
 from .store import Store
-from .store_schema import checked_frame, first_time_out_of_range, is_valid_symbol, validate_market
-from .timeutil import HOUR_MS
+from .store_schema import is_valid_symbol, validate_market
+from .vision_csv import (  # noqa: F401 (the archive CSV parsers, importable from here as before)
+    KLINE_CSV_COLUMNS,
+    MICROSECOND_THRESHOLD,
+    parse_funding,
+    parse_klines,
+)
 
 log = logging.getLogger(__name__)
 
-#: Timestamps at or above this are microseconds (spot files from 2025 on); below, milliseconds.
-MICROSECOND_THRESHOLD = 10 ** 15
 #: Largest file, and largest uncompressed zip member, read (512 MiB). An archive 1h-kline month is ~100 KB;
 #: the cap stops a zip bomb (146 KB expanding to 50 MB and more) before it is read into memory.
 MAX_MEMBER_BYTES = 512 * 2 ** 20
@@ -84,18 +91,8 @@ _READABLE_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "de
                          zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
 _ZIP_METHOD_NAMES = {9: "Deflate64", 98: "PPMd", 93: "Zstandard", 95: "xz", 99: "AES-encrypted"}
 
-#: Kline CSV columns by position (the REST kline array order), and the store column each maps to.
-KLINE_CSV_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "close_time",
-                     "quote_volume", "count", "taker_buy_volume", "taker_buy_quote_volume", "ignore")
-_KLINE_TO_STORE = {"open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume",
-                   "quote_volume": "quote_volume", "count": "trades",
-                   "taker_buy_volume": "taker_buy_volume", "taker_buy_quote_volume": "taker_buy_quote_volume"}
 KLINE_INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h",
                    "1d", "3d", "1w", "1mo", "1M")
-# Header names seen for funding files (archive, REST-style exports), by meaning.
-_FUNDING_TIME = ("calc_time", "fundingtime", "funding_time")
-_FUNDING_RATE = ("last_funding_rate", "fundingrate", "funding_rate")
-_FUNDING_MARK = ("markprice", "mark_price")
 
 _NAME = re.compile(r"^(?P<symbol>[^-]+)-(?P<kind>[A-Za-z0-9]+)-(?P<date>\d{4}-\d{2}(?:-\d{2})?)$")
 _DATA_SUFFIXES = (".zip", ".csv")
@@ -156,6 +153,9 @@ def import_paths(paths: list[Path], store: Store, market: str | None = None,
                  symbol: str | None = None, max_member_bytes: int = MAX_MEMBER_BYTES) -> ImportReport:
     """Import archive files and folders into ``store``; see the module docstring for the policy.
 
+    The files are a :class:`VisionSource`, copied into the store series by series
+    (:func:`~gnn_market.market_source.copy_source`).
+
     Args:
         paths: files (``.zip`` / ``.csv``) or folders (walked recursively, sorted).
         store: the destination; writes are idempotent upserts.
@@ -166,28 +166,96 @@ def import_paths(paths: list[Path], store: Store, market: str | None = None,
     Raises:
         DataError: a path does not exist, or a file that should be imported is bad.
     """
-    if market is not None:
-        validate_market(market)
-    if symbol is not None and not is_valid_symbol(symbol):
-        raise DataError(f"invalid symbol {symbol!r}: expected 2-30 characters A-Z or 0-9")
-    if max_member_bytes < 1:
-        raise DataError(f"the size limit must be positive, got {max_member_bytes} bytes")
-    report = ImportReport()
-    groups: dict[tuple[str, str, str], list[_Task]] = defaultdict(list)
-    files, report.skipped = _walk(paths)
-    for file in files:
-        task = _classify(file, market, symbol, max_member_bytes)
-        if isinstance(task, SkippedFile):
-            report.skipped.append(task)
-        else:
-            groups[(task.dataset, task.market, task.symbol)].append(task)
-    for item in report.skipped:
-        log.warning("skipping %s: %s", item.path, item.reason)
-    for dataset, group_market, group_symbol in sorted(groups):  # a target a write would refuse: stop first
-        store.check_targets(dataset, [group_symbol], None if dataset == "funding" else group_market)
-    for key in sorted(groups):
-        _import_group(groups[key], store, report, max_member_bytes)
+    source = VisionSource(paths, market=market, symbol=symbol, max_member_bytes=max_member_bytes)
+    report = ImportReport(skipped=list(source.skipped))
+
+    def written(series: Series, rows: int, added: int) -> None:
+        dataset, group_market, group_symbol = series
+        key = ("funding", group_symbol) if dataset == "funding" else (group_market, group_symbol)
+        files, rows_in, verified = source.read[series]
+        report.files += files
+        report.rows_in += rows_in
+        report.rows += rows
+        report.new_rows += added
+        report.checksums_verified += verified
+        report.per_symbol[key] = report.per_symbol.get(key, 0) + rows
+        report.new_per_symbol[key] = report.new_per_symbol.get(key, 0) + added
+        log.info("imported %d file(s) for %s %s: %d rows (%d new)", files, key[0], key[1], rows, added)
+
+    copy_source(source, store, source.series(), written=written)  # every target is checked before a write
     return report
+
+
+class VisionSource:
+    """Binance archive files (zips or extracted CSVs) as a :class:`~gnn_market.market_source.MarketSource`.
+
+    The files are found and classified when the source is made (a file that cannot be
+    classified raises :class:`DataError` then; files of other kinds are skipped and listed in
+    ``skipped``); each series is read, checked and merged when asked for (a later file's row
+    wins). The symbols present are the universe; a range filters rows; there is no book.
+
+    Args:
+        paths: files (``.zip`` / ``.csv``) or folders (walked recursively, sorted).
+        market: ``"spot"`` or ``"perp"`` for files whose path does not say.
+        symbol: the symbol for files whose name does not say.
+        max_member_bytes: largest file / uncompressed zip member read.
+    """
+
+    def __init__(self, paths: list[Path], market: str | None = None, symbol: str | None = None,
+                 max_member_bytes: int = MAX_MEMBER_BYTES) -> None:
+        if market is not None:
+            validate_market(market)
+        if symbol is not None and not is_valid_symbol(symbol):
+            raise DataError(f"invalid symbol {symbol!r}: expected 2-30 characters A-Z or 0-9")
+        if max_member_bytes < 1:
+            raise DataError(f"the size limit must be positive, got {max_member_bytes} bytes")
+        self.max_member_bytes = max_member_bytes
+        self.groups: dict[Series, list[_Task]] = defaultdict(list)
+        files, self.skipped = _walk(paths)
+        for file in files:
+            task = _classify(file, market, symbol, max_member_bytes)
+            if isinstance(task, SkippedFile):
+                self.skipped.append(task)
+            else:
+                self.groups[(task.dataset, task.market, task.symbol)].append(task)
+        for item in self.skipped:
+            log.warning("skipping %s: %s", item.path, item.reason)
+        #: per series read so far: (files, data rows in them, checksums verified)
+        self.read: dict[Series, tuple[int, int, int]] = {}
+
+    def series(self) -> list[Series]:
+        """Every (dataset, market, symbol) the files hold, sorted (funding first)."""
+        return sorted(self.groups)
+
+    def symbols(self, market: str) -> list[str]:
+        return sorted({s for _, m, s in self.groups if m == market})
+
+    def klines(self, symbol: str, market: str, start_ms: int, end_ms: int | None = None) -> pd.DataFrame:
+        return in_range(self._read(("klines", market, symbol)), start_ms, end_ms)
+
+    def book(self, symbol: str, market: str) -> pd.DataFrame:
+        return empty_frame("book")  # the archive has no order-book snapshots
+
+    def funding(self, symbol: str, start_ms: int, end_ms: int | None = None) -> pd.DataFrame:
+        return in_range(self._read(("funding", "perp", symbol)), start_ms, end_ms)
+
+    def now_ms(self, market: str) -> int:
+        return wall_clock_ms()  # archive files hold closed hours only
+
+    def _read(self, series: Series) -> pd.DataFrame:
+        """Read and check every file of one series; their rows merged, a later file's row winning."""
+        tasks = self.groups.get(series)
+        if not tasks:
+            return empty_frame(series[0])
+        frames, verified = [], 0
+        for task in tasks:
+            data, ok = read_archive_file(task.path, self.max_member_bytes)
+            verified += ok
+            parse = parse_funding if task.dataset == "funding" else parse_klines
+            frames.append(parse(data, task.path))
+        merged = pd.concat(frames)
+        self.read[series] = (len(tasks), len(merged), verified)
+        return merged[~merged.index.duplicated(keep="last")].sort_index()
 
 
 def read_archive_file(path: Path, max_bytes: int = MAX_MEMBER_BYTES) -> tuple[bytes, bool]:
@@ -245,73 +313,6 @@ def _mb(n: float) -> str:
     if n >= 2 ** 20:
         return f"{n / 2 ** 20:,.1f} MiB"
     return f"{n / 1024:,.1f} KiB" if n >= 1024 else f"{int(n)} bytes"
-
-
-def parse_klines(data: bytes, source: str | Path) -> pd.DataFrame:
-    """Parse a kline CSV (spot or USDT-M, header or not, ms or µs) into the store's kline schema.
-
-    Returns a frame indexed by ``open_time`` (UTC) with the columns of
-    ``store.KLINE_COLUMNS``. Raises :class:`DataError` naming ``source`` if the
-    file is empty, truncated, non-numeric, off the hour, or not 1h candles.
-    """
-    table = _read_csv(data, source, time_columns=(0, 6), numeric=True)
-    if table.shape[1] != len(KLINE_CSV_COLUMNS):
-        raise DataError(f"{source}: expected {len(KLINE_CSV_COLUMNS)} kline columns, found {table.shape[1]}")
-    table.columns = list(KLINE_CSV_COLUMNS)
-    numbers = table.drop(columns="ignore")
-    if not table.attrs["numeric"]:
-        numbers = _numeric(numbers, source)
-    open_ms = _to_ms(numbers["open_time"].to_numpy(), source, "open_time")
-    close_ms = _to_ms(numbers["close_time"].to_numpy(), source, "close_time")
-    span = close_ms - open_ms + 1
-    if (span != HOUR_MS).any():
-        bad = int(np.nonzero(span != HOUR_MS)[0][0])
-        raise DataError(f"{source}: row {bad + 1} spans {span[bad] / 1000:g} s, not a 1h candle "
-                        f"(only 1h klines are imported)")
-    if (open_ms % HOUR_MS != 0).any():
-        bad = int(np.nonzero(open_ms % HOUR_MS)[0][0])
-        raise DataError(f"{source}: row {bad + 1} open_time is not on the hour")
-    _refuse_repeats(open_ms, source, "open_time")
-    out = numbers[list(_KLINE_TO_STORE)].rename(columns=_KLINE_TO_STORE)
-    out.index = pd.DatetimeIndex(pd.to_datetime(open_ms, unit="ms", utc=True)).as_unit("ns").rename("open_time")
-    return checked_frame(out, "klines", source)  # the store's rules (prices, OHLC order, volumes), per file
-
-
-def parse_funding(data: bytes, source: str | Path) -> pd.DataFrame:
-    """Parse a fundingRate CSV into the store's funding schema (index ``funding_time``).
-
-    Columns are found by header name (``calc_time``/``fundingTime``,
-    ``last_funding_rate``/``fundingRate``, optional ``markPrice``). A file
-    without a header must have three columns: the archive's
-    ``calc_time, funding_interval_hours, last_funding_rate`` (recognised by the
-    small whole numbers in the middle column) or ``fundingTime, fundingRate, markPrice``.
-    Times are rounded to the minute (the archive has millisecond jitter), like
-    :func:`gnn_market.binance.parsers.round_funding_time`, so archive and REST rows coincide.
-    """
-    table = _read_csv(data, source, time_columns=(0,))
-    if table.attrs["header"]:
-        names = {str(c).strip().lower(): c for c in table.columns}
-        time_col = next((names[n] for n in _FUNDING_TIME if n in names), None)
-        rate_col = next((names[n] for n in _FUNDING_RATE if n in names), None)
-        mark_col = next((names[n] for n in _FUNDING_MARK if n in names), None)
-        if time_col is None or rate_col is None:
-            raise DataError(f"{source}: funding file needs a time and a rate column, found {list(table.columns)}")
-    else:
-        if table.shape[1] != 3:
-            raise DataError(f"{source}: headerless funding file must have 3 columns, found {table.shape[1]}")
-        middle = pd.to_numeric(table[1], errors="coerce")
-        archive_order = bool(middle.isin([1, 2, 4, 8]).all())
-        time_col, rate_col, mark_col = (0, 2, None) if archive_order else (0, 1, 2)
-    cols = [time_col, rate_col] + ([mark_col] if mark_col is not None else [])
-    numbers = _numeric(table[cols], source)
-    ms = _to_ms(numbers[time_col].to_numpy(), source, "funding time")
-    seconds = (ms + 30_000) // 60_000 * 60  # to the minute, as the REST client does (no duplicates)
-    _refuse_repeats(seconds, source, "funding time")
-    out = pd.DataFrame({"funding_rate": numbers[rate_col].to_numpy(dtype="float64"),
-                        "mark_price": numbers[mark_col].to_numpy(dtype="float64") if mark_col is not None
-                        else np.full(len(numbers), np.nan)})
-    out.index = pd.DatetimeIndex(pd.to_datetime(seconds, unit="s", utc=True)).as_unit("ns").rename("funding_time")
-    return checked_frame(out, "funding", source)
 
 
 # ---------------------------------------------------------------- internals
@@ -443,35 +444,6 @@ def _sniff_dataset(path: Path, max_bytes: int = MAX_MEMBER_BYTES) -> str:
     return "funding" if "funding" in first or "calc_time" in first else "klines"
 
 
-def _import_group(tasks: list[_Task], store: Store, report: ImportReport,
-                  max_bytes: int = MAX_MEMBER_BYTES) -> None:
-    """Read and check every file of one (dataset, market, symbol), then write them in one upsert."""
-    frames, verified = [], 0
-    for task in tasks:
-        data, ok = read_archive_file(task.path, max_bytes)
-        verified += ok
-        parse = parse_funding if task.dataset == "funding" else parse_klines
-        frames.append(parse(data, task.path))
-    first = tasks[0]
-    merged = pd.concat(frames)
-    rows_in = len(merged)
-    merged = merged[~merged.index.duplicated(keep="last")].sort_index()  # a later file's row wins
-    if first.dataset == "funding":
-        added = store.write_funding(first.symbol, merged)
-        key = ("funding", first.symbol)
-    else:
-        added = store.write_klines(first.symbol, merged, market=first.market)
-        key = (first.market, first.symbol)
-    report.files += len(tasks)
-    report.rows_in += rows_in
-    report.rows += len(merged)
-    report.new_rows += added
-    report.checksums_verified += verified
-    report.per_symbol[key] = report.per_symbol.get(key, 0) + len(merged)
-    report.new_per_symbol[key] = report.new_per_symbol.get(key, 0) + added
-    log.info("imported %d file(s) for %s %s: %d rows (%d new)", len(tasks), key[0], key[1], len(merged), added)
-
-
 def _verify_checksum(path: Path, raw: bytes) -> bool:
     """Check ``<path>.CHECKSUM`` if it exists; True if verified, False if there is none."""
     checksum = path.with_name(path.name + ".CHECKSUM")
@@ -489,118 +461,3 @@ def _verify_checksum(path: Path, raw: bytes) -> bool:
         raise DataError(f"{path}: checksum mismatch (expected sha256 {expected[:12]}..., got {actual[:12]}...); "
                         f"the file is damaged or was replaced: download it again")
     return True
-
-
-def _read_csv(data: bytes, source: str | Path, time_columns: tuple[int, ...], numeric: bool = False) -> pd.DataFrame:
-    """CSV cells as strings, or with ``numeric`` as float64 when every cell is a number.
-
-    ``attrs["header"]`` says whether a header row was found and used: the
-    first row is a header when every one of its ``time_columns`` holds a
-    field name (letters first), decided by content, never by the shape of a
-    number. Every non-blank line after it must become exactly one row.
-    ``attrs["numeric"]`` says whether the float64 parse succeeded (else the
-    cells are strings, for :func:`_numeric` to name the bad one). The bytes are
-    parsed in place (no decoded copy): a large member costs a few times its size.
-    """
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        data.decode("utf-8", errors="strict")  # validation only; the text itself is not kept
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                        f"archive files are plain ASCII CSV") from exc
-    first_line = _NON_BLANK_LINE.search(data)
-    if first_line is None:
-        raise DataError(f"{source}: empty CSV file")
-    line_end = data.find(b"\n", first_line.start())
-    first = next(csv.reader([data[first_line.start():None if line_end < 0 else line_end].decode()]), [])
-    header = all(i < len(first) and _is_field_name(first[i]) for i in time_columns)
-    lines_in = sum(1 for _ in _NON_BLANK_LINE.finditer(data)) - header
-    table = None
-    if numeric:
-        try:
-            table = pd.read_csv(io.BytesIO(data), header=0 if header else None, dtype="float64",
-                                skip_blank_lines=True, engine="c", **_EXACT_FLOATS)
-            if table.isna().to_numpy().any():
-                table = None  # a missing cell: the string parse below names it
-        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
-            table = None  # a non-numeric cell, or malformed: the string parse below says which
-    if table is None:
-        try:
-            table = pd.read_csv(io.BytesIO(data), header=0 if header else None, dtype=str,
-                                skip_blank_lines=True, engine="c")
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise DataError(f"{source}: malformed CSV ({str(exc).strip()})") from exc
-        table.attrs["numeric"] = False
-    else:
-        table.attrs["numeric"] = True
-    if table.empty:
-        raise DataError(f"{source}: CSV file has no data rows")
-    if len(table) != lines_in:  # e.g. a quoted field spanning lines: never lose or invent a row silently
-        raise DataError(f"{source}: {lines_in} data line(s) but {len(table)} CSV row(s); malformed quoting?")
-    table.attrs["header"] = header
-    return table
-
-
-# pandas 3 parses floats exactly (as float(text)) by default and deprecates the option; pandas 2's default
-# may be one ulp off, which would make an archive row differ from the same REST row.
-_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
-_NON_BLANK_LINE = re.compile(rb"^[^\S\n]*\S", re.MULTILINE)
-_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_ .-]*")
-_NOT_NAMES = {"nan", "inf", "infinity", "null", "none", "na", "n/a"}
-
-
-def _is_field_name(cell: str) -> bool:
-    """True for a header cell such as ``open_time`` / ``calc_time``; False for numbers, blanks, ``NaN``."""
-    cell = cell.strip()
-    return bool(_FIELD_NAME.fullmatch(cell)) and cell.lower() not in _NOT_NAMES
-
-
-def _numeric(table: pd.DataFrame, source: str | Path) -> pd.DataFrame:
-    """Every cell as a number; a missing or non-numeric cell (e.g. a truncated last row) is an error."""
-    out = table.apply(lambda col: pd.to_numeric(col.str.strip(), errors="coerce"))
-    bad = out.isna().to_numpy()
-    if bad.any():
-        row, col = (int(v[0]) for v in np.nonzero(bad))
-        raise DataError(f"{source}: row {row + 1} column {table.columns[col]!r} is missing or not a number "
-                        f"({table.iat[row, col]!r}); truncated or malformed file?")
-    return out
-
-
-def _to_ms(values: np.ndarray, source: str | Path, what: str) -> np.ndarray:
-    """Epoch timestamps in ms or µs (detected per value; any numeric spelling) -> int64 milliseconds.
-
-    Values must be whole numbers and, once in ms, fall in ``[MIN_TIME_MS, now + 1 day]``.
-    """
-    values = np.asarray(values, dtype="float64")
-    # float64 holds every integer below 2**53 (~9e15, year 2255 in µs) exactly: the test below is exact.
-    if not np.isfinite(values).all() or (values != np.floor(values)).any() or (values <= 0).any():
-        raise DataError(f"{source}: {what} must be positive whole numbers (epoch ms or µs)")
-    too_big = values >= 2.0 ** 53
-    if too_big.any():
-        raise DataError(f"{source}: row {int(np.flatnonzero(too_big)[0]) + 1} {what} {values[too_big][0]:.0f} "
-                        f"is not an epoch time in ms or µs")
-    as_int = values.astype("int64")
-    ms = np.where(as_int >= MICROSECOND_THRESHOLD, as_int // 1000, as_int)
-    row = first_time_out_of_range(ms)
-    if row is not None:
-        raise DataError(f"{source}: row {row + 1} {what} {as_int[row]} is {_ms_text(ms[row])}, outside "
-                        f"2010-01-01 .. tomorrow (a unit or format mistake?)")
-    return ms
-
-
-def _refuse_repeats(times: np.ndarray, source: str | Path, what: str) -> None:
-    """An archive file never repeats a time: a file that does is malformed (rows in must equal rows stored)."""
-    order = np.sort(times)
-    repeated = order[1:][order[1:] == order[:-1]]
-    if len(repeated):
-        raise DataError(f"{source}: {len(repeated)} row(s) repeat an earlier {what} (first "
-                        f"{pd.Timestamp(int(repeated[0]), unit='ms' if what == 'open_time' else 's', tz='UTC')}); "
-                        f"a malformed file")
-
-
-def _ms_text(ms: int) -> str:
-    """An epoch ms as a date when pandas can show it, else its year (no overflow on absurd values)."""
-    if -(2 ** 63) // 1_000_000 < ms < (2 ** 63 - 1) // 1_000_000:
-        return f"{pd.Timestamp(int(ms), unit='ms'):%Y-%m-%d %H:%M}"
-    return f"in year ~{1970 + ms / (365.2425 * 86_400_000):.0f}"

@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Seconds one premiumIndex answer (every perp's live funding) serves :meth:`BinanceClient.funding`.
+LIVE_FUNDING_TTL = 60.0
+
 # Documented request weights (reference §3.1).
 _SPOT_WEIGHTS = {"ping": 1, "time": 1, "exchangeInfo": 20, "ticker/24hr": 80, "klines": 2, "depth": 5}
 _FUT_WEIGHTS = {"ping": 1, "time": 1, "exchangeInfo": 1, "ticker/24hr": 40, "klines": 1, "depth": 2,
@@ -156,6 +159,9 @@ class BinanceClient:
         self._lock = threading.Lock()
         self._banned: BannedError | None = None
         self._clock_offset_ms = 0
+        self._pass_ms: int | None = None  # the server clock last read by now_ms() (MarketSource use)
+        self._live: tuple[float, dict[str, pd.DataFrame]] | None = None  # (monotonic read time, live funding)
+        self._live_lock = threading.Lock()  # one premiumIndex request per pass, whatever the thread count
         self.requests = 0
         self.retries = 0
         self.outages = 0  # calls that gave up on an outage (OutageError), e.g. inside a per-symbol batch
@@ -335,7 +341,10 @@ class BinanceClient:
         ``now_ms`` is the server time (fetched when None). Returns a frame in
         :data:`~gnn_market.store.KLINE_COLUMNS` indexed by UTC ``open_time``.
         """
-        now_ms = self.server_time_ms(market) if now_ms is None else now_ms
+        if now_ms is None:  # a range that closed before the clock now_ms() read needs no new reading
+            known = self._pass_ms  # spot and futures share one clock (the reference path always used one)
+            closed = known is not None and end_ms is not None and end_ms + HOUR_MS <= known
+            now_ms = known if closed else self.server_time_ms(market)
         return klines_frame(self.klines_rows(symbol, market, start_ms, end_ms, now_ms), symbol, now_ms)
 
     def klines_rows(self, symbol: str, market: str, start_ms: int, end_ms: int | None, now_ms: int) -> list[list]:
@@ -430,6 +439,52 @@ class BinanceClient:
                  min_quote_volume: float | None = None) -> Universe:
         """Tradable USDT pairs ranked by 24 h quote volume (rules: :mod:`.universe`)."""
         return build_universe(self.exchange_info, self.tickers, market, top, min_quote_volume)
+
+    # ------------------------------------------------------------- MarketSource
+    # With :meth:`klines` and :meth:`book` above, these make the client a
+    # :class:`gnn_market.market_source.MarketSource` (thin: the endpoints are above).
+    def symbols(self, market: str) -> list[str]:
+        """The universe of ``market`` (``"spot"``/``"perp"``), best first by 24 h quote volume."""
+        return self.universe(market).symbols(market)
+
+    def funding(self, symbol: str, start_ms: int, end_ms: int | None = None) -> pd.DataFrame:
+        """Settled funding from ``start_ms`` to ``end_ms``; with ``end_ms`` None also the live estimate.
+
+        The estimate of the next settlement (premiumIndex, stamped at ``nextFundingTime``) is the
+        last row; the settled value replaces it in the store later (same index). A ``start_ms`` after
+        the server's time (a stored estimate still ahead) asks no history: nothing settled there yet.
+        """
+        ahead = start_ms > self.server_now_ms()
+        settled = funding_frame([]) if ahead else self.funding_history(symbol, start_ms, end_ms)
+        if end_ms is not None:
+            return settled
+        frames = [f for f in (settled, self._live_funding(symbol)) if len(f)]
+        if not frames:
+            return settled
+        both = pd.concat(frames)
+        return both[~both.index.duplicated(keep="last")]
+
+    def now_ms(self, market: str) -> int:
+        """The server's clock of ``market`` (one request): the time that decides which candle is closed.
+
+        It starts a pass: :meth:`klines` of hours closed before it asks the clock no more, and the
+        live funding estimates are read again (once, for every perp) by the next :meth:`funding`.
+        """
+        with self._live_lock:
+            self._live = None
+        self._pass_ms = self.server_time_ms(market)
+        return self._pass_ms
+
+    def _live_funding(self, symbol: str) -> pd.DataFrame:
+        """This perp's live funding row from one premiumIndex request for every perp (weight 10) per pass.
+
+        The answer is reused until the next :meth:`now_ms`, for at most :data:`LIVE_FUNDING_TTL` seconds
+        (a caller that never starts a pass still sees estimates that move).
+        """
+        with self._live_lock:  # held during the request: the other threads wait for its answer
+            if self._live is None or time.monotonic() - self._live[0] > LIVE_FUNDING_TTL:
+                self._live = (time.monotonic(), self.current_funding())
+            return self._live[1].get(symbol, funding_frame([]))
 
 
 # --------------------------------------------------------------------------- helpers
