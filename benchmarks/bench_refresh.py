@@ -15,7 +15,8 @@ Paths compared, on the same server and store:
 
 * ``pipeline``: :func:`gnn_market.refresh_pipeline.refresh`, what ``backfill``/``collect`` run
   (downloads on threads, parsing and store writes in a warm write pool, as in a running ``collect``);
-* ``threads``: :func:`gnn_market.data.refresh_reference` on the same thread count (the previous release);
+* ``threads``: :func:`gnn_market.data.refresh_reference` on the same thread count (all in one process, as the
+  previous release; since the MarketSource seam it runs the generic :mod:`gnn_market.source_sync` path);
 * ``sequential``: the reference with one thread, the naive sequential refresh (one run: it is slow).
 
 Printed per run: median wall time (and range over ``--repeat`` runs), CPU seconds of this

@@ -9,7 +9,7 @@ the GIL only to send requests and decode JSON, so the network waits of many
 symbols overlap while other cores parse and write.
 
 The stored result is the one of the sequential reference path
-(``gnn_market.data.sync_symbol``): the same requests per symbol (stored range
+(``gnn_market.source_sync.sync_symbol``): the same requests per symbol (stored range
 first, then missing candles, one book snapshot, funding since the last stored
 row), the same parsers, the same upserts in the same order; a symbol that fails
 keeps what the reference would have written before the failure.
@@ -19,62 +19,17 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tqdm import tqdm
 
 from .binance import PERP, SPOT, BinanceClient
-from .binance.client import BatchResult
 from .errors import DataError
-from .refresh_writes import SymbolFetch, SymbolResult, WritePool, WritePoolConfig, shared_pool, write_fetched
+from .refresh_report import RefreshReport, SymbolResult  # noqa: F401 (RefreshReport re-exported: its old home)
+from .refresh_writes import SymbolFetch, WritePool, WritePoolConfig, shared_pool, write_fetched
 from .store import Store
 from .store_schema import BadStoreFile
 from .timeutil import HOUR_MS
-
-
-@dataclass
-class RefreshReport:
-    """What one backfill/collect pass did, per market."""
-
-    results: dict[tuple[str, str], SymbolResult] = field(default_factory=dict)
-    errors: dict[tuple[str, str], str] = field(default_factory=dict)
-    seconds: float = 0.0
-    requests: int = 0
-    retries: int = 0
-    peak_weight: dict[str, int] = field(default_factory=dict)
-    weight_budget: dict[str, int] = field(default_factory=dict)
-
-    def total(self, what: str) -> int:
-        return sum(getattr(r, what) for r in self.results.values())
-
-    def summary(self) -> str:
-        lines = []
-        for market in (SPOT, PERP):
-            res = {s: r for (m, s), r in self.results.items() if m == market}
-            errs = {s: e for (m, s), e in self.errors.items() if m == market}
-            if not res and not errs:
-                continue
-            lines.append(f"{market}: {len(res)} symbols, +{sum(r.klines for r in res.values())} candles, "
-                         f"+{sum(r.book for r in res.values())} book snapshots"
-                         + (f", +{sum(r.funding for r in res.values())} funding rows" if market == PERP else "")
-                         + (f", {len(errs)} skipped" if errs else ""))
-            for sym, err in sorted(errs.items()):
-                lines.append(f"  skipped {sym}: {err}")
-        lines.append(f"{self.requests} requests ({self.retries} retries) in {self.seconds:.1f} s; peak weight "
-                     + ", ".join(f"{m} {self.peak_weight.get(m, 0)}/{self.weight_budget.get(m, 0)}"
-                                 for m in self.peak_weight))
-        return "\n".join(lines)
-
-    def finish(self, client: BinanceClient, batch: BatchResult, key: dict[str, tuple[str, str]], t0: float) -> "RefreshReport":
-        """Fill in a :meth:`BinanceClient.map_symbols` batch, the client's counters and its peak weights."""
-        self.results = {key[k]: v for k, v in batch.values.items()}
-        self.errors = {key[k]: str(e) for k, e in batch.errors.items()}
-        self.seconds = time.perf_counter() - t0
-        self.requests, self.retries = client.requests, client.retries
-        for m, lim in client.limiters.items():
-            if lim.peak_reserved:
-                self.peak_weight[m], self.weight_budget[m] = lim.peak_reserved, lim.limit
-        return self
 
 
 @dataclass(frozen=True)

@@ -38,19 +38,11 @@ import pandas as pd
 from .binance.parsers import book_frame, funding_frame, klines_frame, premium_frame, snapshot_ms
 from .binance.universe import PERP
 from .errors import DataError
+from .refresh_report import SymbolResult
 from .store import Store
 from .store_schema import BadStoreFile
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SymbolResult:
-    """Rows one refresh added for one (market, symbol), per kind."""
-
-    klines: int = 0
-    book: int = 0
-    funding: int = 0
 
 
 @dataclass
@@ -77,7 +69,7 @@ class SymbolFetch:
 def write_fetched(root: str, fetch: SymbolFetch) -> SymbolResult:
     """Parse ``fetch`` and upsert it into the store at ``root``: klines, then book, then funding.
 
-    The order and the frames are those of the sequential path (``gnn_market.data.sync_symbol``):
+    The order and the frames are those of the sequential path (``gnn_market.source_sync.sync_symbol``):
     a failure leaves the kinds before it written and those after it untouched.
     """
     try:

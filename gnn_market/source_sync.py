@@ -27,8 +27,7 @@ from tqdm import tqdm
 
 from .errors import BannedError, BinanceError, DataError, StoreError
 from .market_source import MarketSource, checked_source_frame
-from .refresh_pipeline import RefreshReport
-from .refresh_writes import SymbolResult
+from .refresh_report import RefreshReport, SymbolResult
 from .store import Store
 from .store_schema import BadStoreFile
 from .timeutil import HOUR_MS

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +153,11 @@ def test_the_generic_data_code_names_no_binance_type(path):
     assert not [m for m in imported if "binance" in m], imported
     names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
     assert not names & {"BinanceClient", "ClientConfig", "Universe"}
+
+
+def test_the_generic_data_code_does_not_import_the_binance_package_even_indirectly():
+    """Not through a shared module either (the refresh report lives in neutral gnn_market.refresh_report)."""
+    code = ("import sys, gnn_market.source_sync, gnn_market.market_source, gnn_market.data_maintenance; "
+            "print(sorted(m for m in sys.modules if 'binance' in m))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "[]"
