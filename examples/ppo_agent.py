@@ -52,16 +52,18 @@ from envs.evaluation import (
 from envs.factory import make_crypto_graph_env
 from envs.sb3_progress import TqdmProgress
 from envs.vector import env_fns
+from gnn_market.cli import DefaultsHelpFormatter, OneLineParser, run_cli
+from gnn_market.errors import DataError
 
 DETERMINISTIC = {"equal_weight": equal_weight_buy_and_hold, "cash": all_cash, "gnn_greedy": gnn_greedy}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="examples/ppo_agent.py", description=__doc__, formatter_class=DefaultsHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="PPO (and random policy) seeds")
     p.add_argument("--obs-source", nargs="+", choices=["gnn", "raw"], default=["gnn"],
                    help="observation sources to train PPO on")
-    p.add_argument("--timesteps", type=int, default=200_000, help="PPO environment steps per run (default 200k)")
+    p.add_argument("--timesteps", type=int, default=200_000, help="PPO environment steps per run")
     p.add_argument("--store", help="market store folder (default: the bundled sample)")
     p.add_argument("--checkpoint", help="encoder checkpoint (default: the packaged one)")
     p.add_argument("--fee-bps", type=float, default=10.0, help="fee per unit of turnover, basis points")
@@ -81,7 +83,7 @@ def split_hour(times: pd.DatetimeIndex, fraction: float) -> pd.Timestamp:
     """First UTC midnight at or after ``fraction`` of the range: train before it, evaluate from it."""
     cut = times[int(len(times) * fraction)].ceil("D")
     if not times[0] < cut <= times[-2]:
-        raise SystemExit(f"cannot split {times[0]} .. {times[-1]} at {fraction:.0%}")
+        raise DataError(f"cannot split {times[0]} .. {times[-1]} at {fraction:.0%}")
     return cut
 
 
@@ -134,7 +136,7 @@ def main(argv: Sequence[str] | None = None, **env_kwargs: Any) -> dict[str, Any]
         try:  # an optional dependency, needed only with this flag: checked before the long run
             import tensorboard  # noqa: F401  (SB3 writes its logs through it)
         except ImportError:
-            raise SystemExit("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+            raise DataError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
     # A 2-layer MLP is too small for intra-op threads: their synchronisation costs more than it
     # saves, and on a busy machine it slows PPO down by 20x. One thread per process.
     torch.set_num_threads(1)
@@ -186,6 +188,11 @@ def main(argv: Sequence[str] | None = None, **env_kwargs: Any) -> dict[str, Any]
     return results
 
 
+def cli(argv: Sequence[str] | None = None) -> int:
+    """The command line: a bad store, checkpoint or option is one ``error:`` line and exit 2."""
+    main(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
-    raise SystemExit(0)
+    raise SystemExit(run_cli(cli))

@@ -67,3 +67,28 @@ def test_subproc_workers_build_their_training_environment_from_the_cache(tmp_pat
         torch.set_num_threads(threads)
     assert (tmp_path / "run" / "ppo_gnn_seed0.zip").is_file()
     assert math.isfinite(results["policies"]["ppo_gnn"]["net_return_mean"])
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--store", "no/such/store"], "no/such/store"),
+    (["--bogus"], "unrecognized arguments: --bogus (see --help)"),
+    (["--timesteps", "many"], "--timesteps"),
+])
+def test_bad_input_is_one_error_line_and_exit_2(tmp_path, args, words):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(SCRIPT), *args, "--out", str(tmp_path / "out")], capture_output=True,
+                          text=True, cwd=tmp_path, env={"PYTHONPATH": str(SCRIPT.parents[1]), "PATH": "/usr/bin:/bin"},
+                          timeout=300)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and words in lines[0]
+
+
+def test_help_shows_every_default(ppo_agent, capsys):
+    with pytest.raises(SystemExit) as done:
+        ppo_agent.parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and "usage: examples/ppo_agent.py" in out
+    assert "(default: 200000)" in out and "(default: 10.0)" in out and "(default: 4)" in out
