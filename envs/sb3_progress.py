@@ -25,7 +25,10 @@ class TqdmProgress(BaseCallback):
         self.bar: tqdm | None = None
 
     def _on_training_start(self) -> None:
-        self.bar = tqdm(total=self.total, desc=self.desc, unit="step", mininterval=1.0, disable=self.disable)
+        total, rollout = self.total, getattr(self.model, "n_steps", 0) * self.training_env.num_envs
+        if rollout:  # on-policy (PPO, A2C): SB3 finishes the last rollout, so it runs past total_timesteps
+            total = -(-total // rollout) * rollout
+        self.bar = tqdm(total=total, desc=self.desc, unit="step", mininterval=1.0, disable=self.disable)
 
     def _on_step(self) -> bool:
         if self.bar is not None:

@@ -22,3 +22,11 @@ def test_disabled_bar_prints_nothing(capsys):
     model = PPO("MlpPolicy", vec, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=16, callback=TqdmProgress(16, disable=True))
     assert "PPO" not in capsys.readouterr().err
+
+
+def test_the_bar_ends_at_the_steps_ppo_really_runs_past_total_timesteps():
+    vec = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = PPO("MlpPolicy", vec, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    progress = TqdmProgress(50)
+    model.learn(total_timesteps=50, callback=progress)  # rollouts of 32 steps: SB3 stops after 64
+    assert model.num_timesteps == 64 and progress.bar.total == 64 and progress.bar.n == 64
