@@ -50,9 +50,9 @@ import math
 import time
 from typing import Any, Sequence
 
+from . import data_defaults  # plain numbers: not panel's BOOK_TOLERANCE nor vision's MAX_MEMBER_BYTES
 from .binance.config import ClientConfig
 from .cli import DefaultsHelpFormatter, OneLineParser, parse_symbols, program_name, run_cli
-from .data_defaults import BOOK_TOLERANCE_S, MAX_MEMBER_BYTES
 from .errors import DataError
 
 
@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delay", type=_non_negative, default=15.0, help="seconds after the hour (late candles)")
     p.add_argument("--book-lead", type=_positive, default=30.0,
                    help=f"seconds before the hour for the book snapshots (at most "
-                        f"{BOOK_TOLERANCE_S:.0f}, the panel's window)")
+                        f"{data_defaults.BOOK_TOLERANCE_S:.0f}, the panel's window)")
     p.add_argument("--predict", metavar="CHECKPOINT", default=None,
                    help="after each cycle, run this model.pt on every newly stored complete hour (as predict "
                         "--follow does) and append the predictions to --predictions")
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--market", choices=["spot", "perp"], default=None,
                    help="market of files whose path does not say (must agree with a path that does)")
     p.add_argument("--symbol", default=None, help="symbol of files whose name does not say")
-    p.add_argument("--max-member-mb", type=_positive, default=MAX_MEMBER_BYTES / 2 ** 20,
+    p.add_argument("--max-member-mb", type=_positive, default=data_defaults.MAX_MEMBER_BYTES / 2 ** 20,
                    help="largest file / uncompressed zip member read, MiB")
     p = command("import-csv", "import a folder of <SYMBOL>.csv[.gz] hourly candle files")
     p.add_argument("folder", help="folder of <SYMBOL>.csv or <SYMBOL>.csv.gz files with a header")

@@ -68,9 +68,8 @@ import numpy as np
 from .atomic import write_text_atomic
 from .cli import DefaultsHelpFormatter, parse_symbols, run_cli
 from .errors import DataError, OptionError
-from .timeutil import HOUR, parse_utc
 
-# ``--help`` answers before any of scipy, pandas-heavy code, the feature and panel modules load
+# ``--help`` answers before scipy, pandas (timeutil), the feature and panel modules load
 # (tests/test_cli_help.py): those are imported inside the functions that compute.
 if TYPE_CHECKING:
     import pandas as pd
@@ -483,6 +482,7 @@ def load_diagnose_panel(cfg: DiagnoseConfig) -> Panel:
     """The asked market, plus ``window + momentum`` hours of history before ``--start`` as warm-up."""
     from .panel import load_panel
     from .sources import open_store
+    from .timeutil import HOUR, parse_utc
 
     store = open_store(cfg.store, cfg.data, seed=cfg.seed)
     start = None
@@ -497,6 +497,8 @@ def load_diagnose_panel(cfg: DiagnoseConfig) -> Panel:
 
 def run(cfg: DiagnoseConfig) -> dict:
     """Load, compute, evaluate; the report dict (also written to ``cfg.out``)."""
+    from .timeutil import parse_utc
+
     t0 = time.perf_counter()
     panel = load_diagnose_panel(cfg)
     t1 = time.perf_counter()
