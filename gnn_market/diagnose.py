@@ -61,23 +61,20 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
-import pandas as pd
-from scipy.stats import rankdata
-from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from .atomic import write_text_atomic
 from .cli import DefaultsHelpFormatter, parse_symbols, run_cli
-from .correlations import iter_correlations
 from .errors import DataError, OptionError
-from .feature_generator import log_returns
-from .panel import Panel, load_panel
-from .significance import draw_replicates
-from .sources import DATA_SOURCES, open_store
-from .timeutil import HOUR, parse_utc
+
+# ``--help`` answers before scipy, pandas (timeutil), the feature and panel modules load
+# (tests/test_cli_help.py): those are imported inside the functions that compute.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .panel import Panel
 
 OWN_SIGNALS = ("own_1h", "own_reversal", "own_mom_24h")
 GRAPH_SIGNALS = ("nbr_return", "nbr_residual", "lead_lag")
@@ -88,6 +85,9 @@ REGRESSED_OUT = ("own_1h", "own_mom_24h")
 #: :mod:`gnn_market.graph_builder` pulls in torch, which would triple this command's start-up time.
 EDGE_WINDOW = 100
 EDGE_MIN_PERIODS = 50
+#: ``--data`` choices: :data:`gnn_market.sources.DATA_SOURCES` (a test keeps them equal), not imported,
+#: since :mod:`gnn_market.sources` loads the store and pyarrow, which ``--help`` does not need.
+DATA_SOURCES = ("sample", "synthetic")
 
 
 @dataclass(frozen=True)
@@ -208,6 +208,8 @@ def _chunks(graph_ret: np.ndarray, cfg: DiagnoseConfig) -> Iterator[tuple[int, n
     exactly :func:`lead_lag_matrix` (same pairs of hours, pairwise-complete,
     ``min_periods`` and zero-variance rules), through the running-sum fast path.
     """
+    from .correlations import iter_correlations
+
     T, N = graph_ret.shape
     lagged = np.vstack([np.full((1, N), np.nan), graph_ret[:-1]])
     stacked = np.hstack([graph_ret, lagged])
@@ -225,6 +227,11 @@ def compute_signals(panel: Panel, cfg: DiagnoseConfig = DiagnoseConfig()) -> Sig
     Row ``t`` of every signal reads candles ``<= t`` only; ``label[t]`` is the
     real log return of candle ``t + 1`` (NaN for the last row).
     """
+    from threadpoolctl import threadpool_limits
+    from tqdm.auto import tqdm
+
+    from .feature_generator import log_returns
+
     T, N = panel.shape
     now = real_log_returns(panel)
     label = np.full_like(now, np.nan)
@@ -265,6 +272,8 @@ def _rowwise_pearson(a: np.ndarray, b: np.ndarray, valid: np.ndarray) -> np.ndar
 
 def cross_ranks(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Average ranks (ties share their mean rank, as Spearman's) of ``x[t]`` among ``valid[t]``; NaN elsewhere."""
+    from scipy.stats import rankdata
+
     return rankdata(np.where(valid, x, np.nan), axis=1, nan_policy="omit")
 
 
@@ -323,6 +332,8 @@ def block_bootstrap_means(series: np.ndarray, day: np.ndarray, n_days: int, bloc
     column of differences is a paired comparison. Returns ``(mean [M], low [M], high [M])``,
     percentile interval at ``level``.
     """
+    from .significance import draw_replicates
+
     day_sum = np.zeros((n_days, series.shape[1]))
     np.add.at(day_sum, day, series)
     day_n = np.bincount(day, minlength=n_days).astype(np.float64)
@@ -358,6 +369,8 @@ def _hourly_ics(signals: Signals, hours: np.ndarray, v: np.ndarray) -> tuple[dic
 
 def evaluate(signals: Signals, cfg: DiagnoseConfig = DiagnoseConfig()) -> dict:
     """Rank ICs, paired differences and incremental Rank ICs with their intervals (every number in a dict)."""
+    import pandas as pd
+
     valid = common_valid(signals, cfg.min_pairs)
     hours = np.nonzero(valid.any(1))[0]
     if not len(hours):
@@ -467,6 +480,10 @@ def verdict_text(report: dict) -> str:
 # ------------------------------------------------------------------ data + CLI
 def load_diagnose_panel(cfg: DiagnoseConfig) -> Panel:
     """The asked market, plus ``window + momentum`` hours of history before ``--start`` as warm-up."""
+    from .panel import load_panel
+    from .sources import open_store
+    from .timeutil import HOUR, parse_utc
+
     store = open_store(cfg.store, cfg.data, seed=cfg.seed)
     start = None
     if cfg.start is not None:
@@ -480,6 +497,8 @@ def load_diagnose_panel(cfg: DiagnoseConfig) -> Panel:
 
 def run(cfg: DiagnoseConfig) -> dict:
     """Load, compute, evaluate; the report dict (also written to ``cfg.out``)."""
+    from .timeutil import parse_utc
+
     t0 = time.perf_counter()
     panel = load_diagnose_panel(cfg)
     t1 = time.perf_counter()
