@@ -9,7 +9,6 @@ import sys
 from typing import Callable, Sequence
 
 from .errors import CryptoGraphError, DataError
-from .store_schema import unique_symbols, validate_symbol
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -73,6 +72,8 @@ def parse_symbols(text: str | None) -> list[str] | None:
     A list that holds only commas is an error, and so is a symbol that is not ``^[A-Z0-9]{2,30}$``
     or one given twice (``BTCUSDT,btcusdt`` too): refused, never silently de-duplicated.
     """
+    from .store_schema import unique_symbols, validate_symbol  # here: store_schema imports pandas, --help must not
+
     if not text:
         return None
     syms = [s.strip().upper() for s in text.split(",") if s.strip()]
