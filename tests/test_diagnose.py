@@ -15,6 +15,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from gnn_market import diagnose as dg
+from gnn_market import rank_ic as ric
 from gnn_market.cli import run_cli
 from gnn_market.correlations import correlation_matrix, lead_lag_matrix
 from gnn_market.errors import DataError, OptionError
@@ -67,7 +68,7 @@ def test_rank_ic_equals_a_scipy_spearman_loop_with_ties_and_holes() -> None:
     x = np.round(rng.standard_normal((T, N)), 1)  # rounding makes ties, as zero returns of quiet pairs do
     y = rng.standard_normal((T, N)) + 0.3 * x
     valid = rng.random((T, N)) > 0.2
-    got = dg.rank_ic_series(x, y, valid)
+    got = ric.rank_ic_series(x, y, valid)
     for t in range(T):
         ref = spearmanr(x[t, valid[t]], y[t, valid[t]]).statistic
         assert got[t] == pytest.approx(ref, abs=1e-12), t
@@ -80,7 +81,7 @@ def test_incremental_rank_ic_equals_a_per_hour_lstsq_loop() -> None:
     graph = 0.7 * own + rng.standard_normal((T, N))
     y = rng.standard_normal((T, N)) + 0.2 * graph
     valid = rng.random((T, N)) > 0.1
-    got = dg.incremental_rank_ic_series(graph, [own, mom], y, valid)
+    got = ric.incremental_rank_ic_series(graph, [own, mom], y, valid)
     for t in range(T):
         v = valid[t]
         ranks = [pd.Series(a[t, v]).rank().to_numpy() for a in (graph, own, mom)]
@@ -155,11 +156,11 @@ def test_block_bootstrap_is_paired_and_widens_with_persistent_days() -> None:
         day_effect[d] = 0.9 * day_effect[d - 1] + rng.standard_normal()
     x = day_effect[day] * 0.01 + 0.01 * rng.standard_normal(len(day))
     series = np.column_stack([x, x + 0.5, np.full(len(day), 0.25)])
-    mean, lo, hi = dg.block_bootstrap_means(series, day, days, 7, 2000, 0, 0.95)
+    mean, lo, hi = ric.block_bootstrap_means(series, day, days, 7, 2000, 0, 0.95)
     np.testing.assert_allclose(mean, series.mean(0))
     assert lo[2] == pytest.approx(0.25) and hi[2] == pytest.approx(0.25)  # a constant has no noise
     assert hi[1] - lo[1] == pytest.approx(hi[0] - lo[0])  # a shift moves the interval, same draws
-    _, lo1, hi1 = dg.block_bootstrap_means(series, day, days, 1, 2000, 0, 0.95)
+    _, lo1, hi1 = ric.block_bootstrap_means(series, day, days, 1, 2000, 0, 0.95)
     assert hi[0] - lo[0] > 1.5 * (hi1[0] - lo1[0])  # one-day blocks ignore the persistence: far too narrow
 
 
