@@ -125,5 +125,6 @@ def test_relative_link_and_anchor_exist(name, doc, target):
 
 def test_the_anchor_rule_matches_githubs():
     doc = ROOT / "docs" / "environment.md"
-    assert "results-2026-12-02-with-the-defaults-of-that-day" in _anchors(doc)
-    assert "observation-source-gnn-or-raw" in _anchors(doc)
+    assert "the-overlap-rule" in _anchors(doc)
+    assert "observation-source-gnn-or-raw" in _anchors(doc)  # backticks and a colon dropped
+    assert "the-cryptograph-v0-environment-and-the-ppo-example" in _anchors(ROOT / "docs" / "guide.md")
