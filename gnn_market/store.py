@@ -138,8 +138,10 @@ LOCK_TIMEOUT_S = 120.0
 COMPRESSION = "snappy"
 #: Threads writing the month files of one upsert at once.
 WRITE_THREADS = 8
-#: Threads reading month files at once (pyarrow releases the GIL while it reads and decodes).
-READ_THREADS = 8
+#: Threads reading month files at once (pyarrow releases the GIL while it reads and decodes): one per
+#: core, at most 8. More threads than cores only contend: on the 2-core box a warm full-history load of
+#: 200 perps took 5.6 s with 8 threads and 4.1 s with 2 (benchmarks/bench_store_read.py).
+READ_THREADS = max(1, min(8, os.cpu_count() or 1))
 _KINDS = KINDS
 
 
