@@ -304,19 +304,19 @@ class Store:
         if spec is None:
             raise DataError(f"unknown kind {kind!r}: expected klines, funding or book")
         self._require_current()
-        found = {s: self._months(spec, s, market, start, end, checked=True) for s in symbols}
-        if spec is KLINES:
-            for s, (_, stored) in found.items():
-                if not stored:
-                    raise StoreError(f"no klines for {s} ({market}) in store {self.root}")
-        work = [(s, months, stored) for s, (months, stored) in found.items() if months]
 
-        def load(item: tuple[str, list[tuple[int, Path]], list[tuple[int, Path]]]) -> pd.DataFrame:
-            return slice_times(self._read_months(spec, item[0], market, item[1], item[2]), start, end)
+        def load(symbol: str) -> pd.DataFrame:
+            # Listed in the worker, not up front: listing is Python (GIL) work that then overlaps the
+            # other threads' decoding, which releases the GIL (0.6 s of 200 perps' 3-year load).
+            months, stored = self._months(spec, symbol, market, start, end, checked=True)
+            if spec is KLINES and not stored:
+                raise StoreError(f"no klines for {symbol} ({market}) in store {self.root}")
+            if not months:
+                return _empty_frame(spec)
+            return slice_times(self._read_months(spec, symbol, market, months, stored), start, end)
 
-        with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(work)))) as pool:
-            frames = dict(zip((s for s, _, _ in work), pool.map(load, work)))
-        return {s: frames[s] if s in frames else _empty_frame(spec) for s in symbols}
+        with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(symbols)))) as pool:
+            return dict(zip(symbols, pool.map(load, symbols)))
 
     def stored_range(self, symbol: str, market: str | None = "spot",
                      kind: str = "klines") -> tuple[pd.Timestamp, pd.Timestamp] | None:

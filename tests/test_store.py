@@ -118,6 +118,9 @@ def test_missing_store_and_symbol_are_clear_errors(tmp_path):
     store.write_klines("BTCUSDT", candles("2024-01-01", 2))
     with pytest.raises(StoreError, match="no klines for XRPUSDT"):
         store.klines("XRPUSDT")
+    with pytest.raises(StoreError, match="no klines for XRPUSDT"):  # the threaded read says the same
+        store.read_many("klines", ["BTCUSDT", "XRPUSDT"], "spot")
+    assert store.read_many("funding", ["BTCUSDT", "XRPUSDT"], "spot")["XRPUSDT"].empty
 
 
 def test_corrupt_file_is_reported_and_never_overwritten(tmp_path):
