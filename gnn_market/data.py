@@ -98,7 +98,8 @@ COLLECT_DESCRIPTION = """\
 The live hourly job. --book-lead seconds before each hour closes it takes a top-20
 book snapshot of every symbol; --delay seconds after the hour it appends every closed
 candle not yet stored and the funding rate. It works on the symbols the store holds
-(an empty store gets the universe). --once: one cycle now, then exit.
+(an empty store gets the universe), or on exactly --symbols when given (a symbol new
+to the store starts with --hours of history). --once: one cycle now, then exit.
 
 When a pass fails, the job logs one ERROR line per failed pass: what failed, how many
 passes of that kind failed in a row, and the next try (UTC, on the server's clock;

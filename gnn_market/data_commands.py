@@ -141,7 +141,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def _collect_plan(client: BinanceClient, store: Store, args: argparse.Namespace) -> dict[str, list[str]]:
-    """Every stored symbol of the chosen markets, or the universe for an empty store."""
+    """``--symbols`` (checked against the exchange: stored or new, a new one starts with ``--hours`` of
+    history), else every stored symbol of the chosen markets, or the universe for an empty store."""
+    if args.symbols:
+        uni = client.universe(args.market, top=None, min_quote_volume=None)
+        return select(uni, _markets(args.market), args.symbols)
     plan = {m: store.symbols(m) for m in _markets(args.market) if store.exists() and store.symbols(m)}
     if not plan:  # empty store: start from the universe
         uni = client.universe(args.market, top=args.top, min_quote_volume=args.min_quote_volume)

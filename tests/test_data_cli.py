@@ -139,6 +139,23 @@ def test_collect_once_appends_the_closed_hour(tmp_path):
                              pd.Timestamp("2024-03-01 13:00:30", tz="UTC")]
 
 
+def test_collect_with_symbols_works_on_exactly_those_even_on_a_stored_store(tmp_path):
+    with FakeBinance(plain_symbols(), now_ms=NOW) as srv:
+        assert cli(srv, "backfill", "--store", str(tmp_path), "--symbols", "BTCUSDT,ETHUSDT", "--hours", "50") == 0
+    before = Store(tmp_path).klines("ETHUSDT", "spot")
+    with FakeBinance(plain_symbols(), now_ms=NOW + HOUR_MS) as srv:
+        assert cli(srv, "collect", "--store", str(tmp_path), "--once", "--symbols", "BTCUSDT,SHIBUSDT",
+                   "--hours", "5") == 0
+    store = Store(tmp_path)
+    assert store.symbols("spot") == ["BTCUSDT", "ETHUSDT", "SHIBUSDT"]
+    assert store.klines("BTCUSDT", "spot").index[-1] == pd.Timestamp("2024-03-01 12:00", tz="UTC")
+    assert len(store.klines("SHIBUSDT", "spot")) == 5  # new to the store: --hours of history
+    pd.testing.assert_frame_equal(store.klines("ETHUSDT", "spot"), before)  # not asked for: untouched
+    with FakeBinance(plain_symbols(), now_ms=NOW + HOUR_MS) as srv:  # unknown: refused, nothing written
+        assert cli(srv, "collect", "--store", str(tmp_path), "--once", "--symbols", "NOPEUSDT") == 2
+    assert Store(tmp_path).symbols("spot") == ["BTCUSDT", "ETHUSDT", "SHIBUSDT"]
+
+
 def test_info_on_store_and_sample(server, tmp_path, capsys):
     assert cli(server, "backfill", "--store", str(tmp_path), "--market", "perp", "--hours", "30") == 0
     capsys.readouterr()
