@@ -111,9 +111,10 @@ def atomic_dir(path: str | os.PathLike, error: type[Exception] = StoreError) -> 
     never a mix. Files already open or memory-mapped from the old folder stay
     valid (POSIX keeps their data until closed). On an exception the temporary
     folder is deleted and ``path`` is left as it was; ``OSError`` is raised as ``error``.
+    A symbolic link at ``path`` stays a link: the folder it leads to is replaced (beside it).
     """
-    path = Path(path)
     try:
+        path = resolve_link(path)
         tmp = Path(tempfile.mkdtemp(prefix=temp_name_prefix(path), suffix=TMP_SUFFIX, dir=path.parent))
     except OSError as exc:
         raise error(f"cannot write {path}: {exc.strerror or exc}") from exc

@@ -64,6 +64,20 @@ def test_atomic_dir_replaces_a_folder_whole_or_not_at_all(tmp_path):
             pass
 
 
+def test_atomic_dir_through_a_symbolic_link_replaces_the_folder_it_leads_to(tmp_path):
+    (tmp_path / "disk").mkdir()
+    real = tmp_path / "disk" / "export"
+    real.mkdir()
+    (real / "old.txt").write_text("old")
+    link = tmp_path / "export"
+    link.symlink_to(real)
+    with atomic_dir(link) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert [p.name for p in real.iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in (tmp_path / "disk").iterdir()) == ["export"]  # nothing left beside it
+
+
 def test_a_symbolic_link_is_written_through_and_stays_a_link(tmp_path):
     """Issue 21 item 6: the rename replaced the link by a plain file; readers of its target saw nothing."""
     (tmp_path / "real").mkdir()
