@@ -350,9 +350,9 @@ class CryptoGraphEnv(gym.Env):
         if z.shape != self._action_shape:
             raise ValueError(f"action must have shape {self._action_shape} (cash + {len(self.symbols)} "
                              f"pair scores), got {z.shape}")
-        with np.errstate(over="ignore"):  # one dot: the common case is cheap; huge finite scores overflow it
-            bad = () if z.dot(z) < np.inf else np.flatnonzero(~np.isfinite(z))
-        if len(bad):
+        finite = np.isfinite(z)
+        if not np.logical_and.reduce(finite):  # finite.all() without its Python wrapper (the hot path)
+            bad = np.flatnonzero(~finite)
             raise ValueError(f"action has NaN/inf scores at positions {bad.tolist()}: {z[bad].tolist()}")
         return portfolio.scores_to_weights(z, scale=self._scale, offsets=self._offsets[self._t])
 
