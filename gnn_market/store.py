@@ -315,8 +315,9 @@ class Store:
                 return _empty_frame(spec)
             return slice_times(self._read_months(spec, symbol, market, months, stored), start, end)
 
-        with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(symbols)))) as pool:
-            return dict(zip(symbols, pool.map(load, symbols)))
+        unique = list(dict.fromkeys(symbols))  # a repeated symbol is read (and its cache checked) once
+        with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(unique)))) as pool:
+            return dict(zip(unique, pool.map(load, unique)))
 
     def stored_range(self, symbol: str, market: str | None = "spot",
                      kind: str = "klines") -> tuple[pd.Timestamp, pd.Timestamp] | None:
